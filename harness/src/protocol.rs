@@ -1,0 +1,34 @@
+//! What the host and the guest agent say to each other over the virtio-serial port.
+//!
+//! One JSON object per line in both directions. The host sends a [`Request`]; the agent answers
+//! with any number of [`Reply::Event`] lines and ends with exactly one [`Reply::Done`] or
+//! [`Reply::Failed`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Event, TargetInfo};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum Request {
+    /// Describe the target.
+    Env,
+    /// Run one scenario (its YAML source, re-validated in the guest) under one variant.
+    Run {
+        file: String,
+        source: String,
+        variant: Option<String>,
+    },
+    /// Power the guest off.
+    Shutdown,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Reply {
+    Event(Event),
+    Env(TargetInfo),
+    Done,
+    /// The request could not be carried out at all (not a scenario failure).
+    Failed { message: String },
+}
