@@ -6,4 +6,5 @@ pub mod context;
 pub mod event;
 pub mod evidence;
 pub mod protocol;
+pub mod scenario;
 pub mod verdict;
