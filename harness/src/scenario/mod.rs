@@ -6,6 +6,7 @@ mod validate;
 
 pub use load::{discover, load_file, load_str, Diagnostic, LoadedScenario};
 pub use model::*;
+pub use validate::default_target;
 
 /// The JSON Schema of the scenario language, for editors.
 pub fn json_schema() -> serde_json::Value {
