@@ -5,6 +5,7 @@
 pub mod context;
 pub mod event;
 pub mod evidence;
+pub mod expect;
 pub mod plan;
 pub mod protocol;
 pub mod scenario;

@@ -135,7 +135,12 @@ impl Plan {
             readonly: a.readonly,
             seclabel: a.seclabel.clone(),
         };
-        disk_xml(&disk, &self.images[&a.image.value].path, &a.target.value, "")
+        disk_xml(
+            &disk,
+            &self.images[&a.image.value].path,
+            &a.target.value,
+            "",
+        )
     }
 
     /// The `<disk>` element that identifies a disk to detach: libvirt matches on the target.

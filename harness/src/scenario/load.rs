@@ -149,9 +149,7 @@ fn walk(p: &Path, out: &mut Vec<PathBuf>) -> Result<(), Diagnostic> {
     if meta.is_dir() {
         for entry in std::fs::read_dir(p).map_err(err)? {
             let path = entry.map_err(err)?.path();
-            let is_yaml = path
-                .extension()
-                .is_some_and(|e| e == "yaml" || e == "yml");
+            let is_yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
             if path.is_dir() || is_yaml {
                 walk(&path, out)?;
             }

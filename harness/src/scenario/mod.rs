@@ -26,7 +26,10 @@ mod tests {
     #[test]
     fn every_shipped_scenario_loads() {
         let files = discover(&[repo().join("scenarios")]).unwrap();
-        assert!(files.len() >= 4, "expected the seed scenarios, found {files:?}");
+        assert!(
+            files.len() >= 4,
+            "expected the seed scenarios, found {files:?}"
+        );
         for f in files {
             if let Err(errs) = load_file(&f) {
                 let all: Vec<_> = errs.iter().map(|e| e.to_string()).collect();
@@ -41,7 +44,11 @@ mod tests {
     fn broken_scenarios_are_rejected_where_they_are_broken() {
         let dir = repo().join("harness/tests/data/broken");
         let files = discover(&[dir]).unwrap();
-        assert!(files.len() >= 10, "found only {} broken scenarios", files.len());
+        assert!(
+            files.len() >= 10,
+            "found only {} broken scenarios",
+            files.len()
+        );
         for f in files {
             let source = std::fs::read_to_string(&f).unwrap();
             let wanted: Vec<(usize, usize, String)> = source
@@ -60,12 +67,7 @@ mod tests {
                 Err(e) => e,
             };
             let got: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
-            assert_eq!(
-                errs.len(),
-                wanted.len(),
-                "{}: got {got:#?}",
-                f.display()
-            );
+            assert_eq!(errs.len(), wanted.len(), "{}: got {got:#?}", f.display());
             for ((line, col, text), e) in wanted.iter().zip(&errs) {
                 assert_eq!(e.file, f);
                 assert_eq!(

@@ -112,8 +112,7 @@ impl FromStr for Name {
     fn from_str(s: &str) -> Result<Self, String> {
         let ok = s.len() <= 40
             && s.starts_with(|c: char| c.is_ascii_alphabetic())
-            && s
-                .chars()
+            && s.chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
             && !s.contains("..");
         if ok {
@@ -199,9 +198,14 @@ impl<'de> Deserialize<'de> for Size {
         let n: u64 = digits.parse().map_err(|_| {
             serde::de::Error::custom(format!("invalid size {s:?}: write e.g. 16M, 1G or 4096"))
         })?;
-        let bytes = n.checked_mul(mult).filter(|b| *b <= 4 << 30).ok_or_else(|| {
-            serde::de::Error::custom(format!("size {s:?} is over the 4G a scenario image may have"))
-        })?;
+        let bytes = n
+            .checked_mul(mult)
+            .filter(|b| *b <= 4 << 30)
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "size {s:?} is over the 4G a scenario image may have"
+                ))
+            })?;
         Ok(Size(bytes))
     }
 }
@@ -352,7 +356,10 @@ impl<'de> Deserialize<'de> for Targets {
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Targets, E> {
                 Ok(Targets(vec![At::new(v.parse().map_err(E::custom)?)]))
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Targets, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Targets, A::Error> {
                 let mut v = Vec::new();
                 while let Some(n) = seq.next_element()? {
                     v.push(n);
@@ -508,7 +515,11 @@ impl<'de> Deserialize<'de> for Step {
         impl<'de> serde::de::Visitor<'de> for StepVisitor {
             type Value = Step;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                write!(f, "a step: a mapping with one action ({})", ACTIONS.join(", "))
+                write!(
+                    f,
+                    "a step: a mapping with one action ({})",
+                    ACTIONS.join(", ")
+                )
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Step, A::Error> {
                 use serde::de::Error;
@@ -553,9 +564,17 @@ impl<'de> Deserialize<'de> for Step {
                     }
                 }
                 let (action, line, column) = action.ok_or_else(|| {
-                    Error::custom(format!("this step has no action: add one of {}", ACTIONS.join(", ")))
+                    Error::custom(format!(
+                        "this step has no action: add one of {}",
+                        ACTIONS.join(", ")
+                    ))
                 })?;
-                Ok(Step { action, line, column, options: o })
+                Ok(Step {
+                    action,
+                    line,
+                    column,
+                    options: o,
+                })
             }
         }
         d.deserialize_map(StepVisitor)
@@ -676,7 +695,9 @@ impl fmt::Display for CaptureRef {
 impl FromStr for CaptureRef {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let body = s.strip_prefix('$').ok_or("a capture reference starts with $")?;
+        let body = s
+            .strip_prefix('$')
+            .ok_or("a capture reference starts with $")?;
         let (name, field) = match body.split_once('.') {
             Some((n, f)) => (n, Some(f)),
             None => (body, None),

@@ -187,7 +187,10 @@ impl Checker<'_> {
                 self.domain(&a.domain);
                 self.image(&a.image);
                 if !is_disk_target(&a.target.value) {
-                    let m = format!("disk target `{}` should look like vda, vdb ...", a.target.value);
+                    let m = format!(
+                        "disk target `{}` should look like vda, vdb ...",
+                        a.target.value
+                    );
                     self.problem(&a.target, m);
                 }
             }
@@ -227,7 +230,10 @@ impl Checker<'_> {
         for (f, t) in &e.timeline {
             self.image(f);
             if !o.watch.iter().any(|w| w.value == f.value) {
-                let m = format!("a timeline of `{}` needs `watch: [{}]` in this step", f.value, f.value);
+                let m = format!(
+                    "a timeline of `{}` needs `watch: [{}]` in this step",
+                    f.value, f.value
+                );
                 self.problem(f, m);
             }
             self.capture_ref(&t.never_level);
