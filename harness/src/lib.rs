@@ -8,5 +8,6 @@ pub mod evidence;
 pub mod expect;
 pub mod plan;
 pub mod protocol;
+pub mod report;
 pub mod scenario;
 pub mod verdict;
