@@ -2,8 +2,13 @@
 //!
 //! Data flows one way: scenario -> plan -> executor on a target -> evidence -> verdict -> report.
 
+pub mod cleanup;
 pub mod context;
 pub mod event;
 pub mod evidence;
+pub mod hostconfig;
+pub mod libvirt;
+pub mod probe;
 pub mod protocol;
+pub mod selinux_ops;
 pub mod verdict;
