@@ -26,7 +26,9 @@ pub enum ParseError {
     Category(String),
     #[error("category c{0} is above c{max}", max = MAX_CATEGORY)]
     CategoryRange(u32),
-    #[error("categories must be in ascending order without repeats: {0:?} (the canonical form is {1})")]
+    #[error(
+        "categories must be in ascending order without repeats: {0:?} (the canonical form is {1})"
+    )]
     NotCanonical(String, String),
     #[error("a category range c{0}.c{1} must go upwards")]
     BackwardsRange(u16, u16),
