@@ -2,6 +2,7 @@
 //!
 //! Data flows one way: scenario -> plan -> executor on a target -> evidence -> verdict -> report.
 
+pub mod audit;
 pub mod cleanup;
 pub mod context;
 pub mod event;
