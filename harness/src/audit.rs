@@ -223,7 +223,7 @@ fn value_list(v: &Value) -> Vec<String> {
 fn fields(ty: &str, body: &linux_audit_parser::Body) -> Option<Vec<(String, Value<'static>)>> {
     let own = |k: &Key, v: &Value| (k.to_string(), to_owned_value(v));
     if ty == "USER_AVC" {
-        let (_, msg) = body.into_iter().find(|(k, _)| *k == "msg")?;
+        let (_, msg) = body.into_iter().find(|(k, _)| *k == *"msg")?;
         match msg {
             Value::Map(m) => Some(m.iter().map(|(k, v)| own(k, v)).collect()),
             _ => None,
