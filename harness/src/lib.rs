@@ -15,4 +15,5 @@ pub mod probe;
 pub mod protocol;
 pub mod scenario;
 pub mod selinux_ops;
+pub mod timeline;
 pub mod verdict;
