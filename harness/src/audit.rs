@@ -6,9 +6,15 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
+use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
 use linux_audit_parser::{Key, Value};
 use regex::Regex;
@@ -144,6 +150,82 @@ impl AuditLog {
         let mut buf = Vec::with_capacity((size - offset) as usize);
         self.file.read_to_end(&mut buf).map_err(self.io("read"))?;
         Ok(String::from_utf8_lossy(&buf).into_owned())
+    }
+}
+
+impl AuditLog {
+    /// Wait until auditd has written everything the kernel queued before now: send a marker
+    /// record through the kernel (`auditctl -m`, same FIFO queue as AVCs) and wait for it to
+    /// appear after `offset`. Returns false if it did not appear within `timeout` (then the
+    /// records read may be incomplete). Waits on inotify, not by polling the file.
+    pub fn settle(&mut self, offset: u64, marker: &str, timeout: Duration) -> Result<bool> {
+        let marker_ok = !marker.is_empty()
+            && marker
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b':');
+        if !marker_ok {
+            return Err(AuditError::Io {
+                what: "marker text (letters, digits, - _ : only) for",
+                path: self.path.clone(),
+                source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
+            });
+        }
+        // Watch before sending, so the write of the marker cannot slip past unnoticed.
+        let inotify = self.watch_modify()?;
+        let out = Command::new("auditctl")
+            .args(["-m", marker])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(self.io("auditctl -m for"))?;
+        if !out.status.success() {
+            return Err(AuditError::Io {
+                what: "auditctl -m (marker) for",
+                path: self.path.clone(),
+                source: std::io::Error::other(
+                    String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                ),
+            });
+        }
+        self.wait_for_text(&inotify, offset, marker, timeout)
+    }
+
+    fn watch_modify(&self) -> Result<Inotify> {
+        let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
+            .map_err(|e| self.io("inotify on")(e.into()))?;
+        inotify
+            .add_watch(self.path.as_path(), AddWatchFlags::IN_MODIFY)
+            .map_err(|e| self.io("inotify watch on")(e.into()))?;
+        Ok(inotify)
+    }
+
+    /// Wait until `text` appears in the log after `offset`; false on timeout or rotation.
+    fn wait_for_text(
+        &mut self,
+        inotify: &Inotify,
+        offset: u64,
+        text: &str,
+        timeout: Duration,
+    ) -> Result<bool> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.rotated()? {
+                return Ok(false);
+            }
+            if self.read_from(offset)?.contains(text) {
+                return Ok(true);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(false);
+            }
+            let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+            let mut fds = [PollFd::new(inotify.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::from(ms)) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(self.io("poll on")(e.into())),
+            }
+            let _ = inotify.read_events();
+        }
     }
 }
 

@@ -265,3 +265,50 @@ fn rotation_between_steps_is_followed() {
     append(&path, &[VM1_GETATTR]);
     assert_eq!(log.records_since(start).unwrap().len(), 1);
 }
+
+#[test]
+fn waits_for_text_written_later_and_times_out_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    std::fs::write(&path, format!("{MCS_READ}\n")).unwrap();
+    let mut log = AuditLog::open(&path).unwrap();
+    let start = log.offset().unwrap();
+    let inotify = log.watch_modify().unwrap();
+    let p = path.clone();
+    let writer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        append(&p, &[VM1_GETATTR]);
+        std::thread::sleep(Duration::from_millis(50));
+        append(&p, &["type=USER msg=audit(1.2:3): pid=1 uid=0 auid=0 ses=1 msg='harness-step-3 exe=\"/usr/sbin/auditctl\"'"]);
+    });
+    let t = Instant::now();
+    assert!(log
+        .wait_for_text(&inotify, start, "harness-step-3", Duration::from_secs(10))
+        .unwrap());
+    assert!(t.elapsed() < Duration::from_secs(5));
+    writer.join().unwrap();
+    assert_eq!(log.records_since(start).unwrap().len(), 1);
+    // A marker that never comes: false after the timeout, not an endless wait.
+    let t = Instant::now();
+    assert!(!log
+        .wait_for_text(
+            &inotify,
+            start,
+            "harness-step-4",
+            Duration::from_millis(100)
+        )
+        .unwrap());
+    assert!(t.elapsed() >= Duration::from_millis(100));
+}
+
+#[test]
+fn settle_rejects_marker_text_that_is_not_a_plain_word() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    std::fs::write(&path, "").unwrap();
+    let mut log = AuditLog::open(&path).unwrap();
+    let err = log
+        .settle(0, "a b'; x", Duration::from_millis(1))
+        .unwrap_err();
+    assert!(err.to_string().contains("marker text"), "{err}");
+}
