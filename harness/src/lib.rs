@@ -2,12 +2,19 @@
 //!
 //! Data flows one way: scenario -> plan -> executor on a target -> evidence -> verdict -> report.
 
+pub mod audit;
+pub mod cleanup;
 pub mod context;
 pub mod event;
 pub mod evidence;
 pub mod expect;
+pub mod hostconfig;
+pub mod libvirt;
 pub mod plan;
+pub mod probe;
 pub mod protocol;
 pub mod report;
 pub mod scenario;
+pub mod selinux_ops;
+pub mod timeline;
 pub mod verdict;
