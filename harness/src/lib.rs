@@ -7,6 +7,7 @@ pub mod cleanup;
 pub mod context;
 pub mod event;
 pub mod evidence;
+pub mod executor;
 pub mod expect;
 pub mod hostconfig;
 pub mod libvirt;

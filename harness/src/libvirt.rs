@@ -158,6 +158,11 @@ impl Libvirt {
         lv(self.domain(name)?.destroy())
     }
 
+    /// Hard reset: the firmware restarts and reads its disks again.
+    pub fn reset(&self, name: &str) -> Result<()> {
+        lv(self.domain(name)?.reset())
+    }
+
     pub fn undefine(&self, name: &str) -> Result<()> {
         lv(self.domain(name)?.undefine())
     }
