@@ -1,1 +1,27 @@
-fn main() {}
+use clap::{Parser, Subcommand};
+
+use selinux_harness::cli_vm;
+use selinux_harness::interrupt::Interrupt;
+
+#[derive(Debug, Parser)]
+#[command(name = "selinux-harness", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Guest images for the VM target.
+    Image {
+        #[command(subcommand)]
+        command: cli_vm::ImageCommand,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let interrupt = Interrupt::on_signals()?;
+    match Cli::parse().command {
+        Command::Image { command } => cli_vm::run_image(command, &interrupt),
+    }
+}
