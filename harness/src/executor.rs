@@ -88,7 +88,10 @@ pub fn execute(
         Err(e) => Err(e.to_string()),
     };
     let notes = cleanup.run();
-    let failed_cleanup: Vec<&String> = notes.iter().filter(|n| !n.starts_with("cleanup: ")).collect();
+    let failed_cleanup: Vec<&String> = notes
+        .iter()
+        .filter(|n| !n.starts_with("cleanup: "))
+        .collect();
     for n in &notes {
         sink.emit(Event::Note { message: n.clone() });
     }
@@ -200,7 +203,9 @@ impl Run<'_> {
         let file = dir.path().join(format!("{PROBE_MODULE_NAME}.cil"));
         std::fs::write(&file, PROBE_MODULE).map_err(|e| e.to_string())?;
         hostconfig::install_module(&file, self.cleanup).map_err(|e| e.to_string())?;
-        self.note(format!("loaded policy module {PROBE_MODULE_NAME} for this run"));
+        self.note(format!(
+            "loaded policy module {PROBE_MODULE_NAME} for this run"
+        ));
         Ok(())
     }
 
@@ -215,7 +220,10 @@ impl Run<'_> {
                 .iter()
                 .map(|(k, v)| format!("{k} = {v}"))
                 .collect();
-            self.note(format!("qemu.conf: {} (libvirtd restarted)", set.join(", ")));
+            self.note(format!(
+                "qemu.conf: {} (libvirtd restarted)",
+                set.join(", ")
+            ));
         }
         for (name, value) in &self.plan.booleans {
             hostconfig::set_boolean(name, *value, self.cleanup)
@@ -337,21 +345,31 @@ impl Run<'_> {
             Action::AttachDisk(a) => {
                 let xml = plan.attach_xml(a);
                 let o = match self.lv() {
-                    Ok(lv) => lv_outcome(lv.attach_disk_live(plan.domain_name(&a.domain.value), &xml)),
+                    Ok(lv) => {
+                        lv_outcome(lv.attach_disk_live(plan.domain_name(&a.domain.value), &xml))
+                    }
                     Err(message) => Outcome::Other { message },
                 };
                 push(
-                    format!("attach_disk {} -> {} ({})", a.image.value, a.domain.value, a.target.value),
+                    format!(
+                        "attach_disk {} -> {} ({})",
+                        a.image.value, a.domain.value, a.target.value
+                    ),
                     o,
                 );
             }
             Action::DetachDisk(d) => {
                 let xml = plan.detach_xml(&d.target.value);
                 let o = match self.lv() {
-                    Ok(lv) => lv_outcome(lv.detach_disk(plan.domain_name(&d.domain.value), &xml, d.live)),
+                    Ok(lv) => {
+                        lv_outcome(lv.detach_disk(plan.domain_name(&d.domain.value), &xml, d.live))
+                    }
                     Err(message) => Outcome::Other { message },
                 };
-                push(format!("detach_disk {} from {}", d.target.value, d.domain.value), o);
+                push(
+                    format!("detach_disk {} from {}", d.target.value, d.domain.value),
+                    o,
+                );
             }
             Action::Relabel(r) => {
                 let path = plan.image_path(&r.image.value);
@@ -370,16 +388,18 @@ impl Run<'_> {
                     crate::scenario::Access::Write => probe::Access::Write,
                     crate::scenario::Access::Getattr => probe::Access::Getattr,
                 };
-                let o = match self.prober() {
-                    Ok(prober) => prober
-                        .run(&p.context, access, path)
-                        .unwrap_or_else(|e| Outcome::Other {
-                            message: e.to_string(),
+                let o =
+                    match self.prober() {
+                        Ok(prober) => prober.run(&p.context, access, path).unwrap_or_else(|e| {
+                            Outcome::Other {
+                                message: e.to_string(),
+                            }
                         }),
-                    Err(message) => Outcome::Other { message },
-                };
+                        Err(message) => Outcome::Other { message },
+                    };
                 push(
-                    format!("probe {:?} of {} as {}", p.access, p.image.value, p.context).to_lowercase(),
+                    format!("probe {:?} of {} as {}", p.access, p.image.value, p.context)
+                        .to_lowercase(),
                     o,
                 );
             }
@@ -396,14 +416,22 @@ impl Run<'_> {
         tally: &mut Tally,
     ) -> Result<(), String> {
         let o = &step.options;
-        let title = o.title.clone().unwrap_or_else(|| self.plan.virsh(&step.action).join("; "));
+        let title = o
+            .title
+            .clone()
+            .unwrap_or_else(|| self.plan.virsh(&step.action).join("; "));
         self.sink.emit(Event::StepStarted { step: index, title });
         let started = Instant::now();
         let offset = audit.offset().map_err(|e| format!("audit log: {e}"))?;
         let watched: Vec<(String, PathBuf)> = o
             .watch
             .iter()
-            .map(|w| (w.value.to_string(), self.plan.image_path(&w.value).to_path_buf()))
+            .map(|w| {
+                (
+                    w.value.to_string(),
+                    self.plan.image_path(&w.value).to_path_buf(),
+                )
+            })
             .collect();
         let timeline = if watched.is_empty() {
             None
@@ -459,7 +487,9 @@ impl Run<'_> {
             let checks = check_step(&o.expect, is_probe, &all, &self.captures, ignore);
             // An expected denial may still be on its way to the log: wait for it, briefly.
             let waiting = o.expect.avc.is_some()
-                && checks.iter().any(|c| !c.passed && c.expectation == "denial logged");
+                && checks
+                    .iter()
+                    .any(|c| !c.passed && c.expectation == "denial logged");
             if !waiting || Instant::now() >= deadline {
                 break (avcs, checks);
             }
@@ -467,13 +497,17 @@ impl Run<'_> {
         };
         if let Evidence::Avcs { records, .. } = &avcs {
             if records.iter().any(|r| r.permissive) {
-                tally.inconclusive =
-                    Some(format!("step {index} logged permissive=1 records: the domain is permissive"));
+                tally.inconclusive = Some(format!(
+                    "step {index} logged permissive=1 records: the domain is permissive"
+                ));
             }
         }
         evidence.push(avcs);
         for e in evidence {
-            self.sink.emit(Event::Evidence { step: index, evidence: e });
+            self.sink.emit(Event::Evidence {
+                step: index,
+                evidence: e,
+            });
         }
         let mut checks = checks;
         let bug = applicable_known_bug(&o.known_bug, self.variant, self.target);
@@ -482,7 +516,10 @@ impl Run<'_> {
         }
         tally.add_step(&checks, bug);
         for c in checks {
-            self.sink.emit(Event::ExpectationChecked { step: index, check: c });
+            self.sink.emit(Event::ExpectationChecked {
+                step: index,
+                check: c,
+            });
         }
         self.sink.emit(Event::StepFinished {
             step: index,
@@ -494,7 +531,10 @@ impl Run<'_> {
     fn live_seclabel(
         &self,
         n: &Name,
-    ) -> (Option<crate::context::Context>, Option<crate::context::Context>) {
+    ) -> (
+        Option<crate::context::Context>,
+        Option<crate::context::Context>,
+    ) {
         self.lv()
             .ok()
             .and_then(|lv| lv.live_xml(self.plan.domain_name(n)).ok())

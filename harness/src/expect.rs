@@ -42,11 +42,11 @@ fn resolve_context(v: &Valued<Context>, caps: &Captures) -> Result<Context, Unre
 
 fn resolve_level(v: &Valued<Level>, caps: &Captures) -> Result<Level, Unresolved> {
     match v {
-        Valued::Literal(l) => Ok(*l),
+        Valued::Literal(l) => Ok(l.clone()),
         Valued::Capture(r) => {
             let c = resolve_context(&Valued::Capture(r.clone()), caps)?;
             c.level()
-                .copied()
+                .cloned()
                 .ok_or_else(|| format!("{r} ({c}) has no MLS level"))
         }
     }
@@ -577,7 +577,13 @@ mod tests {
             records: vec![rec],
             filtered: 3,
         };
-        let checks = check_step(&s[0].options.expect, false, &[ev.clone()], &caps(), &[]);
+        let checks = check_step(
+            &s[0].options.expect,
+            false,
+            std::slice::from_ref(&ev),
+            &caps(),
+            &[],
+        );
         let c = checks
             .iter()
             .find(|c| c.expectation == "no such denial")

@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context as _, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
+use selinux_harness::cli_vm;
+use selinux_harness::interrupt::Interrupt;
 use selinux_harness::report::{human::Human, junit, trial_name, Record};
 use selinux_harness::scenario::{self, LoadedScenario};
 use selinux_harness::target::{self, Target, TargetKind};
@@ -56,6 +58,17 @@ enum Command {
     Schema,
     /// Run scenarios on a target and report verdicts.
     Run(RunArgs),
+    /// Build, list and remove the cached VM images.
+    Image {
+        #[command(subcommand)]
+        command: cli_vm::ImageCommand,
+    },
+    /// Inside the VM: serve the host's requests on the agent port (started by the guest's init).
+    #[command(hide = true)]
+    Agent {
+        #[arg(long)]
+        port: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -100,6 +113,12 @@ enum Format {
 }
 
 fn main() -> ExitCode {
+    // A probe runs in the context under test (svirt_t at some level): it must do nothing but
+    // its one open(), so it is dispatched before anything else is set up.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "probe") {
+        return ExitCode::from(selinux_harness::probe::probe_main(&args[2..]) as u8);
+    }
     let cli = Cli::parse();
     match dispatch(cli) {
         Ok(code) => code,
@@ -116,10 +135,22 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::List { paths } => list(&paths),
         Command::Explain { scenario, variant } => explain(&scenario, variant.as_deref()),
         Command::Schema => {
-            println!("{}", serde_json::to_string_pretty(&scenario::json_schema())?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&scenario::json_schema())?
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => run(args),
+        Command::Image { command } => {
+            let interrupt = Interrupt::on_signals()?;
+            cli_vm::run_image(command, &interrupt)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Agent { port } => {
+            selinux_harness::agent::serve(&port, &mut selinux_harness::guest::handle)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -228,7 +259,10 @@ fn explain(path: &Path, variant: Option<&str>) -> Result<ExitCode> {
     if !s.references.is_empty() {
         println!("references:\n  {}", s.references.join("\n  "));
     }
-    println!("\nsandbox: {} (RUN is chosen per run; removed afterwards)", plan.sandbox.display());
+    println!(
+        "\nsandbox: {} (RUN is chosen per run; removed afterwards)",
+        plan.sandbox.display()
+    );
     for (name, img) in &plan.images {
         let ctx = img
             .context
@@ -247,12 +281,22 @@ fn explain(path: &Path, variant: Option<&str>) -> Result<ExitCode> {
         }
     }
     for (name, d) in &plan.domains {
-        println!("\ndomain {name} -> {}:\n{}", d.libvirt_name, d.xml.trim_end());
+        println!(
+            "\ndomain {name} -> {}:\n{}",
+            d.libvirt_name,
+            d.xml.trim_end()
+        );
     }
     println!("\nsteps:");
     for (i, step) in s.steps.iter().enumerate() {
         let o = &step.options;
-        println!("  {}. {}", i + 1, o.title.clone().unwrap_or_else(|| step.action.keyword().to_string()));
+        println!(
+            "  {}. {}",
+            i + 1,
+            o.title
+                .clone()
+                .unwrap_or_else(|| step.action.keyword().to_string())
+        );
         for cmd in plan.virsh(&step.action) {
             println!("       $ {cmd}");
         }
@@ -270,14 +314,23 @@ fn explain(path: &Path, variant: Option<&str>) -> Result<ExitCode> {
         match (&e.error, &e.access) {
             (Some(err), _) => println!(
                 "       expect libvirt error {}{}",
-                err.code.as_ref().map(|c| c.value.as_str()).unwrap_or("(any code)"),
-                err.message.as_ref().map(|m| format!(" containing {m:?}")).unwrap_or_default()
+                err.code
+                    .as_ref()
+                    .map(|c| c.value.as_str())
+                    .unwrap_or("(any code)"),
+                err.message
+                    .as_ref()
+                    .map(|m| format!(" containing {m:?}"))
+                    .unwrap_or_default()
             ),
             (None, Some(a)) => println!("       expect access {a:?}"),
             (None, None) => println!("       expect success"),
         }
         for (d, _) in &e.process {
-            println!("       expect the label of {}'s QEMU process to match", d.value);
+            println!(
+                "       expect the label of {}'s QEMU process to match",
+                d.value
+            );
         }
         for (f, _) in &e.file {
             println!("       expect the label of {} to match", f.value);
@@ -289,7 +342,15 @@ fn explain(path: &Path, variant: Option<&str>) -> Result<ExitCode> {
             println!("       check the AVC records logged during the step");
         }
         for kb in &o.known_bug {
-            println!("       known bug {} where {:?}", kb.reference, kb.when.variant.iter().map(|v| v.value.to_string()).collect::<Vec<_>>());
+            println!(
+                "       known bug {} where {:?}",
+                kb.reference,
+                kb.when
+                    .variant
+                    .iter()
+                    .map(|v| v.value.to_string())
+                    .collect::<Vec<_>>()
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -354,7 +415,11 @@ fn run(args: RunArgs) -> Result<ExitCode> {
                 };
                 let name = trial_name(l.scenario.name.value.as_str(), variant.as_deref());
                 eprintln!("{}", human.verdict_line(&name, &v, 0));
-                record.conclude(l.scenario.name.value.as_str(), variant.as_deref(), v.clone());
+                record.conclude(
+                    l.scenario.name.value.as_str(),
+                    variant.as_deref(),
+                    v.clone(),
+                );
                 v
             }
         };

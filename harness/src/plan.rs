@@ -210,7 +210,10 @@ impl Plan {
     }
 }
 
-fn merge(settings: &[&HostSettings]) -> (Vec<(String, String)>, Vec<(String, bool)>) {
+type Settings = (Vec<(String, String)>, Vec<(String, bool)>);
+
+/// Later settings win: the variant's over the scenario's `host`.
+fn merge(settings: &[&HostSettings]) -> Settings {
     let mut q: BTreeMap<String, String> = BTreeMap::new();
     let mut b: BTreeMap<String, bool> = BTreeMap::new();
     for s in settings {

@@ -28,7 +28,12 @@ fn start_target() -> Result<Box<dyn Target + Send>, String> {
         Some("vm") => TargetKind::Vm,
         Some("local") => TargetKind::Local,
         Some("auto") | None => TargetKind::Auto,
-        Some(other) => return Err(format!("{}={other}: use auto, vm or local", target::TARGET_ENV)),
+        Some(other) => {
+            return Err(format!(
+                "{}={other}: use auto, vm or local",
+                target::TARGET_ENV
+            ))
+        }
     };
     let allow_local = std::env::var(target::LOCAL_OPT_IN_ENV).is_ok_and(|v| v == "1");
     let (kind, why) = target::resolve(kind, allow_local);
@@ -63,7 +68,10 @@ fn trial(
     record: Arc<Mutex<Record>>,
 ) -> Trial {
     let s = &l.scenario;
-    let rel = l.path.strip_prefix(repo().join("scenarios")).unwrap_or(&l.path);
+    let rel = l
+        .path
+        .strip_prefix(repo().join("scenarios"))
+        .unwrap_or(&l.path);
     let dir = rel
         .parent()
         .map(|p| p.to_string_lossy().replace('/', "::"))
@@ -77,7 +85,9 @@ fn trial(
     }
     let kind = s.tags.first().cloned().unwrap_or_else(|| "scenario".into());
     Trial::ignorable_test(name, move || {
-        let mut guard = shared.lock().map_err(|_| Failed::from("target lock poisoned"))?;
+        let mut guard = shared
+            .lock()
+            .map_err(|_| Failed::from("target lock poisoned"))?;
         if guard.is_none() {
             *guard = Some(start_target());
         }
@@ -107,11 +117,17 @@ fn trial(
         }
         let text = String::from_utf8_lossy(&text).into_owned();
         match &verdict {
-            Verdict::Skipped { reason } => Ok(Completion::ignored_with(format!("skipped: {reason}"))),
+            Verdict::Skipped { reason } => {
+                Ok(Completion::ignored_with(format!("skipped: {reason}")))
+            }
             v if v.is_success() => {
                 // Known bugs pass, but say so in the output.
                 if let Verdict::KnownBug { references } = v {
-                    eprintln!("{}: known bug reproduced ({})", s.name.value, references.join(", "));
+                    eprintln!(
+                        "{}: known bug reproduced ({})",
+                        s.name.value,
+                        references.join(", ")
+                    );
                 }
                 Ok(Completion::Completed)
             }

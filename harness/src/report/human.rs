@@ -167,7 +167,10 @@ pub fn describe_evidence(e: &Evidence) -> Vec<String> {
         )],
         Evidence::FileContext { file, context, .. } => vec![format!(
             "{file}: {}",
-            context.as_ref().map(|c| c.to_string()).unwrap_or("no label".into())
+            context
+                .as_ref()
+                .map(|c| c.to_string())
+                .unwrap_or("no label".into())
         )],
         Evidence::ProcessLabel {
             domain,
@@ -181,10 +184,16 @@ pub fn describe_evidence(e: &Evidence) -> Vec<String> {
         } => vec![format!(
             "{domain} live seclabel: label {} imagelabel {}",
             label.as_ref().map(|c| c.to_string()).unwrap_or("-".into()),
-            imagelabel.as_ref().map(|c| c.to_string()).unwrap_or("-".into())
+            imagelabel
+                .as_ref()
+                .map(|c| c.to_string())
+                .unwrap_or("-".into())
         )],
         Evidence::Avcs { records, filtered } => {
-            let mut v = vec![format!("{} AVC record(s), {filtered} filtered as noise", records.len())];
+            let mut v = vec![format!(
+                "{} AVC record(s), {filtered} filtered as noise",
+                records.len()
+            )];
             v.extend(records.iter().map(avc_line));
             v
         }
@@ -195,10 +204,10 @@ pub fn describe_evidence(e: &Evidence) -> Vec<String> {
                 .map(|c| format!(
                     "+{:.3}s {}",
                     c.at_us as f64 / 1e6,
-                    c.context.as_ref().map(|c| c.to_string()).unwrap_or_else(|| c
-                        .error
-                        .clone()
-                        .unwrap_or("no label".into()))
+                    c.context
+                        .as_ref()
+                        .map(|c| c.to_string())
+                        .unwrap_or_else(|| c.error.clone().unwrap_or("no label".into()))
                 ))
                 .collect::<Vec<_>>()
                 .join(" -> ")
@@ -224,7 +233,7 @@ pub fn differing_fields(expected: &str, observed: &str) -> Option<String> {
             c.user.clone(),
             c.role.clone(),
             c.kind.clone(),
-            c.range.map(|r| r.to_string()).unwrap_or_default(),
+            c.range.as_ref().map(|r| r.to_string()).unwrap_or_default(),
         ]
     };
     let (ef, of) = (fields(&e), fields(&o));

@@ -3,8 +3,8 @@
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
 use super::{Record, ScenarioRecord};
-use crate::expect::avc_line;
 use crate::evidence::Evidence;
+use crate::expect::avc_line;
 use crate::verdict::Verdict;
 
 fn details(s: &ScenarioRecord) -> String {

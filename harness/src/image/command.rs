@@ -1,0 +1,175 @@
+//! Running host tools with their output in a log file, interruptibly.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::interrupt::Interrupt;
+
+#[derive(Debug)]
+pub(crate) enum RunError {
+    Spawn(io::Error),
+    Failed(ExitStatus),
+    Interrupted,
+}
+
+/// The command line as a human would type it (for error messages and the log).
+pub(crate) fn display(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| {
+            let s = a.to_string_lossy();
+            if !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+            {
+                s.into_owned()
+            } else {
+                format!("'{}'", s.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Runs `cmd` with stdout and stderr appended to `log`; stops it when `interrupt` is set.
+pub(crate) fn run_logged(
+    cmd: &mut Command,
+    log: &Path,
+    interrupt: &Interrupt,
+) -> Result<(), RunError> {
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(RunError::Spawn)?;
+    let _ = writeln!(file, "\n$ {}", display(cmd));
+    let err = file.try_clone().map_err(RunError::Spawn)?;
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(file)
+        .stderr(err)
+        .spawn()
+        .map_err(RunError::Spawn)?;
+    wait_interruptibly(child, interrupt)
+}
+
+/// Runs `cmd` and returns its stdout; stderr goes to `log`.
+pub(crate) fn run_capture(
+    cmd: &mut Command,
+    log: &Path,
+    interrupt: &Interrupt,
+) -> Result<String, RunError> {
+    let out_file = tempfile::tempfile().map_err(RunError::Spawn)?;
+    let mut reader = out_file.try_clone().map_err(RunError::Spawn)?;
+    let mut logf = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(RunError::Spawn)?;
+    let _ = writeln!(logf, "\n$ {}", display(cmd));
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(out_file)
+        .stderr(logf)
+        .spawn()
+        .map_err(RunError::Spawn)?;
+    wait_interruptibly(child, interrupt)?;
+    let mut out = String::new();
+    reader.seek(SeekFrom::Start(0)).map_err(RunError::Spawn)?;
+    reader.read_to_string(&mut out).map_err(RunError::Spawn)?;
+    Ok(out)
+}
+
+fn wait_interruptibly(mut child: Child, interrupt: &Interrupt) -> Result<(), RunError> {
+    loop {
+        if let Some(status) = child.try_wait().map_err(RunError::Spawn)? {
+            return if status.success() {
+                Ok(())
+            } else {
+                Err(RunError::Failed(status))
+            };
+        }
+        if interrupt.is_set() {
+            stop(&mut child);
+            return Err(RunError::Interrupted);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// SIGTERM, a grace period for the tool's own cleanup (mmdebstrap unmounts), then SIGKILL.
+fn stop(child: &mut Child) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The last `n` lines of a text file (lossy), for error messages.
+pub(crate) fn tail_lines(path: &Path, n: usize) -> String {
+    const WINDOW: u64 = 64 * 1024;
+    let Ok(mut f) = File::open(path) else {
+        return format!("({} is missing)", path.display());
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(WINDOW)));
+    let mut buf = Vec::new();
+    let _ = f.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_quotes_only_when_needed() {
+        let mut c = Command::new("chroot");
+        c.args(["/x y", "setfiles", "-c", "it's"]);
+        assert_eq!(display(&c), r"chroot '/x y' setfiles -c 'it'\''s'");
+    }
+
+    #[test]
+    fn logged_failure_and_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let mut c = Command::new("sh");
+        c.args(["-c", "for i in 1 2 3 4; do echo line$i; done; exit 3"]);
+        match run_logged(&mut c, &log, &Interrupt::new()) {
+            Err(RunError::Failed(s)) => assert_eq!(s.code(), Some(3)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(tail_lines(&log, 2), "line3\nline4");
+    }
+
+    #[test]
+    fn interrupt_stops_a_running_tool() {
+        let dir = tempfile::tempdir().unwrap();
+        let flag = Interrupt::new();
+        flag.trigger();
+        let t = Instant::now();
+        let r = run_logged(
+            Command::new("sleep").arg("30"),
+            &dir.path().join("log"),
+            &flag,
+        );
+        assert!(matches!(r, Err(RunError::Interrupted)));
+        assert!(t.elapsed() < Duration::from_secs(5));
+    }
+}
