@@ -12,3 +12,4 @@ pub mod image;
 pub mod interrupt;
 pub mod protocol;
 pub mod verdict;
+pub mod vm;

@@ -17,11 +17,18 @@ enum Command {
         #[command(subcommand)]
         command: cli_vm::ImageCommand,
     },
+    /// Describe a target (kernel, SELinux mode, policy, libvirt/QEMU, how the VM started).
+    Env(cli_vm::EnvArgs),
+    /// Serve the host over a virtio-serial port (runs inside the guest).
+    #[command(hide = true)]
+    Agent(cli_vm::AgentArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let interrupt = Interrupt::on_signals()?;
     match Cli::parse().command {
         Command::Image { command } => cli_vm::run_image(command, &interrupt),
+        Command::Env(args) => cli_vm::run_env(&args, &interrupt),
+        Command::Agent(args) => cli_vm::run_agent(&args),
     }
 }
