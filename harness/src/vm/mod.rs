@@ -301,6 +301,11 @@ impl Vm {
         &self.info
     }
 
+    /// The run's temp dir (overlay, sockets, console log); it is removed when the VM is dropped.
+    pub fn run_dir(&self) -> &Path {
+        self.guest._dir.path()
+    }
+
     /// The last lines the guest wrote to its serial console.
     pub fn console_tail(&self, lines: usize) -> String {
         tail_lines(&self.guest.console, lines)
