@@ -7,10 +7,10 @@ use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand, ValueEnum};
 
 use crate::event::TargetInfo;
-use crate::image::{self, recipe, BuildOptions, Cache, Image, Progress};
+use crate::image::{self, recipe, BuildError, BuildOptions, Cache, Image, Progress};
 use crate::interrupt::Interrupt;
 use crate::protocol::{Reply, Request};
-use crate::vm::{AccelChoice, Vm, VmOptions, WarmPolicy};
+use crate::vm::{AccelChoice, Vm, VmError, VmOptions, WarmPolicy};
 
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
@@ -95,6 +95,27 @@ pub fn run_image(cmd: ImageCommand, interrupt: &Interrupt) -> anyhow::Result<()>
         }
     }
     Ok(())
+}
+
+/// Prints an error for a human and picks the exit status: 130 when the user interrupted (the
+/// cleanup already ran), 1 otherwise. The error texts carry their own context and fix.
+pub fn report(error: &anyhow::Error) -> std::process::ExitCode {
+    let interrupted = error.chain().any(|e| {
+        matches!(e.downcast_ref::<VmError>(), Some(VmError::Interrupted))
+            || matches!(
+                e.downcast_ref::<BuildError>(),
+                Some(BuildError::Interrupted)
+            )
+    });
+    if interrupted {
+        eprintln!("selinux-harness: interrupted; child processes stopped, temporary files removed");
+        return std::process::ExitCode::from(130);
+    }
+    eprintln!("error: {error}");
+    for cause in error.chain().skip(1) {
+        eprintln!("caused by: {cause}");
+    }
+    std::process::ExitCode::FAILURE
 }
 
 fn human_size(bytes: u64) -> String {

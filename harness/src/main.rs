@@ -24,9 +24,14 @@ enum Command {
     Agent(cli_vm::AgentArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    run(cli).map_or_else(|e| cli_vm::report(&e), |()| std::process::ExitCode::SUCCESS)
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     let interrupt = Interrupt::on_signals()?;
-    match Cli::parse().command {
+    match cli.command {
         Command::Image { command } => cli_vm::run_image(command, &interrupt),
         Command::Env(args) => cli_vm::run_env(&args, &interrupt),
         Command::Agent(args) => cli_vm::run_agent(&args),

@@ -112,6 +112,9 @@ pub fn build(
         })?;
 
     let final_dir = cache.dir_for(&recipe.name, &hash);
+    for orphan in cache.sweep_orphans()? {
+        progress.note(format!("removed {orphan}, left by a build that died"));
+    }
     fs::create_dir_all(cache.root()).map_err(io_err("prepare", "cannot create", cache.root()))?;
     let tmp = TempBuildDir::create(&final_dir)?;
     let b = Builder {
