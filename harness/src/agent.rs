@@ -15,6 +15,9 @@ use crate::protocol::{Reply, Request};
 /// First word of the line the agent writes when it is ready for requests.
 pub const HELLO: &str = "selinux-harness-agent";
 
+/// What answers requests: gets each request and a callback that sends one reply.
+pub type Handler<'a> = dyn FnMut(Request, &mut dyn FnMut(Reply)) + 'a;
+
 /// How long to wait before reading again while the host is not connected.
 const DISCONNECTED_POLL: Duration = Duration::from_millis(20);
 
@@ -39,10 +42,7 @@ pub enum AgentError {
 ///
 /// Each request goes to `handler` with a callback that sends one reply line. A line that is not
 /// a request is answered with [`Reply::Failed`] and the agent keeps serving.
-pub fn serve(
-    port: &Path,
-    handler: &mut dyn FnMut(Request, &mut dyn FnMut(Reply)),
-) -> Result<(), AgentError> {
+pub fn serve(port: &Path, handler: &mut Handler<'_>) -> Result<(), AgentError> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -67,7 +67,7 @@ pub fn serve(
 pub fn serve_stream(
     reader: impl Read,
     mut writer: impl Write,
-    handler: &mut dyn FnMut(Request, &mut dyn FnMut(Reply)),
+    handler: &mut Handler<'_>,
 ) -> Result<(), (&'static str, io::Error)> {
     writeln!(
         writer,

@@ -26,3 +26,4 @@ pub mod selinux_ops;
 pub mod target;
 pub mod timeline;
 pub mod verdict;
+pub mod vm;

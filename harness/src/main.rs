@@ -63,12 +63,11 @@ enum Command {
         #[command(subcommand)]
         command: cli_vm::ImageCommand,
     },
+    /// Describe a target (kernel, SELinux mode, policy, libvirt/QEMU, how the VM started).
+    Env(cli_vm::EnvArgs),
     /// Inside the VM: serve the host's requests on the agent port (started by the guest's init).
     #[command(hide = true)]
-    Agent {
-        #[arg(long)]
-        port: PathBuf,
-    },
+    Agent(cli_vm::AgentArgs),
 }
 
 #[derive(clap::Args)]
@@ -147,8 +146,13 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             cli_vm::run_image(command, &interrupt)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Agent { port } => {
-            selinux_harness::agent::serve(&port, &mut selinux_harness::guest::handle)?;
+        Command::Env(args) => {
+            let interrupt = Interrupt::on_signals()?;
+            cli_vm::run_env(&args, &interrupt)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Agent(args) => {
+            cli_vm::run_agent(&args)?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -382,7 +386,10 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     eprintln!("target: {kind:?} ({why})");
     let mut t: Box<dyn Target> = match kind {
         TargetKind::Local => Box::new(target::local::Local::new(args.allow_local_changes)?),
-        _ => Box::new(target::vm::VmTarget::start(&Default::default())?),
+        _ => Box::new(target::vm::VmTarget::start(&target::vm::VmTargetOptions {
+            interrupt: Interrupt::on_signals()?,
+            ..Default::default()
+        })?),
     };
 
     // Human progress goes to stdout unless stdout carries a machine-readable report.

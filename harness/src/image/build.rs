@@ -40,15 +40,8 @@ pub enum BuildError {
     Cache(#[from] CacheError),
     #[error("building an image needs root (mmdebstrap root mode, chroot, security.* xattrs)\nfix: run as root")]
     NotRoot,
-    #[error("{step} failed: `{command}` {outcome}\n--- last lines of {log}:\n{tail}\nfix: {fix}")]
-    Step {
-        step: &'static str,
-        command: String,
-        outcome: String,
-        log: PathBuf,
-        tail: String,
-        fix: &'static str,
-    },
+    #[error(transparent)]
+    Step(Box<StepFailure>),
     #[error("{step}: {what} {path}: {source}")]
     Io {
         step: &'static str,
@@ -65,6 +58,18 @@ pub enum BuildError {
     },
     #[error("image build interrupted; the partial build was removed")]
     Interrupted,
+}
+
+/// A build step's tool failed; carries the command, the log and its tail, and the fix.
+#[derive(Debug, thiserror::Error)]
+#[error("{step} failed: `{command}` {outcome}\n--- last lines of {log}:\n{tail}\nfix: {fix}")]
+pub struct StepFailure {
+    pub step: &'static str,
+    pub command: String,
+    pub outcome: String,
+    pub log: PathBuf,
+    pub tail: String,
+    pub fix: &'static str,
 }
 
 /// Where the image for this recipe lives (whether or not it is built yet).
@@ -107,6 +112,9 @@ pub fn build(
         })?;
 
     let final_dir = cache.dir_for(&recipe.name, &hash);
+    for orphan in cache.sweep_orphans()? {
+        progress.note(format!("removed {orphan}, left by a build that died"));
+    }
     fs::create_dir_all(cache.root()).map_err(io_err("prepare", "cannot create", cache.root()))?;
     let tmp = TempBuildDir::create(&final_dir)?;
     let b = Builder {
@@ -309,14 +317,14 @@ impl Builder<'_> {
         outcome: String,
         fix: &'static str,
     ) -> BuildError {
-        BuildError::Step {
+        BuildError::Step(Box::new(StepFailure {
             step,
             command: display(cmd),
             outcome,
             log: self.log.clone(),
             tail: tail_lines(&self.log, 30),
             fix,
-        }
+        }))
     }
 
     fn map_run(

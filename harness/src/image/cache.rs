@@ -229,6 +229,25 @@ impl Cache {
         Ok(out)
     }
 
+    /// Removes what builds left behind when their process died (temp dirs of dead pids).
+    pub fn sweep_orphans(&self) -> Result<Vec<String>, CacheError> {
+        let mut removed = Vec::new();
+        let Ok(entries) = fs::read_dir(&self.root) else {
+            return Ok(removed);
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name
+                .rsplit_once(".tmp-")
+                .is_some_and(|(_, pid)| !pid_alive(pid))
+            {
+                remove_tree(&entry.path())?;
+                removed.push(name);
+            }
+        }
+        Ok(removed)
+    }
+
     /// Removes images whose directory name or recipe name is `selector` (all when `None`), and
     /// leftovers of builds whose process is gone. Returns the removed directory names.
     pub fn remove(&self, selector: Option<&str>) -> Result<Vec<String>, CacheError> {
@@ -346,10 +365,18 @@ pub fn remove_tree(path: &Path) -> Result<(), CacheError> {
                 .join(" "),
         });
     }
-    match fs::remove_dir_all(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io_err("cannot remove", path)(e)),
+    // A process that was just killed may still be closing files in the tree: retry briefly.
+    let mut attempt = 0;
+    loop {
+        match fs::remove_dir_all(path) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(_) if attempt < 10 => {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            Err(e) => return Err(io_err("cannot remove", path)(e)),
+        }
     }
 }
 

@@ -6,7 +6,9 @@ use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
+use std::os::unix::process::CommandExt;
+
+use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
 use crate::interrupt::Interrupt;
@@ -38,6 +40,8 @@ pub(crate) fn display(cmd: &Command) -> String {
 }
 
 /// Runs `cmd` with stdout and stderr appended to `log`; stops it when `interrupt` is set.
+/// The tool gets its own process group, so a terminal's Ctrl-C reaches only this process,
+/// which then stops the tool and everything it started.
 pub(crate) fn run_logged(
     cmd: &mut Command,
     log: &Path,
@@ -54,6 +58,7 @@ pub(crate) fn run_logged(
         .stdin(Stdio::null())
         .stdout(file)
         .stderr(err)
+        .process_group(0)
         .spawn()
         .map_err(RunError::Spawn)?;
     wait_interruptibly(child, interrupt)
@@ -77,6 +82,7 @@ pub(crate) fn run_capture(
         .stdin(Stdio::null())
         .stdout(out_file)
         .stderr(logf)
+        .process_group(0)
         .spawn()
         .map_err(RunError::Spawn)?;
     wait_interruptibly(child, interrupt)?;
@@ -103,17 +109,24 @@ fn wait_interruptibly(mut child: Child, interrupt: &Interrupt) -> Result<(), Run
     }
 }
 
-/// SIGTERM, a grace period for the tool's own cleanup (mmdebstrap unmounts), then SIGKILL.
+/// SIGTERM to the tool's whole process group (mmdebstrap runs apt and dpkg below it, which
+/// would go on writing into the rootfs), a grace period for its own cleanup (mmdebstrap
+/// unmounts), then SIGKILL to whatever is left of the group.
 fn stop(child: &mut Child) {
-    if let Ok(pid) = i32::try_from(child.id()) {
-        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    // Tools run in their own process group (spawned with process_group(0)): the group id is the pid.
+    let group = i32::try_from(child.id()).ok().map(Pid::from_raw);
+    if let Some(g) = group {
+        let _ = killpg(g, Signal::SIGTERM);
     }
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + Duration::from_secs(8);
     while Instant::now() < deadline {
         if matches!(child.try_wait(), Ok(Some(_))) {
-            return;
+            break;
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+    if let Some(g) = group {
+        let _ = killpg(g, Signal::SIGKILL);
     }
     let _ = child.kill();
     let _ = child.wait();

@@ -8,7 +8,7 @@ pub mod progress;
 pub mod recipe;
 pub mod tools;
 
-pub use build::{build, key_of, BuildError, BuildOptions, Built};
+pub use build::{build, key_of, BuildError, BuildOptions, Built, StepFailure};
 pub use cache::{Cache, CacheEntry, CacheError, Image, ImageHash, Manifest};
 pub use progress::Progress;
 pub use recipe::{Recipe, RecipeError, RecipeSource};

@@ -1,6 +1,7 @@
 //! Progress for the long steps: a spinner with the phase and the elapsed time on a terminal,
 //! plain timestamped lines otherwise (CI logs).
 
+use std::cell::RefCell;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,8 @@ pub struct Progress {
     bar: Option<ProgressBar>,
     started: Instant,
     quiet: bool,
+    /// Plain-line mode prints a phase only when it changes.
+    last_phase: RefCell<String>,
 }
 
 impl Progress {
@@ -29,6 +32,7 @@ impl Progress {
             bar,
             started: Instant::now(),
             quiet: false,
+            last_phase: RefCell::default(),
         }
     }
 
@@ -38,6 +42,7 @@ impl Progress {
             bar: None,
             started: Instant::now(),
             quiet: true,
+            last_phase: RefCell::default(),
         }
     }
 
@@ -50,7 +55,12 @@ impl Progress {
         let message = message.into();
         match &self.bar {
             Some(bar) => bar.set_message(message),
-            None => self.line(&message),
+            None => {
+                if *self.last_phase.borrow() != message {
+                    self.line(&message);
+                    *self.last_phase.borrow_mut() = message;
+                }
+            }
         }
     }
 

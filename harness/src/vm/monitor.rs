@@ -43,14 +43,26 @@ impl Monitor {
             if left.is_zero() {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
-                    format!("no monitor prompt within {timeout:?}; got {:?}", String::from_utf8_lossy(&buf)),
+                    format!(
+                        "no monitor prompt within {timeout:?}; got {:?}",
+                        String::from_utf8_lossy(&buf)
+                    ),
                 ));
             }
             self.stream.set_read_timeout(Some(left))?;
             match self.stream.read(&mut chunk) {
-                Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "monitor closed")),
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "monitor closed",
+                    ))
+                }
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -62,7 +74,10 @@ impl Monitor {
 fn clean_output(raw: &[u8]) -> String {
     let text = String::from_utf8_lossy(raw).replace('\r', "");
     let body = text.split_once('\n').map(|(_, rest)| rest).unwrap_or("");
-    body.strip_suffix("(qemu) ").unwrap_or(body).trim().to_owned()
+    body.strip_suffix("(qemu) ")
+        .unwrap_or(body)
+        .trim()
+        .to_owned()
 }
 
 #[cfg(test)]

@@ -167,7 +167,9 @@ impl QemuChild {
         // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of the
         // parent; it makes the kernel kill QEMU if this thread dies without running Drop.
         unsafe {
-            cmd.pre_exec(|| nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from));
+            cmd.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)
+            });
         }
         Ok(Self {
             child: cmd.spawn()?,
@@ -212,14 +214,29 @@ impl Drop for QemuChild {
 /// Whether KVM really runs a guest here: a stock guest aborts at the first vCPU reset on some
 /// hosts ("failed to set MSR 0x10a"), which a paused QEMU (-S) already hits. Returns why not.
 pub fn probe_kvm(qemu: &Path, machine: &str) -> Result<(), String> {
-    if let Err(e) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") {
+    if let Err(e) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
         return Err(format!("cannot open /dev/kvm: {e}"));
     }
     let stderr = tempfile::tempfile().map_err(|e| e.to_string())?;
     let mut reader = stderr.try_clone().map_err(|e| e.to_string())?;
     let mut child = Command::new(qemu)
-        .args(["-machine", machine, "-accel", "kvm", "-cpu", "host", "-m", "64"])
-        .args(["-nodefaults", "-display", "none", "-S", "-monitor", "none", "-serial", "none"])
+        .args([
+            "-machine", machine, "-accel", "kvm", "-cpu", "host", "-m", "64",
+        ])
+        .args([
+            "-nodefaults",
+            "-display",
+            "none",
+            "-S",
+            "-monitor",
+            "none",
+            "-serial",
+            "none",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(stderr)
