@@ -330,16 +330,16 @@ fn explain(path: &Path, variant: Option<&str>) -> Result<ExitCode> {
             (None, Some(a)) => println!("       expect access {a:?}"),
             (None, None) => println!("       expect success"),
         }
-        for (d, _) in &e.process {
+        for d in e.process.keys() {
             println!(
                 "       expect the label of {}'s QEMU process to match",
                 d.value
             );
         }
-        for (f, _) in &e.file {
+        for f in e.file.keys() {
             println!("       expect the label of {} to match", f.value);
         }
-        for (f, _) in &e.timeline {
+        for f in e.timeline.keys() {
             println!("       expect the label timeline of {} to match", f.value);
         }
         if e.avc.is_some() || !e.no_avc.is_empty() {

@@ -84,6 +84,7 @@ fn trial(
         name.push_str(&format!("::{v}"));
     }
     let kind = s.tags.first().cloned().unwrap_or_else(|| "scenario".into());
+    let scenario_name = s.name.value.to_string();
     Trial::ignorable_test(name, move || {
         let mut guard = shared
             .lock()
@@ -111,7 +112,7 @@ fn trial(
                 reason: e.to_string(),
             },
         };
-        local.conclude(s.name.value.as_str(), variant.as_deref(), verdict.clone());
+        local.conclude(&scenario_name, variant.as_deref(), verdict.clone());
         if let Ok(mut r) = record.lock() {
             r.scenarios.extend(local.scenarios);
         }
@@ -124,8 +125,7 @@ fn trial(
                 // Known bugs pass, but say so in the output.
                 if let Verdict::KnownBug { references } = v {
                     eprintln!(
-                        "{}: known bug reproduced ({})",
-                        s.name.value,
+                        "{scenario_name}: known bug reproduced ({})",
                         references.join(", ")
                     );
                 }
