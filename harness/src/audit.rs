@@ -512,6 +512,30 @@ impl NoiseFilter {
             target: Some("possible".into()),
             ..rule("QEMU reads /sys/devices/system/cpu/possible")
         });
+        // Seen in the Debian 12 guest: libnuma's constructor (linked into QEMU, and into the
+        // harness's own probe through libvirt) reads NUMA facts at start-up.
+        rules.push(NoiseRule {
+            scontext_type: Some("svirt_t".into()),
+            tcontext_type: Some("sysfs_t".into()),
+            tclass: Some("file".into()),
+            perms: vec!["read".into()],
+            target: Some("meminfo".into()),
+            ..rule("libnuma reads /sys/devices/system/node/*/meminfo at start-up")
+        });
+        rules.push(NoiseRule {
+            scontext_type: Some("svirt_t".into()),
+            tcontext_type: Some("sysctl_kernel_t".into()),
+            tclass: Some("dir".into()),
+            perms: vec!["search".into()],
+            ..rule("libnuma looks up kernel sysctls at start-up")
+        });
+        rules.push(NoiseRule {
+            scontext_type: Some("svirt_t".into()),
+            tcontext_type: Some("virtd_t".into()),
+            tclass: Some("dir".into()),
+            perms: vec!["search".into()],
+            ..rule("QEMU names who killed it (/proc/PID of libvirtd) when destroyed")
+        });
         rules.push(NoiseRule {
             scontext_type: Some("svirt_t".into()),
             tcontext_type: Some("sysctl_vm_t".into()),
