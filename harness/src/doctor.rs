@@ -171,7 +171,7 @@ fn scan_sandboxes(root: &Path, out: &mut Vec<Leftover>) {
             found.push(Leftover::SandboxDir { path: entry.path() });
         }
     }
-    found.sort_by(|a, b| a.describe().cmp(&b.describe()));
+    found.sort_by_key(Leftover::describe);
     out.extend(found);
 }
 
