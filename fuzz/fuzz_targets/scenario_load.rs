@@ -16,7 +16,8 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     assert!(!diagnostics.is_empty(), "Err without a diagnostic");
-    let lines: Vec<&str> = source.split('\n').collect();
+    // YAML's line breaks: CR LF, CR and LF (a lone CR starts a new line, as in editors).
+    let lines: Vec<&str> = source.split("\r\n").flat_map(|l| l.split(['\r', '\n'])).collect();
     for d in &diagnostics {
         if d.line == 0 {
             // The file as a whole; no column may pretend otherwise.
