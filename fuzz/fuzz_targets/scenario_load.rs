@@ -17,7 +17,10 @@ fuzz_target!(|data: &[u8]| {
     };
     assert!(!diagnostics.is_empty(), "Err without a diagnostic");
     // YAML's line breaks: CR LF, CR and LF (a lone CR starts a new line, as in editors).
-    let lines: Vec<&str> = source.split("\r\n").flat_map(|l| l.split(['\r', '\n'])).collect();
+    let lines: Vec<&str> = source
+        .split("\r\n")
+        .flat_map(|l| l.split(['\r', '\n']))
+        .collect();
     for d in &diagnostics {
         if d.line == 0 {
             // The file as a whole; no column may pretend otherwise.

@@ -185,7 +185,10 @@ impl Libvirt {
     pub fn domain_names(&self) -> Result<Vec<String>> {
         let doms = lv(self.conn.list_all_domains(0))?;
         // Wrap each reference first so all are released even if one name cannot be read.
-        let doms: Vec<Dom> = doms.into_iter().map(|d| Dom(ManuallyDrop::new(d))).collect();
+        let doms: Vec<Dom> = doms
+            .into_iter()
+            .map(|d| Dom(ManuallyDrop::new(d)))
+            .collect();
         let mut names = doms
             .iter()
             .map(|d| lv(d.name()))

@@ -320,7 +320,10 @@ fn absurd_event_ids_do_not_overflow_the_parser() {
     let line = MCS_READ.replace("1795653811.452:50", "1795653811795653811.452:50");
     let r = parse_record(&line).expect("still an AVC record");
     assert_eq!(r.perms, ["read"]);
-    assert_eq!(r.scontext, ctx("unconfined_u:unconfined_r:svirt_t:s0:c3,c4"));
+    assert_eq!(
+        r.scontext,
+        ctx("unconfined_u:unconfined_r:svirt_t:s0:c3,c4")
+    );
     let millis = MCS_READ.replace(".452:50", ".45299999999999999999:50");
     assert!(parse_record(&millis).is_some());
     // A plausible id elsewhere in the line does not excuse an absurd one.
