@@ -271,14 +271,33 @@ pub fn parse_record(line: &str) -> Option<AvcRecord> {
         Some(ty) => (line.to_string(), ty),
         None => from_printk(line)?,
     };
-    let mut bytes = normalised.into_bytes();
-    bytes.push(b'\n');
-    let parsed = linux_audit_parser::parse(&bytes, false)
-        .ok()
-        .and_then(|m| from_message(ty, &m.body));
+    let parsed = if event_id_in_range(&normalised) {
+        let mut bytes = normalised.into_bytes();
+        bytes.push(b'\n');
+        linux_audit_parser::parse(&bytes, false)
+            .ok()
+            .and_then(|m| from_message(ty, &m.body))
+    } else {
+        None
+    };
     let mut rec = parsed.unwrap_or_else(|| fallback(ty, line));
     rec.raw = line.to_string();
     Some(rec)
+}
+
+/// linux-audit-parser 0.2.8 computes `1000 * seconds + millis` unchecked: more than 16 digits
+/// in either overflows (a panic in debug builds, a wrong time in release). No kernel writes
+/// that, but the log is input; such lines go to the fallback parser. Every occurrence is
+/// checked because a `node=` value may itself contain the text.
+fn event_id_in_range(line: &str) -> bool {
+    line.match_indices("msg=audit(").all(|(i, m)| {
+        let rest = &line[i + m.len()..];
+        let secs = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let millis = rest[secs..]
+            .strip_prefix('.')
+            .map_or(0, |r| r.bytes().take_while(u8::is_ascii_digit).count());
+        secs <= 16 && millis <= 16
+    })
 }
 
 fn value_str(v: &Value) -> Option<String> {

@@ -180,6 +180,23 @@ impl Libvirt {
         }
     }
 
+    /// Names of every domain libvirt knows, running or only defined (doctor and host-state
+    /// snapshots look for the harness's marker among them).
+    pub fn domain_names(&self) -> Result<Vec<String>> {
+        let doms = lv(self.conn.list_all_domains(0))?;
+        // Wrap each reference first so all are released even if one name cannot be read.
+        let doms: Vec<Dom> = doms
+            .into_iter()
+            .map(|d| Dom(ManuallyDrop::new(d)))
+            .collect();
+        let mut names = doms
+            .iter()
+            .map(|d| lv(d.name()))
+            .collect::<Result<Vec<_>>>()?;
+        names.sort();
+        Ok(names)
+    }
+
     /// The live XML (what a running domain really got: dynamic labels filled in).
     pub fn live_xml(&self, name: &str) -> Result<String> {
         lv(self.domain(name)?.xml_desc(0))
@@ -388,6 +405,7 @@ mod tests {
         };
         assert!(lv.exists("test").unwrap());
         assert!(!lv.exists("no-such-domain").unwrap());
+        assert!(lv.domain_names().unwrap().contains(&"test".to_string()));
         let err = lv.start("no-such-domain").unwrap_err();
         assert_eq!(err.code, "VIR_ERR_NO_DOMAIN", "{err:?}");
         // The test driver words "already running" as an internal error of its own domain.

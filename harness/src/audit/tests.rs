@@ -312,3 +312,21 @@ fn settle_rejects_marker_text_that_is_not_a_plain_word() {
         .unwrap_err();
     assert!(err.to_string().contains("marker text"), "{err}");
 }
+
+/// Found by fuzzing (fuzz/artifacts crash-94d28cd2...): the parser library multiplies the
+/// seconds by 1000 unchecked. The record must still come out, through the fallback parser.
+#[test]
+fn absurd_event_ids_do_not_overflow_the_parser() {
+    let line = MCS_READ.replace("1795653811.452:50", "1795653811795653811.452:50");
+    let r = parse_record(&line).expect("still an AVC record");
+    assert_eq!(r.perms, ["read"]);
+    assert_eq!(
+        r.scontext,
+        ctx("unconfined_u:unconfined_r:svirt_t:s0:c3,c4")
+    );
+    let millis = MCS_READ.replace(".452:50", ".45299999999999999999:50");
+    assert!(parse_record(&millis).is_some());
+    // A plausible id elsewhere in the line does not excuse an absurd one.
+    let node = format!("node=msg=audit(1.1:1) {line}");
+    assert!(parse_record(&node).is_some());
+}

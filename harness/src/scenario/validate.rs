@@ -113,9 +113,14 @@ impl Checker<'_> {
                 self.problem(key, m);
             }
             if let QemuConfValue::Str(s) = value {
-                if s.chars().any(|c| c == '"' || c == '\\' || c.is_control()) {
+                // Printable ASCII only: the value is written out with Rust's `{:?}`, which
+                // escapes other characters (U+200B, U+00E9) into backslash sequences that
+                // libvirt would read differently, and that hostconfig refuses at run time.
+                if s.chars()
+                    .any(|c| c == '"' || c == '\\' || !(' '..='~').contains(&c))
+                {
                     let m = format!(
-                        "qemu.conf value for `{}` may not hold quotes, backslashes or control characters",
+                        "qemu.conf value for `{}` may not hold quotes, backslashes, control or non-ASCII characters",
                         key.value
                     );
                     self.problem(key, m);

@@ -1,0 +1,224 @@
+//! Creating a run's files inside its sandbox without ever following a symlink.
+//!
+//! The sandbox lives in libvirt's images directory, which other local processes may write to.
+//! A name resolved through a path can be swapped for a symlink between check and use, and the
+//! harness runs as root: a planted `vm1.img -> /etc/shadow` would be truncated and relabelled.
+//! So the directory is opened once with O_DIRECTORY|O_NOFOLLOW and every file is created
+//! relative to that descriptor with O_CREAT|O_EXCL|O_NOFOLLOW: an existing entry of any kind,
+//! symlink included, is an error, never a target.
+
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{open, openat, OFlag};
+use nix::sys::stat::Mode;
+use nix::unistd::mkdir;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error(
+        "{name:?} is not a plain file name inside the sandbox (no '/', '..', NUL or empty names)"
+    )]
+    BadName { name: String },
+    #[error("cannot {what} {path}: {errno}")]
+    Os {
+        what: &'static str,
+        path: PathBuf,
+        errno: Errno,
+    },
+}
+
+type Result<T> = std::result::Result<T, SandboxError>;
+
+/// A directory held open by descriptor; names are resolved against it, not against its path.
+#[derive(Debug)]
+pub struct SandboxDir {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+/// A single path component that stays inside the directory it is joined to.
+pub fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', '\0'])
+        && name.len() <= 255;
+    if ok {
+        Ok(())
+    } else {
+        Err(SandboxError::BadName {
+            name: name.to_string(),
+        })
+    }
+}
+
+impl SandboxDir {
+    /// Create `path` (its parent must exist) and open it. Fails if anything is already there,
+    /// so a directory planted in advance by someone else is never adopted.
+    pub fn create(path: &Path, mode: u32) -> Result<Self> {
+        mkdir(path, Mode::from_bits_truncate(mode)).map_err(|errno| SandboxError::Os {
+            what: "create directory",
+            path: path.to_path_buf(),
+            errno,
+        })?;
+        Self::open(path)
+    }
+
+    /// Open an existing directory; a symlink in the last component is refused (ELOOP/ENOTDIR).
+    pub fn open(path: &Path) -> Result<Self> {
+        let fd = open(
+            path,
+            OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_RDONLY,
+            Mode::empty(),
+        )
+        .map_err(|errno| SandboxError::Os {
+            what: "open directory",
+            path: path.to_path_buf(),
+            errno,
+        })?;
+        Ok(Self {
+            fd,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Create a new regular file `name` directly in this directory, write-only, mode 0600
+    /// (libvirt relabels and chowns it; nobody else needs to read it meanwhile).
+    pub fn create_file(&self, name: &str) -> Result<File> {
+        check_name(name)?;
+        let fd = openat(
+            self.fd.as_fd(),
+            name,
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        )
+        .map_err(|errno| SandboxError::Os {
+            what: "create",
+            path: self.path.join(name),
+            errno,
+        })?;
+        Ok(File::from(fd))
+    }
+
+    /// Create `name` and give it `size` bytes (sparse).
+    pub fn create_image(&self, name: &str, size: u64) -> Result<File> {
+        let f = self.create_file(name)?;
+        f.set_len(size).map_err(|e| SandboxError::Os {
+            what: "size",
+            path: self.path.join(name),
+            errno: Errno::from_raw(e.raw_os_error().unwrap_or(nix::libc::EIO)),
+        })?;
+        Ok(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn creates_a_sized_file() {
+        let t = tempfile::tempdir().unwrap();
+        let d = SandboxDir::create(&t.path().join("box"), 0o755).unwrap();
+        d.create_image("vm1.img", 16 << 20).unwrap();
+        let meta = std::fs::metadata(t.path().join("box/vm1.img")).unwrap();
+        assert_eq!(meta.len(), 16 << 20);
+        assert!(meta.is_file());
+    }
+
+    #[test]
+    fn a_planted_symlink_is_not_followed() {
+        let t = tempfile::tempdir().unwrap();
+        let victim = t.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        let d = SandboxDir::create(&t.path().join("box"), 0o755).unwrap();
+        symlink(&victim, t.path().join("box/vm1.img")).unwrap();
+        let err = d.create_image("vm1.img", 1 << 20).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                SandboxError::Os {
+                    errno: Errno::EEXIST,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        // A dangling symlink must not be created through either.
+        let nowhere = t.path().join("nowhere");
+        symlink(&nowhere, t.path().join("box/vm2.img")).unwrap();
+        assert!(d.create_file("vm2.img").is_err());
+        assert!(!nowhere.exists());
+    }
+
+    #[test]
+    fn std_create_new_refuses_a_symlink_too() {
+        // The executor's current primitive: O_CREAT|O_EXCL, which never follows a final symlink.
+        let t = tempfile::tempdir().unwrap();
+        let nowhere = t.path().join("nowhere");
+        symlink(&nowhere, t.path().join("vm1.img")).unwrap();
+        let err = File::create_new(t.path().join("vm1.img")).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
+        assert!(!nowhere.exists());
+    }
+
+    #[test]
+    fn a_symlinked_sandbox_directory_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let elsewhere = t.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        let link = t.path().join("box");
+        symlink(&elsewhere, &link).unwrap();
+        assert!(SandboxDir::open(&link).is_err());
+        assert!(SandboxDir::create(&link, 0o755).is_err());
+    }
+
+    #[test]
+    fn an_existing_directory_is_not_adopted() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("box")).unwrap();
+        let err = SandboxDir::create(&t.path().join("box"), 0o755).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                SandboxError::Os {
+                    errno: Errno::EEXIST,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn names_stay_inside() {
+        let t = tempfile::tempdir().unwrap();
+        let d = SandboxDir::create(&t.path().join("box"), 0o755).unwrap();
+        let long = "a".repeat(256);
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../x",
+            "a/b",
+            "/etc/passwd",
+            "a\0b",
+            long.as_str(),
+        ] {
+            assert!(
+                matches!(d.create_file(bad), Err(SandboxError::BadName { .. })),
+                "{bad:?} accepted"
+            );
+        }
+        assert!(!t.path().join("x").exists());
+    }
+}

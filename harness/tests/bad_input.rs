@@ -1,0 +1,240 @@
+//! Hostile scenario files: everything a scenario names ends up in a path, a libvirt call, an
+//! XML document or a root-owned config file, so what could escape must be refused at load,
+//! with the place it stands at.
+
+use std::path::Path;
+
+use selinux_harness::scenario::{load_file, load_str, Diagnostic};
+
+fn errors(src: &str) -> Vec<Diagnostic> {
+    match load_str(Path::new("bad.yaml"), src) {
+        Ok(_) => panic!("loaded but must be rejected:\n{src}"),
+        Err(e) => e,
+    }
+}
+
+/// The single error of `src`: where it is, and that it says `text`.
+fn rejected_at(src: &str, line: usize, column: usize, text: &str) {
+    let errs = errors(src);
+    let all: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+    assert!(
+        errs.iter()
+            .any(|e| (e.line, e.column) == (line, column) && e.message.contains(text)),
+        "wanted {line}:{column}: {text:?}, got {all:#?}\nfor:\n{src}"
+    );
+}
+
+fn with_image(name_yaml: &str) -> String {
+    format!(
+        "name: x\ndescription: d\nimages:\n  {name_yaml}: {{size: 1M}}\n\
+         steps:\n  - relabel: {{image: a, context: \"system_u:object_r:virt_image_t:s0\"}}\n"
+    )
+}
+
+#[test]
+fn image_names_cannot_leave_the_sandbox() {
+    let long = "a".repeat(41);
+    for name in [
+        "../x.img",
+        "a/../../b",
+        "sub/dir.img",
+        "/etc/shadow",
+        "\"a\\0b\"",
+        "\"a\\nb\"",
+        "..",
+        ".hidden",
+        "-rf",
+        long.as_str(),
+        "\"\"",
+    ] {
+        rejected_at(&with_image(name), 4, 3, "invalid name");
+    }
+    // The longest name still allowed, for contrast.
+    let ok = "a".repeat(40);
+    let src = with_image(&ok).replace("image: a,", &format!("image: {ok},"));
+    assert!(load_str(Path::new("ok.yaml"), &src).is_ok());
+}
+
+#[test]
+fn domain_variant_and_capture_names_are_checked_too() {
+    rejected_at(
+        "name: x\ndescription: d\ndomains:\n  ../vm: {}\nsteps: [{define: vm}]\n",
+        4,
+        3,
+        "invalid name",
+    );
+    rejected_at(
+        "name: x\ndescription: d\nvariants:\n  a/b: {}\ndomains: {vm: {}}\nsteps: [{define: vm}]\n",
+        4,
+        3,
+        "invalid name",
+    );
+    let errs = errors(
+        "name: x\ndescription: d\ndomains: {vm: {}}\nsteps:\n  - start: vm\n    capture: {\"$(id)\": vm}\n",
+    );
+    assert!(errs[0].message.contains("invalid name"), "{errs:?}");
+    assert!(errs[0].line == 6, "{errs:?}");
+    // The scenario's own name becomes part of every libvirt domain name.
+    rejected_at(
+        "name: \"x;reboot\"\ndescription: d\nsteps: [{define: vm}]\n",
+        1,
+        7,
+        "invalid name",
+    );
+}
+
+#[test]
+fn contexts_with_shell_metacharacters_are_rejected() {
+    for ctx in [
+        "system_u:object_r:svirt_image_t:s0;rm -rf /",
+        "system_u:object_r:svirt_image_t$(id):s0",
+        "system_u:object_r:`id`:s0",
+        "system_u:object_r:svirt_image_t:s0 && reboot",
+        "system_u:object_r:svirt_image_t:s0|cat",
+        "system_u:object_r:svirt_image_t:s0\\nx",
+        "system_u:object_r:svirt_image_t:s0:c1,c2>/etc/passwd",
+        "system_u:object_r:svirt_image_t:s0'",
+        "system_u:ob ject_r:svirt_image_t:s0",
+    ] {
+        let src = format!(
+            "name: x\ndescription: d\nimages:\n  a: {{size: 1M, context: \"{ctx}\"}}\n\
+             steps:\n  - relabel: {{image: a, context: \"system_u:object_r:virt_image_t:s0\"}}\n"
+        );
+        let errs = errors(&src);
+        assert!(
+            errs.iter()
+                .any(|e| e.line == 4 && e.message.contains("invalid SELinux context")),
+            "{ctx}: {errs:?}"
+        );
+    }
+    // The same holds for a probe's context and a relabel step's.
+    let src = "name: x\ndescription: d\nrequires: [probe_module]\nimages: {a: {size: 1M}}\nsteps:\n  - probe: {image: a, access: read, context: \"u:r:svirt_t:s0;id\"}\n";
+    assert_eq!(errors(src)[0].line, 6);
+}
+
+fn with_qemu_conf(entry: &str) -> String {
+    format!("name: x\ndescription: d\nhost:\n  qemu_conf:\n    {entry}\ndomains: {{vm: {{}}}}\nsteps: [{{define: vm}}]\n")
+}
+
+#[test]
+fn qemu_conf_values_cannot_inject_config() {
+    for (entry, text) in [
+        // A second line smuggled in through a string.
+        (
+            "user: \"root\\\"\\ngroup = \\\"root\"",
+            "may not hold quotes",
+        ),
+        (
+            "user: \"root\\nsecurity_driver = \\\"none\\\"\"",
+            "may not hold",
+        ),
+        ("user: \"a\\\\b\"", "may not hold"),
+        ("user: \"a\\tb\"", "may not hold"),
+        // Characters Rust's Debug escaping turns into a backslash sequence when the value is
+        // written out: the rendered line would not be the value the scenario gave.
+        ("user: \"a\\u200Bb\"", "may not hold"),
+        ("user: \"\\u00ADx\"", "may not hold"),
+        ("user: \"caf\\u00E9\"", "may not hold"),
+        // Keys: only identifiers.
+        ("\"user = 0\\nx\": 1", "not an identifier"),
+        ("\"a b\": 1", "not an identifier"),
+        ("\"#x\": 1", "not an identifier"),
+    ] {
+        rejected_at(&with_qemu_conf(entry), 5, 5, text);
+    }
+    // What must keep working.
+    for ok in [
+        "remember_owner: 0",
+        "security_default_confined: true",
+        "user: \"+107\"",
+        "vnc_listen: \"0.0.0.0\"",
+        "stdio_handler: \"file\"",
+    ] {
+        let src = with_qemu_conf(ok);
+        if let Err(e) = load_str(Path::new("ok.yaml"), &src) {
+            panic!("{ok}: {e:?}");
+        }
+    }
+}
+
+#[test]
+fn boolean_names_are_identifiers() {
+    for name in ["\"virt_use_nfs; reboot\"", "\"-P\"", "\"../x\"", "\"\""] {
+        let src = format!(
+            "name: x\ndescription: d\nhost:\n  booleans:\n    {name}: true\ndomains: {{vm: {{}}}}\nsteps: [{{define: vm}}]\n"
+        );
+        rejected_at(&src, 5, 5, "not an identifier");
+    }
+}
+
+#[test]
+fn deep_nesting_is_refused_not_a_stack_overflow() {
+    // serde-saphyr's default budget allows 64 levels of nesting (max_depth) and 255 of flow
+    // collections; both well below what blows a 2 MiB test thread stack.
+    for depth in [100, 10_000, 200_000] {
+        let flow = format!("name: {}{}", "[".repeat(depth), "]".repeat(depth));
+        let errs = errors(&flow);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].line >= 1, "{errs:?}");
+        let mut block = String::from("name: x\ndescription: d\nsteps:\n");
+        for i in 0..depth.min(5_000) {
+            block.push_str(&" ".repeat(i + 1));
+            block.push_str("- \n");
+        }
+        assert!(!errors(&block).is_empty());
+    }
+}
+
+#[test]
+fn deeply_nested_yaml_in_a_small_stack() {
+    // The guest runs scenarios on worker threads; prove the budget, not a large main stack,
+    // is what protects them.
+    let src = format!("steps: {}{}", "{a: ".repeat(50_000), "}".repeat(50_000));
+    let h = std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(move || load_str(Path::new("deep.yaml"), &src).is_err())
+        .unwrap();
+    assert!(h.join().unwrap());
+}
+
+#[test]
+fn alias_bombs_are_refused() {
+    // "Billion laughs": nine levels of ten aliases each would expand to 10^9 nodes.
+    let mut src = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..10 {
+        let prev = format!("*a{}", i - 1);
+        let items = vec![prev.as_str(); 10].join(", ");
+        src.push_str(&format!("a{i}: &a{i} [{items}]\n"));
+    }
+    src.push_str("name: x\ndescription: d\nsteps: *a9\n");
+    let started = std::time::Instant::now();
+    let errs = errors(&src);
+    assert!(!errs.is_empty());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn huge_files_are_refused_before_parsing() {
+    let t = tempfile::tempdir().unwrap();
+    let p = t.path().join("huge.yaml");
+    let mut body = String::from("name: x\ndescription: \"");
+    body.push_str(&"a".repeat(2 << 20));
+    body.push_str("\"\nsteps: [{define: vm}]\n");
+    std::fs::write(&p, body).unwrap();
+    let errs = load_file(&p).unwrap_err();
+    assert_eq!((errs[0].line, errs[0].column), (0, 0));
+    assert!(errs[0].message.contains("too large"), "{errs:?}");
+}
+
+#[test]
+fn non_utf8_files_are_an_error_not_a_panic() {
+    let t = tempfile::tempdir().unwrap();
+    let p = t.path().join("latin1.yaml");
+    std::fs::write(&p, b"name: caf\xe9\n").unwrap();
+    let errs = load_file(&p).unwrap_err();
+    assert!(errs[0].message.contains("cannot read"), "{errs:?}");
+}
