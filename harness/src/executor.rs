@@ -2,7 +2,7 @@
 //! calls this, and so does the local target. Emits the event stream; gathers evidence for
 //! every step; undoes every change it made, whatever happens.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::audit::{AuditLog, NoiseFilter};
@@ -12,10 +12,11 @@ use crate::evidence::{Evidence, Outcome};
 use crate::expect::{check_step, Captured, Captures};
 use crate::libvirt::Libvirt;
 use crate::plan::Plan;
+use crate::sandbox::SandboxDir;
 use crate::scenario::{Action, LoadedScenario, Name, Requirement, Step};
 use crate::timeline::Timeline;
 use crate::verdict::{applicable_known_bug, attribute_known_bug, Tally, Verdict};
-use crate::{hostconfig, probe, selinux_ops};
+use crate::{doctor, hostconfig, probe, selinux_ops};
 
 pub const LIBVIRT_URI: &str = "qemu:///system";
 pub const IMAGES_ROOT: &str = "/var/lib/libvirt/images";
@@ -202,6 +203,9 @@ impl Run<'_> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let file = dir.path().join(format!("{PROBE_MODULE_NAME}.cil"));
         std::fs::write(&file, PROBE_MODULE).map_err(|e| e.to_string())?;
+        // Recorded first, so `doctor` can remove it if this run dies before its cleanup.
+        doctor::record_module(Path::new(doctor::STATE_DIR), PROBE_MODULE_NAME)
+            .map_err(|e| format!("cannot record the module for `doctor`: {e}"))?;
         hostconfig::install_module(&file, self.cleanup).map_err(|e| e.to_string())?;
         self.note(format!(
             "loaded policy module {PROBE_MODULE_NAME} for this run"
@@ -211,6 +215,8 @@ impl Run<'_> {
 
     fn apply_host_settings(&mut self) -> Result<(), String> {
         if !self.plan.qemu_conf.is_empty() {
+            doctor::backup_qemu_conf(Path::new(doctor::STATE_DIR), Path::new(QEMU_CONF))
+                .map_err(|e| format!("cannot back up qemu.conf for `doctor`: {e}"))?;
             hostconfig::QemuConf::new(QEMU_CONF)
                 .apply(&self.plan.qemu_conf, self.cleanup)
                 .map_err(|e| format!("cannot apply qemu.conf settings: {e}"))?;
@@ -233,15 +239,14 @@ impl Run<'_> {
     }
 
     fn make_sandbox(&mut self) -> Result<(), String> {
-        let dir = &self.plan.sandbox;
-        std::fs::create_dir(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        self.cleanup.push(Undo::RemoveDir { path: dir.clone() });
-        selinux_ops::restore_default_context(dir).map_err(|e| e.to_string())?;
-        for img in self.plan.images.values() {
-            let f = std::fs::File::create_new(&img.path)
-                .map_err(|e| format!("cannot create {}: {e}", img.path.display()))?;
-            f.set_len(img.size)
-                .map_err(|e| format!("cannot size {}: {e}", img.path.display()))?;
+        let path = &self.plan.sandbox;
+        // Never through a symlink, never over an existing file: see `sandbox`.
+        let dir = SandboxDir::create(path, 0o755).map_err(|e| e.to_string())?;
+        self.cleanup.push(Undo::RemoveDir { path: path.clone() });
+        selinux_ops::restore_default_context(path).map_err(|e| e.to_string())?;
+        for (name, img) in &self.plan.images {
+            dir.create_image(name.as_str(), img.size)
+                .map_err(|e| e.to_string())?;
             match &img.context {
                 Some(c) => selinux_ops::set_file_context(&img.path, c),
                 None => selinux_ops::restore_default_context(&img.path),

@@ -58,6 +58,27 @@ enum Command {
     Schema,
     /// Run scenarios on a target and report verdicts.
     Run(RunArgs),
+    /// Run one scenario and write a single Markdown file for a bug tracker: environment,
+    /// steps, evidence (label timeline, AVCs, libvirt errors) and the scenario itself.
+    Repro {
+        scenario: PathBuf,
+        /// Where to write the bundle (default: SCENARIO-NAME.repro.md).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        #[arg(long)]
+        variant: Option<String>,
+        #[arg(long, value_enum, env = target::TARGET_ENV, default_value = "auto")]
+        target: TargetKind,
+        #[arg(long, env = target::LOCAL_OPT_IN_ENV)]
+        allow_local_changes: bool,
+    },
+    /// Find and remove what interrupted runs left on this host (domains, sandboxes, a loaded
+    /// probe module, an edited qemu.conf), by the harness's marker. Do not run it during a run.
+    Doctor {
+        /// Only list what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Build, list and remove the cached VM images.
     Image {
         #[command(subcommand)]
@@ -93,6 +114,9 @@ struct RunArgs {
     /// Also write a JUnit XML report here.
     #[arg(long)]
     junit: Option<PathBuf>,
+    /// Also write a self-contained HTML report (label timelines, AVCs) here.
+    #[arg(long)]
+    html: Option<PathBuf>,
     /// Only scenarios whose name, tag or file contains this text.
     #[arg(long)]
     filter: Option<String>,
@@ -141,6 +165,14 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => run(args),
+        Command::Repro {
+            scenario,
+            output,
+            variant,
+            target,
+            allow_local_changes,
+        } => repro(&scenario, output, variant, target, allow_local_changes),
+        Command::Doctor { dry_run } => doctor(dry_run),
         Command::Image { command } => {
             let interrupt = Interrupt::on_signals()?;
             cli_vm::run_image(command, &interrupt)?;
@@ -382,15 +414,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         bail!("no scenario matches the filter");
     }
 
-    let (kind, why) = target::resolve(args.target, args.allow_local_changes);
-    eprintln!("target: {kind:?} ({why})");
-    let mut t: Box<dyn Target> = match kind {
-        TargetKind::Local => Box::new(target::local::Local::new(args.allow_local_changes)?),
-        _ => Box::new(target::vm::VmTarget::start(&target::vm::VmTargetOptions {
-            interrupt: Interrupt::on_signals()?,
-            ..Default::default()
-        })?),
-    };
+    let mut t = make_target(args.target, args.allow_local_changes)?;
 
     // Human progress goes to stdout unless stdout carries a machine-readable report.
     let to_stdout = args.format == Format::Human && args.output.is_none();
@@ -445,6 +469,9 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     if let Some(p) = &args.junit {
         write(p, junit::render(&record))?;
     }
+    if let Some(p) = &args.html {
+        write(p, selinux_harness::report::html::render(&record))?;
+    }
     let main_report = match args.format {
         Format::Human => None,
         Format::Json => Some(record.to_json()),
@@ -460,6 +487,90 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+fn make_target(kind: TargetKind, allow_local: bool) -> Result<Box<dyn Target>> {
+    let (kind, why) = target::resolve(kind, allow_local);
+    eprintln!("target: {kind:?} ({why})");
+    Ok(match kind {
+        TargetKind::Local => Box::new(target::local::Local::new(allow_local)?),
+        _ => Box::new(target::vm::VmTarget::start(&target::vm::VmTargetOptions {
+            interrupt: Interrupt::on_signals()?,
+            ..Default::default()
+        })?),
+    })
+}
+
+fn repro(
+    path: &Path,
+    output: Option<PathBuf>,
+    variant: Option<String>,
+    kind: TargetKind,
+    allow_local: bool,
+) -> Result<ExitCode> {
+    let loaded = scenario::load_file(path).map_err(|ds| {
+        anyhow::anyhow!(ds
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("\n"))
+    })?;
+    let variant = variant.or_else(|| loaded.variants().into_iter().next().flatten());
+    let mut t = make_target(kind, allow_local)?;
+    let mut human = Human::new(std::io::stderr(), std::io::stderr().is_terminal(), false);
+    let mut record = Record::default();
+    record.begin(&path.display().to_string());
+    let result = t.run(
+        &loaded,
+        variant.as_deref(),
+        &mut |e: selinux_harness::event::Event| {
+            human.event(&e);
+            record.observe(&e);
+        },
+    );
+    drop(t);
+    let verdict = result.unwrap_or_else(|e| Verdict::Error {
+        reason: e.to_string(),
+    });
+    record.conclude(
+        loaded.scenario.name.value.as_str(),
+        variant.as_deref(),
+        verdict.clone(),
+    );
+    let out = output.unwrap_or_else(|| {
+        PathBuf::from(format!(
+            "{}.repro.md",
+            trial_name(loaded.scenario.name.value.as_str(), variant.as_deref())
+        ))
+    });
+    let bundle = selinux_harness::report::markdown::repro(&record.scenarios[0], &loaded.source);
+    std::fs::write(&out, bundle).with_context(|| format!("cannot write {}", out.display()))?;
+    eprintln!("{}: {}", verdict.label(), out.display());
+    Ok(if verdict.is_success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn doctor(dry_run: bool) -> Result<ExitCode> {
+    use selinux_harness::doctor;
+    let leftovers = doctor::scan(&doctor::DoctorPaths::default());
+    if leftovers.is_empty() {
+        println!("nothing left behind by selinux-harness on this host");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for l in &leftovers {
+        println!("found: {}", l.describe());
+    }
+    if dry_run {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let notes = doctor::clean(&leftovers);
+    for n in &notes {
+        println!("{n}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn summary(verdicts: &[Verdict]) -> String {
