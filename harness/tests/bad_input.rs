@@ -203,7 +203,7 @@ fn alias_bombs_are_refused() {
     let mut src = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
     for i in 1..10 {
         let prev = format!("*a{}", i - 1);
-        let items = vec![prev.as_str(); 10].join(", ");
+        let items = [prev.as_str(); 10].join(", ");
         src.push_str(&format!("a{i}: &a{i} [{items}]\n"));
     }
     src.push_str("name: x\ndescription: d\nsteps: *a9\n");
