@@ -137,6 +137,56 @@ fn trial(
     .with_kind(kind)
 }
 
+/// A scenario from tests/data/wrong: its expectations are deliberately wrong, so the trial
+/// passes only if the harness says "fail" and its report shows the difference
+/// (the `# must fail: TEXT` line of the file).
+fn must_fail(l: Arc<LoadedScenario>, shared: Shared) -> Trial {
+    let name = format!("must_fail::{}", l.scenario.name.value);
+    Trial::ignorable_test(name, move || {
+        let wanted: Vec<String> = l
+            .source
+            .lines()
+            .filter_map(|x| x.strip_prefix("# must fail: "))
+            .map(str::to_string)
+            .collect();
+        let mut guard = shared
+            .lock()
+            .map_err(|_| Failed::from("target lock poisoned"))?;
+        if guard.is_none() {
+            *guard = Some(start_target());
+        }
+        let target = match guard.as_mut() {
+            Some(Ok(t)) => t,
+            Some(Err(why)) => return Ok(Completion::ignored_with(why.clone())),
+            None => return Err("no target".into()),
+        };
+        let mut text = Vec::new();
+        let mut human = Human::new(&mut text, false, false);
+        let result = target.run(&l, None, &mut |e: Event| human.event(&e));
+        drop(human);
+        let text = String::from_utf8_lossy(&text).into_owned();
+        match result {
+            Ok(Verdict::Fail { .. }) => {}
+            Ok(Verdict::Skipped { reason }) => {
+                return Ok(Completion::ignored_with(format!("skipped: {reason}")))
+            }
+            Ok(v) => {
+                return Err(
+                    format!("a wrong expectation gave {}, not fail:\n{text}", v.label()).into(),
+                )
+            }
+            Err(e) => return Err(e.to_string().into()),
+        }
+        for w in &wanted {
+            if !text.contains(w.as_str()) {
+                return Err(format!("the report does not show {w:?}:\n{text}").into());
+            }
+        }
+        Ok(Completion::Completed)
+    })
+    .with_kind("must_fail")
+}
+
 fn main() {
     let args = Arguments::from_args();
     let files = scenario::discover(&[repo().join("scenarios")]).unwrap_or_else(|d| {
@@ -166,6 +216,19 @@ fn main() {
                 .collect::<Vec<_>>()
         })
         .collect();
+    let mut trials = trials;
+    let wrong = scenario::discover(&[repo().join("harness/tests/data/wrong")]).unwrap_or_default();
+    for f in wrong {
+        match scenario::load_file(&f) {
+            Ok(l) => trials.push(must_fail(Arc::new(l), shared.clone())),
+            Err(ds) => {
+                for d in ds {
+                    eprintln!("{d}");
+                }
+                std::process::exit(2)
+            }
+        }
+    }
     let total = trials.len();
     let conclusion = libtest_mimic::run(&args, trials);
     // Shut the VM down before writing reports.
