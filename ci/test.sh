@@ -1,19 +1,31 @@
 #!/usr/bin/env bash
-# The README's test command: installs what the host needs, then formatting, lints, unit tests
-# and the conformance suite (every scenario in scenarios/, in the embedded SELinux VM when this
-# host does not enforce SELinux itself).
+# The README's test command: installs what the host needs, then formatting, lints, unit tests,
+# the integration lints, a short fuzzing budget, and the conformance suite (every scenario in
+# scenarios/, in the embedded SELinux VM when this host does not enforce SELinux itself).
+#
+#   FUZZ_SECONDS=0 ci/test.sh     skip fuzzing (default 20 s per target)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+step() { printf '\n== %s (%ss)\n' "$*" "$SECONDS"; }
+
+step "host set-up"
 ./ci/setup-host.sh
 
-echo "== cargo fmt --check"
+step "cargo fmt --check"
 cargo fmt --all -- --check
-echo "== cargo clippy (warnings denied)"
+step "cargo clippy (warnings denied)"
 cargo clippy --all-targets --locked -- -D warnings
-echo "== unit tests"
-cargo test --locked --lib --bins
-echo "== conformance suite"
-# The suite builds the VM image on first use (cached under ~/.cache/selinux-harness) and boots
-# it once; under CI=true it fails when no trial executed.
+step "unit and bad-input tests"
+cargo test --locked --lib --bins --test bad_input
+step "integration lints (shellcheck, actionlint, tmt lint, vagrant validate)"
+./ci/lint-integrations.sh
+if [ "${FUZZ_SECONDS:-20}" != 0 ]; then
+    step "fuzzing, ${FUZZ_SECONDS:-20} s per target"
+    ./ci/fuzz.sh "${FUZZ_SECONDS:-20}"
+fi
+step "conformance suite"
+# Builds the VM image on first use (cached under ~/.cache/selinux-harness), boots it once and
+# runs every scenario as a trial; under CI=true it fails when no trial executed.
 cargo test --locked --test conformance -- --test-threads 1
+step "done"
