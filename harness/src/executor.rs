@@ -10,6 +10,8 @@ use crate::cleanup::{Cleanup, Undo};
 use crate::event::{Event, EventSink, TargetInfo};
 use crate::evidence::{Evidence, Outcome};
 use crate::expect::{check_step, Captured, Captures};
+use crate::hoststate::{self, HostStatePaths};
+use crate::interrupt::Interrupt;
 use crate::libvirt::Libvirt;
 use crate::plan::Plan;
 use crate::sandbox::SandboxDir;
@@ -29,7 +31,7 @@ const PROBE_MODULE_NAME: &str = "harness_probe";
 /// How long an expected denial may take to reach the audit log after the action returned.
 const AVC_GRACE: Duration = Duration::from_secs(3);
 
-/// Where things are on this host; the defaults are libvirt's and auditd's.
+/// Where things are on this host (the defaults are libvirt's and auditd's), and how to run.
 #[derive(Debug, Clone)]
 pub struct HostPaths {
     pub images_root: PathBuf,
@@ -37,6 +39,12 @@ pub struct HostPaths {
     pub libvirt_uri: String,
     /// The binary a probe runs as (this harness itself).
     pub probe_binary: PathBuf,
+    /// Snapshot the host state that matters (domains, sandbox files with their labels and
+    /// xattrs, modules, booleans, qemu.conf) before and after, and call any difference an
+    /// error: the proof that cleanup put everything back.
+    pub verify_host_state: bool,
+    /// Set by SIGINT/SIGTERM: the run stops before the next step, and cleans up.
+    pub interrupt: Interrupt,
 }
 
 impl Default for HostPaths {
@@ -46,6 +54,8 @@ impl Default for HostPaths {
             audit_log: AUDIT_LOG.into(),
             libvirt_uri: LIBVIRT_URI.into(),
             probe_binary: std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into()),
+            verify_host_state: false,
+            interrupt: Interrupt::new(),
         }
     }
 }
@@ -66,6 +76,14 @@ pub fn execute(
         target: target.clone(),
     });
     let run_id = run_id();
+    let state_paths = HostStatePaths {
+        images_root: paths.images_root.clone(),
+        libvirt_uri: Some(paths.libvirt_uri.clone()),
+        ..HostStatePaths::default()
+    };
+    let before = paths
+        .verify_host_state
+        .then(|| hoststate::snapshot(&state_paths));
     let mut cleanup = Cleanup::new();
     let result = match Plan::new(s, variant, &run_id, &paths.images_root) {
         Ok(plan) => {
@@ -96,7 +114,22 @@ pub fn execute(
     for n in &notes {
         sink.emit(Event::Note { message: n.clone() });
     }
+    let verified = before.is_some();
+    let changed = before
+        .map(|b| hoststate::diff(&b, &hoststate::snapshot(&state_paths)))
+        .unwrap_or_default();
+    if verified && changed.is_empty() {
+        sink.emit(Event::Note {
+            message: "host state after cleanup equals the state before the run".into(),
+        });
+    }
     let verdict = match result {
+        _ if !changed.is_empty() => Verdict::Error {
+            reason: format!(
+                "the host differs from before the run after cleanup: {}",
+                changed.join("; ")
+            ),
+        },
         _ if !failed_cleanup.is_empty() => Verdict::Error {
             reason: format!(
                 "cleanup failed, the host may hold leftovers (run `selinux-harness doctor`): {}",
@@ -166,6 +199,9 @@ impl Run<'_> {
             .map_err(|e| format!("cannot read the audit log: {e}"))?;
         let noise = NoiseFilter::for_this_process();
         for (i, step) in self.loaded.scenario.steps.iter().enumerate() {
+            if self.paths.interrupt.is_set() {
+                return Err(format!("interrupted before step {}; cleaned up", i + 1));
+            }
             self.step(i + 1, step, &mut audit, &noise, &mut tally)?;
         }
         Ok(tally.verdict())
@@ -449,8 +485,11 @@ impl Run<'_> {
 
         let mut evidence = self.act(&step.action);
         if let Some(d) = o.settle {
-            // The scenario asked for a window (see StepOptions::settle).
-            std::thread::sleep(d.0);
+            // The scenario asked for a window (see StepOptions::settle); Ctrl-C cuts it short.
+            let until = Instant::now() + d.0;
+            while Instant::now() < until && !self.paths.interrupt.is_set() {
+                std::thread::sleep(Duration::from_millis(50).min(until - Instant::now()));
+            }
         }
         if let Some(t) = timeline {
             for (file, changes) in t.finish() {

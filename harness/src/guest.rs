@@ -34,7 +34,10 @@ pub fn handle(req: Request, reply: &mut dyn FnMut(Reply)) {
                     &loaded,
                     variant.as_deref(),
                     &info,
-                    &HostPaths::default(),
+                    &HostPaths {
+                        verify_host_state: true,
+                        ..HostPaths::default()
+                    },
                     &mut |e| reply(Reply::Event(e)),
                 );
                 reply(Reply::Done);

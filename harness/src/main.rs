@@ -493,7 +493,10 @@ fn make_target(kind: TargetKind, allow_local: bool) -> Result<Box<dyn Target>> {
     let (kind, why) = target::resolve(kind, allow_local);
     eprintln!("target: {kind:?} ({why})");
     Ok(match kind {
-        TargetKind::Local => Box::new(target::local::Local::new(allow_local)?),
+        TargetKind::Local => Box::new(target::local::Local::new(
+            allow_local,
+            Interrupt::on_signals()?,
+        )?),
         _ => Box::new(target::vm::VmTarget::start(&target::vm::VmTargetOptions {
             interrupt: Interrupt::on_signals()?,
             ..Default::default()

@@ -39,7 +39,7 @@ fn start_target() -> Result<Box<dyn Target + Send>, String> {
     let (kind, why) = target::resolve(kind, allow_local);
     eprintln!("conformance target: {kind:?} ({why})");
     match kind {
-        TargetKind::Local => target::local::Local::new(allow_local)
+        TargetKind::Local => target::local::Local::new(allow_local, Default::default())
             .map(|t| Box::new(t) as Box<dyn Target + Send>)
             .map_err(|e| e.to_string()),
         _ => {

@@ -4,6 +4,7 @@
 use super::{Target, TargetError};
 use crate::event::{EventSink, TargetInfo};
 use crate::executor::{execute, HostPaths};
+use crate::interrupt::Interrupt;
 use crate::scenario::LoadedScenario;
 use crate::verdict::Verdict;
 
@@ -40,7 +41,7 @@ pub struct Local {
 impl Local {
     /// Refuses unless the host enforces and the user opted in: a permissive host can give
     /// no verdict, and nobody wants their host relabelled by surprise.
-    pub fn new(allow_changes: bool) -> Result<Local, TargetError> {
+    pub fn new(allow_changes: bool, interrupt: Interrupt) -> Result<Local, TargetError> {
         match host_status() {
             HostStatus::Enforcing => {}
             s => {
@@ -57,7 +58,11 @@ impl Local {
             )));
         }
         Ok(Local {
-            paths: HostPaths::default(),
+            paths: HostPaths {
+                verify_host_state: true,
+                interrupt,
+                ..HostPaths::default()
+            },
         })
     }
 }
