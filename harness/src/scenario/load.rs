@@ -118,11 +118,16 @@ pub fn load_str(file: &Path, source: &str) -> Result<Scenario, Vec<Diagnostic>> 
     }
 }
 
-/// serde-saphyr appends its own " at line X column Y"; ours is in front already.
+/// serde-saphyr appends its own " at line X column Y"; ours is in front already. Its terse
+/// scalar messages get the fix added.
 fn clean_message(m: &str) -> String {
     let m = m.trim();
-    match m.rfind(" at line ") {
-        Some(i) if m[i..].contains("column") => m[..i].to_string(),
+    let m = match m.rfind(" at line ") {
+        Some(i) if m[i..].contains("column") => &m[..i],
+        _ => m,
+    };
+    match m {
+        "invalid boolean" => "invalid boolean: write true or false".to_string(),
         _ => m.to_string(),
     }
 }
