@@ -45,7 +45,8 @@ for t in $TARGETS; do
         -timeout="$PER_INPUT_TIMEOUT" \
         -rss_limit_mb=2048 \
         -max_len=65536 \
-        -print_final_stats=1; then
+        -print_funcs=0 \
+        -print_final_stats=1 2>&1 | { grep -vE '^#[0-9]+\s+(NEW|REDUCE|pulse)' || true; }; then
         echo "fuzz: $t FAILED; input in fuzz/artifacts/$t/" >&2
         status=1
     fi
