@@ -8,7 +8,8 @@
 //! `harness/<size>` times what the executor does for a step: `AuditLog::open` + `offset()`
 //! before the step, then `records_since(offset)` + `NoiseFilter::apply` after it (appending
 //! the step's records and cutting them off again are not timed).
-//! `ausearch/<size>` runs `ausearch -m AVC,USER_AVC,SELINUX_ERR -ts <step start> -if LOG`.
+//! `ausearch/<size>` runs `ausearch -m AVC,USER_AVC,SELINUX_ERR -ts <step start> -if LOG`
+//! (the date in the C locale's `%x` form: ausearch rejects a four-digit year there).
 //! At the end a side-by-side table (medians of the same run) is printed.
 //!
 //! Run: `cargo bench -p selinux-harness --bench avc_collect` (`BENCH_AVC_1GB=1` for 1 GB,
@@ -161,7 +162,7 @@ impl Log {
     fn ausearch(&self) -> (Duration, usize) {
         self.append_step();
         let ts = Command::new("date")
-            .args(["-d", &format!("@{}", self.step_start), "+%m/%d/%Y %H:%M:%S"])
+            .args(["-d", &format!("@{}", self.step_start), "+%x %H:%M:%S"])
             .env("LC_ALL", "C")
             .output()
             .unwrap();
