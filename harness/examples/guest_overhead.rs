@@ -235,7 +235,12 @@ fn host(args: &[String]) -> anyhow::Result<()> {
         );
     }
     let pick = |who: &str, f: &dyn Fn(&Measured) -> f64| {
-        median(rows.iter().filter(|r| r.1 == who).map(|r| f(&r.2)).collect())
+        median(
+            rows.iter()
+                .filter(|r| r.1 == who)
+                .map(|r| f(&r.2))
+                .collect(),
+        )
     };
     let in_guest = |m: &Measured| m.in_guest_ms as f64 / 1e3;
     let round = |m: &Measured| m.round_trip.as_secs_f64();
