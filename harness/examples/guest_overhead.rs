@@ -1,0 +1,270 @@
+//! Benchmark only: the harness against a hand-written shell script doing the same steps, in
+//! the same guest, alternately.
+//!
+//! This one binary plays both ends, the way `selinux-harness` itself does. On the host it
+//! starts the VM with the library (`selinux_harness::vm::Vm`), delivering *itself* as the agent
+//! (`VmOptions::agent_binary`, the ordinary delivery path: no new command in the product). In
+//! the guest the bootstrap runs it as `agent --port PORT`; it then answers `Run` requests for
+//! real scenarios with the product's own handler (`selinux_harness::guest::handle`, i.e. the
+//! executor), and a `Run` whose file is `bench:cross-attach.sh` by running
+//! bench/guest/cross-attach.sh, compiled in (never a script sent from the host).
+//!
+//! Run (from the repo root, as root, with the debian-12 image built):
+//!   cargo run --release --example guest_overhead -- [--reps 3] [--scenario FILE] [--variant V]
+//! Prints a table and one `RESULT ...` line (medians) for bench/run.sh.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use selinux_harness::cli_vm::{AccelArg, VmArgs};
+use selinux_harness::event::Event;
+use selinux_harness::evidence::Evidence;
+use selinux_harness::image::Progress;
+use selinux_harness::interrupt::Interrupt;
+use selinux_harness::protocol::{Reply, Request};
+use selinux_harness::verdict::Verdict;
+use selinux_harness::vm::Vm;
+
+const SCRIPT_FILE: &str = "bench:cross-attach.sh";
+const SCRIPT: &str = include_str!("../../bench/guest/cross-attach.sh");
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("agent") {
+        return agent(&args);
+    }
+    host(&args)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Guest side
+
+fn agent(args: &[String]) -> anyhow::Result<()> {
+    let port = match args {
+        [_, flag, port] if flag == "--port" => PathBuf::from(port),
+        _ => bail!("usage: guest_overhead agent --port PORT"),
+    };
+    let mut handler = |req: Request, reply: &mut dyn FnMut(Reply)| match req {
+        Request::Run { file, .. } if file == SCRIPT_FILE => run_script(reply),
+        other => selinux_harness::guest::handle(other, reply),
+    };
+    selinux_harness::agent::serve(&port, &mut handler)?;
+    Ok(())
+}
+
+fn run_script(reply: &mut dyn FnMut(Reply)) {
+    let t = Instant::now();
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(SCRIPT)
+        .arg("cross-attach.sh")
+        .output();
+    let millis = t.elapsed().as_millis() as u64;
+    match out {
+        Ok(out) => {
+            for line in String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .chain(String::from_utf8_lossy(&out.stderr).lines())
+            {
+                reply(Reply::Event(Event::Note {
+                    message: line.to_string(),
+                }));
+            }
+            let verdict = if out.status.success() {
+                Verdict::Pass
+            } else {
+                Verdict::Error {
+                    reason: format!("script {}", out.status),
+                }
+            };
+            reply(Reply::Event(Event::ScenarioFinished { verdict, millis }));
+            reply(Reply::Done);
+        }
+        Err(e) => reply(Reply::Failed {
+            message: format!("cannot run bash: {e}"),
+        }),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Host side
+
+struct Measured {
+    /// Host: request sent until the final reply.
+    round_trip: Duration,
+    /// Guest: the executor's ScenarioFinished millis, or the script's wall time.
+    in_guest_ms: u64,
+    verdict: String,
+    /// What was collected: evidence kinds with counts, or the script's check lines.
+    evidence: Vec<String>,
+}
+
+fn measure(vm: &mut Vm, request: &Request) -> anyhow::Result<Measured> {
+    let t = Instant::now();
+    let mut in_guest_ms = 0;
+    let mut verdict = String::from("none");
+    let mut kinds: std::collections::BTreeMap<&'static str, usize> = Default::default();
+    let mut lines = Vec::new();
+    let mut failed = None;
+    vm.request(request, |reply| match reply {
+        Reply::Event(Event::ScenarioFinished { verdict: v, millis }) => {
+            in_guest_ms = millis;
+            verdict = serde_json::to_value(&v)
+                .ok()
+                .and_then(|j| j["verdict"].as_str().map(str::to_string))
+                .unwrap_or_default();
+        }
+        Reply::Event(Event::Evidence { evidence, .. }) => {
+            *kinds.entry(evidence_kind(&evidence)).or_default() += 1;
+        }
+        Reply::Event(Event::Note { message }) if !message.starts_with("cleanup: ") => {
+            lines.push(message)
+        }
+        Reply::Failed { message } => failed = Some(message),
+        _ => {}
+    })?;
+    if let Some(m) = failed {
+        bail!("the agent refused the request: {m}");
+    }
+    let mut evidence: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    evidence.extend(lines);
+    Ok(Measured {
+        round_trip: t.elapsed(),
+        in_guest_ms,
+        verdict,
+        evidence,
+    })
+}
+
+fn evidence_kind(e: &Evidence) -> &'static str {
+    match e {
+        Evidence::Action { .. } => "action outcome",
+        Evidence::FileContext { .. } => "file context",
+        Evidence::ProcessLabel { .. } => "QEMU process label",
+        Evidence::DomainSeclabel { .. } => "domain seclabel",
+        Evidence::Avcs { .. } => "AVC set (audit log since the step began, noise-filtered)",
+        Evidence::Timeline { .. } => "label timeline",
+        Evidence::RememberedOwner { .. } => "remembered-owner xattrs",
+    }
+}
+
+fn opt(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn host(args: &[String]) -> anyhow::Result<()> {
+    let reps: usize = opt(args, "--reps").map_or(Ok(3), |s| s.parse())?;
+    let scenario =
+        PathBuf::from(opt(args, "--scenario").unwrap_or("scenarios/seed/cross-attach.yaml".into()));
+    let variant = opt(args, "--variant").unwrap_or("default".into());
+    let source = std::fs::read_to_string(&scenario)
+        .with_context(|| format!("cannot read {}", scenario.display()))?;
+    let harness_req = Request::Run {
+        file: scenario.display().to_string(),
+        source,
+        variant: Some(variant.clone()),
+    };
+    let script_req = Request::Run {
+        file: SCRIPT_FILE.into(),
+        source: String::new(),
+        variant: None,
+    };
+
+    let interrupt = Interrupt::new();
+    let vm_args = VmArgs {
+        distro: std::env::var("SELINUX_HARNESS_DISTRO").unwrap_or("debian-12".into()),
+        cold: false,
+        accel: AccelArg::Auto,
+        memory: 2048,
+        agent_binary: Some(std::env::current_exe()?),
+        boot_timeout: 300,
+        console_log: None,
+    };
+    let progress = Progress::stderr();
+    let image = vm_args.image(&progress, &interrupt)?;
+    let mut vm = Vm::start(&image, &vm_args.options(&interrupt), &progress)?;
+    progress.finish();
+    let info = vm.info().clone();
+    println!(
+        "guest_overhead: {} start on {}, agent ready after {:.1} s; {reps} alternating reps of {} ({variant}) vs bench/guest/cross-attach.sh",
+        info.start.name(),
+        info.accel.name(),
+        info.ready.as_secs_f64(),
+        scenario.display()
+    );
+
+    let mut rows = Vec::new();
+    for i in 0..reps {
+        // Alternate which goes first, so neither always runs on a freshly restored guest.
+        let order: [(&str, &Request); 2] = if i % 2 == 0 {
+            [("harness", &harness_req), ("script", &script_req)]
+        } else {
+            [("script", &script_req), ("harness", &harness_req)]
+        };
+        for (who, req) in order {
+            let m = measure(&mut vm, req)?;
+            eprintln!(
+                "rep {}: {who} {:.2} s in guest, {:.2} s round trip, {}",
+                i + 1,
+                m.in_guest_ms as f64 / 1e3,
+                m.round_trip.as_secs_f64(),
+                m.verdict
+            );
+            rows.push((i, who, m));
+        }
+    }
+    let _ = vm.request_within(&Request::Shutdown, Duration::from_secs(10), |_| {});
+
+    println!("| rep | who | in guest (s) | round trip from host (s) | verdict |");
+    println!("|---|---|---|---|---|");
+    for (i, who, m) in &rows {
+        println!(
+            "| {} | {who} | {:.2} | {:.2} | {} |",
+            i + 1,
+            m.in_guest_ms as f64 / 1e3,
+            m.round_trip.as_secs_f64(),
+            m.verdict
+        );
+    }
+    let pick = |who: &str, f: &dyn Fn(&Measured) -> f64| {
+        median(
+            rows.iter()
+                .filter(|r| r.1 == who)
+                .map(|r| f(&r.2))
+                .collect(),
+        )
+    };
+    let in_guest = |m: &Measured| m.in_guest_ms as f64 / 1e3;
+    let round = |m: &Measured| m.round_trip.as_secs_f64();
+    let (hg, sg) = (pick("harness", &in_guest), pick("script", &in_guest));
+    let (hr, sr) = (pick("harness", &round), pick("script", &round));
+    println!(
+        "median in guest: harness {hg:.2} s, script {sg:.2} s, ratio {:.3}; round trip: harness {hr:.2} s, script {sr:.2} s, ratio {:.3}",
+        hg / sg,
+        hr / sr
+    );
+    for who in ["harness", "script"] {
+        if let Some((_, _, m)) = rows.iter().find(|r| r.1 == who) {
+            println!("evidence collected by the {who} (rep 1):");
+            for e in &m.evidence {
+                println!("  {e}");
+            }
+        }
+    }
+    println!(
+        "RESULT ready_s={:.2} start={} harness_guest_s={hg:.2} script_guest_s={sg:.2} ratio_guest={:.3} harness_rt_s={hr:.2} script_rt_s={sr:.2} ratio_rt={:.3} reps={reps}",
+        info.ready.as_secs_f64(),
+        info.start.name(),
+        hg / sg,
+        hr / sr
+    );
+    Ok(())
+}
