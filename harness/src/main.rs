@@ -126,6 +126,9 @@ struct RunArgs {
     /// Show passing checks and all evidence.
     #[arg(long, short)]
     verbose: bool,
+    /// VM target: boot cold instead of restoring the warm snapshot.
+    #[arg(long)]
+    cold: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -414,7 +417,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         bail!("no scenario matches the filter");
     }
 
-    let mut t = make_target(args.target, args.allow_local_changes)?;
+    let mut t = make_target(args.target, args.allow_local_changes, args.cold)?;
 
     // Human progress goes to stdout unless stdout carries a machine-readable report.
     let to_stdout = args.format == Format::Human && args.output.is_none();
@@ -489,7 +492,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     })
 }
 
-fn make_target(kind: TargetKind, allow_local: bool) -> Result<Box<dyn Target>> {
+fn make_target(kind: TargetKind, allow_local: bool, cold: bool) -> Result<Box<dyn Target>> {
     let (kind, why) = target::resolve(kind, allow_local);
     eprintln!("target: {kind:?} ({why})");
     Ok(match kind {
@@ -499,6 +502,7 @@ fn make_target(kind: TargetKind, allow_local: bool) -> Result<Box<dyn Target>> {
         )?),
         _ => Box::new(target::vm::VmTarget::start(&target::vm::VmTargetOptions {
             interrupt: Interrupt::on_signals()?,
+            cold,
             ..Default::default()
         })?),
     })
@@ -519,7 +523,7 @@ fn repro(
             .join("\n"))
     })?;
     let variant = variant.or_else(|| loaded.variants().into_iter().next().flatten());
-    let mut t = make_target(kind, allow_local)?;
+    let mut t = make_target(kind, allow_local, false)?;
     let mut human = Human::new(std::io::stderr(), std::io::stderr().is_terminal(), false);
     let mut record = Record::default();
     record.begin(&path.display().to_string());

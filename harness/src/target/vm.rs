@@ -12,7 +12,7 @@ use crate::interrupt::Interrupt;
 use crate::protocol::{Reply, Request};
 use crate::scenario::LoadedScenario;
 use crate::verdict::Verdict;
-use crate::vm::{Vm, VmOptions};
+use crate::vm::{Vm, VmOptions, WarmPolicy};
 
 /// Selects the image recipe (same names as `image build --distro`).
 pub const DISTRO_ENV: &str = "SELINUX_HARNESS_DISTRO";
@@ -26,6 +26,9 @@ pub struct VmTargetOptions {
     pub distro: Option<String>,
     /// The harness binary to run in the guest (default: this executable).
     pub binary: Option<PathBuf>,
+    /// Boot cold: neither restore nor save the warm snapshot (for measuring, or when a
+    /// snapshot is suspect).
+    pub cold: bool,
     pub interrupt: Interrupt,
 }
 
@@ -54,6 +57,11 @@ impl VmTarget {
         .map_err(|e| unavailable(&e))?;
         let vm_options = VmOptions {
             agent_binary: options.binary.clone(),
+            warm: if options.cold {
+                WarmPolicy::Cold
+            } else {
+                WarmPolicy::Use
+            },
             interrupt: options.interrupt.clone(),
             ..VmOptions::default()
         };
