@@ -273,14 +273,19 @@ fn list(paths: &[PathBuf]) -> Result<ExitCode> {
     })
 }
 
-fn explain(path: &Path, variant: Option<&str>) -> Result<ExitCode> {
-    let loaded = scenario::load_file(path).map_err(|ds| {
+/// One scenario file, or every diagnostic it has.
+fn load_one(path: &Path) -> Result<LoadedScenario> {
+    scenario::load_file(path).map_err(|ds| {
         anyhow::anyhow!(ds
             .iter()
             .map(|d| d.to_string())
             .collect::<Vec<_>>()
             .join("\n"))
-    })?;
+    })
+}
+
+fn explain(path: &Path, variant: Option<&str>) -> Result<ExitCode> {
+    let loaded = load_one(path)?;
     let s = &loaded.scenario;
     let variant = variant
         .map(str::to_string)
@@ -515,13 +520,7 @@ fn repro(
     kind: TargetKind,
     allow_local: bool,
 ) -> Result<ExitCode> {
-    let loaded = scenario::load_file(path).map_err(|ds| {
-        anyhow::anyhow!(ds
-            .iter()
-            .map(|d| d.to_string())
-            .collect::<Vec<_>>()
-            .join("\n"))
-    })?;
+    let loaded = load_one(path)?;
     let variant = variant.or_else(|| loaded.variants().into_iter().next().flatten());
     let mut t = make_target(kind, allow_local, false)?;
     let mut human = Human::new(std::io::stderr(), std::io::stderr().is_terminal(), false);

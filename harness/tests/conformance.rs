@@ -89,13 +89,9 @@ fn trial(
         let mut guard = shared
             .lock()
             .map_err(|_| Failed::from("target lock poisoned"))?;
-        if guard.is_none() {
-            *guard = Some(start_target());
-        }
-        let target = match guard.as_mut() {
-            Some(Ok(t)) => t,
-            Some(Err(why)) => return Ok(Completion::ignored_with(why.clone())),
-            None => return Err("no target".into()),
+        let target = match guard.get_or_insert_with(start_target) {
+            Ok(t) => t,
+            Err(why) => return Ok(Completion::ignored_with(why.clone())),
         };
         let mut text = Vec::new();
         let mut human = Human::new(&mut text, false, false);
@@ -152,13 +148,9 @@ fn must_fail(l: Arc<LoadedScenario>, shared: Shared) -> Trial {
         let mut guard = shared
             .lock()
             .map_err(|_| Failed::from("target lock poisoned"))?;
-        if guard.is_none() {
-            *guard = Some(start_target());
-        }
-        let target = match guard.as_mut() {
-            Some(Ok(t)) => t,
-            Some(Err(why)) => return Ok(Completion::ignored_with(why.clone())),
-            None => return Err("no target".into()),
+        let target = match guard.get_or_insert_with(start_target) {
+            Ok(t) => t,
+            Err(why) => return Ok(Completion::ignored_with(why.clone())),
         };
         let mut text = Vec::new();
         let mut human = Human::new(&mut text, false, false);
