@@ -387,32 +387,56 @@ impl Plan<'_> {
     fn start_with(&self, accel: Accel, notes: &mut Vec<String>) -> Result<Vm, VmError> {
         let probe_spec = self.spec(accel, Path::new("/"), None);
         let snapshot = self.warm_snapshot_path(&probe_spec);
-        if self.options.warm == WarmPolicy::Use && snapshot.is_file() {
-            match self.launch(
-                accel,
-                Mode::Warm {
-                    snapshot: snapshot.clone(),
-                },
-            ) {
-                Ok(vm) => return Ok(vm),
-                Err(VmError::Interrupted) => return Err(VmError::Interrupted),
-                Err(e) => {
-                    notes.push(format!(
-                        "warm start failed, booting cold: {}",
-                        first_line(&e)
-                    ));
-                    if e.condemns_snapshot() {
-                        let _ = fs::remove_file(&snapshot);
+        if self.options.warm == WarmPolicy::Use {
+            match self.usable_snapshot(&snapshot) {
+                Ok(()) => match self.launch(
+                    accel,
+                    Mode::Warm {
+                        snapshot: snapshot.clone(),
+                    },
+                ) {
+                    Ok(vm) => return Ok(vm),
+                    Err(VmError::Interrupted) => return Err(VmError::Interrupted),
+                    Err(e) => {
                         notes.push(format!(
-                            "removed the unusable snapshot {}",
-                            snapshot.display()
+                            "warm start failed, booting cold: {}",
+                            first_line(&e)
                         ));
+                        if e.condemns_snapshot() {
+                            remove_snapshot(&snapshot);
+                            notes.push(format!(
+                                "removed the unusable snapshot {}",
+                                snapshot.display()
+                            ));
+                        }
                     }
-                }
+                },
+                Err(why) => notes.push(format!("booting cold: {why}")),
             }
         }
         let save_to = (self.options.warm == WarmPolicy::Use).then_some(snapshot);
         self.launch(accel, Mode::Cold { save_to })
+    }
+
+    /// A snapshot is only as good as the exact base image it was taken over: QEMU does not
+    /// notice a changed backing file, and the guest then reads stale inodes.
+    fn usable_snapshot(&self, snapshot: &Path) -> Result<(), String> {
+        if !snapshot.is_file() {
+            return Err(
+                "no warm snapshot for this image and launch configuration yet (one is saved now)"
+                    .into(),
+            );
+        }
+        let recorded = fs::read_to_string(base_stamp_path(snapshot)).unwrap_or_default();
+        let current = base_stamp(&self.image.disk()).unwrap_or_default();
+        if recorded.trim() != current || current.is_empty() {
+            remove_snapshot(snapshot);
+            return Err(format!(
+                "the warm snapshot was taken over a different base image (recorded `{}`, now `{current}`); removed it",
+                recorded.trim()
+            ));
+        }
+        Ok(())
     }
 
     fn spec(&self, accel: Accel, dir: &Path, loadvm: Option<String>) -> LaunchSpec {
@@ -511,7 +535,7 @@ impl Plan<'_> {
             let t = Instant::now();
             // The guest must be between requests with the host side closed, as a restore finds it.
             drop(agent);
-            save_snapshot(&mut monitor, &spec.disk, path)?;
+            save_snapshot(&mut monitor, &spec.disk, path, &self.image.disk())?;
             warm_saved = Some(t.elapsed());
             agent = Channel::connect(
                 &spec.agent_socket,
@@ -787,7 +811,12 @@ fn wait_for_bootstrap(
 }
 
 /// `stop`, `savevm`, copy the overlay (it now holds disk and memory state), `cont`.
-fn save_snapshot(monitor: &mut Monitor, disk: &Path, to: &Path) -> Result<(), VmError> {
+fn save_snapshot(
+    monitor: &mut Monitor,
+    disk: &Path,
+    to: &Path,
+    base: &Path,
+) -> Result<(), VmError> {
     let hmp = |monitor: &mut Monitor, cmd: &str| -> Result<(), VmError> {
         let out = monitor
             .command(cmd, Duration::from_secs(300))
@@ -813,7 +842,10 @@ fn save_snapshot(monitor: &mut Monitor, disk: &Path, to: &Path) -> Result<(), Vm
     let mut partial = to.as_os_str().to_owned();
     partial.push(format!(".tmp-{}", std::process::id()));
     let partial = PathBuf::from(partial);
-    let copied = fs::copy(disk, &partial).and_then(|_| fs::rename(&partial, to));
+    let stamp = base_stamp(base).map_err(io_err(format!("cannot stat {}", base.display())))?;
+    let copied = fs::write(base_stamp_path(to), stamp)
+        .and_then(|()| fs::copy(disk, &partial))
+        .and_then(|_| fs::rename(&partial, to));
     if let Err(e) = copied {
         let _ = fs::remove_file(&partial);
         return Err(io_err(format!(
@@ -822,6 +854,31 @@ fn save_snapshot(monitor: &mut Monitor, disk: &Path, to: &Path) -> Result<(), Vm
         ))(e));
     }
     hmp(monitor, "cont")
+}
+
+/// Identity of the base image file: device, inode, size, modification time.
+fn base_stamp(base: &Path) -> io::Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata(base)?;
+    Ok(format!(
+        "dev={} ino={} size={} mtime={}.{}",
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec()
+    ))
+}
+
+fn base_stamp_path(snapshot: &Path) -> PathBuf {
+    let mut p = snapshot.as_os_str().to_owned();
+    p.push(".base");
+    PathBuf::from(p)
+}
+
+fn remove_snapshot(snapshot: &Path) {
+    let _ = fs::remove_file(snapshot);
+    let _ = fs::remove_file(base_stamp_path(snapshot));
 }
 
 /// Sets the guest clock (it resumes at snapshot time after a restore), sends the binary and
