@@ -960,8 +960,18 @@ fn parse_qemu_version(text: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// One line for a note: the error's headline plus, for QEMU exits, QEMU's own last word.
 fn first_line(e: &VmError) -> String {
-    e.to_string().lines().next().unwrap_or("").to_owned()
+    let head = e.to_string().lines().next().unwrap_or("").to_owned();
+    match e {
+        VmError::QemuExited { stderr, .. } => {
+            match stderr.lines().rev().find(|l| !l.trim().is_empty()) {
+                Some(last) => format!("{head}: {}", last.trim()),
+                None => head,
+            }
+        }
+        _ => head,
+    }
 }
 
 #[cfg(test)]
