@@ -112,6 +112,8 @@ pub struct BootInfo {
     pub ready: Duration,
     /// Time spent saving the warm snapshot during this start, if it saved one.
     pub warm_saved: Option<Duration>,
+    /// Where the start-up time went, in order (e.g. "copy snapshot", "restore to bootstrap").
+    pub phases: Vec<(&'static str, Duration)>,
     /// Fallbacks and other things a human should know (e.g. "warm start failed: ...").
     pub notes: Vec<String>,
 }
@@ -279,6 +281,7 @@ impl Vm {
             let accel = accels.remove(0);
             match plan.start_with(accel, &mut notes) {
                 Ok(mut vm) => {
+                    notes.append(&mut vm.info.notes);
                     vm.info.notes = notes;
                     return Ok(vm);
                 }
@@ -472,6 +475,8 @@ impl Plan<'_> {
             .map_err(io_err("cannot create the run's temp dir"))?;
         let loadvm = matches!(mode, Mode::Warm { .. }).then(|| SNAPSHOT.to_owned());
         let spec = self.spec(accel, dir.path(), loadvm);
+        let mut phases = Vec::new();
+        let t = Instant::now();
         match &mode {
             Mode::Warm { snapshot } => {
                 self.progress
@@ -492,6 +497,10 @@ impl Plan<'_> {
             Mode::Warm { .. } => StartKind::Warm,
             Mode::Cold { .. } => StartKind::Cold,
         };
+        phases.push(match kind {
+            StartKind::Warm => ("copy the warm snapshot", t.elapsed()),
+            StartKind::Cold => ("create the overlay", t.elapsed()),
+        });
         self.progress
             .phase(format!("{} boot ({accel}): starting QEMU", kind.name()));
         let started = Instant::now();
@@ -524,6 +533,10 @@ impl Plan<'_> {
         ));
         wait_for_bootstrap(&mut agent, &mut guest, up_deadline, self.progress, kind)?;
         let guest_up = started.elapsed();
+        phases.push(match kind {
+            StartKind::Warm => ("QEMU start + restore to bootstrap answer", guest_up),
+            StartKind::Cold => ("QEMU start + boot to bootstrap answer", guest_up),
+        });
 
         let mut warm_saved = None;
         if let Mode::Cold {
@@ -537,6 +550,7 @@ impl Plan<'_> {
             drop(agent);
             save_snapshot(&mut monitor, &spec.disk, path, &self.image.disk())?;
             warm_saved = Some(t.elapsed());
+            phases.push(("save the warm snapshot", t.elapsed()));
             agent = Channel::connect(
                 &spec.agent_socket,
                 Instant::now() + o.handshake_timeout,
@@ -555,6 +569,7 @@ impl Plan<'_> {
             self.binary.len() as f64 / 1e6
         ));
         let mut notes = Vec::new();
+        let t = Instant::now();
         deliver(
             &mut agent,
             &mut guest,
@@ -562,6 +577,7 @@ impl Plan<'_> {
             o.handshake_timeout,
             &mut notes,
         )?;
+        phases.push(("set the clock, deliver and start the agent", t.elapsed()));
         Ok(Vm {
             agent,
             monitor,
@@ -571,6 +587,7 @@ impl Plan<'_> {
                 guest_up,
                 ready: started.elapsed(),
                 warm_saved,
+                phases,
                 notes,
             },
             request_timeout: o.request_timeout,
@@ -910,9 +927,14 @@ fn deliver(
     })?;
     agent.send(binary, guest, timeout.max(Duration::from_secs(60)))?;
     let want = format!("GOT {}", binary.len());
-    agent.expect(guest, timeout, "transferring the agent binary", |l| {
+    let got = agent.expect(guest, timeout, "transferring the agent binary", |l| {
         l == want
+            || l.strip_prefix(want.as_str())
+                .is_some_and(|rest| rest.starts_with(' '))
     })?;
+    if got.ends_with("clock-not-set") {
+        notes.push("guest clock not set: `date -s` failed in the guest (see the console)".into());
+    }
     agent.expect(guest, timeout, "waiting for the agent to start", |l| {
         l.split_whitespace().next() == Some(HELLO)
     })?;
