@@ -539,6 +539,7 @@ impl Plan<'_> {
         });
 
         let mut warm_saved = None;
+        let mut notes = Vec::new();
         if let Mode::Cold {
             save_to: Some(path),
         } = &mode
@@ -548,19 +549,24 @@ impl Plan<'_> {
             let t = Instant::now();
             // The guest must be between requests with the host side closed, as a restore finds it.
             drop(agent);
-            save_snapshot(&mut monitor, &spec.disk, path, &self.image.disk())?;
-            warm_saved = Some(t.elapsed());
-            phases.push(("save the warm snapshot", t.elapsed()));
+            // A failed save costs the next run its warm start, not this run its VM.
+            match save_snapshot(&mut monitor, &spec.disk, path, &self.image.disk()) {
+                Ok(()) => {
+                    warm_saved = Some(t.elapsed());
+                    phases.push(("save the warm snapshot", t.elapsed()));
+                    self.progress.note(format!(
+                        "saved the warm snapshot in {:.1} s: {}",
+                        t.elapsed().as_secs_f64(),
+                        path.display()
+                    ));
+                }
+                Err(e) => notes.push(format!("warm snapshot not saved: {}", first_line(&e))),
+            }
             agent = Channel::connect(
                 &spec.agent_socket,
                 Instant::now() + o.handshake_timeout,
                 &mut guest,
             )?;
-            self.progress.note(format!(
-                "saved the warm snapshot in {:.1} s: {}",
-                t.elapsed().as_secs_f64(),
-                path.display()
-            ));
         }
 
         self.progress.phase(format!(
@@ -568,7 +574,6 @@ impl Plan<'_> {
             kind.name(),
             self.binary.len() as f64 / 1e6
         ));
-        let mut notes = Vec::new();
         let t = Instant::now();
         deliver(
             &mut agent,
@@ -851,6 +856,19 @@ fn save_snapshot(
         }
     };
     hmp(monitor, "stop")?;
+    let saved = save_stopped(monitor, disk, to, base, hmp);
+    // Resume whatever happened: the run goes on with or without a snapshot.
+    let resumed = hmp(monitor, "cont");
+    saved.and(resumed)
+}
+
+fn save_stopped(
+    monitor: &mut Monitor,
+    disk: &Path,
+    to: &Path,
+    base: &Path,
+    hmp: impl Fn(&mut Monitor, &str) -> Result<(), VmError>,
+) -> Result<(), VmError> {
     hmp(monitor, &format!("savevm {SNAPSHOT}"))?;
     if let Some(parent) = to.parent() {
         fs::create_dir_all(parent)
@@ -870,7 +888,7 @@ fn save_snapshot(
             to.display()
         ))(e));
     }
-    hmp(monitor, "cont")
+    Ok(())
 }
 
 /// Identity of the base image file: device, inode, size, modification time.
