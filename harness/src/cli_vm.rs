@@ -323,15 +323,9 @@ pub struct AgentArgs {
     pub port: PathBuf,
 }
 
-/// The in-guest agent with the environment handler only (the executor's handler replaces it).
+/// The in-guest agent: environment readings and scenario execution (see `guest`).
 pub fn run_agent(args: &AgentArgs) -> anyhow::Result<()> {
-    let mut handler = |request: Request, reply: &mut dyn FnMut(Reply)| match request {
-        Request::Env => reply(Reply::Env(crate::environment::collect("vm"))),
-        Request::Shutdown => reply(Reply::Done),
-        Request::Run { .. } => reply(Reply::Failed {
-            message: "this agent only answers env".into(),
-        }),
-    };
+    let mut handler = crate::guest::handle;
     crate::agent::serve(&args.port, &mut handler)?;
     Ok(())
 }

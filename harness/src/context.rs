@@ -26,7 +26,9 @@ pub enum ParseError {
     Category(String),
     #[error("category c{0} is above c{max}", max = MAX_CATEGORY)]
     CategoryRange(u32),
-    #[error("categories must be in ascending order without repeats: {0:?} (the canonical form is {1})")]
+    #[error(
+        "categories must be in ascending order without repeats: {0:?} (the canonical form is {1})"
+    )]
     NotCanonical(String, String),
     #[error("a category range c{0}.c{1} must go upwards")]
     BackwardsRange(u16, u16),
@@ -34,9 +36,10 @@ pub enum ParseError {
     RangeNotDominating { low: String, high: String },
 }
 
-/// A set of MCS categories, c0..c1023.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct CategorySet([u64; WORDS]);
+/// A set of MCS categories, c0..c1023. A bitset, on the heap: contexts travel inside events
+/// and evidence, which should stay small.
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+pub struct CategorySet(Box<[u64; WORDS]>);
 
 impl CategorySet {
     pub fn new() -> Self {
@@ -153,7 +156,7 @@ impl fmt::Debug for CategorySet {
 }
 
 /// One MLS level: a sensitivity and a set of categories, e.g. `s0:c1,c2`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub struct Level {
     pub sensitivity: u16,
     pub categories: CategorySet,
@@ -202,7 +205,7 @@ impl fmt::Display for Level {
 }
 
 /// An MLS range `low[-high]`; a single level is a range whose ends are equal.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub struct MlsRange {
     pub low: Level,
     pub high: Level,
@@ -211,7 +214,7 @@ pub struct MlsRange {
 impl MlsRange {
     pub fn single(level: Level) -> Self {
         Self {
-            low: level,
+            low: level.clone(),
             high: level,
         }
     }

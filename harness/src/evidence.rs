@@ -23,9 +23,13 @@ pub enum Outcome {
     Ok,
     Libvirt(LibvirtError),
     /// A probe's open() failed with this errno (e.g. "EACCES").
-    Errno { errno: String },
+    Errno {
+        errno: String,
+    },
     /// Anything else that failed (a harness or host problem, not a policy outcome).
-    Other { message: String },
+    Other {
+        message: String,
+    },
 }
 
 /// One AVC / USER_AVC / SELINUX_ERR record from the audit log.

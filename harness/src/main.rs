@@ -1,39 +1,472 @@
-use clap::{Parser, Subcommand};
+//! `selinux-harness`: the command line over the library.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Parser, Subcommand, ValueEnum};
 
 use selinux_harness::cli_vm;
 use selinux_harness::interrupt::Interrupt;
+use selinux_harness::report::{human::Human, junit, trial_name, Record};
+use selinux_harness::scenario::{self, LoadedScenario};
+use selinux_harness::target::{self, Target, TargetKind};
+use selinux_harness::verdict::Verdict;
 
-#[derive(Debug, Parser)]
-#[command(name = "selinux-harness", version, about)]
+#[derive(Parser)]
+#[command(
+    name = "selinux-harness",
+    version,
+    about = "Conformance harness for SELinux labelling and policy (libvirt, QEMU, sVirt)",
+    long_about = "Runs YAML scenarios - guests with their seclabels, disk images, steps such as \
+define, start and hot-attach, and what must hold after each step - against a real \
+SELinux-enforcing host, and gives a verdict with the evidence: file contexts, process labels, \
+AVC denials, label timelines, libvirt errors.\n\n\
+Hosts without SELinux (most) run scenarios in an embedded Debian VM that the harness builds \
+and boots itself (`selinux-harness image build`, then `selinux-harness run`).",
+    after_help = "Examples:\n  \
+selinux-harness check scenarios/            validate every scenario, list every error\n  \
+selinux-harness explain scenarios/seed/cross-attach.yaml\n  \
+selinux-harness run scenarios/seed          run in the VM (built on first use)\n  \
+selinux-harness run --format junit -o report.xml scenarios/\n  \
+selinux-harness env --target vm             what the VM target is"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Subcommand)]
 enum Command {
-    /// Guest images for the VM target.
+    /// Validate scenario files; every error of every file, with file:line:column.
+    Check {
+        /// Files or directories (searched for *.yaml); default: ./scenarios
+        paths: Vec<PathBuf>,
+    },
+    /// List scenarios with their tags and variants.
+    List { paths: Vec<PathBuf> },
+    /// Show what a scenario will do, step by step, with the libvirt XML and the virsh
+    /// commands that do the same by hand.
+    Explain {
+        scenario: PathBuf,
+        /// Variant to explain (default: the first).
+        #[arg(long)]
+        variant: Option<String>,
+    },
+    /// Print the JSON Schema of the scenario language (for editors).
+    Schema,
+    /// Run scenarios on a target and report verdicts.
+    Run(RunArgs),
+    /// Build, list and remove the cached VM images.
     Image {
         #[command(subcommand)]
         command: cli_vm::ImageCommand,
     },
     /// Describe a target (kernel, SELinux mode, policy, libvirt/QEMU, how the VM started).
     Env(cli_vm::EnvArgs),
-    /// Serve the host over a virtio-serial port (runs inside the guest).
+    /// Inside the VM: serve the host's requests on the agent port (started by the guest's init).
     #[command(hide = true)]
     Agent(cli_vm::AgentArgs),
 }
 
-fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    run(cli).map_or_else(|e| cli_vm::report(&e), |()| std::process::ExitCode::SUCCESS)
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Scenario files or directories; default: ./scenarios
+    paths: Vec<PathBuf>,
+    /// Where to run.
+    #[arg(long, value_enum, env = target::TARGET_ENV, default_value = "auto")]
+    target: TargetKind,
+    /// Allow the local target to change this host (define guests, relabel its sandbox, load a
+    /// test policy module); everything is undone afterwards.
+    #[arg(long, env = target::LOCAL_OPT_IN_ENV)]
+    allow_local_changes: bool,
+    /// Report format on stdout (or in --output).
+    #[arg(long, value_enum, default_value = "human")]
+    format: Format,
+    /// Write the report here instead of stdout (human progress still goes to stderr).
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    /// Also write the JSON report (full evidence) here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Also write a JUnit XML report here.
+    #[arg(long)]
+    junit: Option<PathBuf>,
+    /// Only scenarios whose name, tag or file contains this text.
+    #[arg(long)]
+    filter: Option<String>,
+    /// Only this variant.
+    #[arg(long)]
+    variant: Option<String>,
+    /// Show passing checks and all evidence.
+    #[arg(long, short)]
+    verbose: bool,
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
-    let interrupt = Interrupt::on_signals()?;
-    match cli.command {
-        Command::Image { command } => cli_vm::run_image(command, &interrupt),
-        Command::Env(args) => cli_vm::run_env(&args, &interrupt),
-        Command::Agent(args) => cli_vm::run_agent(&args),
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Human,
+    Json,
+    Junit,
+}
+
+fn main() -> ExitCode {
+    // A probe runs in the context under test (svirt_t at some level): it must do nothing but
+    // its one open(), so it is dispatched before anything else is set up.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "probe") {
+        return ExitCode::from(selinux_harness::probe::probe_main(&args[2..]) as u8);
     }
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Check { paths } => check(&paths),
+        Command::List { paths } => list(&paths),
+        Command::Explain { scenario, variant } => explain(&scenario, variant.as_deref()),
+        Command::Schema => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&scenario::json_schema())?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run(args) => run(args),
+        Command::Image { command } => {
+            let interrupt = Interrupt::on_signals()?;
+            cli_vm::run_image(command, &interrupt)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Env(args) => {
+            let interrupt = Interrupt::on_signals()?;
+            cli_vm::run_env(&args, &interrupt)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Agent(args) => {
+            cli_vm::run_agent(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn default_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    if !paths.is_empty() {
+        return Ok(paths.to_vec());
+    }
+    let d = PathBuf::from("scenarios");
+    if d.is_dir() {
+        Ok(vec![d])
+    } else {
+        bail!("no scenario paths given and there is no ./scenarios directory here; name the files or directories to use")
+    }
+}
+
+/// Load every file; print every diagnostic of every file to stderr.
+fn load_all(paths: &[PathBuf]) -> Result<(Vec<LoadedScenario>, usize)> {
+    let files = scenario::discover(&default_paths(paths)?).map_err(|d| anyhow::anyhow!("{d}"))?;
+    if files.is_empty() {
+        bail!("no scenario files (*.yaml) under {paths:?}");
+    }
+    let mut loaded = Vec::new();
+    let mut errors = 0;
+    for f in files {
+        match scenario::load_file(&f) {
+            Ok(l) => loaded.push(l),
+            Err(diags) => {
+                errors += diags.len();
+                for d in diags {
+                    eprintln!("{d}");
+                }
+            }
+        }
+    }
+    let mut seen = std::collections::BTreeMap::new();
+    for l in &loaded {
+        let name = l.scenario.name.value.to_string();
+        if let Some(prev) = seen.insert(name.clone(), l.path.clone()) {
+            errors += 1;
+            eprintln!(
+                "{}:{}:{}: scenario name `{name}` is already used by {}; names must be unique (trials are named after them)",
+                l.path.display(),
+                l.scenario.name.line,
+                l.scenario.name.column,
+                prev.display()
+            );
+        }
+    }
+    Ok((loaded, errors))
+}
+
+fn check(paths: &[PathBuf]) -> Result<ExitCode> {
+    let (loaded, errors) = load_all(paths)?;
+    if errors > 0 {
+        eprintln!("{errors} error(s); {} file(s) valid", loaded.len());
+        return Ok(ExitCode::FAILURE);
+    }
+    println!("{} scenario file(s) valid", loaded.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list(paths: &[PathBuf]) -> Result<ExitCode> {
+    let (loaded, errors) = load_all(paths)?;
+    for l in &loaded {
+        let s = &l.scenario;
+        let variants: Vec<String> = s.variants.keys().map(|v| v.to_string()).collect();
+        println!("{}", s.name.value);
+        println!("    file:     {}", l.path.display());
+        if !s.tags.is_empty() {
+            println!("    tags:     {}", s.tags.join(", "));
+        }
+        if !variants.is_empty() {
+            println!("    variants: {}", variants.join(", "));
+        }
+        println!("    {}", s.description.trim());
+    }
+    Ok(if errors > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn explain(path: &Path, variant: Option<&str>) -> Result<ExitCode> {
+    let loaded = scenario::load_file(path).map_err(|ds| {
+        anyhow::anyhow!(ds
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("\n"))
+    })?;
+    let s = &loaded.scenario;
+    let variant = variant
+        .map(str::to_string)
+        .or_else(|| s.variants.keys().next().map(|v| v.to_string()));
+    let plan = selinux_harness::plan::Plan::new(
+        s,
+        variant.as_deref(),
+        "RUN",
+        Path::new(selinux_harness::executor::IMAGES_ROOT),
+    )?;
+    println!("{}: {}", s.name.value, s.description.trim());
+    if let Some(v) = &variant {
+        println!("variant: {v}");
+    }
+    if !s.references.is_empty() {
+        println!("references:\n  {}", s.references.join("\n  "));
+    }
+    println!(
+        "\nsandbox: {} (RUN is chosen per run; removed afterwards)",
+        plan.sandbox.display()
+    );
+    for (name, img) in &plan.images {
+        let ctx = img
+            .context
+            .as_ref()
+            .map(|c| format!(", labelled {c}"))
+            .unwrap_or_default();
+        println!("  image {name}: {} bytes{ctx}", img.size);
+    }
+    if !plan.qemu_conf.is_empty() || !plan.booleans.is_empty() {
+        println!("\nhost settings for the run (put back afterwards):");
+        for (k, v) in &plan.qemu_conf {
+            println!("  qemu.conf: {k} = {v}   (libvirtd restarted)");
+        }
+        for (k, v) in &plan.booleans {
+            println!("  setsebool {k} {}", u8::from(*v));
+        }
+    }
+    for (name, d) in &plan.domains {
+        println!(
+            "\ndomain {name} -> {}:\n{}",
+            d.libvirt_name,
+            d.xml.trim_end()
+        );
+    }
+    println!("\nsteps:");
+    for (i, step) in s.steps.iter().enumerate() {
+        let o = &step.options;
+        println!(
+            "  {}. {}",
+            i + 1,
+            o.title
+                .clone()
+                .unwrap_or_else(|| step.action.keyword().to_string())
+        );
+        for cmd in plan.virsh(&step.action) {
+            println!("       $ {cmd}");
+        }
+        if !o.watch.is_empty() {
+            let w: Vec<String> = o.watch.iter().map(|w| w.value.to_string()).collect();
+            println!("       watch the labels of {} while it runs", w.join(", "));
+        }
+        if let Some(d) = o.settle {
+            println!("       keep watching for {:?} after it returns", d.0);
+        }
+        for (name, dom) in &o.capture {
+            println!("       capture ${name} = live seclabel of {}", dom.value);
+        }
+        let e = &o.expect;
+        match (&e.error, &e.access) {
+            (Some(err), _) => println!(
+                "       expect libvirt error {}{}",
+                err.code
+                    .as_ref()
+                    .map(|c| c.value.as_str())
+                    .unwrap_or("(any code)"),
+                err.message
+                    .as_ref()
+                    .map(|m| format!(" containing {m:?}"))
+                    .unwrap_or_default()
+            ),
+            (None, Some(a)) => println!("       expect access {a:?}"),
+            (None, None) => println!("       expect success"),
+        }
+        for d in e.process.keys() {
+            println!(
+                "       expect the label of {}'s QEMU process to match",
+                d.value
+            );
+        }
+        for f in e.file.keys() {
+            println!("       expect the label of {} to match", f.value);
+        }
+        for f in e.timeline.keys() {
+            println!("       expect the label timeline of {} to match", f.value);
+        }
+        if e.avc.is_some() || !e.no_avc.is_empty() {
+            println!("       check the AVC records logged during the step");
+        }
+        for kb in &o.known_bug {
+            println!(
+                "       known bug {} where {:?}",
+                kb.reference,
+                kb.when
+                    .variant
+                    .iter()
+                    .map(|v| v.value.to_string())
+                    .collect::<Vec<_>>()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run(args: RunArgs) -> Result<ExitCode> {
+    let (loaded, errors) = load_all(&args.paths)?;
+    if errors > 0 {
+        bail!("{errors} error(s) in the scenarios; nothing was run (see `selinux-harness check`)");
+    }
+    let selected: Vec<(&LoadedScenario, Option<String>)> = loaded
+        .iter()
+        .filter(|l| {
+            args.filter.as_ref().is_none_or(|f| {
+                let s = &l.scenario;
+                s.name.value.as_str().contains(f.as_str())
+                    || s.tags.iter().any(|t| t.contains(f.as_str()))
+                    || l.path.to_string_lossy().contains(f.as_str())
+            })
+        })
+        .flat_map(|l| l.variants().into_iter().map(move |v| (l, v)))
+        .filter(|(_, v)| args.variant.is_none() || *v == args.variant)
+        .collect();
+    if selected.is_empty() {
+        bail!("no scenario matches the filter");
+    }
+
+    let (kind, why) = target::resolve(args.target, args.allow_local_changes);
+    eprintln!("target: {kind:?} ({why})");
+    let mut t: Box<dyn Target> = match kind {
+        TargetKind::Local => Box::new(target::local::Local::new(args.allow_local_changes)?),
+        _ => Box::new(target::vm::VmTarget::start(&target::vm::VmTargetOptions {
+            interrupt: Interrupt::on_signals()?,
+            ..Default::default()
+        })?),
+    };
+
+    // Human progress goes to stdout unless stdout carries a machine-readable report.
+    let to_stdout = args.format == Format::Human && args.output.is_none();
+    let color = std::env::var_os("NO_COLOR").is_none()
+        && if to_stdout {
+            std::io::stdout().is_terminal()
+        } else {
+            std::io::stderr().is_terminal()
+        };
+    let sink: Box<dyn std::io::Write> = if to_stdout {
+        Box::new(std::io::stdout())
+    } else {
+        Box::new(std::io::stderr())
+    };
+    let mut human = Human::new(sink, color, args.verbose);
+    let mut record = Record::default();
+    let mut verdicts = Vec::new();
+    for (l, variant) in &selected {
+        record.begin(&l.path.display().to_string());
+        let mut on_event = |e: selinux_harness::event::Event| {
+            human.event(&e);
+            record.observe(&e);
+        };
+        let verdict = match t.run(l, variant.as_deref(), &mut on_event) {
+            Ok(v) => v,
+            Err(e) => {
+                let v = Verdict::Error {
+                    reason: e.to_string(),
+                };
+                let name = trial_name(l.scenario.name.value.as_str(), variant.as_deref());
+                eprintln!("{}", human.verdict_line(&name, &v, 0));
+                record.conclude(
+                    l.scenario.name.value.as_str(),
+                    variant.as_deref(),
+                    v.clone(),
+                );
+                v
+            }
+        };
+        verdicts.push(verdict);
+    }
+    drop(t);
+
+    let counts = summary(&verdicts);
+    eprintln!("{counts}");
+    let write = |path: &Path, text: String| {
+        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+    };
+    if let Some(p) = &args.json {
+        write(p, record.to_json())?;
+    }
+    if let Some(p) = &args.junit {
+        write(p, junit::render(&record))?;
+    }
+    let main_report = match args.format {
+        Format::Human => None,
+        Format::Json => Some(record.to_json()),
+        Format::Junit => Some(junit::render(&record)),
+    };
+    match (main_report, &args.output) {
+        (Some(r), Some(p)) => write(p, r)?,
+        (Some(r), None) => println!("{r}"),
+        (None, _) => {}
+    }
+    Ok(if verdicts.iter().all(Verdict::is_success) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn summary(verdicts: &[Verdict]) -> String {
+    let mut counts = std::collections::BTreeMap::new();
+    for v in verdicts {
+        *counts.entry(v.label()).or_insert(0) += 1;
+    }
+    let parts: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    format!("{} scenario run(s): {}", verdicts.len(), parts.join(", "))
 }

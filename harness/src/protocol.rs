@@ -30,5 +30,7 @@ pub enum Reply {
     Env(TargetInfo),
     Done,
     /// The request could not be carried out at all (not a scenario failure).
-    Failed { message: String },
+    Failed {
+        message: String,
+    },
 }

@@ -1,1 +1,197 @@
-fn main() {}
+//! The conformance suite: every scenario in scenarios/ (and each of its variants) is a trial.
+//!
+//! Trials run on the local host when SELinux enforces there and changes are allowed
+//! (SELINUX_HARNESS_ALLOW_LOCAL=1), else in the embedded VM (built on first use, booted once per
+//! test process and shared by all trials). Where neither can run, each trial is ignored with
+//! the reason - never passed. Under CI=true a run in which no trial executed fails.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use libtest_mimic::{Arguments, Completion, Failed, Trial};
+
+use selinux_harness::event::Event;
+use selinux_harness::report::{human::Human, junit, Record};
+use selinux_harness::scenario::{self, LoadedScenario};
+use selinux_harness::target::{self, Target, TargetKind};
+use selinux_harness::verdict::Verdict;
+
+/// The target, started by the first trial that needs it; or why there is none.
+type Shared = Arc<Mutex<Option<Result<Box<dyn Target + Send>, String>>>>;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn start_target() -> Result<Box<dyn Target + Send>, String> {
+    let kind = match std::env::var(target::TARGET_ENV).ok().as_deref() {
+        Some("vm") => TargetKind::Vm,
+        Some("local") => TargetKind::Local,
+        Some("auto") | None => TargetKind::Auto,
+        Some(other) => {
+            return Err(format!(
+                "{}={other}: use auto, vm or local",
+                target::TARGET_ENV
+            ))
+        }
+    };
+    let allow_local = std::env::var(target::LOCAL_OPT_IN_ENV).is_ok_and(|v| v == "1");
+    let (kind, why) = target::resolve(kind, allow_local);
+    eprintln!("conformance target: {kind:?} ({why})");
+    match kind {
+        TargetKind::Local => target::local::Local::new(allow_local)
+            .map(|t| Box::new(t) as Box<dyn Target + Send>)
+            .map_err(|e| e.to_string()),
+        _ => {
+            let options = target::vm::VmTargetOptions {
+                // The harness binary that runs in the guest: built by cargo for this test.
+                binary: Some(PathBuf::from(env!("CARGO_BIN_EXE_selinux-harness"))),
+                ..Default::default()
+            };
+            target::vm::VmTarget::start(&options)
+                .map(|t| Box::new(t) as Box<dyn Target + Send>)
+                .map_err(|e| format!("the VM target cannot run here: {e}"))
+        }
+    }
+}
+
+fn reports_dir() -> PathBuf {
+    std::env::var_os("SELINUX_HARNESS_REPORT_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target/conformance"))
+}
+
+fn trial(
+    l: Arc<LoadedScenario>,
+    variant: Option<String>,
+    shared: Shared,
+    record: Arc<Mutex<Record>>,
+) -> Trial {
+    let s = &l.scenario;
+    let rel = l
+        .path
+        .strip_prefix(repo().join("scenarios"))
+        .unwrap_or(&l.path);
+    let dir = rel
+        .parent()
+        .map(|p| p.to_string_lossy().replace('/', "::"))
+        .filter(|p| !p.is_empty());
+    let mut name = match dir {
+        Some(d) => format!("{d}::{}", s.name.value),
+        None => s.name.value.to_string(),
+    };
+    if let Some(v) = &variant {
+        name.push_str(&format!("::{v}"));
+    }
+    let kind = s.tags.first().cloned().unwrap_or_else(|| "scenario".into());
+    let scenario_name = s.name.value.to_string();
+    Trial::ignorable_test(name, move || {
+        let mut guard = shared
+            .lock()
+            .map_err(|_| Failed::from("target lock poisoned"))?;
+        if guard.is_none() {
+            *guard = Some(start_target());
+        }
+        let target = match guard.as_mut() {
+            Some(Ok(t)) => t,
+            Some(Err(why)) => return Ok(Completion::ignored_with(why.clone())),
+            None => return Err("no target".into()),
+        };
+        let mut text = Vec::new();
+        let mut human = Human::new(&mut text, false, false);
+        let mut local = Record::default();
+        local.begin(&l.path.display().to_string());
+        let result = target.run(&l, variant.as_deref(), &mut |e: Event| {
+            human.event(&e);
+            local.observe(&e);
+        });
+        drop(human);
+        let verdict = match result {
+            Ok(v) => v,
+            Err(e) => Verdict::Error {
+                reason: e.to_string(),
+            },
+        };
+        local.conclude(&scenario_name, variant.as_deref(), verdict.clone());
+        if let Ok(mut r) = record.lock() {
+            r.scenarios.extend(local.scenarios);
+        }
+        let text = String::from_utf8_lossy(&text).into_owned();
+        match &verdict {
+            Verdict::Skipped { reason } => {
+                Ok(Completion::ignored_with(format!("skipped: {reason}")))
+            }
+            v if v.is_success() => {
+                // Known bugs pass, but say so in the output.
+                if let Verdict::KnownBug { references } = v {
+                    eprintln!(
+                        "{scenario_name}: known bug reproduced ({})",
+                        references.join(", ")
+                    );
+                }
+                Ok(Completion::Completed)
+            }
+            v => Err(format!("{}\n{text}", v.label()).into()),
+        }
+    })
+    .with_kind(kind)
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let files = scenario::discover(&[repo().join("scenarios")]).unwrap_or_else(|d| {
+        eprintln!("{d}");
+        std::process::exit(2)
+    });
+    let mut loaded = Vec::new();
+    for f in files {
+        match scenario::load_file(&f) {
+            Ok(l) => loaded.push(Arc::new(l)),
+            Err(ds) => {
+                for d in ds {
+                    eprintln!("{d}");
+                }
+                std::process::exit(2)
+            }
+        }
+    }
+    let shared: Shared = Arc::new(Mutex::new(None));
+    let record = Arc::new(Mutex::new(Record::default()));
+    let trials: Vec<Trial> = loaded
+        .iter()
+        .flat_map(|l| {
+            l.variants()
+                .into_iter()
+                .map(|v| trial(l.clone(), v, shared.clone(), record.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let total = trials.len();
+    let conclusion = libtest_mimic::run(&args, trials);
+    // Shut the VM down before writing reports.
+    if let Ok(mut g) = shared.lock() {
+        g.take();
+    }
+
+    if let Ok(r) = record.lock() {
+        if !r.scenarios.is_empty() {
+            let dir = reports_dir();
+            let written = std::fs::create_dir_all(&dir)
+                .and_then(|_| std::fs::write(dir.join("report.json"), r.to_json()))
+                .and_then(|_| std::fs::write(dir.join("junit.xml"), junit::render(&r)));
+            match written {
+                Ok(()) => eprintln!("reports: {}/report.json, junit.xml", dir.display()),
+                Err(e) => eprintln!("cannot write reports to {}: {e}", dir.display()),
+            }
+        }
+    }
+    let executed = conclusion.num_passed + conclusion.num_failed;
+    let considered = total as u64 - conclusion.num_filtered_out;
+    if std::env::var("CI").is_ok_and(|v| v == "true") && considered > 0 && executed == 0 {
+        eprintln!(
+            "error: none of the {considered} conformance trials executed (all ignored): a suite that ran nothing is a broken CI, not a green one"
+        );
+        std::process::exit(1);
+    }
+    conclusion.exit();
+}

@@ -1,0 +1,570 @@
+//! Runs a plan on the machine it is on, which must be an SELinux host: the VM's guest agent
+//! calls this, and so does the local target. Emits the event stream; gathers evidence for
+//! every step; undoes every change it made, whatever happens.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::audit::{AuditLog, NoiseFilter};
+use crate::cleanup::{Cleanup, Undo};
+use crate::event::{Event, EventSink, TargetInfo};
+use crate::evidence::{Evidence, Outcome};
+use crate::expect::{check_step, Captured, Captures};
+use crate::libvirt::Libvirt;
+use crate::plan::Plan;
+use crate::scenario::{Action, LoadedScenario, Name, Requirement, Step};
+use crate::timeline::Timeline;
+use crate::verdict::{applicable_known_bug, attribute_known_bug, Tally, Verdict};
+use crate::{hostconfig, probe, selinux_ops};
+
+pub const LIBVIRT_URI: &str = "qemu:///system";
+pub const IMAGES_ROOT: &str = "/var/lib/libvirt/images";
+pub const AUDIT_LOG: &str = "/var/log/audit/audit.log";
+const QEMU_CONF: &str = "/etc/libvirt/qemu.conf";
+/// The test policy module a probe needs, shipped inside the binary so a host without the
+/// project's source can still load it.
+const PROBE_MODULE: &str = include_str!("../../policy-modules/harness-probe.cil");
+const PROBE_MODULE_NAME: &str = "harness_probe";
+/// How long an expected denial may take to reach the audit log after the action returned.
+const AVC_GRACE: Duration = Duration::from_secs(3);
+
+/// Where things are on this host; the defaults are libvirt's and auditd's.
+#[derive(Debug, Clone)]
+pub struct HostPaths {
+    pub images_root: PathBuf,
+    pub audit_log: PathBuf,
+    pub libvirt_uri: String,
+    /// The binary a probe runs as (this harness itself).
+    pub probe_binary: PathBuf,
+}
+
+impl Default for HostPaths {
+    fn default() -> Self {
+        Self {
+            images_root: IMAGES_ROOT.into(),
+            audit_log: AUDIT_LOG.into(),
+            libvirt_uri: LIBVIRT_URI.into(),
+            probe_binary: std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into()),
+        }
+    }
+}
+
+/// Run one scenario under one variant; returns the verdict it also emitted.
+pub fn execute(
+    loaded: &LoadedScenario,
+    variant: Option<&str>,
+    target: &TargetInfo,
+    paths: &HostPaths,
+    sink: &mut dyn EventSink,
+) -> Verdict {
+    let started = Instant::now();
+    let s = &loaded.scenario;
+    sink.emit(Event::ScenarioStarted {
+        scenario: s.name.value.to_string(),
+        variant: variant.map(str::to_string),
+        target: target.clone(),
+    });
+    let run_id = run_id();
+    let mut cleanup = Cleanup::new();
+    let result = match Plan::new(s, variant, &run_id, &paths.images_root) {
+        Ok(plan) => {
+            let mut run = Run {
+                loaded,
+                plan: &plan,
+                variant,
+                target,
+                paths,
+                sink: &mut *sink,
+                cleanup: &mut cleanup,
+                captures: Captures::new(),
+                libvirt: None,
+                prober: None,
+            };
+            let r = run.all();
+            // Close the connection before cleanup restarts libvirtd under it.
+            drop(run.libvirt.take());
+            r
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    let notes = cleanup.run();
+    let failed_cleanup: Vec<&String> = notes
+        .iter()
+        .filter(|n| !n.starts_with("cleanup: "))
+        .collect();
+    for n in &notes {
+        sink.emit(Event::Note { message: n.clone() });
+    }
+    let verdict = match result {
+        _ if !failed_cleanup.is_empty() => Verdict::Error {
+            reason: format!(
+                "cleanup failed, the host may hold leftovers (run `selinux-harness doctor`): {}",
+                failed_cleanup
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        },
+        Ok(v) => v,
+        Err(reason) => Verdict::Error { reason },
+    };
+    sink.emit(Event::ScenarioFinished {
+        verdict: verdict.clone(),
+        millis: started.elapsed().as_millis() as u64,
+    });
+    verdict
+}
+
+/// Short, unique enough among concurrent runs on one host, and safe in names.
+fn run_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{:x}{:05x}", std::process::id() & 0xffff, nanos & 0xfffff)
+}
+
+struct Run<'a> {
+    loaded: &'a LoadedScenario,
+    plan: &'a Plan,
+    variant: Option<&'a str>,
+    target: &'a TargetInfo,
+    paths: &'a HostPaths,
+    sink: &'a mut dyn EventSink,
+    cleanup: &'a mut Cleanup,
+    captures: Captures,
+    libvirt: Option<Libvirt>,
+    prober: Option<probe::Prober>,
+}
+
+impl Run<'_> {
+    fn note(&mut self, message: String) {
+        self.sink.emit(Event::Note { message });
+    }
+
+    fn all(&mut self) -> Result<Verdict, String> {
+        let mut tally = Tally::default();
+        match selinux_ops::is_enforcing() {
+            Ok(true) => {}
+            Ok(false) => tally.inconclusive = Some("SELinux is permissive on the target".into()),
+            Err(e) => return Err(format!("cannot read the SELinux mode: {e}")),
+        }
+        if let Some(reason) = self.unmet_requirements() {
+            return Ok(Verdict::Skipped { reason });
+        }
+        self.apply_host_settings()?;
+        if !self.plan.domains.is_empty() {
+            self.libvirt = Some(
+                Libvirt::connect(&self.paths.libvirt_uri)
+                    .map_err(|e| format!("cannot connect to libvirt: {}", e.message))?,
+            );
+        }
+        self.make_sandbox()?;
+        let mut audit = AuditLog::open(&self.paths.audit_log)
+            .map_err(|e| format!("cannot read the audit log: {e}"))?;
+        let noise = NoiseFilter::for_this_process();
+        for (i, step) in self.loaded.scenario.steps.iter().enumerate() {
+            self.step(i + 1, step, &mut audit, &noise, &mut tally)?;
+        }
+        Ok(tally.verdict())
+    }
+
+    fn unmet_requirements(&mut self) -> Option<String> {
+        for r in &self.loaded.scenario.requires {
+            match r {
+                Requirement::Enforcing => {}
+                Requirement::Mcs => {
+                    if !selinux_ops::mls_enabled() {
+                        return Some("the target's policy has no MLS/MCS".into());
+                    }
+                }
+                Requirement::Libvirt => {
+                    if let Err(e) = Libvirt::connect(&self.paths.libvirt_uri) {
+                        return Some(format!("libvirt is not available: {}", e.message));
+                    }
+                }
+                Requirement::ProbeModule => {
+                    if let Err(e) = self.ensure_probe_module() {
+                        return Some(format!("cannot load the probe policy module: {e}"));
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    fn ensure_probe_module(&mut self) -> Result<(), String> {
+        let installed = hostconfig::installed_modules().map_err(|e| e.to_string())?;
+        if installed.iter().any(|m| m == PROBE_MODULE_NAME) {
+            return Ok(());
+        }
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let file = dir.path().join(format!("{PROBE_MODULE_NAME}.cil"));
+        std::fs::write(&file, PROBE_MODULE).map_err(|e| e.to_string())?;
+        hostconfig::install_module(&file, self.cleanup).map_err(|e| e.to_string())?;
+        self.note(format!(
+            "loaded policy module {PROBE_MODULE_NAME} for this run"
+        ));
+        Ok(())
+    }
+
+    fn apply_host_settings(&mut self) -> Result<(), String> {
+        if !self.plan.qemu_conf.is_empty() {
+            hostconfig::QemuConf::new(QEMU_CONF)
+                .apply(&self.plan.qemu_conf, self.cleanup)
+                .map_err(|e| format!("cannot apply qemu.conf settings: {e}"))?;
+            let set: Vec<String> = self
+                .plan
+                .qemu_conf
+                .iter()
+                .map(|(k, v)| format!("{k} = {v}"))
+                .collect();
+            self.note(format!(
+                "qemu.conf: {} (libvirtd restarted)",
+                set.join(", ")
+            ));
+        }
+        for (name, value) in &self.plan.booleans {
+            hostconfig::set_boolean(name, *value, self.cleanup)
+                .map_err(|e| format!("cannot set boolean {name}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    fn make_sandbox(&mut self) -> Result<(), String> {
+        let dir = &self.plan.sandbox;
+        std::fs::create_dir(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        self.cleanup.push(Undo::RemoveDir { path: dir.clone() });
+        selinux_ops::restore_default_context(dir).map_err(|e| e.to_string())?;
+        for img in self.plan.images.values() {
+            let f = std::fs::File::create_new(&img.path)
+                .map_err(|e| format!("cannot create {}: {e}", img.path.display()))?;
+            f.set_len(img.size)
+                .map_err(|e| format!("cannot size {}: {e}", img.path.display()))?;
+            match &img.context {
+                Some(c) => selinux_ops::set_file_context(&img.path, c),
+                None => selinux_ops::restore_default_context(&img.path),
+            }
+            .map_err(|e| format!("cannot label {}: {e}", img.path.display()))?;
+        }
+        Ok(())
+    }
+
+    /// The probe binary is a qemu_exec_t copy of this one, made on first use.
+    fn prober(&mut self) -> Result<&probe::Prober, String> {
+        if self.prober.is_none() {
+            let p = probe::Prober::prepare_from(
+                &self.paths.probe_binary,
+                &self.plan.sandbox,
+                self.cleanup,
+            )
+            .map_err(|e| e.to_string())?;
+            self.prober = Some(p);
+        }
+        self.prober.as_ref().ok_or_else(|| "no prober".to_string())
+    }
+
+    fn lv(&self) -> Result<&Libvirt, String> {
+        self.libvirt
+            .as_ref()
+            .ok_or_else(|| "this scenario has no domains, so no libvirt connection".to_string())
+    }
+
+    fn define(&mut self, n: &Name) -> Outcome {
+        let d = &self.plan.domains[n];
+        let Ok(lv) = self.lv() else {
+            return Outcome::Other {
+                message: "no libvirt connection".into(),
+            };
+        };
+        match lv.define(&d.xml) {
+            Ok(()) => {
+                self.cleanup.push(Undo::Domain {
+                    uri: self.paths.libvirt_uri.clone(),
+                    name: d.libvirt_name.clone(),
+                });
+                Outcome::Ok
+            }
+            Err(e) => Outcome::Libvirt(e),
+        }
+    }
+
+    /// Perform a step's action; one Action evidence per domain or probe it touched.
+    fn act(&mut self, action: &Action) -> Vec<Evidence> {
+        let plan = self.plan;
+        let mut out = Vec::new();
+        let mut push = |what: String, outcome: Outcome| {
+            out.push(Evidence::Action {
+                action: what,
+                outcome,
+            })
+        };
+        let lv_outcome = |r: Result<(), crate::evidence::LibvirtError>| match r {
+            Ok(()) => Outcome::Ok,
+            Err(e) => Outcome::Libvirt(e),
+        };
+        match action {
+            Action::Define(t) => {
+                for n in t.names() {
+                    let o = self.define(&n.value);
+                    push(format!("define {}", n.value), o);
+                }
+            }
+            Action::Start(t) => {
+                for n in t.names() {
+                    let name = plan.domain_name(&n.value);
+                    let defined = self.lv().map(|lv| lv.exists(name).unwrap_or(false));
+                    let mut o = Outcome::Ok;
+                    if let Ok(false) = defined {
+                        o = self.define(&n.value);
+                    }
+                    if o == Outcome::Ok {
+                        o = match self.lv() {
+                            Ok(lv) => lv_outcome(lv.start(name)),
+                            Err(message) => Outcome::Other { message },
+                        };
+                    }
+                    push(format!("start {}", n.value), o);
+                }
+            }
+            Action::Reset(t) | Action::Destroy(t) | Action::Undefine(t) => {
+                for n in t.names() {
+                    let name = plan.domain_name(&n.value);
+                    let o = match self.lv() {
+                        Ok(lv) => lv_outcome(match action {
+                            Action::Reset(_) => lv.reset(name),
+                            Action::Destroy(_) => lv.destroy(name),
+                            _ => lv.undefine(name),
+                        }),
+                        Err(message) => Outcome::Other { message },
+                    };
+                    push(format!("{} {}", action.keyword(), n.value), o);
+                }
+            }
+            Action::AttachDisk(a) => {
+                let xml = plan.attach_xml(a);
+                let o = match self.lv() {
+                    Ok(lv) => {
+                        lv_outcome(lv.attach_disk_live(plan.domain_name(&a.domain.value), &xml))
+                    }
+                    Err(message) => Outcome::Other { message },
+                };
+                push(
+                    format!(
+                        "attach_disk {} -> {} ({})",
+                        a.image.value, a.domain.value, a.target.value
+                    ),
+                    o,
+                );
+            }
+            Action::DetachDisk(d) => {
+                let xml = plan.detach_xml(&d.target.value);
+                let o = match self.lv() {
+                    Ok(lv) => {
+                        lv_outcome(lv.detach_disk(plan.domain_name(&d.domain.value), &xml, d.live))
+                    }
+                    Err(message) => Outcome::Other { message },
+                };
+                push(
+                    format!("detach_disk {} from {}", d.target.value, d.domain.value),
+                    o,
+                );
+            }
+            Action::Relabel(r) => {
+                let path = plan.image_path(&r.image.value);
+                let o = match selinux_ops::set_file_context(path, &r.context) {
+                    Ok(()) => Outcome::Ok,
+                    Err(e) => Outcome::Other {
+                        message: e.to_string(),
+                    },
+                };
+                push(format!("relabel {} to {}", r.image.value, r.context), o);
+            }
+            Action::Probe(p) => {
+                let path = plan.image_path(&p.image.value);
+                let access = match p.access {
+                    crate::scenario::Access::Read => probe::Access::Read,
+                    crate::scenario::Access::Write => probe::Access::Write,
+                    crate::scenario::Access::Getattr => probe::Access::Getattr,
+                };
+                let o =
+                    match self.prober() {
+                        Ok(prober) => prober.run(&p.context, access, path).unwrap_or_else(|e| {
+                            Outcome::Other {
+                                message: e.to_string(),
+                            }
+                        }),
+                        Err(message) => Outcome::Other { message },
+                    };
+                push(
+                    format!("probe {:?} of {} as {}", p.access, p.image.value, p.context)
+                        .to_lowercase(),
+                    o,
+                );
+            }
+        }
+        out
+    }
+
+    fn step(
+        &mut self,
+        index: usize,
+        step: &Step,
+        audit: &mut AuditLog,
+        noise: &NoiseFilter,
+        tally: &mut Tally,
+    ) -> Result<(), String> {
+        let o = &step.options;
+        let title = o
+            .title
+            .clone()
+            .unwrap_or_else(|| self.plan.virsh(&step.action).join("; "));
+        self.sink.emit(Event::StepStarted { step: index, title });
+        let started = Instant::now();
+        let offset = audit.offset().map_err(|e| format!("audit log: {e}"))?;
+        let watched: Vec<(String, PathBuf)> = o
+            .watch
+            .iter()
+            .map(|w| {
+                (
+                    w.value.to_string(),
+                    self.plan.image_path(&w.value).to_path_buf(),
+                )
+            })
+            .collect();
+        let timeline = if watched.is_empty() {
+            None
+        } else {
+            Some(
+                Timeline::watch(&watched, "security.selinux")
+                    .map_err(|e| format!("cannot watch labels: {e}"))?,
+            )
+        };
+
+        let mut evidence = self.act(&step.action);
+        if let Some(d) = o.settle {
+            // The scenario asked for a window (see StepOptions::settle).
+            std::thread::sleep(d.0);
+        }
+        if let Some(t) = timeline {
+            for (file, changes) in t.finish() {
+                evidence.push(Evidence::Timeline { file, changes });
+            }
+        }
+        for (name, dom) in &o.capture {
+            let (label, imagelabel) = self.live_seclabel(&dom.value);
+            evidence.push(Evidence::DomainSeclabel {
+                domain: dom.value.to_string(),
+                label: label.clone(),
+                imagelabel: imagelabel.clone(),
+            });
+            if let Some(label) = label {
+                self.captures
+                    .insert(name.clone(), Captured { label, imagelabel });
+            }
+        }
+        evidence.extend(self.labels());
+        for (name, path) in &watched {
+            if let Ok(xattrs) = selinux_ops::remembered_owner(path) {
+                evidence.push(Evidence::RememberedOwner {
+                    file: name.clone(),
+                    xattrs,
+                });
+            }
+        }
+
+        let is_probe = matches!(step.action, Action::Probe(_));
+        let ignore = &self.loaded.scenario.ignore_avc;
+        let deadline = Instant::now() + AVC_GRACE;
+        let (avcs, checks) = loop {
+            let records = audit
+                .records_since(offset)
+                .map_err(|e| format!("audit log: {e}"))?;
+            let mut all = evidence.clone();
+            let avcs = noise.apply(records).into_evidence();
+            all.push(avcs.clone());
+            let checks = check_step(&o.expect, is_probe, &all, &self.captures, ignore);
+            // An expected denial may still be on its way to the log: wait for it, briefly.
+            let waiting = o.expect.avc.is_some()
+                && checks
+                    .iter()
+                    .any(|c| !c.passed && c.expectation == "denial logged");
+            if !waiting || Instant::now() >= deadline {
+                break (avcs, checks);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        if let Evidence::Avcs { records, .. } = &avcs {
+            if records.iter().any(|r| r.permissive) {
+                tally.inconclusive = Some(format!(
+                    "step {index} logged permissive=1 records: the domain is permissive"
+                ));
+            }
+        }
+        evidence.push(avcs);
+        for e in evidence {
+            self.sink.emit(Event::Evidence {
+                step: index,
+                evidence: e,
+            });
+        }
+        let mut checks = checks;
+        let bug = applicable_known_bug(&o.known_bug, self.variant, self.target);
+        if let Some(b) = bug {
+            attribute_known_bug(&mut checks, b);
+        }
+        tally.add_step(&checks, bug);
+        for c in checks {
+            self.sink.emit(Event::ExpectationChecked {
+                step: index,
+                check: c,
+            });
+        }
+        self.sink.emit(Event::StepFinished {
+            step: index,
+            millis: started.elapsed().as_millis() as u64,
+        });
+        Ok(())
+    }
+
+    fn live_seclabel(
+        &self,
+        n: &Name,
+    ) -> (
+        Option<crate::context::Context>,
+        Option<crate::context::Context>,
+    ) {
+        self.lv()
+            .ok()
+            .and_then(|lv| lv.live_xml(self.plan.domain_name(n)).ok())
+            .map(|xml| crate::libvirt::seclabel_of(&xml))
+            .unwrap_or((None, None))
+    }
+
+    /// Every image's label and every running domain's process label.
+    fn labels(&self) -> Vec<Evidence> {
+        let mut out = Vec::new();
+        for (name, img) in &self.plan.images {
+            out.push(Evidence::FileContext {
+                file: name.to_string(),
+                path: img.path.display().to_string(),
+                context: selinux_ops::file_context(&img.path).ok().flatten(),
+            });
+        }
+        if self.libvirt.is_some() {
+            for (name, d) in &self.plan.domains {
+                if let Some(pid) = crate::libvirt::qemu_pid(&d.libvirt_name) {
+                    if let Ok(context) = selinux_ops::process_context(pid) {
+                        out.push(Evidence::ProcessLabel {
+                            domain: name.to_string(),
+                            pid,
+                            context,
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+}

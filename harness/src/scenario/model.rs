@@ -1,0 +1,900 @@
+//! The scenario language: what a YAML file may say. Every struct denies unknown keys, so a typo
+//! is an error with a location, never a silently ignored line.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::context::{Context, Level};
+
+/// A value with the place in the file it came from, for errors found after parsing
+/// (dangling references, duplicate targets). Wraps serde-saphyr's `Spanned` so the JSON Schema
+/// can describe the inner value as if the wrapper were not there.
+#[derive(Debug, Clone)]
+pub struct At<T> {
+    pub value: T,
+    pub line: usize,
+    pub column: usize,
+}
+
+impl<T> At<T> {
+    pub fn new(value: T) -> Self {
+        Self {
+            value,
+            line: 0,
+            column: 0,
+        }
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for At<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = serde_saphyr::Spanned::<T>::deserialize(d)?;
+        Ok(At {
+            value: s.value,
+            line: s.referenced.line() as usize,
+            column: s.referenced.column() as usize,
+        })
+    }
+}
+
+impl<T: JsonSchema> JsonSchema for At<T> {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        T::schema_name()
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        T::json_schema(g)
+    }
+    fn inline_schema() -> bool {
+        T::inline_schema()
+    }
+}
+
+// Equality and order are the value's: the same name at two places is the same name (so
+// duplicate map keys are found, and maps sort by name).
+impl<T: PartialEq> PartialEq for At<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.value == other.value
+    }
+}
+impl<T: Eq> Eq for At<T> {}
+impl<T: PartialOrd> PartialOrd for At<T> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        self.value.partial_cmp(&other.value)
+    }
+}
+impl<T: Ord> Ord for At<T> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.value.cmp(&other.value)
+    }
+}
+
+impl<T: fmt::Display> fmt::Display for At<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.value.fmt(f)
+    }
+}
+
+/// A name the scenario gives to a domain, an image, a capture or a variant.
+/// Kept to a safe alphabet: names end up in file names and libvirt domain names.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Name(String);
+
+impl JsonSchema for Name {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Name".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^[A-Za-z][A-Za-z0-9_.-]{0,39}$"
+        })
+    }
+}
+
+impl Name {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for Name {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let ok = s.len() <= 40
+            && s.starts_with(|c: char| c.is_ascii_alphabetic())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+            && !s.contains("..");
+        if ok {
+            Ok(Name(s.to_string()))
+        } else {
+            Err(format!(
+                "invalid name {s:?}: use 1-40 letters, digits, '_', '.', '-', starting with a letter (no '..', no '/')"
+            ))
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Name {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A whole scenario file.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Unique name; trials and reports are named after it.
+    pub name: At<Name>,
+    /// What the scenario shows, in a sentence or two.
+    pub description: String,
+    /// Bug reports, mailing-list threads, commits this scenario reproduces or guards.
+    #[serde(default)]
+    pub references: Vec<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// What the target must offer; a target without it skips the scenario and says why.
+    #[serde(default)]
+    pub requires: Vec<Requirement>,
+    /// Disk images created in the run's sandbox (under the libvirt images directory).
+    #[serde(default)]
+    pub images: BTreeMap<Name, Image>,
+    /// libvirt guests, defined from XML the harness generates.
+    #[serde(default)]
+    pub domains: BTreeMap<Name, Domain>,
+    /// Host settings for every variant of the run; put back afterwards.
+    #[serde(default)]
+    pub host: HostSettings,
+    /// Named variants: the scenario runs once per variant, each with its own host settings.
+    #[serde(default)]
+    pub variants: BTreeMap<Name, HostSettings>,
+    /// AVC records to ignore on top of the built-in noise filter.
+    #[serde(default)]
+    pub ignore_avc: Vec<AvcMatch>,
+    pub steps: Vec<Step>,
+}
+
+/// What a target must offer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Requirement {
+    /// SELinux enforcing (always required for a verdict; listing it documents intent).
+    Enforcing,
+    /// An MLS/MCS policy.
+    Mcs,
+    /// A running libvirtd with the QEMU driver.
+    Libvirt,
+    /// The harness's probe module (policy-modules/harness-probe.cil): lets a probe enter svirt_t.
+    ProbeModule,
+}
+
+/// A size such as 16M, 1G or 4096 (bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
+#[schemars(with = "String")]
+pub struct Size(pub u64);
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let (digits, mult) = match s.as_bytes().last() {
+            Some(b'K') => (&s[..s.len() - 1], 1 << 10),
+            Some(b'M') => (&s[..s.len() - 1], 1 << 20),
+            Some(b'G') => (&s[..s.len() - 1], 1 << 30),
+            _ => (s.as_str(), 1),
+        };
+        let n: u64 = digits.parse().map_err(|_| {
+            serde::de::Error::custom(format!("invalid size {s:?}: write e.g. 16M, 1G or 4096"))
+        })?;
+        let bytes = n
+            .checked_mul(mult)
+            .filter(|b| *b <= 4 << 30)
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "size {s:?} is over the 4G a scenario image may have"
+                ))
+            })?;
+        Ok(Size(bytes))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Image {
+    pub size: Size,
+    /// Label to give the file after creating it (default: what the policy gives new files there).
+    pub context: Option<Context>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LabelType {
+    Dynamic,
+    Static,
+    None,
+}
+
+/// A domain's `<seclabel>`; fields map one to one onto libvirt's XML.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Seclabel {
+    #[serde(rename = "type")]
+    pub kind: LabelType,
+    /// Security driver model; libvirt's default for SELinux hosts is "selinux".
+    pub model: Option<String>,
+    /// Whether libvirt relabels the domain's resources (default: libvirt decides).
+    pub relabel: Option<bool>,
+    pub label: Option<Context>,
+    pub imagelabel: Option<Context>,
+    pub baselabel: Option<Context>,
+}
+
+/// A per-disk `<seclabel>` inside `<source>`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DiskSeclabel {
+    pub model: Option<String>,
+    pub relabel: Option<bool>,
+    pub label: Option<Context>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Disk {
+    /// One of the scenario's images.
+    pub image: At<Name>,
+    /// Guest device name; vda for the first disk, vdb for the next ...
+    pub target: Option<At<String>>,
+    #[serde(default)]
+    pub shareable: bool,
+    #[serde(default)]
+    pub readonly: bool,
+    pub seclabel: Option<DiskSeclabel>,
+}
+
+/// A disk may be given as just an image name.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum DiskSpec {
+    Image(At<Name>),
+    Full(Disk),
+}
+
+impl At<DiskSpec> {
+    /// The full form; a bare image name takes the place where it stands.
+    pub fn to_disk(&self) -> Disk {
+        match &self.value {
+            DiskSpec::Image(name) => Disk {
+                image: At {
+                    value: name.value.clone(),
+                    line: self.line,
+                    column: self.column,
+                },
+                target: None,
+                shareable: false,
+                readonly: false,
+                seclabel: None,
+            },
+            DiskSpec::Full(d) => d.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Domain {
+    /// Omitted: no `<seclabel>` element, libvirt applies the host default (dynamic).
+    pub seclabel: Option<Seclabel>,
+    #[serde(default)]
+    pub disks: Vec<At<DiskSpec>>,
+    /// Guest memory; the guests never boot an OS, so the default 64 MiB is plenty.
+    pub memory_mib: Option<u32>,
+}
+
+/// Changes to the host for the duration of a run; every one is put back afterwards.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HostSettings {
+    /// Keys for /etc/libvirt/qemu.conf (e.g. remember_owner: 0); libvirtd is restarted.
+    #[serde(default)]
+    pub qemu_conf: BTreeMap<At<String>, QemuConfValue>,
+    /// SELinux booleans, set for the run (not persistently).
+    #[serde(default)]
+    pub booleans: BTreeMap<At<String>, bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum QemuConfValue {
+    Int(i64),
+    Bool(bool),
+    Str(String),
+}
+
+impl fmt::Display for QemuConfValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            QemuConfValue::Int(i) => write!(f, "{i}"),
+            QemuConfValue::Bool(b) => write!(f, "{}", u8::from(*b)),
+            QemuConfValue::Str(s) => write!(f, "{s:?}"),
+        }
+    }
+}
+
+/// One domain (`start: vm1`) or several (`start: [vm1, vm2]`).
+#[derive(Debug, Clone)]
+pub struct Targets(pub Vec<At<Name>>);
+
+impl Targets {
+    pub fn names(&self) -> Vec<&At<Name>> {
+        self.0.iter().collect()
+    }
+}
+
+// An untagged enum would buffer the value and lose the names' locations; a visitor that reads
+// the sequence element by element keeps them (a lone name takes the key's place, see Step).
+impl<'de> Deserialize<'de> for Targets {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Targets;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a domain name or a list of domain names")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Targets, E> {
+                Ok(Targets(vec![At::new(v.parse().map_err(E::custom)?)]))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Targets, A::Error> {
+                let mut v = Vec::new();
+                while let Some(n) = seq.next_element()? {
+                    v.push(n);
+                }
+                if v.is_empty() {
+                    return Err(serde::de::Error::custom("an empty list of domains"));
+                }
+                Ok(Targets(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for Targets {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Targets".into()
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let name = g.subschema_for::<Name>();
+        schemars::json_schema!({
+            "description": "a domain name or a list of them",
+            "anyOf": [name, {"type": "array", "items": name, "minItems": 1}]
+        })
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttachDisk {
+    pub domain: At<Name>,
+    pub image: At<Name>,
+    pub target: At<String>,
+    #[serde(default)]
+    pub shareable: bool,
+    #[serde(default)]
+    pub readonly: bool,
+    pub seclabel: Option<DiskSeclabel>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DetachDisk {
+    pub domain: At<Name>,
+    pub target: At<String>,
+    /// Live detach needs a guest OS to acknowledge the unplug; the harness's guests have none,
+    /// so the default is to detach from the persistent config of a shut-off domain.
+    #[serde(default)]
+    pub live: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Relabel {
+    pub image: At<Name>,
+    pub context: Context,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    Read,
+    Write,
+    Getattr,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Probe {
+    /// Context the probe process runs in, e.g. unconfined_u:unconfined_r:svirt_t:s0:c3,c4.
+    pub context: Context,
+    pub image: At<Name>,
+    pub access: Access,
+}
+
+/// What a step does. Exactly one per step.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Action {
+    /// virsh define
+    Define(Targets),
+    /// virsh start (defines first when the domain is not defined yet)
+    Start(Targets),
+    /// virsh attach-device --live with a disk
+    AttachDisk(AttachDisk),
+    /// virsh detach-device
+    DetachDisk(DetachDisk),
+    /// virsh reset: the firmware rereads its disk, so the QEMU process touches its image again
+    Reset(Targets),
+    /// virsh destroy
+    Destroy(Targets),
+    /// virsh undefine
+    Undefine(Targets),
+    /// chcon on one of the scenario's images
+    Relabel(Relabel),
+    /// open an image from a process running in a given context
+    Probe(Probe),
+}
+
+/// A step as written: one action key (`start: vm1`) plus the step's options.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub action: Action,
+    /// Where the action key stands, for errors about the step as a whole.
+    pub line: usize,
+    pub column: usize,
+    pub options: StepOptions,
+}
+
+/// Everything a step may say besides its action.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepOptions {
+    /// Shown in reports; default: generated from the action.
+    pub title: Option<String>,
+    /// Remember each named domain's live seclabel after the step: `capture: {vm1: vm1}` makes
+    /// `$vm1` (its label), `$vm1.imagelabel` and the level of either usable in later expectations.
+    #[serde(default)]
+    pub capture: BTreeMap<Name, At<Name>>,
+    /// Images whose label changes are recorded while the step runs (a label timeline).
+    #[serde(default)]
+    pub watch: Vec<At<Name>>,
+    /// How long to keep watching after the action returns, for effects that come later (the
+    /// QEMU process touching its disk after a reset). Absence of an AVC is only meaningful
+    /// over a window, so this is explicit rather than a hidden sleep.
+    pub settle: Option<Duration>,
+    #[serde(default)]
+    pub expect: Expect,
+    /// Known bugs: expectations of this step that fail on some platform or variant.
+    #[serde(default)]
+    pub known_bug: Vec<KnownBug>,
+}
+
+const ACTIONS: &[&str] = &[
+    "define",
+    "start",
+    "attach_disk",
+    "detach_disk",
+    "reset",
+    "destroy",
+    "undefine",
+    "relabel",
+    "probe",
+];
+const STEP_OPTIONS: &[&str] = &["title", "capture", "watch", "settle", "expect", "known_bug"];
+
+// serde's `flatten` would buffer the step into an untyped map, which loses both
+// `deny_unknown_fields` and the source locations the error messages need; so a step is read
+// key by key from the YAML deserializer itself.
+impl<'de> Deserialize<'de> for Step {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct StepVisitor;
+        impl<'de> serde::de::Visitor<'de> for StepVisitor {
+            type Value = Step;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(
+                    f,
+                    "a step: a mapping with one action ({})",
+                    ACTIONS.join(", ")
+                )
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Step, A::Error> {
+                use serde::de::Error;
+                let mut action: Option<(Action, usize, usize)> = None;
+                let mut o = StepOptions::default();
+                while let Some(key) = map.next_key::<At<String>>()? {
+                    let (line, column) = (key.line, key.column);
+                    match key.value.as_str() {
+                        "title" => o.title = Some(map.next_value()?),
+                        "capture" => o.capture = map.next_value()?,
+                        "watch" => o.watch = map.next_value()?,
+                        "settle" => o.settle = Some(map.next_value()?),
+                        "expect" => o.expect = map.next_value()?,
+                        "known_bug" => o.known_bug = map.next_value()?,
+                        k if ACTIONS.contains(&k) => {
+                            if let Some((prev, ..)) = &action {
+                                return Err(Error::custom(format!(
+                                    "a step has exactly one action, this one has `{}` and `{k}`: split it into two steps",
+                                    prev.keyword()
+                                )));
+                            }
+                            let a = match k {
+                                "define" => Action::Define(targets(map.next_value()?)),
+                                "start" => Action::Start(targets(map.next_value()?)),
+                                "attach_disk" => Action::AttachDisk(map.next_value()?),
+                                "detach_disk" => Action::DetachDisk(map.next_value()?),
+                                "reset" => Action::Reset(targets(map.next_value()?)),
+                                "destroy" => Action::Destroy(targets(map.next_value()?)),
+                                "undefine" => Action::Undefine(targets(map.next_value()?)),
+                                "relabel" => Action::Relabel(map.next_value()?),
+                                _ => Action::Probe(map.next_value()?),
+                            };
+                            action = Some((a, line, column));
+                        }
+                        other => {
+                            return Err(Error::custom(format!(
+                                "unknown key `{other}` in step: expected an action ({}) or one of {}",
+                                ACTIONS.join(", "),
+                                STEP_OPTIONS.join(", ")
+                            )));
+                        }
+                    }
+                }
+                let (action, line, column) = action.ok_or_else(|| {
+                    Error::custom(format!(
+                        "this step has no action: add one of {}",
+                        ACTIONS.join(", ")
+                    ))
+                })?;
+                Ok(Step {
+                    action,
+                    line,
+                    column,
+                    options: o,
+                })
+            }
+        }
+        d.deserialize_map(StepVisitor)
+    }
+}
+
+/// A lone name has no location of its own (see Targets); it stands where its value does.
+fn targets(at: At<Targets>) -> Targets {
+    let mut t = at.value;
+    for n in &mut t.0 {
+        if n.line == 0 {
+            n.line = at.line;
+            n.column = at.column;
+        }
+    }
+    t
+}
+
+impl JsonSchema for Step {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Step".into()
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let targets = g.subschema_for::<Targets>();
+        let mut properties = serde_json::json!({
+            "define": targets, "start": targets, "reset": targets,
+            "destroy": targets, "undefine": targets,
+            "attach_disk": g.subschema_for::<AttachDisk>(),
+            "detach_disk": g.subschema_for::<DetachDisk>(),
+            "relabel": g.subschema_for::<Relabel>(),
+            "probe": g.subschema_for::<Probe>(),
+            "title": g.subschema_for::<Option<String>>(),
+            "capture": g.subschema_for::<BTreeMap<Name, Name>>(),
+            "watch": g.subschema_for::<Vec<Name>>(),
+            "settle": g.subschema_for::<Option<Duration>>(),
+            "expect": g.subschema_for::<Expect>(),
+            "known_bug": g.subschema_for::<Vec<KnownBug>>(),
+        });
+        let one_of: Vec<_> = ACTIONS
+            .iter()
+            .map(|a| serde_json::json!({ "required": [a] }))
+            .collect();
+        if let Some(p) = properties.as_object_mut() {
+            p.retain(|_, v| !v.is_null());
+        }
+        schemars::json_schema!({
+            "description": "One action (define, start, attach_disk, ...) and the step's options",
+            "type": "object",
+            "properties": properties,
+            "additionalProperties": false,
+            "oneOf": one_of
+        })
+    }
+}
+
+impl Action {
+    /// The YAML key of the action.
+    pub fn keyword(&self) -> &'static str {
+        match self {
+            Action::Define(_) => "define",
+            Action::Start(_) => "start",
+            Action::AttachDisk(_) => "attach_disk",
+            Action::DetachDisk(_) => "detach_disk",
+            Action::Reset(_) => "reset",
+            Action::Destroy(_) => "destroy",
+            Action::Undefine(_) => "undefine",
+            Action::Relabel(_) => "relabel",
+            Action::Probe(_) => "probe",
+        }
+    }
+}
+
+/// A duration such as 500ms, 2s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
+#[schemars(with = "String")]
+pub struct Duration(pub std::time::Duration);
+
+impl<'de> Deserialize<'de> for Duration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let parsed = if let Some(ms) = s.strip_suffix("ms") {
+            ms.parse().ok().map(std::time::Duration::from_millis)
+        } else if let Some(secs) = s.strip_suffix('s') {
+            secs.parse().ok().map(std::time::Duration::from_secs)
+        } else {
+            None
+        };
+        match parsed {
+            Some(d) if d <= std::time::Duration::from_secs(60) => Ok(Duration(d)),
+            Some(_) => Err(serde::de::Error::custom(format!(
+                "duration {s:?} is over the 60s a step may settle"
+            ))),
+            None => Err(serde::de::Error::custom(format!(
+                "invalid duration {s:?}: write e.g. 500ms or 3s"
+            ))),
+        }
+    }
+}
+
+/// A reference to something captured earlier: `$vm1` (the domain label), `$vm1.label`,
+/// `$vm1.imagelabel`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CaptureRef {
+    pub name: Name,
+    pub imagelabel: bool,
+}
+
+impl fmt::Display for CaptureRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "${}", self.name)?;
+        if self.imagelabel {
+            f.write_str(".imagelabel")?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for CaptureRef {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let body = s
+            .strip_prefix('$')
+            .ok_or("a capture reference starts with $")?;
+        let (name, field) = match body.split_once('.') {
+            Some((n, f)) => (n, Some(f)),
+            None => (body, None),
+        };
+        let imagelabel = match field {
+            None | Some("label") => false,
+            Some("imagelabel") => true,
+            Some(other) => {
+                return Err(format!(
+                    "unknown capture field {other:?} in {s:?}: use $NAME, $NAME.label or $NAME.imagelabel"
+                ))
+            }
+        };
+        Ok(CaptureRef {
+            name: name.parse()?,
+            imagelabel,
+        })
+    }
+}
+
+/// Either a literal value or a reference to a capture.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Valued<T> {
+    Literal(T),
+    Capture(CaptureRef),
+}
+
+impl<T: fmt::Display> fmt::Display for Valued<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Valued::Literal(v) => v.fmt(f),
+            Valued::Capture(c) => c.fmt(f),
+        }
+    }
+}
+
+impl<'de, T: FromStr> Deserialize<'de> for Valued<T>
+where
+    T::Err: fmt::Display,
+{
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.starts_with('$') {
+            s.parse()
+                .map(Valued::Capture)
+                .map_err(serde::de::Error::custom)
+        } else {
+            s.parse()
+                .map(Valued::Literal)
+                .map_err(serde::de::Error::custom)
+        }
+    }
+}
+
+impl<T> JsonSchema for Valued<T> {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ValueOrCapture".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "a literal value, or $NAME / $NAME.imagelabel to use a captured domain label"
+        })
+    }
+}
+
+/// What a context must look like. Every field given must hold.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContextMatch {
+    /// The whole context.
+    pub context: Option<At<Valued<Context>>>,
+    pub user: Option<String>,
+    pub role: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// The (low) MCS level, e.g. s0:c1,c2 or $vm1 for the captured domain's level.
+    pub level: Option<At<Valued<Level>>>,
+    /// The level must differ from this one.
+    pub not_level: Option<At<Valued<Level>>>,
+}
+
+/// What a watched file's label may do during the step.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TimelineMatch {
+    /// The file never carried this level, not even for a moment.
+    pub never_level: Option<At<Valued<Level>>>,
+    /// The file carried this level at some moment.
+    pub saw_level: Option<At<Valued<Level>>>,
+    /// The label never changed during the step.
+    pub unchanged: Option<bool>,
+}
+
+/// A pattern for one AVC record; every field given must match.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AvcMatch {
+    /// The record denies at least these permissions.
+    #[serde(default)]
+    pub perms: Vec<String>,
+    pub scontext: Option<ContextMatch>,
+    pub tcontext: Option<ContextMatch>,
+    pub tclass: Option<String>,
+    pub comm: Option<String>,
+}
+
+/// `avc: none` or a list of denials that must all be seen.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum AvcExpect {
+    None(NoneKeyword),
+    Denials(Vec<AvcMatch>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NoneKeyword {
+    None,
+}
+
+/// The libvirt error an action must end with.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorMatch {
+    /// Symbolic libvirt error code, e.g. VIR_ERR_OPERATION_INVALID.
+    pub code: Option<At<String>>,
+    /// Text the message must contain.
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessOutcome {
+    Allowed,
+    Denied,
+}
+
+/// What must hold after a step. Without `error`, the action must succeed.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    pub error: Option<ErrorMatch>,
+    /// Labels of the domains' QEMU processes.
+    #[serde(default)]
+    pub process: BTreeMap<At<Name>, ContextMatch>,
+    /// Labels of the scenario's images.
+    #[serde(default)]
+    pub file: BTreeMap<At<Name>, ContextMatch>,
+    /// What watched images' labels did during the step.
+    #[serde(default)]
+    pub timeline: BTreeMap<At<Name>, TimelineMatch>,
+    /// Denials logged during the step (after the noise filter).
+    pub avc: Option<AvcExpect>,
+    /// Denials that must not be logged during the step.
+    #[serde(default)]
+    pub no_avc: Vec<AvcMatch>,
+    /// For a probe step: whether the open was allowed.
+    pub access: Option<AccessOutcome>,
+}
+
+/// Marks the expectations of a step as a known bug where `when` holds.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KnownBug {
+    /// Bug URL or id.
+    pub reference: String,
+    pub summary: Option<String>,
+    #[serde(default)]
+    pub when: Platform,
+}
+
+/// Where a known bug applies. Every field given must hold; an empty `when` holds everywhere.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Platform {
+    /// Variant names.
+    #[serde(default)]
+    pub variant: Vec<At<Name>>,
+    /// Distributions, e.g. debian-12.
+    #[serde(default)]
+    pub distro: Vec<String>,
+    /// libvirt version requirement, e.g. ">=9.0.0, <11.0.0".
+    pub libvirt: Option<VersionReq>,
+}
+
+#[derive(Debug, Clone, JsonSchema)]
+#[schemars(with = "String")]
+pub struct VersionReq(pub semver::VersionReq);
+
+impl<'de> Deserialize<'de> for VersionReq {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        semver::VersionReq::parse(&s).map(VersionReq).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "invalid version requirement {s:?}: {e} (write e.g. \">=9.0.0, <11.0.0\")"
+            ))
+        })
+    }
+}

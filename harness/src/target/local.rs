@@ -1,0 +1,79 @@
+//! The local target: this very host, when it runs SELinux enforcing and the user allowed the
+//! harness to change it (define guests, relabel files in its sandbox, load a test module).
+
+use super::{Target, TargetError};
+use crate::event::{EventSink, TargetInfo};
+use crate::executor::{execute, HostPaths};
+use crate::scenario::LoadedScenario;
+use crate::verdict::Verdict;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostStatus {
+    Enforcing,
+    Permissive,
+    /// No SELinux in this kernel, or not enabled.
+    Absent,
+}
+
+impl HostStatus {
+    pub fn describe(self) -> &'static str {
+        match self {
+            HostStatus::Enforcing => "SELinux enforces on this host",
+            HostStatus::Permissive => "SELinux is permissive on this host",
+            HostStatus::Absent => "this host does not run SELinux",
+        }
+    }
+}
+
+pub fn host_status() -> HostStatus {
+    match std::fs::read_to_string("/sys/fs/selinux/enforce") {
+        Ok(s) if s.trim() == "1" => HostStatus::Enforcing,
+        Ok(_) => HostStatus::Permissive,
+        Err(_) => HostStatus::Absent,
+    }
+}
+
+pub struct Local {
+    paths: HostPaths,
+}
+
+impl Local {
+    /// Refuses unless the host enforces and the user opted in: a permissive host can give
+    /// no verdict, and nobody wants their host relabelled by surprise.
+    pub fn new(allow_changes: bool) -> Result<Local, TargetError> {
+        match host_status() {
+            HostStatus::Enforcing => {}
+            s => {
+                return Err(TargetError::Unavailable(format!(
+                    "{}: the local target needs SELinux enforcing (use --target vm)",
+                    s.describe()
+                )))
+            }
+        }
+        if !allow_changes {
+            return Err(TargetError::Unavailable(format!(
+                "the local target defines guests, relabels files in its sandbox and may load a test policy module on this host; allow it with --allow-local-changes or {}=1",
+                super::LOCAL_OPT_IN_ENV
+            )));
+        }
+        Ok(Local {
+            paths: HostPaths::default(),
+        })
+    }
+}
+
+impl Target for Local {
+    fn info(&mut self) -> Result<TargetInfo, TargetError> {
+        Ok(crate::environment::collect("local"))
+    }
+
+    fn run(
+        &mut self,
+        scenario: &LoadedScenario,
+        variant: Option<&str>,
+        sink: &mut dyn EventSink,
+    ) -> Result<Verdict, TargetError> {
+        let info = self.info()?;
+        Ok(execute(scenario, variant, &info, &self.paths, sink))
+    }
+}

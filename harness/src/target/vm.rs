@@ -1,0 +1,164 @@
+//! The VM target: the embedded Debian guest (built on first use, warm-started from its
+//! snapshot when there is one), driven over the agent channel. Events from the guest are passed
+//! on unchanged, except that the host fills in what only it knows: how the VM was started.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{Target, TargetError};
+use crate::event::{Event, EventSink, TargetInfo};
+use crate::image::{self, BuildOptions, Cache, Progress};
+use crate::interrupt::Interrupt;
+use crate::protocol::{Reply, Request};
+use crate::scenario::LoadedScenario;
+use crate::verdict::Verdict;
+use crate::vm::{Vm, VmOptions};
+
+/// Selects the image recipe (same names as `image build --distro`).
+pub const DISTRO_ENV: &str = "SELINUX_HARNESS_DISTRO";
+pub const DEFAULT_DISTRO: &str = "debian-12";
+/// A scenario that takes longer than this has hung: its steps take seconds.
+const SCENARIO_TIMEOUT: Duration = Duration::from_secs(600);
+
+#[derive(Debug, Clone, Default)]
+pub struct VmTargetOptions {
+    /// Recipe name; default: $SELINUX_HARNESS_DISTRO or debian-12.
+    pub distro: Option<String>,
+    /// The harness binary to run in the guest (default: this executable).
+    pub binary: Option<PathBuf>,
+    pub interrupt: Interrupt,
+}
+
+pub struct VmTarget {
+    vm: Vm,
+}
+
+impl VmTarget {
+    pub fn start(options: &VmTargetOptions) -> Result<VmTarget, TargetError> {
+        let distro = options
+            .distro
+            .clone()
+            .or_else(|| std::env::var(DISTRO_ENV).ok())
+            .unwrap_or_else(|| DEFAULT_DISTRO.into());
+        let unavailable = |e: &dyn std::fmt::Display| TargetError::Unavailable(format!("{e:#}"));
+        let cache = Cache::default_location().map_err(|e| unavailable(&e))?;
+        let source = image::recipe::builtin(&distro).map_err(|e| unavailable(&e))?;
+        let progress = Progress::stderr();
+        let built = image::build(
+            &cache,
+            &source,
+            &BuildOptions::default(),
+            &progress,
+            &options.interrupt,
+        )
+        .map_err(|e| unavailable(&e))?;
+        let vm_options = VmOptions {
+            agent_binary: options.binary.clone(),
+            interrupt: options.interrupt.clone(),
+            ..VmOptions::default()
+        };
+        let vm = Vm::start(&built.image, &vm_options, &progress).map_err(|e| unavailable(&e))?;
+        progress.finish();
+        let info = vm.info();
+        eprintln!(
+            "vm: {distro}, {} start on {}, agent ready after {:.1} s{}",
+            info.start.name(),
+            info.accel.name(),
+            info.ready.as_secs_f64(),
+            info.notes
+                .iter()
+                .map(|n| format!("\n  note: {n}"))
+                .collect::<String>()
+        );
+        Ok(VmTarget { vm })
+    }
+
+    fn fill(&self, t: &mut TargetInfo) {
+        let info = self.vm.info();
+        t.accelerator = info.accel.name().into();
+        t.boot = format!(
+            "{} start, ready in {:.1} s",
+            info.start.name(),
+            info.ready.as_secs_f64()
+        );
+    }
+
+    fn broken(&self, what: &str, e: impl std::fmt::Display) -> TargetError {
+        TargetError::Failed(format!(
+            "{what}: {e}\n--- last lines of the guest console ---\n{}",
+            self.vm.console_tail(30)
+        ))
+    }
+}
+
+impl Target for VmTarget {
+    fn info(&mut self) -> Result<TargetInfo, TargetError> {
+        let mut env = None;
+        let mut failed = None;
+        let r = self.vm.request(&Request::Env, |reply| match reply {
+            Reply::Env(i) => env = Some(i),
+            Reply::Failed { message } => failed = Some(message),
+            _ => {}
+        });
+        if let Err(e) = r {
+            return Err(self.broken("asking the guest for its environment", e));
+        }
+        if let Some(m) = failed {
+            return Err(TargetError::Failed(m));
+        }
+        let mut env =
+            env.ok_or_else(|| TargetError::Failed("the agent sent no environment".into()))?;
+        self.fill(&mut env);
+        Ok(env)
+    }
+
+    fn run(
+        &mut self,
+        scenario: &LoadedScenario,
+        variant: Option<&str>,
+        sink: &mut dyn EventSink,
+    ) -> Result<Verdict, TargetError> {
+        let request = Request::Run {
+            file: scenario.path.display().to_string(),
+            source: scenario.source.clone(),
+            variant: variant.map(str::to_string),
+        };
+        let boot = {
+            let mut t = TargetInfo::default();
+            self.fill(&mut t);
+            (t.accelerator, t.boot)
+        };
+        let mut verdict = None;
+        let mut failed = None;
+        let r = self
+            .vm
+            .request_within(&request, SCENARIO_TIMEOUT, |reply| match reply {
+                Reply::Event(mut e) => {
+                    if let Event::ScenarioStarted { target, .. } = &mut e {
+                        target.accelerator = boot.0.clone();
+                        target.boot = boot.1.clone();
+                    }
+                    if let Event::ScenarioFinished { verdict: v, .. } = &e {
+                        verdict = Some(v.clone());
+                    }
+                    sink.emit(e);
+                }
+                Reply::Failed { message } => failed = Some(message),
+                Reply::Env(_) | Reply::Done => {}
+            });
+        if let Err(e) = r {
+            return Err(self.broken("running the scenario in the guest", e));
+        }
+        if let Some(m) = failed {
+            return Err(TargetError::Failed(format!(
+                "the guest refused the scenario: {m}"
+            )));
+        }
+        verdict.ok_or_else(|| {
+            self.broken(
+                "running the scenario in the guest",
+                "the agent finished without a verdict",
+            )
+        })
+    }
+}
