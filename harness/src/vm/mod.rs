@@ -469,8 +469,9 @@ impl Plan<'_> {
 
     fn launch(&self, accel: Accel, mode: Mode) -> Result<Vm, VmError> {
         let o = self.options;
+        sweep_dead_run_dirs();
         let dir = tempfile::Builder::new()
-            .prefix("selinux-harness-vm.")
+            .prefix(&format!("{RUN_DIR_PREFIX}{}.", std::process::id()))
             .tempdir()
             .map_err(io_err("cannot create the run's temp dir"))?;
         let loadvm = matches!(mode, Mode::Warm { .. }).then(|| SNAPSHOT.to_owned());
@@ -889,6 +890,31 @@ fn save_stopped(
         ))(e));
     }
     Ok(())
+}
+
+/// Run dirs are `<tmp>/selinux-harness-vm.<pid>.<random>`: the pid says whether one is orphaned.
+const RUN_DIR_PREFIX: &str = "selinux-harness-vm.";
+
+/// Removes run dirs whose process died without its destructors (SIGKILL, power loss); its QEMU
+/// died with it (parent-death signal), so nothing uses them.
+fn sweep_dead_run_dirs() {
+    let tmp = std::env::temp_dir();
+    let Ok(entries) = fs::read_dir(&tmp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(RUN_DIR_PREFIX)
+            .and_then(|rest| rest.split('.').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Identity of the base image file: device, inode, size, modification time.
