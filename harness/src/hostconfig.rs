@@ -396,10 +396,17 @@ pub fn restart_libvirtd() -> Result<LibvirtdRestart> {
     // Started by us from unconfined_t, libvirtd would not necessarily land in virtd_t: ask for
     // the old daemon's context explicitly.
     let old_context = old_pid.and_then(|p| crate::selinux_ops::process_context(p).ok());
-    if let Some(pid) = old_pid {
-        stop_process(pid, LIBVIRTD_TIMEOUT)?;
+    if Path::new(crate::agent::INIT_CONTROL).exists() {
+        // In the harness VM, PID 1 restarts it as it started it at boot (init_t -> virtd_t,
+        // system_u); from unconfined_t the exec into that context is denied.
+        crate::agent::restart_daemon(crate::agent::Daemon::Libvirtd, LIBVIRTD_TIMEOUT)
+            .map_err(|e| HostError::Libvirtd(e.to_string()))?;
+    } else {
+        if let Some(pid) = old_pid {
+            stop_process(pid, LIBVIRTD_TIMEOUT)?;
+        }
+        start_libvirtd(old_context.as_ref())?;
     }
-    start_libvirtd(old_context.as_ref())?;
     wait_for_socket(Path::new(LIBVIRT_SOCK), LIBVIRTD_TIMEOUT)?;
     let new_pid = read_pid(pid_path);
     let context = new_pid.and_then(|p| crate::selinux_ops::process_context(p).ok());
