@@ -26,7 +26,7 @@ use crate::image::{Image, Progress};
 use crate::interrupt::Interrupt;
 use crate::protocol::{Reply, Request};
 use monitor::Monitor;
-pub use qemu::{Accel, LaunchSpec, QemuChild, DEFAULT_MACHINE};
+pub use qemu::{Accel, LaunchSpec, QemuChild, DEFAULT_MACHINE, PAYLOAD_CAPACITY};
 
 /// Name of the internal snapshot in a warm overlay.
 const SNAPSHOT: &str = "ready";
@@ -459,6 +459,7 @@ impl Plan<'_> {
             initrd: self.image.initrd(),
             append,
             disk: dir.join("disk.qcow2"),
+            payload: dir.join("payload.raw"),
             agent_socket: dir.join("agent.sock"),
             agent_port_name: AGENT_PORT_NAME.into(),
             monitor_socket: dir.join("monitor.sock"),
@@ -494,6 +495,11 @@ impl Plan<'_> {
                 run_quiet(&mut cmd)?;
             }
         }
+        let payload_fits = self.binary.len() as u64 <= PAYLOAD_CAPACITY;
+        write_payload(
+            &spec.payload,
+            payload_fits.then_some(self.binary.as_slice()),
+        )?;
         let kind = match mode {
             Mode::Warm { .. } => StartKind::Warm,
             Mode::Cold { .. } => StartKind::Cold,
@@ -580,6 +586,7 @@ impl Plan<'_> {
             &mut agent,
             &mut guest,
             &self.binary,
+            payload_fits,
             o.handshake_timeout,
             &mut notes,
         )?;
@@ -948,6 +955,7 @@ fn deliver(
     agent: &mut Channel,
     guest: &mut Guest,
     binary: &[u8],
+    on_payload_disk: bool,
     timeout: Duration,
     notes: &mut Vec<String>,
 ) -> Result<(), VmError> {
@@ -965,17 +973,40 @@ fn deliver(
     if answer != "OK" {
         notes.push(format!("guest clock not set: {answer}"));
     }
-    agent.send(format!("BIN {}\n", binary.len()).as_bytes(), guest, timeout)?;
-    agent.expect(guest, timeout, "starting the binary transfer", |l| {
-        l == "OK"
-    })?;
-    agent.send(binary, guest, timeout.max(Duration::from_secs(60)))?;
     let want = format!("GOT {}", binary.len());
-    let got = agent.expect(guest, timeout, "transferring the agent binary", |l| {
+    let is_got = |l: &str| {
         l == want
             || l.strip_prefix(want.as_str())
                 .is_some_and(|rest| rest.starts_with(' '))
-    })?;
+    };
+    let mut got = None;
+    if on_payload_disk {
+        agent.send(format!("BLK {}\n", binary.len()).as_bytes(), guest, timeout)?;
+        let answer = agent.expect(
+            guest,
+            timeout,
+            "reading the agent from the payload disk",
+            |l| is_got(l) || l.starts_with("ERR"),
+        )?;
+        if is_got(&answer) {
+            got = Some(answer);
+        } else {
+            notes.push(format!(
+                "payload disk not used ({answer}); sent the agent over the port"
+            ));
+        }
+    }
+    let got = match got {
+        Some(g) => g,
+        None => {
+            agent.send(format!("BIN {}\n", binary.len()).as_bytes(), guest, timeout)?;
+            agent.expect(guest, timeout, "starting the binary transfer", |l| {
+                l == "OK"
+            })?;
+            agent.send(binary, guest, timeout.max(Duration::from_secs(60)))?;
+            agent.expect(guest, timeout, "transferring the agent binary", is_got)?
+        }
+    };
     if got.ends_with("clock-not-set") {
         notes.push("guest clock not set: `date -s` failed in the guest (see the console)".into());
     }
@@ -983,6 +1014,18 @@ fn deliver(
         l.split_whitespace().next() == Some(HELLO)
     })?;
     Ok(())
+}
+
+/// The payload disk: the binary at offset 0, zero-padded (sparse) to the fixed capacity.
+fn write_payload(path: &Path, binary: Option<&[u8]>) -> Result<(), VmError> {
+    let write = || -> io::Result<()> {
+        let mut f = fs::File::create(path)?;
+        if let Some(b) = binary {
+            f.write_all(b)?;
+        }
+        f.set_len(PAYLOAD_CAPACITY)
+    };
+    write().map_err(io_err(format!("cannot write {}", path.display())))
 }
 
 fn run_quiet(cmd: &mut Command) -> Result<(), VmError> {
