@@ -264,6 +264,12 @@ pub fn run_env(args: &EnvArgs, interrupt: &Interrupt) -> anyhow::Result<()> {
         info.ready.as_secs_f64(),
         first_answer.as_secs_f64()
     );
+    let phases: Vec<String> = info
+        .phases
+        .iter()
+        .map(|(what, took)| format!("{what} {:.2} s", took.as_secs_f64()))
+        .collect();
+    println!("{:<16} {}", "phases:", phases.join(", "));
     if let Some(saved) = info.warm_saved {
         println!(
             "{:<16} saved in {:.2} s (next start is warm)",

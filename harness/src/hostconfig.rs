@@ -382,16 +382,6 @@ fn read_pid(path: &Path) -> Option<u32> {
 pub fn restart_libvirtd() -> Result<LibvirtdRestart> {
     let pid_path = Path::new(LIBVIRTD_PID);
     let old_pid = read_pid(pid_path);
-    if Path::new(INIT_CTL).exists() {
-        restart_via_init(LIBVIRTD_TIMEOUT)?;
-        let new_pid = read_pid(pid_path);
-        return Ok(LibvirtdRestart {
-            systemd: false,
-            old_pid,
-            new_pid,
-            context: new_pid.and_then(|p| crate::selinux_ops::process_context(p).ok()),
-        });
-    }
     if systemd_booted() {
         run("systemctl", &["restart", "libvirtd"])?;
         wait_for_socket(Path::new(LIBVIRT_SOCK), LIBVIRTD_TIMEOUT)?;
@@ -406,10 +396,17 @@ pub fn restart_libvirtd() -> Result<LibvirtdRestart> {
     // Started by us from unconfined_t, libvirtd would not necessarily land in virtd_t: ask for
     // the old daemon's context explicitly.
     let old_context = old_pid.and_then(|p| crate::selinux_ops::process_context(p).ok());
-    if let Some(pid) = old_pid {
-        stop_process(pid, LIBVIRTD_TIMEOUT)?;
+    if Path::new(crate::agent::INIT_CONTROL).exists() {
+        // In the harness VM, PID 1 restarts it as it started it at boot (init_t -> virtd_t,
+        // system_u); from unconfined_t the exec into that context is denied.
+        crate::agent::restart_daemon(crate::agent::Daemon::Libvirtd, LIBVIRTD_TIMEOUT)
+            .map_err(|e| HostError::Libvirtd(e.to_string()))?;
+    } else {
+        if let Some(pid) = old_pid {
+            stop_process(pid, LIBVIRTD_TIMEOUT)?;
+        }
+        start_libvirtd(old_context.as_ref())?;
     }
-    start_libvirtd(old_context.as_ref())?;
     wait_for_socket(Path::new(LIBVIRT_SOCK), LIBVIRTD_TIMEOUT)?;
     let new_pid = read_pid(pid_path);
     let context = new_pid.and_then(|p| crate::selinux_ops::process_context(p).ok());
@@ -426,52 +423,6 @@ pub fn restart_libvirtd() -> Result<LibvirtdRestart> {
         new_pid,
         context,
     })
-}
-
-/// The harness VM's init serves requests on these FIFOs (see harness/guest/harness-init2).
-const INIT_CTL: &str = "/run/selinux-harness/init.ctl";
-const INIT_REPLY: &str = "/run/selinux-harness/init.reply";
-
-/// Ask the VM's init to restart libvirtd: only init_t may start it into virtd_t there.
-fn restart_via_init(timeout: Duration) -> Result<()> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let fail = |m: String| HostError::Libvirtd(format!("asking init to restart libvirtd: {m}"));
-    // Open the answer first, without blocking, so init's write finds a reader.
-    let mut reply = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(INIT_REPLY)
-        .map_err(|e| fail(format!("{INIT_REPLY}: {e}")))?;
-    std::fs::write(INIT_CTL, b"restart-libvirtd\n")
-        .map_err(|e| fail(format!("{INIT_CTL}: {e}")))?;
-    let deadline = Instant::now() + timeout;
-    let mut answer = Vec::new();
-    while !answer.ends_with(b"\n") {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(fail(format!("no answer within {timeout:?}")));
-        }
-        let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
-        let ready = {
-            let mut fds = [PollFd::new(reply.as_fd(), PollFlags::POLLIN)];
-            poll(&mut fds, PollTimeout::from(ms)).map_err(|e| fail(e.to_string()))? > 0
-        };
-        let mut buf = [0u8; 256];
-        match reply.read(&mut buf) {
-            // The writer came and went: whatever it said is all there is.
-            Ok(0) if ready => break,
-            Ok(n) => answer.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(fail(e.to_string())),
-        }
-    }
-    let answer = String::from_utf8_lossy(&answer).trim().to_string();
-    if answer == "ok" {
-        Ok(())
-    } else {
-        Err(fail(answer))
-    }
 }
 
 fn start_libvirtd(context: Option<&Context>) -> Result<()> {

@@ -178,13 +178,14 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Doctor { dry_run } => doctor(dry_run),
         Command::Image { command } => {
             let interrupt = Interrupt::on_signals()?;
-            cli_vm::run_image(command, &interrupt)?;
-            Ok(ExitCode::SUCCESS)
+            // report(): exit 130 after a Ctrl-C (cleanup done), the error's own fix text otherwise.
+            Ok(cli_vm::run_image(command, &interrupt)
+                .map_or_else(|e| cli_vm::report(&e), |()| ExitCode::SUCCESS))
         }
         Command::Env(args) => {
             let interrupt = Interrupt::on_signals()?;
-            cli_vm::run_env(&args, &interrupt)?;
-            Ok(ExitCode::SUCCESS)
+            Ok(cli_vm::run_env(&args, &interrupt)
+                .map_or_else(|e| cli_vm::report(&e), |()| ExitCode::SUCCESS))
         }
         Command::Agent(args) => {
             cli_vm::run_agent(&args)?;

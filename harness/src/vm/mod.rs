@@ -26,7 +26,7 @@ use crate::image::{Image, Progress};
 use crate::interrupt::Interrupt;
 use crate::protocol::{Reply, Request};
 use monitor::Monitor;
-pub use qemu::{Accel, LaunchSpec, QemuChild, DEFAULT_MACHINE};
+pub use qemu::{Accel, LaunchSpec, QemuChild, DEFAULT_MACHINE, PAYLOAD_CAPACITY};
 
 /// Name of the internal snapshot in a warm overlay.
 const SNAPSHOT: &str = "ready";
@@ -112,6 +112,8 @@ pub struct BootInfo {
     pub ready: Duration,
     /// Time spent saving the warm snapshot during this start, if it saved one.
     pub warm_saved: Option<Duration>,
+    /// Where the start-up time went, in order (e.g. "copy snapshot", "restore to bootstrap").
+    pub phases: Vec<(&'static str, Duration)>,
     /// Fallbacks and other things a human should know (e.g. "warm start failed: ...").
     pub notes: Vec<String>,
 }
@@ -279,6 +281,7 @@ impl Vm {
             let accel = accels.remove(0);
             match plan.start_with(accel, &mut notes) {
                 Ok(mut vm) => {
+                    notes.append(&mut vm.info.notes);
                     vm.info.notes = notes;
                     return Ok(vm);
                 }
@@ -387,32 +390,56 @@ impl Plan<'_> {
     fn start_with(&self, accel: Accel, notes: &mut Vec<String>) -> Result<Vm, VmError> {
         let probe_spec = self.spec(accel, Path::new("/"), None);
         let snapshot = self.warm_snapshot_path(&probe_spec);
-        if self.options.warm == WarmPolicy::Use && snapshot.is_file() {
-            match self.launch(
-                accel,
-                Mode::Warm {
-                    snapshot: snapshot.clone(),
-                },
-            ) {
-                Ok(vm) => return Ok(vm),
-                Err(VmError::Interrupted) => return Err(VmError::Interrupted),
-                Err(e) => {
-                    notes.push(format!(
-                        "warm start failed, booting cold: {}",
-                        first_line(&e)
-                    ));
-                    if e.condemns_snapshot() {
-                        let _ = fs::remove_file(&snapshot);
+        if self.options.warm == WarmPolicy::Use {
+            match self.usable_snapshot(&snapshot) {
+                Ok(()) => match self.launch(
+                    accel,
+                    Mode::Warm {
+                        snapshot: snapshot.clone(),
+                    },
+                ) {
+                    Ok(vm) => return Ok(vm),
+                    Err(VmError::Interrupted) => return Err(VmError::Interrupted),
+                    Err(e) => {
                         notes.push(format!(
-                            "removed the unusable snapshot {}",
-                            snapshot.display()
+                            "warm start failed, booting cold: {}",
+                            first_line(&e)
                         ));
+                        if e.condemns_snapshot() {
+                            remove_snapshot(&snapshot);
+                            notes.push(format!(
+                                "removed the unusable snapshot {}",
+                                snapshot.display()
+                            ));
+                        }
                     }
-                }
+                },
+                Err(why) => notes.push(format!("booting cold: {why}")),
             }
         }
         let save_to = (self.options.warm == WarmPolicy::Use).then_some(snapshot);
         self.launch(accel, Mode::Cold { save_to })
+    }
+
+    /// A snapshot is only as good as the exact base image it was taken over: QEMU does not
+    /// notice a changed backing file, and the guest then reads stale inodes.
+    fn usable_snapshot(&self, snapshot: &Path) -> Result<(), String> {
+        if !snapshot.is_file() {
+            return Err(
+                "no warm snapshot for this image and launch configuration yet (one is saved now)"
+                    .into(),
+            );
+        }
+        let recorded = fs::read_to_string(base_stamp_path(snapshot)).unwrap_or_default();
+        let current = base_stamp(&self.image.disk()).unwrap_or_default();
+        if recorded.trim() != current || current.is_empty() {
+            remove_snapshot(snapshot);
+            return Err(format!(
+                "the warm snapshot was taken over a different base image (recorded `{}`, now `{current}`); removed it",
+                recorded.trim()
+            ));
+        }
+        Ok(())
     }
 
     fn spec(&self, accel: Accel, dir: &Path, loadvm: Option<String>) -> LaunchSpec {
@@ -432,6 +459,7 @@ impl Plan<'_> {
             initrd: self.image.initrd(),
             append,
             disk: dir.join("disk.qcow2"),
+            payload: dir.join("payload.raw"),
             agent_socket: dir.join("agent.sock"),
             agent_port_name: AGENT_PORT_NAME.into(),
             monitor_socket: dir.join("monitor.sock"),
@@ -442,12 +470,15 @@ impl Plan<'_> {
 
     fn launch(&self, accel: Accel, mode: Mode) -> Result<Vm, VmError> {
         let o = self.options;
+        sweep_dead_run_dirs();
         let dir = tempfile::Builder::new()
-            .prefix("selinux-harness-vm.")
+            .prefix(&format!("{RUN_DIR_PREFIX}{}.", std::process::id()))
             .tempdir()
             .map_err(io_err("cannot create the run's temp dir"))?;
         let loadvm = matches!(mode, Mode::Warm { .. }).then(|| SNAPSHOT.to_owned());
         let spec = self.spec(accel, dir.path(), loadvm);
+        let mut phases = Vec::new();
+        let t = Instant::now();
         match &mode {
             Mode::Warm { snapshot } => {
                 self.progress
@@ -464,10 +495,19 @@ impl Plan<'_> {
                 run_quiet(&mut cmd)?;
             }
         }
+        let payload_fits = self.binary.len() as u64 <= PAYLOAD_CAPACITY;
+        write_payload(
+            &spec.payload,
+            payload_fits.then_some(self.binary.as_slice()),
+        )?;
         let kind = match mode {
             Mode::Warm { .. } => StartKind::Warm,
             Mode::Cold { .. } => StartKind::Cold,
         };
+        phases.push(match kind {
+            StartKind::Warm => ("copy the warm snapshot", t.elapsed()),
+            StartKind::Cold => ("create the overlay", t.elapsed()),
+        });
         self.progress
             .phase(format!("{} boot ({accel}): starting QEMU", kind.name()));
         let started = Instant::now();
@@ -500,8 +540,13 @@ impl Plan<'_> {
         ));
         wait_for_bootstrap(&mut agent, &mut guest, up_deadline, self.progress, kind)?;
         let guest_up = started.elapsed();
+        phases.push(match kind {
+            StartKind::Warm => ("QEMU start + restore to bootstrap answer", guest_up),
+            StartKind::Cold => ("QEMU start + boot to bootstrap answer", guest_up),
+        });
 
         let mut warm_saved = None;
+        let mut notes = Vec::new();
         if let Mode::Cold {
             save_to: Some(path),
         } = &mode
@@ -511,18 +556,24 @@ impl Plan<'_> {
             let t = Instant::now();
             // The guest must be between requests with the host side closed, as a restore finds it.
             drop(agent);
-            save_snapshot(&mut monitor, &spec.disk, path)?;
-            warm_saved = Some(t.elapsed());
+            // A failed save costs the next run its warm start, not this run its VM.
+            match save_snapshot(&mut monitor, &spec.disk, path, &self.image.disk()) {
+                Ok(()) => {
+                    warm_saved = Some(t.elapsed());
+                    phases.push(("save the warm snapshot", t.elapsed()));
+                    self.progress.note(format!(
+                        "saved the warm snapshot in {:.1} s: {}",
+                        t.elapsed().as_secs_f64(),
+                        path.display()
+                    ));
+                }
+                Err(e) => notes.push(format!("warm snapshot not saved: {}", first_line(&e))),
+            }
             agent = Channel::connect(
                 &spec.agent_socket,
                 Instant::now() + o.handshake_timeout,
                 &mut guest,
             )?;
-            self.progress.note(format!(
-                "saved the warm snapshot in {:.1} s: {}",
-                t.elapsed().as_secs_f64(),
-                path.display()
-            ));
         }
 
         self.progress.phase(format!(
@@ -530,14 +581,16 @@ impl Plan<'_> {
             kind.name(),
             self.binary.len() as f64 / 1e6
         ));
-        let mut notes = Vec::new();
+        let t = Instant::now();
         deliver(
             &mut agent,
             &mut guest,
             &self.binary,
+            payload_fits,
             o.handshake_timeout,
             &mut notes,
         )?;
+        phases.push(("set the clock, deliver and start the agent", t.elapsed()));
         Ok(Vm {
             agent,
             monitor,
@@ -547,6 +600,7 @@ impl Plan<'_> {
                 guest_up,
                 ready: started.elapsed(),
                 warm_saved,
+                phases,
                 notes,
             },
             request_timeout: o.request_timeout,
@@ -787,7 +841,12 @@ fn wait_for_bootstrap(
 }
 
 /// `stop`, `savevm`, copy the overlay (it now holds disk and memory state), `cont`.
-fn save_snapshot(monitor: &mut Monitor, disk: &Path, to: &Path) -> Result<(), VmError> {
+fn save_snapshot(
+    monitor: &mut Monitor,
+    disk: &Path,
+    to: &Path,
+    base: &Path,
+) -> Result<(), VmError> {
     let hmp = |monitor: &mut Monitor, cmd: &str| -> Result<(), VmError> {
         let out = monitor
             .command(cmd, Duration::from_secs(300))
@@ -805,6 +864,19 @@ fn save_snapshot(monitor: &mut Monitor, disk: &Path, to: &Path) -> Result<(), Vm
         }
     };
     hmp(monitor, "stop")?;
+    let saved = save_stopped(monitor, disk, to, base, hmp);
+    // Resume whatever happened: the run goes on with or without a snapshot.
+    let resumed = hmp(monitor, "cont");
+    saved.and(resumed)
+}
+
+fn save_stopped(
+    monitor: &mut Monitor,
+    disk: &Path,
+    to: &Path,
+    base: &Path,
+    hmp: impl Fn(&mut Monitor, &str) -> Result<(), VmError>,
+) -> Result<(), VmError> {
     hmp(monitor, &format!("savevm {SNAPSHOT}"))?;
     if let Some(parent) = to.parent() {
         fs::create_dir_all(parent)
@@ -813,7 +885,10 @@ fn save_snapshot(monitor: &mut Monitor, disk: &Path, to: &Path) -> Result<(), Vm
     let mut partial = to.as_os_str().to_owned();
     partial.push(format!(".tmp-{}", std::process::id()));
     let partial = PathBuf::from(partial);
-    let copied = fs::copy(disk, &partial).and_then(|_| fs::rename(&partial, to));
+    let stamp = base_stamp(base).map_err(io_err(format!("cannot stat {}", base.display())))?;
+    let copied = fs::write(base_stamp_path(to), stamp)
+        .and_then(|()| fs::copy(disk, &partial))
+        .and_then(|_| fs::rename(&partial, to));
     if let Err(e) = copied {
         let _ = fs::remove_file(&partial);
         return Err(io_err(format!(
@@ -821,7 +896,57 @@ fn save_snapshot(monitor: &mut Monitor, disk: &Path, to: &Path) -> Result<(), Vm
             to.display()
         ))(e));
     }
-    hmp(monitor, "cont")
+    Ok(())
+}
+
+/// Run dirs are `<tmp>/selinux-harness-vm.<pid>.<random>`: the pid says whether one is orphaned.
+const RUN_DIR_PREFIX: &str = "selinux-harness-vm.";
+
+/// Removes run dirs whose process died without its destructors (SIGKILL, power loss); its QEMU
+/// died with it (parent-death signal), so nothing uses them.
+fn sweep_dead_run_dirs() {
+    let tmp = std::env::temp_dir();
+    let Ok(entries) = fs::read_dir(&tmp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(RUN_DIR_PREFIX)
+            .and_then(|rest| rest.split('.').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Identity of the base image file: device, inode, size, modification time.
+fn base_stamp(base: &Path) -> io::Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata(base)?;
+    Ok(format!(
+        "dev={} ino={} size={} mtime={}.{}",
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec()
+    ))
+}
+
+fn base_stamp_path(snapshot: &Path) -> PathBuf {
+    let mut p = snapshot.as_os_str().to_owned();
+    p.push(".base");
+    PathBuf::from(p)
+}
+
+fn remove_snapshot(snapshot: &Path) {
+    let _ = fs::remove_file(snapshot);
+    let _ = fs::remove_file(base_stamp_path(snapshot));
 }
 
 /// Sets the guest clock (it resumes at snapshot time after a restore), sends the binary and
@@ -830,6 +955,7 @@ fn deliver(
     agent: &mut Channel,
     guest: &mut Guest,
     binary: &[u8],
+    on_payload_disk: bool,
     timeout: Duration,
     notes: &mut Vec<String>,
 ) -> Result<(), VmError> {
@@ -847,19 +973,59 @@ fn deliver(
     if answer != "OK" {
         notes.push(format!("guest clock not set: {answer}"));
     }
-    agent.send(format!("BIN {}\n", binary.len()).as_bytes(), guest, timeout)?;
-    agent.expect(guest, timeout, "starting the binary transfer", |l| {
-        l == "OK"
-    })?;
-    agent.send(binary, guest, timeout.max(Duration::from_secs(60)))?;
     let want = format!("GOT {}", binary.len());
-    agent.expect(guest, timeout, "transferring the agent binary", |l| {
+    let is_got = |l: &str| {
         l == want
-    })?;
+            || l.strip_prefix(want.as_str())
+                .is_some_and(|rest| rest.starts_with(' '))
+    };
+    let mut got = None;
+    if on_payload_disk {
+        agent.send(format!("BLK {}\n", binary.len()).as_bytes(), guest, timeout)?;
+        let answer = agent.expect(
+            guest,
+            timeout,
+            "reading the agent from the payload disk",
+            |l| is_got(l) || l.starts_with("ERR"),
+        )?;
+        if is_got(&answer) {
+            got = Some(answer);
+        } else {
+            notes.push(format!(
+                "payload disk not used ({answer}); sent the agent over the port"
+            ));
+        }
+    }
+    let got = match got {
+        Some(g) => g,
+        None => {
+            agent.send(format!("BIN {}\n", binary.len()).as_bytes(), guest, timeout)?;
+            agent.expect(guest, timeout, "starting the binary transfer", |l| {
+                l == "OK"
+            })?;
+            agent.send(binary, guest, timeout.max(Duration::from_secs(60)))?;
+            agent.expect(guest, timeout, "transferring the agent binary", is_got)?
+        }
+    };
+    if got.ends_with("clock-not-set") {
+        notes.push("guest clock not set: `date -s` failed in the guest (see the console)".into());
+    }
     agent.expect(guest, timeout, "waiting for the agent to start", |l| {
         l.split_whitespace().next() == Some(HELLO)
     })?;
     Ok(())
+}
+
+/// The payload disk: the binary at offset 0, zero-padded (sparse) to the fixed capacity.
+fn write_payload(path: &Path, binary: Option<&[u8]>) -> Result<(), VmError> {
+    let write = || -> io::Result<()> {
+        let mut f = fs::File::create(path)?;
+        if let Some(b) = binary {
+            f.write_all(b)?;
+        }
+        f.set_len(PAYLOAD_CAPACITY)
+    };
+    write().map_err(io_err(format!("cannot write {}", path.display())))
 }
 
 fn run_quiet(cmd: &mut Command) -> Result<(), VmError> {
@@ -903,8 +1069,18 @@ fn parse_qemu_version(text: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// One line for a note: the error's headline plus, for QEMU exits, QEMU's own last word.
 fn first_line(e: &VmError) -> String {
-    e.to_string().lines().next().unwrap_or("").to_owned()
+    let head = e.to_string().lines().next().unwrap_or("").to_owned();
+    match e {
+        VmError::QemuExited { stderr, .. } => {
+            match stderr.lines().rev().find(|l| !l.trim().is_empty()) {
+                Some(last) => format!("{head}: {}", last.trim()),
+                None => head,
+            }
+        }
+        _ => head,
+    }
 }
 
 #[cfg(test)]

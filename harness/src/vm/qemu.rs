@@ -15,7 +15,10 @@ use nix::sys::signal::Signal;
 pub const DEFAULT_MACHINE: &str = "pc-i440fx-7.2";
 
 /// Bumped whenever the device layout below changes (it invalidates warm snapshots).
-pub const DEVICE_LAYOUT_VERSION: u32 = 1;
+pub const DEVICE_LAYOUT_VERSION: u32 = 2;
+
+/// Size of the payload disk. Fixed: a restored guest still believes the size it saw at save time.
+pub const PAYLOAD_CAPACITY: u64 = 256 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Accel {
@@ -59,6 +62,8 @@ pub struct LaunchSpec {
     pub append: String,
     /// The run's own qcow2 (overlay over the cached raw image, or a copy of the warm snapshot).
     pub disk: PathBuf,
+    /// Read-only raw disk carrying the agent binary (faster than the port under TCG).
+    pub payload: PathBuf,
     pub agent_socket: PathBuf,
     pub agent_port_name: String,
     pub monitor_socket: PathBuf,
@@ -100,6 +105,13 @@ impl LaunchSpec {
         push("virtio-blk-pci,drive=d0,addr=0x4");
         push("-device");
         push("virtio-serial-pci,id=vser,addr=0x5");
+        push("-drive");
+        push(&format!(
+            "file={},format=raw,if=none,id=payload,readonly=on",
+            qemu_opt(&self.payload)
+        ));
+        push("-device");
+        push("virtio-blk-pci,drive=payload,addr=0x6");
         push("-chardev");
         push(&format!(
             "socket,id=agent,path={},server=on,wait=off",
@@ -274,6 +286,7 @@ mod tests {
             initrd: "/c/initrd.img".into(),
             append: "console=ttyS0 root=/dev/vda".into(),
             disk: "/run/x,y/disk.qcow2".into(),
+            payload: "/run/x/payload.raw".into(),
             agent_socket: "/run/x/agent.sock".into(),
             agent_port_name: "org.selinux-harness.agent".into(),
             monitor_socket: "/run/x/mon.sock".into(),
@@ -298,6 +311,7 @@ mod tests {
             "-nodefaults -no-reboot -display none",
             "-append console=ttyS0 root=/dev/vda -drive",
             "file=/run/x,,y/disk.qcow2,format=qcow2,if=none,id=d0",
+            "file=/run/x/payload.raw,format=raw,if=none,id=payload,readonly=on -device virtio-blk-pci,drive=payload,addr=0x6",
             "socket,id=agent,path=/run/x/agent.sock,server=on,wait=off",
             "virtserialport,bus=vser.0,chardev=agent,name=org.selinux-harness.agent",
             "-device vmgenid,guid=auto",
@@ -325,6 +339,7 @@ mod tests {
         let mut other = base.clone();
         other.append.push_str(" quiet");
         other.disk = "/elsewhere.qcow2".into();
+        other.payload = "/elsewhere.raw".into();
         other.loadvm = Some("ready".into());
         assert_eq!(fp, other.restore_fingerprint("7.2.22"));
         for change in [
