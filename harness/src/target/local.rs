@@ -82,3 +82,29 @@ impl Target for Local {
         Ok(execute(scenario, variant, &info, &self.paths, sink))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whatever this host is, the local target never starts without both conditions.
+    #[test]
+    fn refuses_without_enforcing_and_opt_in() {
+        let without_opt_in = Local::new(false, Interrupt::new());
+        let err = match without_opt_in {
+            Ok(_) => panic!("the local target started without the user's opt-in"),
+            Err(e) => e.to_string(),
+        };
+        match host_status() {
+            HostStatus::Enforcing => assert!(err.contains("--allow-local-changes"), "{err}"),
+            other => {
+                assert!(err.contains(other.describe()), "{err}");
+                let with_opt_in = Local::new(true, Interrupt::new());
+                assert!(
+                    with_opt_in.is_err(),
+                    "the local target started on a host where SELinux does not enforce"
+                );
+            }
+        }
+    }
+}
