@@ -1177,6 +1177,44 @@ mod tests {
     use super::*;
 
     #[test]
+    fn payload_image_holds_the_binary_and_is_reused() {
+        if tools::which("mkfs.ext4").is_none() || tools::which("debugfs").is_none() {
+            eprintln!("skipped: needs mkfs.ext4 and debugfs (e2fsprogs)");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let image = Image {
+            dir: tmp.path().join("images").join("debian-12-0123456789abcdef"),
+            manifest: crate::image::Manifest {
+                format: 1,
+                recipe: "debian-12".into(),
+                suite: "bookworm".into(),
+                hash: crate::image::ImageHash("0123456789abcdef".into()),
+                created_unix: 0,
+                build_seconds: 0.0,
+                kernel_release: String::new(),
+                policy_file: String::new(),
+                kernel_cmdline_extra: vec![],
+            },
+        };
+        let binary = b"\x7fELF pretend binary".repeat(1000);
+        let path = payload_image(&image, &binary, &Interrupt::new()).unwrap();
+        assert_eq!(path.parent().unwrap(), tmp.path().join("payloads"));
+        assert_eq!(fs::metadata(&path).unwrap().len(), PAYLOAD_CAPACITY);
+        let out = Command::new(tools::which("debugfs").unwrap())
+            .args(["-R", "stat /selinux-harness"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(&format!("Size: {}", binary.len())), "{text}");
+        let again = payload_image(&image, &binary, &Interrupt::new()).unwrap();
+        assert_eq!(again, path);
+        let other = payload_image(&image, b"another", &Interrupt::new()).unwrap();
+        assert_ne!(other, path);
+    }
+
+    #[test]
     fn qemu_version_from_banner() {
         let banner = "QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)\nCopyright (c) 2003-2022";
         assert_eq!(parse_qemu_version(banner).as_deref(), Some("7.2.22"));
