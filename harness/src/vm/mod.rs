@@ -216,6 +216,8 @@ struct Plan<'a> {
     qemu_img: PathBuf,
     qemu_version: String,
     binary: Vec<u8>,
+    /// Read-only ext4 image holding the binary, shared by runs of the same binary.
+    payload: Option<PathBuf>,
 }
 
 enum Mode {
@@ -254,6 +256,16 @@ impl Vm {
             source,
         })?;
         let qemu_version = qemu_version(&qemu)?;
+        let mut notes = Vec::new();
+        let payload = match payload_image(image, &binary, &options.interrupt) {
+            Ok(p) => Some(p),
+            Err(why) => {
+                notes.push(format!(
+                    "no payload disk, the agent goes over the port: {why}"
+                ));
+                None
+            }
+        };
         let plan = Plan {
             image,
             options,
@@ -262,9 +274,9 @@ impl Vm {
             qemu_img,
             qemu_version,
             binary,
+            payload,
         };
 
-        let mut notes = Vec::new();
         let mut accels = match options.accel {
             AccelChoice::Tcg => vec![Accel::Tcg],
             AccelChoice::Kvm => vec![Accel::Kvm],
@@ -459,7 +471,10 @@ impl Plan<'_> {
             initrd: self.image.initrd(),
             append,
             disk: dir.join("disk.qcow2"),
-            payload: dir.join("payload.raw"),
+            payload: self
+                .payload
+                .clone()
+                .unwrap_or_else(|| dir.join("payload.raw")),
             agent_socket: dir.join("agent.sock"),
             agent_port_name: AGENT_PORT_NAME.into(),
             monitor_socket: dir.join("monitor.sock"),
@@ -495,11 +510,11 @@ impl Plan<'_> {
                 run_quiet(&mut cmd)?;
             }
         }
-        let payload_fits = self.binary.len() as u64 <= PAYLOAD_CAPACITY;
-        write_payload(
-            &spec.payload,
-            payload_fits.then_some(self.binary.as_slice()),
-        )?;
+        let on_payload_disk = self.payload.is_some();
+        if !on_payload_disk {
+            // The device is part of the snapshot's layout: present (and empty) all the same.
+            write_empty_payload(&spec.payload)?;
+        }
         let kind = match mode {
             Mode::Warm { .. } => StartKind::Warm,
             Mode::Cold { .. } => StartKind::Cold,
@@ -586,7 +601,7 @@ impl Plan<'_> {
             &mut agent,
             &mut guest,
             &self.binary,
-            payload_fits,
+            on_payload_disk,
             o.handshake_timeout,
             &mut notes,
         )?;
@@ -818,7 +833,13 @@ fn wait_for_bootstrap(
     let started = Instant::now();
     loop {
         agent.send(b"PING\n", guest, Duration::from_secs(5))?;
-        let until = deadline.min(Instant::now() + Duration::from_millis(500));
+        // A restored guest answers within a few hundred ms: re-ping often so that a ping lost
+        // in the reconnect costs little. A cold boot takes ~20 s: no need to flood it.
+        let every = match kind {
+            StartKind::Warm => Duration::from_millis(100),
+            StartKind::Cold => Duration::from_millis(500),
+        };
+        let until = deadline.min(Instant::now() + every);
         match agent.read_line(until, guest, PHASE)? {
             Some(l) if l == "PONG" => return Ok(()),
             Some(_) => {}
@@ -981,7 +1002,7 @@ fn deliver(
     };
     let mut got = None;
     if on_payload_disk {
-        agent.send(format!("BLK {}\n", binary.len()).as_bytes(), guest, timeout)?;
+        agent.send(format!("MNT {}\n", binary.len()).as_bytes(), guest, timeout)?;
         let answer = agent.expect(
             guest,
             timeout,
@@ -1016,16 +1037,90 @@ fn deliver(
     Ok(())
 }
 
-/// The payload disk: the binary at offset 0, zero-padded (sparse) to the fixed capacity.
-fn write_payload(path: &Path, binary: Option<&[u8]>) -> Result<(), VmError> {
-    let write = || -> io::Result<()> {
-        let mut f = fs::File::create(path)?;
-        if let Some(b) = binary {
-            f.write_all(b)?;
+/// An empty payload disk of the fixed size (used when the binary goes over the port).
+fn write_empty_payload(path: &Path) -> Result<(), VmError> {
+    fs::File::create(path)
+        .and_then(|f| f.set_len(PAYLOAD_CAPACITY))
+        .map_err(io_err(format!("cannot write {}", path.display())))
+}
+
+/// `<cache>/selinux-harness/payloads/<sha16>.ext4`: a read-only ext4 holding the binary as
+/// `selinux-harness`, built once per binary. The guest mounts it and runs the agent from it,
+/// which beats streaming megabytes through the virtio-serial port under TCG.
+fn payload_image(image: &Image, binary: &[u8], interrupt: &Interrupt) -> Result<PathBuf, String> {
+    const KEEP: Duration = Duration::from_secs(24 * 3600);
+    let root = image
+        .dir
+        .parent()
+        .and_then(Path::parent)
+        .ok_or("the image is not inside a cache directory")?
+        .join("payloads");
+    let digest = Sha256::digest(binary);
+    let name: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let path = root.join(format!("{name}.ext4"));
+    if path.is_file() {
+        return Ok(path);
+    }
+    if binary.len() as u64 > PAYLOAD_CAPACITY / 2 {
+        return Err(format!(
+            "the binary is larger than {} MiB",
+            PAYLOAD_CAPACITY >> 21
+        ));
+    }
+    let mkfs =
+        tools::which("mkfs.ext4").ok_or("mkfs.ext4 not found (apt-get install e2fsprogs)")?;
+    fs::create_dir_all(&root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
+    // Payloads of older binaries: nobody starts them again.
+    if let Ok(entries) = fs::read_dir(&root) {
+        for e in entries.flatten() {
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > KEEP);
+            if old {
+                let _ = fs::remove_file(e.path());
+            }
         }
-        f.set_len(PAYLOAD_CAPACITY)
-    };
-    write().map_err(io_err(format!("cannot write {}", path.display())))
+    }
+    let staging = tempfile::Builder::new()
+        .prefix(".payload.")
+        .tempdir_in(&root)
+        .map_err(|e| format!("cannot create a staging dir in {}: {e}", root.display()))?;
+    let content = staging.path().join("content");
+    let file = content.join("selinux-harness");
+    let partial = staging.path().join("payload.ext4");
+    let log = staging.path().join("mkfs.log");
+    fs::create_dir(&content)
+        .and_then(|()| fs::write(&file, binary))
+        .and_then(|()| {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&file, fs::Permissions::from_mode(0o755))
+        })
+        .map_err(|e| format!("cannot stage the binary: {e}"))?;
+    let mut cmd = Command::new(mkfs);
+    cmd.args([
+        "-q",
+        "-F",
+        "-O",
+        "^has_journal",
+        "-L",
+        "harness-payload",
+        "-d",
+    ])
+    .arg(&content)
+    .arg(&partial)
+    .arg(format!("{}M", PAYLOAD_CAPACITY >> 20));
+    crate::image::command::run_logged(&mut cmd, &log, interrupt).map_err(|e| {
+        format!(
+            "`{}` failed ({e:?}): {}",
+            crate::image::command::display(&cmd),
+            tail_lines(&log, 5)
+        )
+    })?;
+    fs::rename(&partial, &path).map_err(|e| format!("cannot store {}: {e}", path.display()))?;
+    Ok(path)
 }
 
 fn run_quiet(cmd: &mut Command) -> Result<(), VmError> {
@@ -1086,6 +1181,44 @@ fn first_line(e: &VmError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn payload_image_holds_the_binary_and_is_reused() {
+        if tools::which("mkfs.ext4").is_none() || tools::which("debugfs").is_none() {
+            eprintln!("skipped: needs mkfs.ext4 and debugfs (e2fsprogs)");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let image = Image {
+            dir: tmp.path().join("images").join("debian-12-0123456789abcdef"),
+            manifest: crate::image::Manifest {
+                format: 1,
+                recipe: "debian-12".into(),
+                suite: "bookworm".into(),
+                hash: crate::image::ImageHash("0123456789abcdef".into()),
+                created_unix: 0,
+                build_seconds: 0.0,
+                kernel_release: String::new(),
+                policy_file: String::new(),
+                kernel_cmdline_extra: vec![],
+            },
+        };
+        let binary = b"\x7fELF pretend binary".repeat(1000);
+        let path = payload_image(&image, &binary, &Interrupt::new()).unwrap();
+        assert_eq!(path.parent().unwrap(), tmp.path().join("payloads"));
+        assert_eq!(fs::metadata(&path).unwrap().len(), PAYLOAD_CAPACITY);
+        let out = Command::new(tools::which("debugfs").unwrap())
+            .args(["-R", "stat /selinux-harness"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(&format!("Size: {}", binary.len())), "{text}");
+        let again = payload_image(&image, &binary, &Interrupt::new()).unwrap();
+        assert_eq!(again, path);
+        let other = payload_image(&image, b"another", &Interrupt::new()).unwrap();
+        assert_ne!(other, path);
+    }
 
     #[test]
     fn qemu_version_from_banner() {

@@ -161,11 +161,19 @@ fn qemu_opt(p: &Path) -> String {
 /// A running QEMU. Killed (and reaped) on drop, and by the kernel if this process dies first.
 #[derive(Debug)]
 pub struct QemuChild {
+    // Field order is drop order, but Drop below does the work explicitly.
     child: Child,
     pub stderr_path: PathBuf,
+    /// Dropping it lets the spawning thread end (after QEMU is dead).
+    keepalive: Option<std::sync::mpsc::Sender<()>>,
+    spawner: Option<std::thread::JoinHandle<()>>,
 }
 
 impl QemuChild {
+    /// Starts QEMU from a thread of its own that lives exactly as long as this handle: the
+    /// parent-death signal fires when the spawning *thread* ends, so spawning from a caller's
+    /// worker thread would kill QEMU as soon as that worker finished (a test runner's thread,
+    /// while other threads still use the VM).
     pub fn spawn(spec: &LaunchSpec, stderr_path: &Path) -> io::Result<Self> {
         let stderr = File::create(stderr_path)?;
         let mut cmd = Command::new(&spec.qemu);
@@ -177,15 +185,30 @@ impl QemuChild {
             // after it is done with it (a restore or a save must not be cut in half).
             .process_group(0);
         // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of the
-        // parent; it makes the kernel kill QEMU if this thread dies without running Drop.
+        // parent; it makes the kernel kill QEMU if the spawning thread dies without Drop
+        // (this process killed with SIGKILL).
         unsafe {
             cmd.pre_exec(|| {
                 nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)
             });
         }
+        let (child_tx, child_rx) = std::sync::mpsc::channel();
+        let (keepalive, keepalive_rx) = std::sync::mpsc::channel::<()>();
+        let spawner = std::thread::Builder::new()
+            .name("qemu-parent".into())
+            .spawn(move || {
+                let _ = child_tx.send(cmd.spawn());
+                // Returns when the handle drops the sender.
+                let _ = keepalive_rx.recv();
+            })?;
+        let child = child_rx
+            .recv()
+            .map_err(|_| io::Error::other("the QEMU spawner thread ended early"))??;
         Ok(Self {
-            child: cmd.spawn()?,
+            child,
             stderr_path: stderr_path.to_owned(),
+            keepalive: Some(keepalive),
+            spawner: Some(spawner),
         })
     }
 
@@ -219,6 +242,10 @@ impl Drop for QemuChild {
         if self.try_wait().is_none() {
             let _ = self.child.kill();
             let _ = self.child.wait();
+        }
+        self.keepalive.take();
+        if let Some(t) = self.spawner.take() {
+            let _ = t.join();
         }
     }
 }
@@ -320,6 +347,32 @@ mod tests {
             assert!(a.contains(want), "missing `{want}` in {a}");
         }
         assert!(!a.contains("-loadvm"));
+    }
+
+    #[test]
+    fn qemu_outlives_the_thread_that_started_it() {
+        use std::os::unix::fs::PermissionsExt;
+        // A stand-in for QEMU that ignores its arguments and keeps running.
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("fake-qemu");
+        std::fs::write(&fake, "#!/bin/sh\nexec sleep 30\n").unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut s = spec();
+        s.qemu = fake;
+        let stderr = dir.path().join("stderr");
+        let mut child = std::thread::scope(|scope| {
+            scope
+                .spawn(|| QemuChild::spawn(&s, &stderr).unwrap())
+                .join()
+                .unwrap()
+        });
+        // The worker thread has ended; a parent-death signal tied to it would have fired.
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            child.try_wait().is_none(),
+            "QEMU died with the thread that started it"
+        );
+        drop(child);
     }
 
     #[test]
