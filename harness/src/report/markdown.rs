@@ -178,10 +178,11 @@ fn reproduce(out: &mut String, r: &ScenarioRecord) {
         "Save the scenario below (it is self-contained) and run it with selinux-harness on an \
          SELinux-enforcing host, or in the harness's VM on any other host:\n\n",
     );
-    let mut cmd = format!("selinux-harness run {}", shell_word(&r.file));
+    let mut cmd = "selinux-harness run".to_string();
     if let Some(v) = &r.variant {
-        let _ = write!(cmd, "\n# the variant of interest: {v}");
+        let _ = write!(cmd, " --variant {}", shell_word(v));
     }
+    let _ = write!(cmd, " {}", shell_word(&r.file));
     out.push_str(&fenced("sh", &cmd));
     out.push('\n');
 }
