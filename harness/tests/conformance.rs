@@ -179,6 +179,83 @@ fn must_fail(l: Arc<LoadedScenario>, shared: Shared) -> Trial {
     .with_kind("must_fail")
 }
 
+/// Fault: the VM dies in the middle of a step (its QEMU is killed). The run must end, well
+/// within the scenario timeout, in an error that says what happened and shows the guest's
+/// console - never in a verdict, never in a hang. Uses a VM of its own.
+fn vm_dies_mid_step(l: Arc<LoadedScenario>) -> Trial {
+    Trial::ignorable_test("fault::vm-dies-mid-step", move || {
+        if std::env::var(target::TARGET_ENV).is_ok_and(|t| t == "local") {
+            return Ok(Completion::ignored_with("a VM fault; the target is local"));
+        }
+        let options = target::vm::VmTargetOptions {
+            binary: Some(PathBuf::from(env!("CARGO_BIN_EXE_selinux-harness"))),
+            ..Default::default()
+        };
+        let mut vm = match target::vm::VmTarget::start(&options) {
+            Ok(vm) => vm,
+            Err(e) => {
+                return Ok(Completion::ignored_with(format!(
+                    "the VM target cannot run here: {e}"
+                )))
+            }
+        };
+        let marker = vm.run_dir().to_string_lossy().into_owned();
+        let killer = std::thread::spawn(move || {
+            // Long enough for the domains to start; the reset step's 8 s window is still ahead.
+            std::thread::sleep(std::time::Duration::from_secs(6));
+            kill_qemu_of(&marker)
+        });
+        let started = std::time::Instant::now();
+        let result = vm.run(&l, Some("default"), &mut |_e: Event| {});
+        let killed = killer
+            .join()
+            .map_err(|_| Failed::from("killer thread panicked"))?;
+        if !killed {
+            return Err("found no QEMU process to kill".into());
+        }
+        let took = started.elapsed();
+        match result {
+            Err(e) => {
+                let text = e.to_string();
+                if !text.contains("guest console") {
+                    return Err(format!("the error does not show the guest console: {text}").into());
+                }
+                if took > std::time::Duration::from_secs(120) {
+                    return Err(format!("the failure took {took:?} to be noticed").into());
+                }
+                Ok(Completion::Completed)
+            }
+            Ok(v) => Err(format!("a run whose VM died gave a verdict: {}", v.label()).into()),
+        }
+    })
+    .with_kind("fault")
+}
+
+/// SIGKILL the qemu-system process whose command line mentions `marker`.
+fn kill_qemu_of(marker: &str) -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    for entry in dir.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        let is_qemu = cmdline.starts_with("qemu-system") || cmdline.contains("/qemu-system");
+        if is_qemu && cmdline.contains(marker) {
+            return nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .is_ok();
+        }
+    }
+    false
+}
+
 fn main() {
     let args = Arguments::from_args();
     let files = scenario::discover(&[repo().join("scenarios")]).unwrap_or_else(|d| {
@@ -220,6 +297,12 @@ fn main() {
                 std::process::exit(2)
             }
         }
+    }
+    if let Some(l) = loaded
+        .iter()
+        .find(|l| l.scenario.name.value.as_str() == "cross-attach")
+    {
+        trials.push(vm_dies_mid_step(l.clone()));
     }
     let total = trials.len();
     let conclusion = libtest_mimic::run(&args, trials);

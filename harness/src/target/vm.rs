@@ -81,6 +81,11 @@ impl VmTarget {
         Ok(VmTarget { vm })
     }
 
+    /// The VM's per-run directory (its QEMU's command line names it).
+    pub fn run_dir(&self) -> &std::path::Path {
+        self.vm.run_dir()
+    }
+
     fn fill(&self, t: &mut TargetInfo) {
         let info = self.vm.info();
         t.accelerator = info.accel.name().into();
