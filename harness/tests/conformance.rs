@@ -55,6 +55,36 @@ fn start_target() -> Result<Box<dyn Target + Send>, String> {
     }
 }
 
+/// Runs one scenario on the shared target: its verdict, the human report, and the record.
+/// `Err` holds the completion to return at once (the target cannot run here).
+fn run_shared(
+    shared: &Shared,
+    l: &LoadedScenario,
+    variant: Option<&str>,
+) -> Result<(Verdict, String, Record), Result<Completion, Failed>> {
+    let mut guard = shared
+        .lock()
+        .map_err(|_| Err(Failed::from("target lock poisoned")))?;
+    let target = match guard.get_or_insert_with(start_target) {
+        Ok(t) => t,
+        Err(why) => return Err(Ok(Completion::ignored_with(why.clone()))),
+    };
+    let mut text = Vec::new();
+    let mut human = Human::new(&mut text, false, false);
+    let mut record = Record::default();
+    record.begin(&l.path.display().to_string());
+    let result = target.run(l, variant, &mut |e: Event| {
+        human.event(&e);
+        record.observe(&e);
+    });
+    drop(human);
+    let verdict = result.unwrap_or_else(|e| Verdict::Error {
+        reason: e.to_string(),
+    });
+    record.conclude(l.scenario.name.value.as_str(), variant, verdict.clone());
+    Ok((verdict, String::from_utf8_lossy(&text).into_owned(), record))
+}
+
 fn reports_dir() -> PathBuf {
     std::env::var_os("SELINUX_HARNESS_REPORT_DIR")
         .map(PathBuf::from)
@@ -86,33 +116,13 @@ fn trial(
     let kind = s.tags.first().cloned().unwrap_or_else(|| "scenario".into());
     let scenario_name = s.name.value.to_string();
     Trial::ignorable_test(name, move || {
-        let mut guard = shared
-            .lock()
-            .map_err(|_| Failed::from("target lock poisoned"))?;
-        let target = match guard.get_or_insert_with(start_target) {
-            Ok(t) => t,
-            Err(why) => return Ok(Completion::ignored_with(why.clone())),
+        let (verdict, text, local) = match run_shared(&shared, &l, variant.as_deref()) {
+            Ok(r) => r,
+            Err(done) => return done,
         };
-        let mut text = Vec::new();
-        let mut human = Human::new(&mut text, false, false);
-        let mut local = Record::default();
-        local.begin(&l.path.display().to_string());
-        let result = target.run(&l, variant.as_deref(), &mut |e: Event| {
-            human.event(&e);
-            local.observe(&e);
-        });
-        drop(human);
-        let verdict = match result {
-            Ok(v) => v,
-            Err(e) => Verdict::Error {
-                reason: e.to_string(),
-            },
-        };
-        local.conclude(&scenario_name, variant.as_deref(), verdict.clone());
         if let Ok(mut r) = record.lock() {
             r.scenarios.extend(local.scenarios);
         }
-        let text = String::from_utf8_lossy(&text).into_owned();
         match &verdict {
             Verdict::Skipped { reason } => {
                 Ok(Completion::ignored_with(format!("skipped: {reason}")))
@@ -145,29 +155,20 @@ fn must_fail(l: Arc<LoadedScenario>, shared: Shared) -> Trial {
             .filter_map(|x| x.strip_prefix("# must fail: "))
             .map(str::to_string)
             .collect();
-        let mut guard = shared
-            .lock()
-            .map_err(|_| Failed::from("target lock poisoned"))?;
-        let target = match guard.get_or_insert_with(start_target) {
-            Ok(t) => t,
-            Err(why) => return Ok(Completion::ignored_with(why.clone())),
+        let (verdict, text, _) = match run_shared(&shared, &l, None) {
+            Ok(r) => r,
+            Err(done) => return done,
         };
-        let mut text = Vec::new();
-        let mut human = Human::new(&mut text, false, false);
-        let result = target.run(&l, None, &mut |e: Event| human.event(&e));
-        drop(human);
-        let text = String::from_utf8_lossy(&text).into_owned();
-        match result {
-            Ok(Verdict::Fail { .. }) => {}
-            Ok(Verdict::Skipped { reason }) => {
+        match verdict {
+            Verdict::Fail { .. } => {}
+            Verdict::Skipped { reason } => {
                 return Ok(Completion::ignored_with(format!("skipped: {reason}")))
             }
-            Ok(v) => {
+            v => {
                 return Err(
                     format!("a wrong expectation gave {}, not fail:\n{text}", v.label()).into(),
                 )
             }
-            Err(e) => return Err(e.to_string().into()),
         }
         for w in &wanted {
             if !text.contains(w.as_str()) {
