@@ -232,6 +232,61 @@ fn vm_dies_mid_step(l: Arc<LoadedScenario>) -> Trial {
     .with_kind("fault")
 }
 
+/// Fault: a VM that does not come up in time (a cold boot given 3 s, where it needs ~20). The
+/// start must fail at its deadline with a timeout that shows the guest console, and leave no
+/// QEMU behind.
+fn vm_never_boots() -> Trial {
+    Trial::ignorable_test("fault::vm-never-boots", move || {
+        use selinux_harness::image::{self, BuildOptions, Cache, Progress};
+        use selinux_harness::vm::{Vm, VmError, VmOptions, WarmPolicy};
+        if std::env::var(target::TARGET_ENV).is_ok_and(|t| t == "local") {
+            return Ok(Completion::ignored_with("a VM fault; the target is local"));
+        }
+        let distro = std::env::var(target::vm::DISTRO_ENV)
+            .unwrap_or_else(|_| target::vm::DEFAULT_DISTRO.into());
+        let built = Cache::default_location()
+            .map_err(|e| e.to_string())
+            .and_then(|cache| {
+                let source = image::recipe::builtin(&distro).map_err(|e| e.to_string())?;
+                image::build(
+                    &cache,
+                    &source,
+                    &BuildOptions::default(),
+                    &Progress::hidden(),
+                    &Default::default(),
+                )
+                .map_err(|e| e.to_string())
+            });
+        let built = match built {
+            Ok(b) => b,
+            Err(e) => return Ok(Completion::ignored_with(format!("no VM image here: {e}"))),
+        };
+        let options = VmOptions {
+            warm: WarmPolicy::Cold,
+            boot_timeout: std::time::Duration::from_secs(3),
+            agent_binary: Some(PathBuf::from(env!("CARGO_BIN_EXE_selinux-harness"))),
+            ..VmOptions::default()
+        };
+        let started = std::time::Instant::now();
+        let result = Vm::start(&built.image, &options, &Progress::hidden());
+        let took = started.elapsed();
+        match result {
+            Err(VmError::Timeout { console, .. }) => {
+                if took > std::time::Duration::from_secs(30) {
+                    return Err(format!("the 3 s boot deadline was noticed after {took:?}").into());
+                }
+                if console.trim().is_empty() {
+                    return Err("the timeout error shows no guest console".into());
+                }
+                Ok(Completion::Completed)
+            }
+            Err(e) => Err(format!("expected a boot timeout, got: {e}").into()),
+            Ok(_) => Err("a cold boot finished within 3 s; this fault needs a slower boot".into()),
+        }
+    })
+    .with_kind("fault")
+}
+
 /// SIGKILL the qemu-system process whose command line mentions `marker`.
 fn kill_qemu_of(marker: &str) -> bool {
     let Ok(dir) = std::fs::read_dir("/proc") else {
@@ -299,6 +354,7 @@ fn main() {
             }
         }
     }
+    trials.push(vm_never_boots());
     if let Some(l) = loaded
         .iter()
         .find(|l| l.scenario.name.value.as_str() == "cross-attach")
