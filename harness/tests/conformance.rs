@@ -287,8 +287,65 @@ fn vm_never_boots() -> Trial {
     .with_kind("fault")
 }
 
-/// SIGKILL the qemu-system process whose command line mentions `marker`.
+/// Fault: the agent stops answering mid-scenario (the whole guest is frozen with SIGSTOP).
+/// The run must end at the scenario deadline with an error showing the guest console.
+fn agent_stops_answering(l: Arc<LoadedScenario>) -> Trial {
+    Trial::ignorable_test("fault::agent-stops-answering", move || {
+        if std::env::var(target::TARGET_ENV).is_ok_and(|t| t == "local") {
+            return Ok(Completion::ignored_with("a VM fault; the target is local"));
+        }
+        let options = target::vm::VmTargetOptions {
+            binary: Some(PathBuf::from(env!("CARGO_BIN_EXE_selinux-harness"))),
+            scenario_timeout: Some(std::time::Duration::from_secs(15)),
+            ..Default::default()
+        };
+        let mut vm = match target::vm::VmTarget::start(&options) {
+            Ok(vm) => vm,
+            Err(e) => {
+                return Ok(Completion::ignored_with(format!(
+                    "the VM target cannot run here: {e}"
+                )))
+            }
+        };
+        let marker = vm.run_dir().to_string_lossy().into_owned();
+        let freezer = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_secs(4));
+            signal_qemu_of(&marker, nix::sys::signal::Signal::SIGSTOP)
+        });
+        let started = std::time::Instant::now();
+        let result = vm.run(&l, Some("default"), &mut |_e: Event| {});
+        let took = started.elapsed();
+        let frozen = freezer
+            .join()
+            .map_err(|_| Failed::from("freezer thread panicked"))?;
+        // Thaw it so dropping the target can stop it the usual way.
+        let thawed = signal_qemu_of(
+            &vm.run_dir().to_string_lossy(),
+            nix::sys::signal::Signal::SIGCONT,
+        );
+        if !frozen || !thawed {
+            return Err("found no QEMU process to freeze".into());
+        }
+        match result {
+            Err(e) if e.to_string().contains("guest console") => {
+                if took > std::time::Duration::from_secs(60) {
+                    return Err(format!("the 15 s deadline was noticed after {took:?}").into());
+                }
+                Ok(Completion::Completed)
+            }
+            Err(e) => Err(format!("the error does not show the guest console: {e}").into()),
+            Ok(v) => Err(format!("a run whose agent froze gave a verdict: {}", v.label()).into()),
+        }
+    })
+    .with_kind("fault")
+}
+
 fn kill_qemu_of(marker: &str) -> bool {
+    signal_qemu_of(marker, nix::sys::signal::Signal::SIGKILL)
+}
+
+/// Signal the qemu-system process whose command line mentions `marker`.
+fn signal_qemu_of(marker: &str, signal: nix::sys::signal::Signal) -> bool {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return false;
     };
@@ -302,11 +359,7 @@ fn kill_qemu_of(marker: &str) -> bool {
         let cmdline = String::from_utf8_lossy(&cmdline);
         let is_qemu = cmdline.starts_with("qemu-system") || cmdline.contains("/qemu-system");
         if is_qemu && cmdline.contains(marker) {
-            return nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            )
-            .is_ok();
+            return nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).is_ok();
         }
     }
     false
@@ -360,6 +413,7 @@ fn main() {
         .find(|l| l.scenario.name.value.as_str() == "cross-attach")
     {
         trials.push(vm_dies_mid_step(l.clone()));
+        trials.push(agent_stops_answering(l.clone()));
     }
     let total = trials.len();
     let conclusion = libtest_mimic::run(&args, trials);

@@ -18,7 +18,7 @@ use crate::vm::{Vm, VmOptions, WarmPolicy};
 pub const DISTRO_ENV: &str = "SELINUX_HARNESS_DISTRO";
 pub const DEFAULT_DISTRO: &str = "debian-12";
 /// A scenario that takes longer than this has hung: its steps take seconds.
-const SCENARIO_TIMEOUT: Duration = Duration::from_secs(600);
+pub const SCENARIO_TIMEOUT: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Clone, Default)]
 pub struct VmTargetOptions {
@@ -29,11 +29,15 @@ pub struct VmTargetOptions {
     /// Boot cold: neither restore nor save the warm snapshot (for measuring, or when a
     /// snapshot is suspect).
     pub cold: bool,
+    /// How long one scenario may take before the guest counts as hung (default
+    /// [`SCENARIO_TIMEOUT`]).
+    pub scenario_timeout: Option<Duration>,
     pub interrupt: Interrupt,
 }
 
 pub struct VmTarget {
     vm: Vm,
+    scenario_timeout: Duration,
 }
 
 impl VmTarget {
@@ -78,7 +82,10 @@ impl VmTarget {
                 .map(|n| format!("\n  note: {n}"))
                 .collect::<String>()
         );
-        Ok(VmTarget { vm })
+        Ok(VmTarget {
+            vm,
+            scenario_timeout: options.scenario_timeout.unwrap_or(SCENARIO_TIMEOUT),
+        })
     }
 
     /// The VM's per-run directory (its QEMU's command line names it).
@@ -145,7 +152,7 @@ impl Target for VmTarget {
         let mut failed = None;
         let r = self
             .vm
-            .request_within(&request, SCENARIO_TIMEOUT, |reply| match reply {
+            .request_within(&request, self.scenario_timeout, |reply| match reply {
                 Reply::Event(mut e) => {
                     if let Event::ScenarioStarted { target, .. } = &mut e {
                         target.accelerator = boot.0.clone();
