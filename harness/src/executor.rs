@@ -484,6 +484,13 @@ impl Run<'_> {
         };
 
         let mut evidence = self.act(&step.action);
+        // A daemon that died under the step is a broken target, not a policy outcome: the
+        // failures its actions report say nothing about labelling.
+        if self.libvirt.as_ref().is_some_and(|lv| !lv.is_alive()) {
+            return Err(format!(
+                "the connection to libvirtd was lost during step {index} (did libvirtd die?)"
+            ));
+        }
         if let Some(d) = o.settle {
             // The scenario asked for a window (see StepOptions::settle); Ctrl-C cuts it short.
             let until = Instant::now() + d.0;

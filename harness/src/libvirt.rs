@@ -203,6 +203,11 @@ impl Libvirt {
     }
 
     /// (libvirt version, hypervisor version), e.g. ("9.0.0", "7.2.0").
+    /// Whether the connection still reaches libvirtd (false once the daemon died under it).
+    pub fn is_alive(&self) -> bool {
+        self.conn.is_alive().unwrap_or(false)
+    }
+
     pub fn version(&self) -> Result<(String, String)> {
         let lib = lv(self.conn.lib_version())?;
         let hyp = lv(self.conn.hyp_version())?;
@@ -403,6 +408,7 @@ mod tests {
             eprintln!("libvirt test driver unavailable; skipped");
             return;
         };
+        assert!(lv.is_alive());
         assert!(lv.exists("test").unwrap());
         assert!(!lv.exists("no-such-domain").unwrap());
         assert!(lv.domain_names().unwrap().contains(&"test".to_string()));
