@@ -180,25 +180,31 @@ fn must_fail(l: Arc<LoadedScenario>, shared: Shared) -> Trial {
     .with_kind("must_fail")
 }
 
+/// A VM of a fault trial's own (faults must not hit the shared target), or why the trial is
+/// ignored here.
+fn own_vm(
+    scenario_timeout: Option<std::time::Duration>,
+) -> Result<target::vm::VmTarget, Completion> {
+    if std::env::var(target::TARGET_ENV).is_ok_and(|t| t == "local") {
+        return Err(Completion::ignored_with("a VM fault; the target is local"));
+    }
+    let options = target::vm::VmTargetOptions {
+        binary: Some(PathBuf::from(env!("CARGO_BIN_EXE_selinux-harness"))),
+        scenario_timeout,
+        ..Default::default()
+    };
+    target::vm::VmTarget::start(&options)
+        .map_err(|e| Completion::ignored_with(format!("the VM target cannot run here: {e}")))
+}
+
 /// Fault: the VM dies in the middle of a step (its QEMU is killed). The run must end, well
 /// within the scenario timeout, in an error that says what happened and shows the guest's
 /// console - never in a verdict, never in a hang. Uses a VM of its own.
 fn vm_dies_mid_step(l: Arc<LoadedScenario>) -> Trial {
     Trial::ignorable_test("fault::vm-dies-mid-step", move || {
-        if std::env::var(target::TARGET_ENV).is_ok_and(|t| t == "local") {
-            return Ok(Completion::ignored_with("a VM fault; the target is local"));
-        }
-        let options = target::vm::VmTargetOptions {
-            binary: Some(PathBuf::from(env!("CARGO_BIN_EXE_selinux-harness"))),
-            ..Default::default()
-        };
-        let mut vm = match target::vm::VmTarget::start(&options) {
+        let mut vm = match own_vm(None) {
             Ok(vm) => vm,
-            Err(e) => {
-                return Ok(Completion::ignored_with(format!(
-                    "the VM target cannot run here: {e}"
-                )))
-            }
+            Err(skip) => return Ok(skip),
         };
         let marker = vm.run_dir().to_string_lossy().into_owned();
         let killer = std::thread::spawn(move || {
@@ -291,21 +297,9 @@ fn vm_never_boots() -> Trial {
 /// The run must end at the scenario deadline with an error showing the guest console.
 fn agent_stops_answering(l: Arc<LoadedScenario>) -> Trial {
     Trial::ignorable_test("fault::agent-stops-answering", move || {
-        if std::env::var(target::TARGET_ENV).is_ok_and(|t| t == "local") {
-            return Ok(Completion::ignored_with("a VM fault; the target is local"));
-        }
-        let options = target::vm::VmTargetOptions {
-            binary: Some(PathBuf::from(env!("CARGO_BIN_EXE_selinux-harness"))),
-            scenario_timeout: Some(std::time::Duration::from_secs(15)),
-            ..Default::default()
-        };
-        let mut vm = match target::vm::VmTarget::start(&options) {
+        let mut vm = match own_vm(Some(std::time::Duration::from_secs(15))) {
             Ok(vm) => vm,
-            Err(e) => {
-                return Ok(Completion::ignored_with(format!(
-                    "the VM target cannot run here: {e}"
-                )))
-            }
+            Err(skip) => return Ok(skip),
         };
         let marker = vm.run_dir().to_string_lossy().into_owned();
         let freezer = std::thread::spawn(move || {

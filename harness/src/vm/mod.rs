@@ -743,13 +743,7 @@ impl Channel {
                     })
                 }
                 Ok(n) => rest = &rest[n..],
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) => {}
+                Err(e) if is_retry(&e) => {}
                 Err(e) => return Err(io_err("writing to the agent socket")(e)),
             }
         }
@@ -782,13 +776,7 @@ impl Channel {
                     })
                 }
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) => {}
+                Err(e) if is_retry(&e) => {}
                 Err(e) => return Err(io_err("reading from the agent socket")(e)),
             }
         }
@@ -1176,6 +1164,14 @@ fn first_line(e: &VmError) -> String {
         }
         _ => head,
     }
+}
+
+/// Socket errors that only mean "nothing yet": the timeout of one read or write, or a signal.
+fn is_retry(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
 }
 
 #[cfg(test)]
