@@ -45,9 +45,9 @@ fn agent(args: &[String]) -> anyhow::Result<()> {
         [_, flag, port] if flag == "--port" => PathBuf::from(port),
         _ => bail!("usage: guest_overhead agent --port PORT"),
     };
-    let mut handler = |req: Request, reply: &mut dyn FnMut(Reply)| match req {
+    let mut handler = |req: Request, stop: &Interrupt, reply: &mut dyn FnMut(Reply)| match req {
         Request::Run { file, .. } if file == SCRIPT_FILE => run_script(reply),
-        other => selinux_harness::guest::handle(other, reply),
+        other => selinux_harness::guest::handle(other, stop, reply),
     };
     selinux_harness::agent::serve(&port, &mut handler)?;
     Ok(())
@@ -171,11 +171,13 @@ fn host(args: &[String]) -> anyhow::Result<()> {
         file: scenario.display().to_string(),
         source,
         variant: Some(variant.clone()),
+        fault: None,
     };
     let script_req = Request::Run {
         file: SCRIPT_FILE.into(),
         source: String::new(),
         variant: None,
+        fault: None,
     };
 
     let interrupt = Interrupt::new();

@@ -8,15 +8,18 @@
 use std::fs::OpenOptions;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 use std::time::Duration;
 
+use crate::interrupt::Interrupt;
 use crate::protocol::{Reply, Request};
 
 /// First word of the line the agent writes when it is ready for requests.
 pub const HELLO: &str = "selinux-harness-agent";
 
-/// What answers requests: gets each request and a callback that sends one reply.
-pub type Handler<'a> = dyn FnMut(Request, &mut dyn FnMut(Reply)) + 'a;
+/// What answers requests: gets each request, the flag a [`Request::Interrupt`] from the host
+/// raises while it runs, and a callback that sends one reply.
+pub type Handler<'a> = dyn FnMut(Request, &Interrupt, &mut dyn FnMut(Reply)) + 'a;
 
 /// How long to wait before reading again while the host is not connected.
 const DISCONNECTED_POLL: Duration = Duration::from_millis(20);
@@ -63,9 +66,17 @@ pub fn serve(port: &Path, handler: &mut Handler<'_>) -> Result<(), AgentError> {
     })
 }
 
+/// What the reader thread passes on: a request (or the text of a line that is not one) with
+/// the flag that a later [`Request::Interrupt`] raises for it.
+type Incoming = io::Result<(Result<Request, String>, Interrupt)>;
+
 /// [`serve`] on any byte stream (a 0-byte read means "wait", as on the port).
+///
+/// The stream is read on a thread of its own, so that a [`Request::Interrupt`] reaches the
+/// request that is running (a scenario takes seconds to minutes); every other request waits
+/// its turn. The reader thread outlives a shutdown, blocked in `read`: the process exits then.
 pub fn serve_stream(
-    reader: impl Read,
+    reader: impl Read + Send + 'static,
     mut writer: impl Write,
     handler: &mut Handler<'_>,
 ) -> Result<(), (&'static str, io::Error)> {
@@ -78,14 +89,20 @@ pub fn serve_stream(
     .and_then(|()| writer.flush())
     .map_err(|e| ("write hello", e))?;
 
-    let mut lines = PortLines::new(reader);
+    let (tx, rx) = mpsc::channel::<Incoming>();
+    std::thread::Builder::new()
+        .name("agent-reader".into())
+        .spawn(move || read_requests(reader, &tx))
+        .map_err(|e| ("start the reader thread", e))?;
+
     loop {
-        let line = lines.next_line().map_err(|e| ("read", e))?;
-        let text = String::from_utf8_lossy(&line);
-        let text = text.trim();
-        if text.is_empty() {
-            continue;
-        }
+        let incoming = rx.recv().map_err(|_| {
+            (
+                "read",
+                io::Error::other("the reader thread ended without an error"),
+            )
+        })?;
+        let (request, interrupt) = incoming.map_err(|e| ("read", e))?;
         let mut write_error = None;
         let mut send = |reply: Reply| {
             if write_error.is_some() {
@@ -99,16 +116,14 @@ pub fn serve_stream(
                 write_error = Some(e);
             }
         };
-        let shutdown = match serde_json::from_str::<Request>(text) {
+        let shutdown = match request {
             Ok(request) => {
                 let shutdown = request == Request::Shutdown;
-                handler(request, &mut send);
+                handler(request, &interrupt, &mut send);
                 shutdown
             }
-            Err(e) => {
-                send(Reply::Failed {
-                    message: format!("not a request: {e}"),
-                });
+            Err(message) => {
+                send(Reply::Failed { message });
                 false
             }
         };
@@ -117,6 +132,44 @@ pub fn serve_stream(
         }
         if shutdown {
             return Ok(());
+        }
+    }
+}
+
+/// The reader thread: raises the interrupt flag itself, passes everything else on.
+///
+/// Each request gets a flag of its own, and an interrupt raises the flag of the request read
+/// last before it: one meant for a request that has finished cannot stop the next one, and one
+/// that arrives before its request has even started is not lost.
+fn read_requests(reader: impl Read, tx: &mpsc::Sender<Incoming>) {
+    let mut lines = PortLines::new(reader);
+    let mut latest = Interrupt::new();
+    loop {
+        let incoming = match lines.next_line() {
+            Err(e) => Err(e),
+            Ok(line) => {
+                let text = String::from_utf8_lossy(&line);
+                let text = text.trim();
+                if text.is_empty() {
+                    continue;
+                }
+                match serde_json::from_str::<Request>(text) {
+                    Ok(Request::Interrupt) => {
+                        latest.trigger();
+                        continue;
+                    }
+                    Ok(request) => {
+                        latest = Interrupt::new();
+                        Ok((Ok(request), latest.clone()))
+                    }
+                    Err(e) => Ok((Err(format!("not a request: {e}")), Interrupt::new())),
+                }
+            }
+        };
+        let fatal = incoming.is_err();
+        // A closed channel means the server loop has returned: nobody is listening any more.
+        if tx.send(incoming).is_err() || fatal {
+            return;
         }
     }
 }
@@ -171,7 +224,8 @@ pub fn restart_daemon(daemon: Daemon, timeout: Duration) -> Result<(), InitContr
             .map(|d| d.as_nanos())
             .unwrap_or(0)
     );
-    // Non-blocking open: ENXIO says PID 1 is not reading right now (busy with a request).
+    // Non-blocking open: ENXIO says PID 1 is not reading (an init that does not hold the FIFO
+    // open itself is busy with a request).
     let mut fifo = loop {
         match OpenOptions::new()
             .write(true)
@@ -262,7 +316,7 @@ mod tests {
         let guest_w = guest.try_clone().unwrap();
         let agent = std::thread::spawn(move || {
             let mut seen = Vec::new();
-            let mut handler = |req: Request, reply: &mut dyn FnMut(Reply)| {
+            let mut handler = |req: Request, _: &Interrupt, reply: &mut dyn FnMut(Reply)| {
                 seen.push(req.clone());
                 match req {
                     Request::Env => reply(Reply::Env(Default::default())),
@@ -292,5 +346,61 @@ mod tests {
         );
         let seen = agent.join().unwrap().unwrap();
         assert_eq!(seen, [Request::Env, Request::Shutdown]);
+    }
+
+    #[test]
+    fn an_interrupt_reaches_the_running_request_and_not_the_next() {
+        let (mut host, guest) = UnixStream::pair().unwrap();
+        let guest_w = guest.try_clone().unwrap();
+        let agent = std::thread::spawn(move || {
+            let mut handler = |req: Request, stop: &Interrupt, reply: &mut dyn FnMut(Reply)| {
+                if let Request::Run { .. } = req {
+                    // Stands in for a scenario that runs until it is told to stop.
+                    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                    while !stop.is_set() && std::time::Instant::now() < deadline {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    reply(Reply::Failed {
+                        message: format!("interrupted={}", stop.is_set()),
+                    });
+                } else {
+                    reply(Reply::Failed {
+                        message: format!("interrupted={}", stop.is_set()),
+                    });
+                }
+            };
+            serve_stream(guest, guest_w, &mut handler)
+        });
+        let mut reader = BufReader::new(host.try_clone().unwrap());
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let run = Request::Run {
+            file: "x.yaml".into(),
+            source: String::new(),
+            variant: None,
+            fault: None,
+        };
+        for r in [&run, &Request::Interrupt, &Request::Env] {
+            writeln!(host, "{}", serde_json::to_string(r).unwrap()).unwrap();
+        }
+        let mut next = || {
+            let mut reply = String::new();
+            reader.read_line(&mut reply).unwrap();
+            serde_json::from_str::<Reply>(&reply).unwrap()
+        };
+        let msg = |r: Reply| match r {
+            Reply::Failed { message } => message,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(msg(next()), "interrupted=true");
+        assert_eq!(msg(next()), "interrupted=false");
+        writeln!(
+            host,
+            "{}",
+            serde_json::to_string(&Request::Shutdown).unwrap()
+        )
+        .unwrap();
+        next();
+        agent.join().unwrap().unwrap();
     }
 }

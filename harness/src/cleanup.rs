@@ -90,6 +90,26 @@ impl<F: FnMut(&Undo) -> Result<(), String>> UndoExecutor for F {
     }
 }
 
+/// How long cleanup waits for libvirtd to come back (systemd, or the VM's init, restarts a
+/// libvirtd that died; a run whose libvirtd died must still remove its domains).
+const LIBVIRTD_RETURN: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn connect_patiently(uri: &str) -> Result<crate::libvirt::Libvirt, String> {
+    let deadline = std::time::Instant::now() + LIBVIRTD_RETURN;
+    loop {
+        match crate::libvirt::Libvirt::connect(uri) {
+            Ok(lv) => return Ok(lv),
+            Err(e) if std::time::Instant::now() >= deadline => {
+                return Err(format!(
+                    "libvirtd did not answer within {LIBVIRTD_RETURN:?}: {}",
+                    e.message
+                ))
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(250)),
+        }
+    }
+}
+
 /// The executor that acts on this host.
 #[derive(Debug, Default)]
 pub struct HostUndo;
@@ -98,11 +118,18 @@ impl UndoExecutor for HostUndo {
     fn undo(&mut self, action: &Undo) -> Result<(), String> {
         match action {
             Undo::Domain { uri, name } => {
-                let lv = crate::libvirt::Libvirt::connect(uri).map_err(|e| e.message)?;
+                let lv = connect_patiently(uri)?;
                 if lv.exists(name).map_err(|e| e.message)? {
-                    // Not running is fine: destroy only matters for an active domain.
+                    // Not running is fine: destroy only matters for an active domain. It may
+                    // stop between the two calls (a libvirtd that just restarted is still
+                    // reconnecting to its QEMUs), so a failed destroy of a domain that is no
+                    // longer active is no failure.
                     if lv.is_active(name).map_err(|e| e.message)? {
-                        lv.destroy(name).map_err(|e| e.message)?;
+                        if let Err(e) = lv.destroy(name) {
+                            if lv.is_active(name).unwrap_or(true) {
+                                return Err(e.message);
+                            }
+                        }
                     }
                     lv.undefine(name).map_err(|e| e.message)?;
                 }

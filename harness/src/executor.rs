@@ -2,6 +2,7 @@
 //! calls this, and so does the local target. Emits the event stream; gathers evidence for
 //! every step; undoes every change it made, whatever happens.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -10,6 +11,7 @@ use crate::cleanup::{Cleanup, Undo};
 use crate::event::{Event, EventSink, TargetInfo};
 use crate::evidence::{Evidence, Outcome};
 use crate::expect::{check_step, Captured, Captures};
+use crate::fault::{Fault, Moment};
 use crate::hoststate::{self, HostStatePaths};
 use crate::interrupt::Interrupt;
 use crate::libvirt::Libvirt;
@@ -43,8 +45,11 @@ pub struct HostPaths {
     /// xattrs, modules, booleans, qemu.conf) before and after, and call any difference an
     /// error: the proof that cleanup put everything back.
     pub verify_host_state: bool,
-    /// Set by SIGINT/SIGTERM: the run stops before the next step, and cleans up.
+    /// Set by SIGINT/SIGTERM (in the VM: by the host's `Interrupt` request): the run stops at
+    /// its next check - between steps, after a step's action, in a settle window - and cleans up.
     pub interrupt: Interrupt,
+    /// Test-only: break the target at one step (see `fault`). None in every real run.
+    pub fault: Option<Fault>,
 }
 
 impl Default for HostPaths {
@@ -56,6 +61,7 @@ impl Default for HostPaths {
             probe_binary: std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into()),
             verify_host_state: false,
             interrupt: Interrupt::new(),
+            fault: None,
         }
     }
 }
@@ -98,6 +104,7 @@ pub fn execute(
                 captures: Captures::new(),
                 libvirt: None,
                 prober: None,
+                running: BTreeSet::new(),
             };
             let r = run.all();
             // Close the connection before cleanup restarts libvirtd under it.
@@ -123,25 +130,33 @@ pub fn execute(
             message: "host state after cleanup equals the state before the run".into(),
         });
     }
+    let mut problems = Vec::new();
+    if !changed.is_empty() {
+        problems.push(format!(
+            "the host differs from before the run after cleanup: {}",
+            changed.join("; ")
+        ));
+    }
+    if !failed_cleanup.is_empty() {
+        problems.push(format!(
+            "cleanup failed, the host may hold leftovers (run `selinux-harness doctor`): {}",
+            failed_cleanup
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
+    }
     let verdict = match result {
-        _ if !changed.is_empty() => Verdict::Error {
-            reason: format!(
-                "the host differs from before the run after cleanup: {}",
-                changed.join("; ")
-            ),
+        Ok(v) if problems.is_empty() => v,
+        Ok(_) => Verdict::Error {
+            reason: problems.join("; "),
         },
-        _ if !failed_cleanup.is_empty() => Verdict::Error {
-            reason: format!(
-                "cleanup failed, the host may hold leftovers (run `selinux-harness doctor`): {}",
-                failed_cleanup
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ),
+        // The first cause first: what broke the run is what a reader needs to see.
+        Err(reason) if problems.is_empty() => Verdict::Error { reason },
+        Err(reason) => Verdict::Error {
+            reason: format!("{reason}; then {}", problems.join("; ")),
         },
-        Ok(v) => v,
-        Err(reason) => Verdict::Error { reason },
     };
     sink.emit(Event::ScenarioFinished {
         verdict: verdict.clone(),
@@ -170,6 +185,8 @@ struct Run<'a> {
     captures: Captures,
     libvirt: Option<Libvirt>,
     prober: Option<probe::Prober>,
+    /// Domains a step started and no step has destroyed since: their QEMU must be alive.
+    running: BTreeSet<Name>,
 }
 
 impl Run<'_> {
@@ -366,6 +383,9 @@ impl Run<'_> {
                             Err(message) => Outcome::Other { message },
                         };
                     }
+                    if o == Outcome::Ok {
+                        self.running.insert(n.value.clone());
+                    }
                     push(format!("start {}", n.value), o);
                 }
             }
@@ -380,6 +400,9 @@ impl Run<'_> {
                         }),
                         Err(message) => Outcome::Other { message },
                     };
+                    if matches!(action, Action::Destroy(_)) && o == Outcome::Ok {
+                        self.running.remove(&n.value);
+                    }
                     push(format!("{} {}", action.keyword(), n.value), o);
                 }
             }
@@ -483,20 +506,17 @@ impl Run<'_> {
             )
         };
 
+        self.inject_fault(index, Moment::BeforeAction)?;
         let mut evidence = self.act(&step.action);
-        // A daemon that died under the step is a broken target, not a policy outcome: the
-        // failures its actions report say nothing about labelling.
-        if self.libvirt.as_ref().is_some_and(|lv| !lv.is_alive()) {
-            return Err(format!(
-                "the connection to libvirtd was lost during step {index} (did libvirtd die?)"
-            ));
-        }
+        self.target_intact(index, "after its action")?;
+        self.inject_fault(index, Moment::AfterAction)?;
         if let Some(d) = o.settle {
             // The scenario asked for a window (see StepOptions::settle); Ctrl-C cuts it short.
             let until = Instant::now() + d.0;
             while Instant::now() < until && !self.paths.interrupt.is_set() {
                 std::thread::sleep(Duration::from_millis(50).min(until - Instant::now()));
             }
+            self.target_intact(index, "in its settle window")?;
         }
         if let Some(t) = timeline {
             for (file, changes) in t.finish() {
@@ -531,7 +551,7 @@ impl Run<'_> {
         let (avcs, checks) = loop {
             let records = audit
                 .records_since(offset)
-                .map_err(|e| format!("audit log: {e}"))?;
+                .map_err(|e| format!("step {index}'s AVC evidence is incomplete: {e}"))?;
             let mut all = evidence.clone();
             let avcs = noise.apply(records).into_evidence();
             all.push(avcs.clone());
@@ -541,7 +561,7 @@ impl Run<'_> {
                 && checks
                     .iter()
                     .any(|c| !c.passed && c.expectation == "denial logged");
-            if !waiting || Instant::now() >= deadline {
+            if !waiting || Instant::now() >= deadline || self.paths.interrupt.is_set() {
                 break (avcs, checks);
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -576,6 +596,62 @@ impl Run<'_> {
             step: index,
             millis: started.elapsed().as_millis() as u64,
         });
+        Ok(())
+    }
+
+    fn inject_fault(&mut self, index: usize, moment: Moment) -> Result<(), String> {
+        let Some(fault) = self
+            .paths
+            .fault
+            .as_ref()
+            .filter(|f| f.strikes(index, moment))
+        else {
+            return Ok(());
+        };
+        let done = fault
+            .inject(self.plan, &self.paths.audit_log)
+            .map_err(|e| format!("cannot inject the fault {fault:?}: {e}"))?;
+        self.note(done);
+        Ok(())
+    }
+
+    /// After each part of a step: was the run interrupted, is libvirtd still there, does every
+    /// domain that should be running still run? A target that broke under the step is an
+    /// error, not a policy outcome: what the step observed says nothing about labelling.
+    fn target_intact(&self, index: usize, moment: &str) -> Result<(), String> {
+        if self.paths.interrupt.is_set() {
+            return Err(format!(
+                "interrupted during step {index}, {moment}; the step was not checked"
+            ));
+        }
+        let Some(lv) = self.libvirt.as_ref() else {
+            return Ok(());
+        };
+        if !lv.is_alive() {
+            return Err(format!(
+                "the connection to libvirtd was lost during step {index}: libvirtd died or was restarted under the run"
+            ));
+        }
+        for n in &self.running {
+            let name = self.plan.domain_name(n);
+            match lv.is_active(name) {
+                Ok(true) => {}
+                Ok(false) => {
+                    let state = lv
+                        .state(name)
+                        .unwrap_or_else(|e| format!("state unknown: {}", e.message));
+                    return Err(format!(
+                        "the QEMU of domain {n} exited during step {index} though no step stopped it (libvirt: {state})"
+                    ));
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "cannot tell whether domain {n} still runs after step {index}: {}",
+                        e.message
+                    ))
+                }
+            }
+        }
         Ok(())
     }
 

@@ -4,17 +4,19 @@
 use std::path::Path;
 
 use crate::executor::{execute, HostPaths};
+use crate::interrupt::Interrupt;
 use crate::protocol::{Reply, Request};
 use crate::scenario::{load_str, LoadedScenario};
 
 /// Answer one request; `reply` sends one line back to the host.
-pub fn handle(req: Request, reply: &mut dyn FnMut(Reply)) {
+pub fn handle(req: Request, interrupt: &Interrupt, reply: &mut dyn FnMut(Reply)) {
     match req {
         Request::Env => reply(Reply::Env(crate::environment::collect("vm"))),
         Request::Run {
             file,
             source,
             variant,
+            fault,
         } => match load_str(Path::new(&file), &source) {
             Err(diags) => reply(Reply::Failed {
                 message: diags
@@ -36,6 +38,8 @@ pub fn handle(req: Request, reply: &mut dyn FnMut(Reply)) {
                     &info,
                     &HostPaths {
                         verify_host_state: true,
+                        interrupt: interrupt.clone(),
+                        fault,
                         ..HostPaths::default()
                     },
                     &mut |e| reply(Reply::Event(e)),
@@ -44,5 +48,7 @@ pub fn handle(req: Request, reply: &mut dyn FnMut(Reply)) {
             }
         },
         Request::Shutdown => reply(Reply::Done),
+        // The agent's reader handles these itself; one that gets here has nothing to stop.
+        Request::Interrupt => reply(Reply::Done),
     }
 }

@@ -13,6 +13,7 @@ pub mod event;
 pub mod evidence;
 pub mod executor;
 pub mod expect;
+pub mod fault;
 pub mod guest;
 pub mod hostconfig;
 pub mod hoststate;

@@ -171,6 +171,12 @@ impl Libvirt {
         lv(self.domain(name)?.is_active())
     }
 
+    /// The domain's state and why, as libvirt words it (e.g. "shutoff (crashed)").
+    pub fn state(&self, name: &str) -> Result<String> {
+        let (state, reason) = lv(self.domain(name)?.state())?;
+        Ok(format!("{state} ({reason})"))
+    }
+
     /// Whether a domain of that name is defined or running.
     pub fn exists(&self, name: &str) -> Result<bool> {
         match self.domain(name) {

@@ -136,6 +136,9 @@ enum Format {
     Human,
     Json,
     Junit,
+    /// One JSON object per event (scenario started, step started, evidence, expectation
+    /// checked, verdict ...), written as it happens: the stream every report is made from.
+    Events,
 }
 
 fn main() -> ExitCode {
@@ -423,7 +426,21 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         bail!("no scenario matches the filter");
     }
 
-    let mut t = make_target(args.target, args.allow_local_changes, args.cold)?;
+    let interrupt = Interrupt::on_signals()?;
+    let mut t = make_target(
+        args.target,
+        args.allow_local_changes,
+        args.cold,
+        interrupt.clone(),
+    )?;
+    // The live event stream, for tools that follow a run as it happens.
+    let mut events: Option<Box<dyn std::io::Write>> = match (args.format, &args.output) {
+        (Format::Events, Some(p)) => Some(Box::new(
+            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        )),
+        (Format::Events, None) => Some(Box::new(std::io::stdout())),
+        _ => None,
+    };
 
     // Human progress goes to stdout unless stdout carries a machine-readable report.
     let to_stdout = args.format == Format::Human && args.output.is_none();
@@ -444,6 +461,13 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     for (l, variant) in &selected {
         record.begin(&l.path.display().to_string());
         let mut on_event = |e: selinux_harness::event::Event| {
+            if let Some(w) = events.as_mut() {
+                // A reader that went away must not stop the run (and its cleanup).
+                let _ = serde_json::to_writer(&mut *w, &e)
+                    .map_err(std::io::Error::from)
+                    .and_then(|()| writeln!(w))
+                    .and_then(|()| w.flush());
+            }
             human.event(&e);
             record.observe(&e);
         };
@@ -464,8 +488,15 @@ fn run(args: RunArgs) -> Result<ExitCode> {
             }
         };
         verdicts.push(verdict);
+        if interrupt.is_set() {
+            break;
+        }
     }
     drop(t);
+    let not_started = selected.len() - verdicts.len();
+    if interrupt.is_set() && not_started > 0 {
+        eprintln!("interrupted: {not_started} scenario run(s) not started");
+    }
 
     let counts = summary(&verdicts);
     eprintln!("{counts}");
@@ -485,29 +516,35 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         Format::Human => None,
         Format::Json => Some(record.to_json()),
         Format::Junit => Some(junit::render(&record)),
+        Format::Events => None,
     };
     match (main_report, &args.output) {
         (Some(r), Some(p)) => write(p, r)?,
         (Some(r), None) => println!("{r}"),
         (None, _) => {}
     }
-    Ok(if verdicts.iter().all(Verdict::is_success) {
+    Ok(if interrupt.is_set() {
+        // What a shell expects of a command stopped by Ctrl-C.
+        ExitCode::from(130)
+    } else if verdicts.iter().all(Verdict::is_success) {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
 }
 
-fn make_target(kind: TargetKind, allow_local: bool, cold: bool) -> Result<Box<dyn Target>> {
+fn make_target(
+    kind: TargetKind,
+    allow_local: bool,
+    cold: bool,
+    interrupt: Interrupt,
+) -> Result<Box<dyn Target>> {
     let (kind, why) = target::resolve(kind, allow_local);
     eprintln!("target: {kind:?} ({why})");
     Ok(match kind {
-        TargetKind::Local => Box::new(target::local::Local::new(
-            allow_local,
-            Interrupt::on_signals()?,
-        )?),
+        TargetKind::Local => Box::new(target::local::Local::new(allow_local, interrupt)?),
         _ => Box::new(target::vm::VmTarget::start(&target::vm::VmTargetOptions {
-            interrupt: Interrupt::on_signals()?,
+            interrupt,
             cold,
             ..Default::default()
         })?),
@@ -523,7 +560,7 @@ fn repro(
 ) -> Result<ExitCode> {
     let loaded = load_one(path)?;
     let variant = variant.or_else(|| loaded.variants().into_iter().next().flatten());
-    let mut t = make_target(kind, allow_local, false)?;
+    let mut t = make_target(kind, allow_local, false, Interrupt::on_signals()?)?;
     let mut human = Human::new(std::io::stderr(), std::io::stderr().is_terminal(), false);
     let mut record = Record::default();
     record.begin(&path.display().to_string());

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Event, TargetInfo};
+use crate::fault::Fault;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case")]
@@ -18,7 +19,13 @@ pub enum Request {
         file: String,
         source: String,
         variant: Option<String>,
+        /// Test-only: break the target at one step (see [`Fault`]). Never from a scenario.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fault: Option<Fault>,
     },
+    /// Stop the running scenario at its next check (the host got SIGINT or SIGTERM). No reply
+    /// of its own: the running request ends as usual, with a verdict, after its cleanup.
+    Interrupt,
     /// Power the guest off.
     Shutdown,
 }

@@ -62,6 +62,7 @@ fn run_shared(
     l: &LoadedScenario,
     variant: Option<&str>,
 ) -> Result<(Verdict, String, Record), Result<Completion, Failed>> {
+    // The executor's proof that cleanup put the target back; without it no trial passes.
     let mut guard = shared
         .lock()
         .map_err(|_| Err(Failed::from("target lock poisoned")))?;
@@ -73,14 +74,23 @@ fn run_shared(
     let mut human = Human::new(&mut text, false, false);
     let mut record = Record::default();
     record.begin(&l.path.display().to_string());
+    let mut proven = false;
     let result = target.run(l, variant, &mut |e: Event| {
+        proven |= matches!(&e, Event::Note { message } if message == HOST_STATE_EQUAL);
         human.event(&e);
         record.observe(&e);
     });
     drop(human);
-    let verdict = result.unwrap_or_else(|e| Verdict::Error {
-        reason: e.to_string(),
-    });
+    let verdict = match result {
+        Ok(Verdict::Skipped { reason }) => Verdict::Skipped { reason },
+        Ok(_) if !proven => Verdict::Error {
+            reason: format!("no proof that cleanup put the target back (\"{HOST_STATE_EQUAL}\")"),
+        },
+        Ok(v) => v,
+        Err(e) => Verdict::Error {
+            reason: e.to_string(),
+        },
+    };
     record.conclude(l.scenario.name.value.as_str(), variant, verdict.clone());
     Ok((verdict, String::from_utf8_lossy(&text).into_owned(), record))
 }
@@ -238,9 +248,9 @@ fn vm_dies_mid_step(l: Arc<LoadedScenario>) -> Trial {
     .with_kind("fault")
 }
 
-/// Fault: a VM that does not come up in time (a cold boot given 3 s, where it needs ~20). The
-/// start must fail at its deadline with a timeout that shows the guest console, and leave no
-/// QEMU behind.
+/// Fault: a VM that does not come up in time (a cold boot given 8 s, where it needs 20-30; with
+/// less, a loaded host leaves the console still empty). The start must fail at its deadline with
+/// a timeout that shows the guest console, and leave no QEMU behind.
 fn vm_never_boots() -> Trial {
     Trial::ignorable_test("fault::vm-never-boots", move || {
         use selinux_harness::image::{self, BuildOptions, Cache, Progress};
@@ -269,7 +279,7 @@ fn vm_never_boots() -> Trial {
         };
         let options = VmOptions {
             warm: WarmPolicy::Cold,
-            boot_timeout: std::time::Duration::from_secs(3),
+            boot_timeout: std::time::Duration::from_secs(8),
             agent_binary: Some(PathBuf::from(env!("CARGO_BIN_EXE_selinux-harness"))),
             ..VmOptions::default()
         };
@@ -279,7 +289,7 @@ fn vm_never_boots() -> Trial {
         match result {
             Err(VmError::Timeout { console, .. }) => {
                 if took > std::time::Duration::from_secs(30) {
-                    return Err(format!("the 3 s boot deadline was noticed after {took:?}").into());
+                    return Err(format!("the 8 s boot deadline was noticed after {took:?}").into());
                 }
                 if console.trim().is_empty() {
                     return Err("the timeout error shows no guest console".into());
@@ -287,7 +297,7 @@ fn vm_never_boots() -> Trial {
                 Ok(Completion::Completed)
             }
             Err(e) => Err(format!("expected a boot timeout, got: {e}").into()),
-            Ok(_) => Err("a cold boot finished within 3 s; this fault needs a slower boot".into()),
+            Ok(_) => Err("a cold boot finished within 8 s; this fault needs a slower boot".into()),
         }
     })
     .with_kind("fault")
@@ -330,6 +340,174 @@ fn agent_stops_answering(l: Arc<LoadedScenario>) -> Trial {
             Err(e) => Err(format!("the error does not show the guest console: {e}").into()),
             Ok(v) => Err(format!("a run whose agent froze gave a verdict: {}", v.label()).into()),
         }
+    })
+    .with_kind("fault")
+}
+
+/// What every fault must end in: an error naming `cause`, with cleanup done and proven.
+fn ends_in_proven_error(verdict: &Verdict, notes: &[String], cause: &str) -> Result<(), Failed> {
+    let Verdict::Error { reason } = verdict else {
+        return Err(format!(
+            "expected an error naming \"{cause}\", got {}",
+            verdict.label()
+        )
+        .into());
+    };
+    if !reason.contains(cause) {
+        return Err(format!("the error does not name the cause \"{cause}\": {reason}").into());
+    }
+    if !notes.iter().any(|n| n == HOST_STATE_EQUAL) {
+        return Err(format!(
+            "no proof that cleanup put the guest back (\"{HOST_STATE_EQUAL}\"); notes: {notes:?}"
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// The executor's note when the host state after cleanup equals the one before the run.
+const HOST_STATE_EQUAL: &str = "host state after cleanup equals the state before the run";
+
+/// Fault injected in the guest at step 2 of broken-target.yaml (libvirtd or a QEMU killed,
+/// the audit log rotated): the run must end in an error naming `cause`, with every change
+/// undone and the guest's state proven equal to before, within two minutes.
+fn injected(
+    name: &'static str,
+    l: Arc<LoadedScenario>,
+    fault: selinux_harness::fault::Fault,
+    cause: &'static str,
+) -> Trial {
+    Trial::ignorable_test(format!("fault::{name}"), move || {
+        let mut vm = match own_vm(None) {
+            Ok(vm) => vm,
+            Err(skip) => return Ok(skip),
+        };
+        let mut notes = Vec::new();
+        let started = std::time::Instant::now();
+        let result = vm.run_with_fault(&l, None, Some(fault.clone()), &mut |e: Event| {
+            if let Event::Note { message } = e {
+                notes.push(message);
+            }
+        });
+        let took = started.elapsed();
+        let verdict = result.map_err(|e| format!("the target broke instead: {e}"))?;
+        if !notes.iter().any(|n| n.starts_with("fault injected")) {
+            return Err(format!("the fault was not injected; notes: {notes:?}").into());
+        }
+        ends_in_proven_error(&verdict, &notes, cause).map_err(|e| {
+            format!(
+                "{}\nnotes of the run:\n  {}",
+                e.message().unwrap_or_default(),
+                notes.join("\n  ")
+            )
+        })?;
+        if took > std::time::Duration::from_secs(120) {
+            return Err(format!("the fault took {took:?} to end the run").into());
+        }
+        Ok(Completion::Completed)
+    })
+    .with_kind("fault")
+}
+
+/// Fault: SIGINT to `selinux-harness run` while the guest is in the middle of a step (a 60 s
+/// settle window). The interrupt must be passed on to the guest, the scenario must stop there,
+/// clean up and prove the guest's state equal to before, and the process must exit with 130
+/// within a minute, leaving nothing behind on this host (no QEMU, no run directory).
+fn sigint_mid_step(path: PathBuf) -> Trial {
+    Trial::ignorable_test("fault::sigint-mid-step", move || {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        use std::time::{Duration, Instant};
+        // Also tells "cannot run here" (ignored) from "broke" (failed) before the real run.
+        drop(match own_vm(None) {
+            Ok(vm) => vm,
+            Err(skip) => return Ok(skip),
+        });
+        let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let logs = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let stderr_path = logs.path().join("stderr");
+        let stderr = std::fs::File::create(&stderr_path).map_err(|e| e.to_string())?;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_selinux-harness"))
+            .args(["run", "--target", "vm", "--format", "events"])
+            .arg(&path)
+            .env("TMPDIR", tmp.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .map_err(|e| format!("cannot start selinux-harness: {e}"))?;
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        // A hung harness must fail the trial, not hang the suite.
+        let watchdog = {
+            let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let seen = done.clone();
+            std::thread::spawn(move || {
+                let until = Instant::now() + Duration::from_secs(300);
+                while Instant::now() < until && !seen.load(std::sync::atomic::Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                if !seen.load(std::sync::atomic::Ordering::SeqCst) {
+                    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                }
+            });
+            done
+        };
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut interrupted_at = None;
+        let mut finished_step_2 = false;
+        let mut verdict = None;
+        let mut notes = Vec::new();
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.map_err(|e| e.to_string())?;
+            let event: Event = serde_json::from_str(&line)
+                .map_err(|e| format!("not an event line ({e}): {line}"))?;
+            match event {
+                Event::StepStarted { step: 2, .. } if interrupted_at.is_none() => {
+                    // Well inside the 60 s window, past the step's action.
+                    std::thread::sleep(Duration::from_secs(2));
+                    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT)
+                        .map_err(|e| format!("cannot send SIGINT: {e}"))?;
+                    interrupted_at = Some(Instant::now());
+                }
+                Event::StepFinished { step: 2, .. } => finished_step_2 = true,
+                Event::Note { message } => notes.push(message),
+                Event::ScenarioFinished { verdict: v, .. } => verdict = Some(v),
+                _ => {}
+            }
+        }
+        let status = child.wait().map_err(|e| e.to_string())?;
+        watchdog.store(true, std::sync::atomic::Ordering::SeqCst);
+        let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+        let context = || format!("\n--- stderr of selinux-harness ---\n{stderr}");
+        let at = interrupted_at.ok_or_else(|| format!("step 2 never started{}", context()))?;
+        let took = at.elapsed();
+        if finished_step_2 {
+            return Err(format!("step 2 finished although it was interrupted{}", context()).into());
+        }
+        let verdict = verdict.ok_or_else(|| format!("no verdict after SIGINT{}", context()))?;
+        ends_in_proven_error(&verdict, &notes, "interrupted during step 2")
+            .map_err(|e| format!("{}{}", e.message().unwrap_or_default(), context()))?;
+        if status.code() != Some(130) {
+            return Err(format!("exit status {status}, expected 130{}", context()).into());
+        }
+        if took > Duration::from_secs(60) {
+            return Err(format!("the run took {took:?} to stop after SIGINT").into());
+        }
+        let left: Vec<_> = std::fs::read_dir(tmp.path())
+            .map_err(|e| e.to_string())?
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        if !left.is_empty() {
+            return Err(format!("left behind on this host: {left:?}").into());
+        }
+        if signal_qemu_of(
+            &tmp.path().to_string_lossy(),
+            nix::sys::signal::Signal::SIGKILL,
+        ) {
+            return Err("a QEMU of the interrupted run was still running (now killed)".into());
+        }
+        Ok(Completion::Completed)
     })
     .with_kind("fault")
 }
@@ -408,6 +586,41 @@ fn main() {
     {
         trials.push(vm_dies_mid_step(l.clone()));
         trials.push(agent_stops_answering(l.clone()));
+    }
+    let faults = repo().join("harness/tests/data/faults");
+    trials.push(sigint_mid_step(faults.join("interrupted.yaml")));
+    match scenario::load_file(&faults.join("broken-target.yaml")) {
+        Ok(l) => {
+            use selinux_harness::fault::Fault;
+            let l = Arc::new(l);
+            trials.push(injected(
+                "libvirtd-killed-mid-step",
+                l.clone(),
+                Fault::KillLibvirtd { step: 2 },
+                "the connection to libvirtd was lost during step 2",
+            ));
+            trials.push(injected(
+                "guest-qemu-dies-mid-step",
+                l.clone(),
+                Fault::KillQemu {
+                    step: 2,
+                    domain: "vm2".into(),
+                },
+                "the QEMU of domain vm2 exited during step 2",
+            ));
+            trials.push(injected(
+                "audit-log-rotated-mid-step",
+                l,
+                Fault::RotateAuditLog { step: 2 },
+                "was rotated during the step",
+            ));
+        }
+        Err(ds) => {
+            for d in ds {
+                eprintln!("{d}");
+            }
+            std::process::exit(2)
+        }
     }
     let total = trials.len();
     let conclusion = libtest_mimic::run(&args, trials);

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::{Target, TargetError};
 use crate::event::{Event, EventSink, TargetInfo};
+use crate::fault::Fault;
 use crate::image::{self, BuildOptions, Cache, Progress};
 use crate::interrupt::Interrupt;
 use crate::protocol::{Reply, Request};
@@ -19,6 +20,9 @@ pub const DISTRO_ENV: &str = "SELINUX_HARNESS_DISTRO";
 pub const DEFAULT_DISTRO: &str = "debian-12";
 /// A scenario that takes longer than this has hung: its steps take seconds.
 pub const SCENARIO_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long an interrupted scenario may take to clean up in the guest and send its verdict
+/// (destroying domains and restarting libvirtd take seconds under TCG).
+pub const CLEANUP_GRACE: Duration = Duration::from_secs(120);
 
 #[derive(Debug, Clone, Default)]
 pub struct VmTargetOptions {
@@ -138,10 +142,25 @@ impl Target for VmTarget {
         variant: Option<&str>,
         sink: &mut dyn EventSink,
     ) -> Result<Verdict, TargetError> {
+        self.run_with_fault(scenario, variant, None, sink)
+    }
+}
+
+impl VmTarget {
+    /// [`Target::run`], with a fault injected into the guest (for the conformance suite's
+    /// fault trials; see `fault`).
+    pub fn run_with_fault(
+        &mut self,
+        scenario: &LoadedScenario,
+        variant: Option<&str>,
+        fault: Option<Fault>,
+        sink: &mut dyn EventSink,
+    ) -> Result<Verdict, TargetError> {
         let request = Request::Run {
             file: scenario.path.display().to_string(),
             source: scenario.source.clone(),
             variant: variant.map(str::to_string),
+            fault,
         };
         let boot = {
             let mut t = TargetInfo::default();
@@ -150,9 +169,11 @@ impl Target for VmTarget {
         };
         let mut verdict = None;
         let mut failed = None;
-        let r = self
-            .vm
-            .request_within(&request, self.scenario_timeout, |reply| match reply {
+        let r = self.vm.request_interruptible(
+            &request,
+            self.scenario_timeout,
+            CLEANUP_GRACE,
+            |reply| match reply {
                 Reply::Event(mut e) => {
                     if let Event::ScenarioStarted { target, .. } = &mut e {
                         target.accelerator = boot.0.clone();
@@ -165,7 +186,8 @@ impl Target for VmTarget {
                 }
                 Reply::Failed { message } => failed = Some(message),
                 Reply::Env(_) | Reply::Done => {}
-            });
+            },
+        );
         if let Err(e) = r {
             return Err(self.broken("running the scenario in the guest", e));
         }

@@ -379,6 +379,82 @@ impl Vm {
     }
 }
 
+impl Vm {
+    /// Like [`Vm::request_within`], for a request the guest can stop cleanly (a scenario run):
+    /// when the user interrupts, the interrupt is passed on to the agent instead of killing the
+    /// guest, and the replies are read on for at most `grace` - the scenario stops at its next
+    /// check, cleans up, proves the guest's state is back to what it was, and sends its verdict.
+    /// A second Ctrl-C still ends the whole process at once (see `Interrupt::on_signals`).
+    pub fn request_interruptible(
+        &mut self,
+        request: &Request,
+        timeout: Duration,
+        grace: Duration,
+        mut on_reply: impl FnMut(Reply),
+    ) -> Result<(), VmError> {
+        // While this runs, the guest checks see only QEMU's death, not the user's interrupt.
+        let user = std::mem::replace(&mut self.guest.interrupt, Interrupt::new());
+        let result = self.forwarding(request, timeout, grace, &user, &mut on_reply);
+        self.guest.interrupt = user;
+        result
+    }
+
+    fn forwarding(
+        &mut self,
+        request: &Request,
+        timeout: Duration,
+        grace: Duration,
+        user: &Interrupt,
+        on_reply: &mut dyn FnMut(Reply),
+    ) -> Result<(), VmError> {
+        const PHASE: &str = "waiting for the agent's reply";
+        let encode = |r: &Request| {
+            serde_json::to_string(r)
+                .map(|json| format!("{json}\n"))
+                .map_err(|e| io_err("cannot encode the request")(io::Error::other(e)))
+        };
+        self.agent
+            .send(encode(request)?.as_bytes(), &mut self.guest, timeout)?;
+        let mut deadline = Instant::now() + timeout;
+        let mut forwarded = false;
+        loop {
+            if user.is_set() && !forwarded {
+                forwarded = true;
+                self.agent.send(
+                    encode(&Request::Interrupt)?.as_bytes(),
+                    &mut self.guest,
+                    grace,
+                )?;
+                deadline = deadline.min(Instant::now() + grace);
+            }
+            // Short reads, so an interrupt is passed on within a fraction of a second.
+            let wait_until = deadline.min(Instant::now() + Duration::from_millis(200));
+            let Some(line) = self.agent.read_line(wait_until, &mut self.guest, PHASE)? else {
+                if Instant::now() < deadline {
+                    continue;
+                }
+                let waited = if forwarded { grace } else { timeout };
+                let fix = if forwarded {
+                    "the scenario did not stop after the interrupt: see the console"
+                } else {
+                    "raise the request timeout, or see the console for a hung guest"
+                };
+                return Err(self.guest.timeout(PHASE, waited, fix));
+            };
+            let reply: Reply = serde_json::from_str(&line).map_err(|_| VmError::Protocol {
+                phase: PHASE,
+                line: line.clone(),
+                console: self.guest.console_tail(),
+            })?;
+            let last = matches!(reply, Reply::Done | Reply::Failed { .. } | Reply::Env(_));
+            on_reply(reply);
+            if last {
+                return Ok(());
+            }
+        }
+    }
+}
+
 impl Drop for Vm {
     fn drop(&mut self) {
         self.monitor.quit();
