@@ -321,9 +321,24 @@ pub fn forget_module(state_dir: &Path, name: &str) -> std::io::Result<()> {
         .map(|l| format!("{l}\n"))
         .collect();
     if rest.is_empty() {
-        std::fs::remove_file(file)
+        std::fs::remove_file(file)?;
+        remove_if_empty(state_dir)
     } else {
         std::fs::write(file, rest)
+    }
+}
+
+/// The records directory goes when its last record does: a run leaves nothing behind, not
+/// even an empty directory.
+fn remove_if_empty(state_dir: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir(state_dir) {
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                || e.kind() == std::io::ErrorKind::DirectoryNotEmpty =>
+        {
+            Ok(())
+        }
+        r => r,
     }
 }
 
@@ -346,7 +361,7 @@ pub fn backup_qemu_conf(state_dir: &Path, qemu_conf: &Path) -> std::io::Result<(
 pub fn drop_qemu_conf_backup(state_dir: &Path) -> std::io::Result<()> {
     match std::fs::remove_file(state_dir.join(QEMU_CONF_BACKUP)) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
+        _ => remove_if_empty(state_dir),
     }
 }
 
@@ -557,5 +572,25 @@ mod tests {
             matches!(&found[..], [Leftover::Unreadable { .. }]),
             "{found:?}"
         );
+    }
+
+    #[test]
+    fn the_records_directory_goes_with_its_last_record() {
+        let root = tempfile::tempdir().unwrap();
+        let state = root.path().join("state");
+        record_module(&state, "harness_probe").unwrap();
+        backup_qemu_conf(&state, &{
+            let conf = root.path().join("qemu.conf");
+            std::fs::write(&conf, "x = 1\n").unwrap();
+            conf
+        })
+        .unwrap();
+        forget_module(&state, "harness_probe").unwrap();
+        assert!(state.exists(), "the qemu.conf backup is still recorded");
+        drop_qemu_conf_backup(&state).unwrap();
+        assert!(!state.exists());
+        // Nothing to forget, nothing recorded: still fine.
+        forget_module(&state, "harness_probe").unwrap();
+        drop_qemu_conf_backup(&state).unwrap();
     }
 }
