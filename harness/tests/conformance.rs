@@ -240,6 +240,7 @@ fn vm_dies_mid_step(l: Arc<LoadedScenario>) -> Trial {
                 if took > std::time::Duration::from_secs(120) {
                     return Err(format!("the failure took {took:?} to be noticed").into());
                 }
+                nothing_left(vm)?;
                 Ok(Completion::Completed)
             }
             Ok(v) => Err(format!("a run whose VM died gave a verdict: {}", v.label()).into()),
@@ -335,6 +336,7 @@ fn agent_stops_answering(l: Arc<LoadedScenario>) -> Trial {
                 if took > std::time::Duration::from_secs(60) {
                     return Err(format!("the 15 s deadline was noticed after {took:?}").into());
                 }
+                nothing_left(vm)?;
                 Ok(Completion::Completed)
             }
             Err(e) => Err(format!("the error does not show the guest console: {e}").into()),
@@ -404,6 +406,7 @@ fn injected(
         if took > std::time::Duration::from_secs(120) {
             return Err(format!("the fault took {took:?} to end the run").into());
         }
+        nothing_left(vm)?;
         Ok(Completion::Completed)
     })
     .with_kind("fault")
@@ -510,6 +513,20 @@ fn sigint_mid_step(path: PathBuf) -> Trial {
         Ok(Completion::Completed)
     })
     .with_kind("fault")
+}
+
+/// Stops the VM as the harness does after any run, then checks that this host holds nothing
+/// of it: no QEMU, no run directory.
+fn nothing_left(vm: target::vm::VmTarget) -> Result<(), Failed> {
+    let dir = vm.run_dir().to_path_buf();
+    drop(vm);
+    if dir.exists() {
+        return Err(format!("the VM's run directory is still there: {}", dir.display()).into());
+    }
+    if signal_qemu_of(&dir.to_string_lossy(), nix::sys::signal::Signal::SIGKILL) {
+        return Err("the VM's QEMU was still running (now killed)".into());
+    }
+    Ok(())
 }
 
 fn kill_qemu_of(marker: &str) -> bool {
