@@ -57,6 +57,14 @@ enum Command {
     /// Print the JSON Schema of the scenario language (for editors).
     Schema,
     /// Run scenarios on a target and report verdicts.
+    #[command(after_long_help = "\
+Ctrl-C (or SIGTERM) stops the scenario that runs at its next check - right after a step's
+action or inside a settle window - cleans up, proves the target's state equal to before, and
+skips the scenarios not yet started; on the VM target this happens in the guest. Press it twice
+to exit at once without cleanup (then `selinux-harness doctor` removes what is left).
+
+Exit status: 0 every verdict is pass or known-bug, 1 some verdict is not (skipped included),
+2 the scenarios could not be loaded or the target could not start, 130 interrupted.")]
     Run(RunArgs),
     /// Run one scenario and write a single Markdown file for a bug tracker: environment,
     /// steps, evidence (label timeline, AVCs, libvirt errors) and the scenario itself.
@@ -133,8 +141,11 @@ struct RunArgs {
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Format {
+    /// Readable progress and verdicts; failures show expected against observed.
     Human,
+    /// The whole record: every event's evidence, checks and verdicts, as one JSON document.
     Json,
+    /// JUnit XML: one test case per scenario and variant, for CI systems.
     Junit,
     /// One JSON object per event (scenario started, step started, evidence, expectation
     /// checked, verdict ...), written as it happens: the stream every report is made from.
