@@ -4,7 +4,8 @@
 use std::path::Path;
 
 use crate::executor::{execute, HostPaths};
-use crate::protocol::{Reply, Request};
+use crate::parallel::{run_many, RunItem};
+use crate::protocol::{Reply, Request, RunSpec};
 use crate::scenario::{load_str, LoadedScenario};
 
 /// Answer one request; `reply` sends one line back to the host.
@@ -43,6 +44,54 @@ pub fn handle(req: Request, reply: &mut dyn FnMut(Reply)) {
                 reply(Reply::Done);
             }
         },
+        Request::RunMany { runs, jobs } => match load_all(runs) {
+            Err(message) => reply(Reply::Failed { message }),
+            Ok(loaded) => {
+                let items: Vec<RunItem<'_>> = loaded
+                    .iter()
+                    .map(|(l, v)| RunItem {
+                        scenario: l,
+                        variant: v.as_deref(),
+                    })
+                    .collect();
+                let info = crate::environment::collect("vm");
+                run_many(
+                    &items,
+                    jobs,
+                    &info,
+                    &HostPaths {
+                        verify_host_state: true,
+                        ..HostPaths::default()
+                    },
+                    &mut |run, event| reply(Reply::RunEvent { run, event }),
+                );
+                reply(Reply::Done);
+            }
+        },
         Request::Shutdown => reply(Reply::Done),
+    }
+}
+
+/// Every run's scenario, validated again; or every diagnostic, each with its run's number.
+fn load_all(runs: Vec<RunSpec>) -> Result<Vec<(LoadedScenario, Option<String>)>, String> {
+    let mut loaded = Vec::new();
+    let mut errors = Vec::new();
+    for (i, r) in runs.into_iter().enumerate() {
+        match load_str(Path::new(&r.file), &r.source) {
+            Ok(scenario) => loaded.push((
+                LoadedScenario {
+                    path: r.file.into(),
+                    source: r.source,
+                    scenario,
+                },
+                r.variant,
+            )),
+            Err(diags) => errors.extend(diags.iter().map(|d| format!("run {i}: {d}"))),
+        }
+    }
+    if errors.is_empty() {
+        Ok(loaded)
+    } else {
+        Err(errors.join("\n"))
     }
 }

@@ -379,6 +379,44 @@ impl Vm {
     }
 }
 
+impl Vm {
+    /// Like [`Vm::request_within`] for a request that streams for long (a batch of runs): the
+    /// agent counts as hung only when it has sent nothing for `idle`, however long the whole
+    /// answer takes.
+    pub fn request_streaming(
+        &mut self,
+        request: &Request,
+        idle: Duration,
+        mut on_reply: impl FnMut(Reply),
+    ) -> Result<(), VmError> {
+        const PHASE: &str = "waiting for the agent's next reply";
+        let json = serde_json::to_string(request)
+            .map_err(|e| io_err("cannot encode the request")(io::Error::other(e)))?;
+        self.agent
+            .send(format!("{json}\n").as_bytes(), &mut self.guest, idle)?;
+        loop {
+            let deadline = Instant::now() + idle;
+            let Some(line) = self.agent.read_line(deadline, &mut self.guest, PHASE)? else {
+                return Err(self.guest.timeout(
+                    PHASE,
+                    idle,
+                    "the agent said nothing for this long; see the console for a hung guest",
+                ));
+            };
+            let reply: Reply = serde_json::from_str(&line).map_err(|_| VmError::Protocol {
+                phase: PHASE,
+                line: line.clone(),
+                console: self.guest.console_tail(),
+            })?;
+            let last = matches!(reply, Reply::Done | Reply::Failed { .. } | Reply::Env(_));
+            on_reply(reply);
+            if last {
+                return Ok(());
+            }
+        }
+    }
+}
+
 impl Drop for Vm {
     fn drop(&mut self) {
         self.monitor.quit();
