@@ -578,6 +578,7 @@ impl Run<'_> {
                 .records_since(offset)
                 .map_err(|e| format!("audit log: {e}"))?;
             if let Some(c) = self.paths.concurrency.as_deref() {
+                c.observe_running(Path::new(crate::libvirt::QEMU_PID_DIR));
                 (records, left_to_others) = c.keep_for(&self.plan.run_id, records);
             }
             let mut all = evidence.clone();

@@ -278,6 +278,45 @@ impl Concurrency {
         }
     }
 
+    /// Adds what libvirt's pid files in `pid_dir` say about the running QEMUs of the batch's
+    /// runs (`MARKER-RUNID-DOMAIN.pid`): a run publishes its own only after its action returns,
+    /// but its QEMU logs from its first instant, maybe while a neighbour reads the log. Only
+    /// processes alive now count, with the context they have now; the next
+    /// [`Concurrency::publish_live`] of their run replaces the guess.
+    pub fn observe_running(&self, pid_dir: &std::path::Path) {
+        let Ok(entries) = std::fs::read_dir(pid_dir) else {
+            return;
+        };
+        let found: Vec<(String, u32)> = entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let domain = name.strip_suffix(".pid")?.to_string();
+                let pid = std::fs::read_to_string(e.path())
+                    .ok()?
+                    .trim()
+                    .parse()
+                    .ok()?;
+                Some((domain, pid))
+            })
+            .collect();
+        self.observe(&found, |pid| crate::selinux_ops::process_context(pid).ok());
+    }
+
+    /// [`Concurrency::observe_running`] on (domain name, pid) pairs already read.
+    fn observe(&self, found: &[(String, u32)], context_of: impl Fn(u32) -> Option<Context>) {
+        let mut runs = self.runs();
+        for run in runs.values_mut() {
+            let prefix = format!("{}-", run.marker);
+            for (_, pid) in found.iter().filter(|(d, _)| d.starts_with(&prefix)) {
+                if let Some(context) = context_of(*pid) {
+                    run.live_levels.extend(mcs_key(&context));
+                    run.live_pids.insert(*pid, context);
+                }
+            }
+        }
+    }
+
     /// The records a step of `run_id` keeps, and how many it leaves to other runs. A record is
     /// left out only when its evidence names exactly one run and that is another run; with no
     /// evidence, or evidence for several runs, every run sees it (a `no_avc` may then fail

@@ -259,3 +259,28 @@ fn an_interrupted_batch_reports_every_run_as_not_started() {
         assert_eq!(mine, ["started", "finished"], "run {i}");
     }
 }
+
+#[test]
+fn a_neighbours_qemu_is_recognised_from_libvirts_pid_files_before_it_publishes() {
+    let c = Concurrency::new();
+    let mut ids = ["1a", "1a0"].into_iter().map(str::to_string);
+    let a = c.register(|| ids.next().unwrap_or_default());
+    let b = c.register(|| ids.next().unwrap_or_default());
+    // b has not published yet; its QEMU already logged SEED_WRITE.
+    assert_eq!(c.keep_for(&a, vec![rec(SEED_WRITE)]).1, 0);
+    let found = [
+        ("selinux-harness-1a0-vm1".to_string(), 16241),
+        // The host's own guest, and a pid whose process is gone (no context).
+        ("admin-guest".to_string(), 16242),
+        ("selinux-harness-1a0-vm2".to_string(), 16243),
+    ];
+    c.observe(&found, |pid| {
+        (pid != 16243).then(|| ctx("system_u:system_r:svirt_t:s0:c219,c564"))
+    });
+    assert_eq!(c.keep_for(&a, vec![rec(SEED_WRITE)]).1, 1);
+    assert_eq!(c.keep_for(&b, vec![rec(SEED_WRITE)]).1, 0);
+    // 1a's prefix is no prefix of 1a0's domains.
+    let runs = c.runs();
+    assert!(runs["1a"].live_pids.is_empty());
+    assert_eq!(runs["1a0"].live_pids.keys().collect::<Vec<_>>(), [&16241]);
+}
