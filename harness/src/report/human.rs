@@ -180,6 +180,11 @@ impl<W: Write> Blocks<W> {
         }
     }
 
+    /// The writer, with whatever blocks were printed.
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+
     /// A verdict line in this report's colours (for a run the target could not finish).
     pub fn verdict_line(&self, name: &str, verdict: &Verdict, millis: u64) -> String {
         Human::new(Vec::new(), self.color, self.verbose).verdict_line(name, verdict, millis)
