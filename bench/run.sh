@@ -150,7 +150,7 @@ for n in $SCALE; do
     say "| $n | $seq_total | $par_total | $(calc "$par_total / $seq_total") | $seq_work | $par_work | $(calc "$par_work / $seq_work") | $(calc "$seq_sum") / $(calc "$par_sum") | $same |"
 done
 say ""
-say "- guest: $(grep -m1 '^vm: ' "$OUT/scale-$(set -- $SCALE; echo "$1")/par.err" || echo '?')"
+say "- guest: $(grep -m1 '^vm: ' "$OUT/scale-${SCALE%% *}/par.err" || echo '?')"
 fi
 say ""
 say "- load at the end: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -85,6 +85,14 @@ pub fn execute(
             parallel::exclusive_reason(&loaded.scenario, variant),
         )
     });
+    if _turn.is_some() && paths.interrupt.is_set() {
+        // Ctrl-C came while this run waited for the host: it must not begin changing it now.
+        let item = parallel::RunItem {
+            scenario: loaded,
+            variant,
+        };
+        return parallel::not_started(item, target, &mut |e| sink.emit(e));
+    }
     let started = Instant::now();
     let s = &loaded.scenario;
     sink.emit(Event::ScenarioStarted {

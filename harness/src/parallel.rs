@@ -441,18 +441,24 @@ pub fn run_many(
 }
 
 /// The events of a run that never started because of Ctrl-C: it did nothing, and says so.
-fn not_started(item: RunItem<'_>, target: &TargetInfo, sink: &mut dyn FnMut(Event)) {
+pub(crate) fn not_started(
+    item: RunItem<'_>,
+    target: &TargetInfo,
+    sink: &mut dyn FnMut(Event),
+) -> Verdict {
+    let verdict = Verdict::Error {
+        reason: "interrupted before this run started; nothing was done".into(),
+    };
     sink(Event::ScenarioStarted {
         scenario: item.scenario.scenario.name.value.to_string(),
         variant: item.variant.map(str::to_string),
         target: target.clone(),
     });
     sink(Event::ScenarioFinished {
-        verdict: Verdict::Error {
-            reason: "interrupted before this run started; nothing was done".into(),
-        },
+        verdict: verdict.clone(),
         millis: 0,
     });
+    verdict
 }
 
 #[cfg(test)]
