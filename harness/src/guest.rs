@@ -95,3 +95,48 @@ fn load_all(runs: Vec<RunSpec>) -> Result<Vec<(LoadedScenario, Option<String>)>,
         Err(errors.join("\n"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_travels_as_one_line_and_a_bad_run_is_named() {
+        let good = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/seed/dynamic-relabel-no.yaml"),
+        )
+        .unwrap();
+        let req = Request::RunMany {
+            runs: vec![
+                RunSpec {
+                    file: "a.yaml".into(),
+                    source: good.clone(),
+                    variant: None,
+                },
+                RunSpec {
+                    file: "b.yaml".into(),
+                    source: "name: b\n".into(),
+                    variant: Some("x".into()),
+                },
+            ],
+            jobs: 2,
+        };
+        let line = serde_json::to_string(&req).unwrap();
+        assert!(!line.contains('\n'));
+        assert_eq!(serde_json::from_str::<Request>(&line).unwrap(), req);
+        let Request::RunMany { runs, .. } = req else {
+            unreachable!()
+        };
+        let err = load_all(runs.clone()).err().unwrap();
+        assert!(err.lines().all(|l| l.starts_with("run 1: ")), "{err}");
+        assert_eq!(load_all(runs[..1].to_vec()).unwrap().len(), 1);
+        let reply = Reply::RunEvent {
+            run: 1,
+            event: crate::event::Event::Note {
+                message: "m".into(),
+            },
+        };
+        let json = serde_json::to_string(&reply).unwrap();
+        assert_eq!(serde_json::from_str::<Reply>(&json).unwrap(), reply);
+    }
+}
