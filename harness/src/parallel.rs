@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{mpsc, Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::context::Context;
 use crate::event::{Event, TargetInfo};
@@ -76,6 +77,9 @@ pub struct Identity {
     /// pid counts only together with its context: a pid reused by another process would
     /// otherwise name the wrong run.
     pub live_pids: BTreeMap<u32, Context>,
+    /// When the run ended (wall clock, as the kernel stamps audit records): its levels and pids
+    /// are evidence only for records stamped before, as libvirt may reuse them afterwards.
+    pub retired_at: Option<SystemTime>,
 }
 
 impl Identity {
@@ -86,12 +90,11 @@ impl Identity {
         }
     }
 
-    /// The run ended: its domains are gone, so its levels and pids may be reused. Its marker
-    /// stays: a path with it can only be the run's.
+    /// The run ended: its domains are gone, so its levels and pids may be reused from now on;
+    /// its neighbours may still read its records, logged before. Its marker stays evidence: a
+    /// path with it can only be the run's.
     fn retire(&mut self) {
-        self.fixed_levels.clear();
-        self.live_levels.clear();
-        self.live_pids.clear();
+        self.retired_at = Some(SystemTime::now());
     }
 }
 
@@ -149,6 +152,15 @@ fn hex_names(raw: &str) -> Vec<String> {
     out
 }
 
+/// When the kernel stamped a record (`msg=audit(SECONDS.MILLIS:SERIAL)`).
+fn record_time(raw: &str) -> Option<SystemTime> {
+    let (_, rest) = raw.split_once("audit(")?;
+    let (stamp, _) = rest.split_once(':')?;
+    let (secs, millis) = stamp.split_once('.')?;
+    let t = Duration::from_secs(secs.parse().ok()?) + Duration::from_millis(millis.parse().ok()?);
+    UNIX_EPOCH.checked_add(t)
+}
+
 /// Every run the record's evidence points to (indices into `runs`): the acting pid with its
 /// context, an MCS level of either context, the run's marker in a path or name.
 pub fn owners(r: &AvcRecord, runs: &[Identity]) -> BTreeSet<usize> {
@@ -159,16 +171,23 @@ pub fn owners(r: &AvcRecord, runs: &[Identity]) -> BTreeSet<usize> {
         .filter_map(mcs_key)
         .collect();
     let decoded = hex_names(&r.raw);
+    let stamped = record_time(&r.raw);
     let mut out = BTreeSet::new();
     for (i, run) in runs.iter().enumerate() {
-        let by_pid = pid.is_some_and(|p| {
-            run.live_pids
-                .get(&p)
-                .is_some_and(|c| r.scontext.as_ref().is_none_or(|s| s == c))
-        });
-        let by_level = levels
-            .iter()
-            .any(|l| run.fixed_levels.contains(l) || run.live_levels.contains(l));
+        // A record without a stamp is judged as if logged after every run's end.
+        let was_running = run
+            .retired_at
+            .is_none_or(|end| stamped.is_some_and(|t| t < end));
+        let by_pid = was_running
+            && pid.is_some_and(|p| {
+                run.live_pids
+                    .get(&p)
+                    .is_some_and(|c| r.scontext.as_ref().is_none_or(|s| s == c))
+            });
+        let by_level = was_running
+            && levels
+                .iter()
+                .any(|l| run.fixed_levels.contains(l) || run.live_levels.contains(l));
         let by_name = mentions(&r.raw, &run.marker)
             || r.target
                 .as_deref()
@@ -306,7 +325,7 @@ impl Concurrency {
     /// [`Concurrency::observe_running`] on (domain name, pid) pairs already read.
     fn observe(&self, found: &[(String, u32)], context_of: impl Fn(u32) -> Option<Context>) {
         let mut runs = self.runs();
-        for run in runs.values_mut() {
+        for run in runs.values_mut().filter(|r| r.retired_at.is_none()) {
             let prefix = format!("{}-", run.marker);
             for (_, pid) in found.iter().filter(|(d, _)| d.starts_with(&prefix)) {
                 if let Some(context) = context_of(*pid) {

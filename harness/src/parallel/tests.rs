@@ -142,7 +142,7 @@ fn only_single_levels_with_categories_are_evidence() {
 }
 
 #[test]
-fn a_finished_run_no_longer_claims_levels_but_keeps_its_names() {
+fn a_finished_run_claims_only_what_was_logged_before_it_ended_but_keeps_its_names() {
     let c = Concurrency::new();
     let mut ids = ["1a", "1a", "2b"].into_iter().map(str::to_string);
     let a = c.register(|| ids.next().unwrap_or_default());
@@ -158,8 +158,14 @@ fn a_finished_run_no_longer_claims_levels_but_keeps_its_names() {
     assert_eq!(c.keep_for(&b, vec![rec(SEED_WRITE)]), (vec![], 1));
     assert_eq!(c.foreign_markers(&b), ["selinux-harness-1a"]);
     drop(turn);
-    // libvirt may hand the level to anyone now: the record is everyone's again ...
-    assert_eq!(c.keep_for(&b, vec![rec(SEED_WRITE)]).1, 0);
+    // A record stamped while 1a ran (2012) is still 1a's, read late as it may be ...
+    assert_eq!(c.keep_for(&b, vec![rec(SEED_WRITE)]).1, 1);
+    // ... but libvirt may hand the level to anyone now: one stamped later (2100), or with no
+    // stamp at all, is everyone's again ...
+    let later = SEED_WRITE.replace("1332310963.333", "4102444800.000");
+    assert_eq!(c.keep_for(&b, vec![rec(&later)]).1, 0);
+    let unstamped = SEED_WRITE.replace("msg=audit(1332310963.333:10313): ", "");
+    assert_eq!(c.keep_for(&b, vec![rec(&unstamped)]).1, 0);
     // ... while a path in 1a's sandbox is still 1a's, and so are its leftovers.
     assert_eq!(c.keep_for(&b, vec![rec(VIRTD_SANDBOX)]).1, 1);
     assert_eq!(c.foreign_markers(&b), ["selinux-harness-1a"]);
@@ -283,4 +289,14 @@ fn a_neighbours_qemu_is_recognised_from_libvirts_pid_files_before_it_publishes()
     let runs = c.runs();
     assert!(runs["1a"].live_pids.is_empty());
     assert_eq!(runs["1a0"].live_pids.keys().collect::<Vec<_>>(), [&16241]);
+}
+
+#[test]
+fn the_kernel_stamp_is_read_from_the_record() {
+    let t = record_time(SEED_WRITE).unwrap();
+    assert_eq!(
+        t.duration_since(UNIX_EPOCH).unwrap(),
+        Duration::from_millis(1_332_310_963_333)
+    );
+    assert_eq!(record_time("type=AVC avc: denied"), None);
 }
