@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::audit::{AuditLog, NoiseFilter};
@@ -15,6 +16,7 @@ use crate::fault::{Fault, Moment};
 use crate::hoststate::{self, HostStatePaths};
 use crate::interrupt::Interrupt;
 use crate::libvirt::Libvirt;
+use crate::parallel::{self, Concurrency};
 use crate::plan::Plan;
 use crate::sandbox::SandboxDir;
 use crate::scenario::{Action, LoadedScenario, Name, Requirement, Step};
@@ -50,6 +52,8 @@ pub struct HostPaths {
     pub interrupt: Interrupt,
     /// Test-only: break the target at one step (see `fault`). None in every real run.
     pub fault: Option<Fault>,
+    /// Set when this run is one of several running at once on the host (`parallel`).
+    pub concurrency: Option<Arc<Concurrency>>,
 }
 
 impl Default for HostPaths {
@@ -62,6 +66,7 @@ impl Default for HostPaths {
             verify_host_state: false,
             interrupt: Interrupt::new(),
             fault: None,
+            concurrency: None,
         }
     }
 }
@@ -74,6 +79,26 @@ pub fn execute(
     paths: &HostPaths,
     sink: &mut dyn EventSink,
 ) -> Verdict {
+    let concurrency = paths.concurrency.as_deref();
+    let run_id = match concurrency {
+        Some(c) => c.register(run_id),
+        None => run_id(),
+    };
+    // Waiting for the host is not part of the run's time.
+    let _turn = concurrency.map(|c| {
+        c.enter(
+            &run_id,
+            parallel::exclusive_reason(&loaded.scenario, variant),
+        )
+    });
+    if _turn.is_some() && paths.interrupt.is_set() {
+        // Ctrl-C came while this run waited for the host: it must not begin changing it now.
+        let item = parallel::RunItem {
+            scenario: loaded,
+            variant,
+        };
+        return parallel::not_started(item, target, &mut |e| sink.emit(e));
+    }
     let started = Instant::now();
     let s = &loaded.scenario;
     sink.emit(Event::ScenarioStarted {
@@ -81,7 +106,6 @@ pub fn execute(
         variant: variant.map(str::to_string),
         target: target.clone(),
     });
-    let run_id = run_id();
     let state_paths = HostStatePaths {
         images_root: paths.images_root.clone(),
         libvirt_uri: Some(paths.libvirt_uri.clone()),
@@ -93,6 +117,9 @@ pub fn execute(
     let mut cleanup = Cleanup::new();
     let result = match Plan::new(s, variant, &run_id, &paths.images_root) {
         Ok(plan) => {
+            if let Some(c) = concurrency {
+                c.fix_levels(&run_id, fixed_contexts(&plan));
+            }
             let mut run = Run {
                 loaded,
                 plan: &plan,
@@ -123,7 +150,17 @@ pub fn execute(
     }
     let verified = before.is_some();
     let changed = before
-        .map(|b| hoststate::diff(&b, &hoststate::snapshot(&state_paths)))
+        .map(|b| {
+            let after = hoststate::snapshot(&state_paths);
+            match concurrency {
+                // Other runs of the batch come and go meanwhile; only their names are theirs.
+                Some(c) => {
+                    let others = c.foreign_markers(&run_id);
+                    hoststate::diff(&b.without_runs(&others), &after.without_runs(&others))
+                }
+                None => hoststate::diff(&b, &after),
+            }
+        })
         .unwrap_or_default();
     if verified && changed.is_empty() {
         sink.emit(Event::Note {
@@ -163,6 +200,20 @@ pub fn execute(
         millis: started.elapsed().as_millis() as u64,
     });
     verdict
+}
+
+/// Contexts a plan fixes before anything runs: static domain labels and image labels.
+fn fixed_contexts(plan: &Plan) -> Vec<crate::context::Context> {
+    let mut out: Vec<crate::context::Context> = plan
+        .images
+        .values()
+        .filter_map(|i| i.context.clone())
+        .collect();
+    for d in plan.domains.values() {
+        let (label, imagelabel) = crate::libvirt::seclabel_of(&d.xml);
+        out.extend(label.into_iter().chain(imagelabel));
+    }
+    out
 }
 
 /// Short, unique enough among concurrent runs on one host, and safe in names.
@@ -508,6 +559,7 @@ impl Run<'_> {
 
         self.inject_fault(index, Moment::BeforeAction)?;
         let mut evidence = self.act(&step.action);
+        self.publish_live();
         self.target_intact(index, "after its action")?;
         self.inject_fault(index, Moment::AfterAction)?;
         if let Some(d) = o.settle {
@@ -548,10 +600,15 @@ impl Run<'_> {
         let is_probe = matches!(step.action, Action::Probe(_));
         let ignore = &self.loaded.scenario.ignore_avc;
         let deadline = Instant::now() + AVC_GRACE;
+        let mut left_to_others = 0;
         let (avcs, checks) = loop {
-            let records = audit
+            let mut records = audit
                 .records_since(offset)
                 .map_err(|e| format!("step {index}'s AVC evidence is incomplete: {e}"))?;
+            if let Some(c) = self.paths.concurrency.as_deref() {
+                c.observe_running(Path::new(crate::libvirt::QEMU_PID_DIR));
+                (records, left_to_others) = c.keep_for(&self.plan.run_id, records);
+            }
             let mut all = evidence.clone();
             let avcs = noise.apply(records).into_evidence();
             all.push(avcs.clone());
@@ -574,6 +631,11 @@ impl Run<'_> {
             }
         }
         evidence.push(avcs);
+        if left_to_others > 0 {
+            self.note(format!(
+                "step {index}: {left_to_others} AVC record(s) left out: their pid, MCS level or path belongs to another run of this batch"
+            ));
+        }
         for e in evidence {
             self.sink.emit(Event::Evidence {
                 step: index,
@@ -653,6 +715,25 @@ impl Run<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Tells the other runs of a batch which QEMU processes and levels are this run's now.
+    fn publish_live(&self) {
+        let Some(c) = self.paths.concurrency.as_deref() else {
+            return;
+        };
+        let mut pids = std::collections::BTreeMap::new();
+        let mut labels = Vec::new();
+        for (name, d) in &self.plan.domains {
+            if let Some(pid) = crate::libvirt::qemu_pid(&d.libvirt_name) {
+                if let Ok(context) = selinux_ops::process_context(pid) {
+                    pids.insert(pid, context);
+                }
+            }
+            let (label, imagelabel) = self.live_seclabel(name);
+            labels.extend(label.into_iter().chain(imagelabel));
+        }
+        c.publish_live(&self.plan.run_id, pids, labels);
     }
 
     fn live_seclabel(

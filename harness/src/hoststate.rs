@@ -109,6 +109,47 @@ pub fn snapshot(paths: &HostStatePaths) -> HostState {
     s
 }
 
+impl HostState {
+    /// This state without what is named after the runs with these markers
+    /// (`selinux-harness-RUNID`): their domains, their sandbox directories and everything in
+    /// them, and errors about those paths (a file another run removes while this walk reads it).
+    /// For a run among concurrent ones: the others come and go, its own leftovers still show.
+    pub fn without_runs(&self, markers: &[String]) -> HostState {
+        let owned = |name: &str| {
+            markers.iter().any(|m| {
+                name.strip_prefix(m.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with(['-', '/']))
+            })
+        };
+        let in_text = |text: &str| {
+            markers.iter().any(|m| {
+                text.match_indices(m.as_str()).any(|(i, _)| {
+                    text[i + m.len()..]
+                        .chars()
+                        .next()
+                        .is_none_or(|c| !c.is_ascii_alphanumeric())
+                })
+            })
+        };
+        HostState {
+            domains: self.domains.iter().filter(|d| !owned(d)).cloned().collect(),
+            images: self
+                .images
+                .iter()
+                .filter(|(path, _)| !owned(path))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            errors: self
+                .errors
+                .iter()
+                .filter(|e| !in_text(e))
+                .cloned()
+                .collect(),
+            ..self.clone()
+        }
+    }
+}
+
 fn tracked_xattr(name: &str) -> bool {
     name == "security.selinux" || name.starts_with("trusted.libvirt.")
 }
@@ -409,6 +450,56 @@ mod tests {
         assert!(
             back.contains(&"- module harness_probe".to_string()),
             "{back:?}"
+        );
+    }
+
+    #[test]
+    fn other_runs_are_left_out_and_this_runs_leftovers_stay() {
+        let dir = |_: ()| FileState {
+            kind: FileKind::Dir,
+            size: 0,
+            mode: 0o40755,
+            uid: 0,
+            gid: 0,
+            xattrs: BTreeMap::new(),
+        };
+        let before = base();
+        let mut after = base();
+        // Run 1a is this run; 1a0 and 2b are others (1a0 shares 1a's first characters).
+        for id in ["1a", "1a0", "2b"] {
+            after.domains.push(format!("selinux-harness-{id}-vm1"));
+            after
+                .images
+                .insert(format!("selinux-harness-{id}"), dir(()));
+            after.images.insert(
+                format!("selinux-harness-{id}/vm1.img"),
+                file("system_u:object_r:virt_image_t:s0"),
+            );
+        }
+        after.errors.push(
+            "xattrs of /var/lib/libvirt/images/selinux-harness-2b/vm1.img: No such file or directory"
+                .into(),
+        );
+        let others = [
+            "selinux-harness-1a0".to_string(),
+            "selinux-harness-2b".to_string(),
+        ];
+        let d = diff(&before.without_runs(&others), &after.without_runs(&others));
+        assert_eq!(
+            d,
+            [
+                "+ domain selinux-harness-1a-vm1",
+                "+ image selinux-harness-1a (Dir 0 bytes mode 40755 owner 0:0)",
+                "+ image selinux-harness-1a/vm1.img (File 16777216 bytes mode 100600 owner 0:0 security.selinux=system_u:object_r:virt_image_t:s0)",
+            ]
+        );
+        // Whatever is not named after a run is never left out.
+        let mut shared = base();
+        shared.modules.push("harness_probe".into());
+        shared.images.get_mut("guest.qcow2").unwrap().size = 1;
+        assert_eq!(
+            diff(&base().without_runs(&others), &shared.without_runs(&others)).len(),
+            2
         );
     }
 

@@ -9,7 +9,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use selinux_harness::cli_vm;
 use selinux_harness::interrupt::Interrupt;
-use selinux_harness::report::{human::Human, junit, trial_name, Record};
+use selinux_harness::report::human::{Blocks, Human};
+use selinux_harness::report::{junit, trial_name, Record};
 use selinux_harness::scenario::{self, LoadedScenario};
 use selinux_harness::target::{self, Target, TargetKind};
 use selinux_harness::verdict::Verdict;
@@ -137,6 +138,17 @@ struct RunArgs {
     /// VM target: boot cold instead of restoring the warm snapshot.
     #[arg(long)]
     cold: bool,
+    /// Run up to N scenario runs at the same time on the one target (one guest, or this
+    /// host), each with its own executor, domains and sandbox. Runs that change the host for
+    /// everyone run alone, after the others: qemu.conf settings (libvirtd is restarted under
+    /// every other run), booleans (they change the policy for every process) and the probe
+    /// policy module (`requires: [probe_module]`; it is removed again when the run ends). AVC
+    /// records are given to the run they belong to by evidence (QEMU pid, MCS level, sandbox
+    /// path); a record with no such evidence is shown to every run, so a neighbour can make an
+    /// `avc: none` fail but never make it pass. With N > 1 the human report prints each run as
+    /// one block when it finishes. 1: one after another.
+    #[arg(long, short = 'j', default_value = "1", value_name = "N")]
+    jobs: std::num::NonZeroUsize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -445,11 +457,11 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         interrupt.clone(),
     )?;
     // The live event stream, for tools that follow a run as it happens.
-    let mut events: Option<Box<dyn std::io::Write>> = match (args.format, &args.output) {
-        (Format::Events, Some(p)) => Some(Box::new(
+    let mut events = match (args.format, &args.output) {
+        (Format::Events, Some(p)) => Some(EventLog(Box::new(
             std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
-        )),
-        (Format::Events, None) => Some(Box::new(std::io::stdout())),
+        ))),
+        (Format::Events, None) => Some(EventLog(Box::new(std::io::stdout()))),
         _ => None,
     };
 
@@ -466,18 +478,70 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     } else {
         Box::new(std::io::stderr())
     };
-    let mut human = Human::new(sink, color, args.verbose);
+    let (verdicts, record) = if args.jobs.get() > 1 {
+        run_parallel(
+            t.as_mut(),
+            &selected,
+            args.jobs.get(),
+            sink,
+            color,
+            args.verbose,
+            &mut events,
+        )
+    } else {
+        run_sequential(
+            t.as_mut(),
+            &selected,
+            sink,
+            color,
+            args.verbose,
+            &mut events,
+            &interrupt,
+        )
+    };
+    drop(t);
+    let not_started = selected.len() - verdicts.len();
+    if interrupt.is_set() && not_started > 0 {
+        eprintln!("interrupted: {not_started} scenario run(s) not started");
+    }
+    report(&args, &verdicts, &record, interrupt.is_set())
+}
+
+type Selected<'a> = [(&'a LoadedScenario, Option<String>)];
+
+/// `--format events`: each event as one JSON line, with the index of the run it belongs to
+/// (runs of `--jobs N` interleave), flushed at once.
+struct EventLog(Box<dyn std::io::Write>);
+
+impl EventLog {
+    fn write(&mut self, run: usize, e: &selinux_harness::event::Event) {
+        let mut value = serde_json::to_value(e).unwrap_or_default();
+        if let Some(o) = value.as_object_mut() {
+            o.insert("run".into(), run.into());
+        }
+        // A reader that went away must not stop the run (and its cleanup).
+        let w = &mut self.0;
+        let _ = writeln!(w, "{value}").and_then(|()| w.flush());
+    }
+}
+
+fn run_sequential(
+    t: &mut dyn Target,
+    selected: &Selected<'_>,
+    sink: Box<dyn std::io::Write>,
+    color: bool,
+    verbose: bool,
+    events: &mut Option<EventLog>,
+    interrupt: &Interrupt,
+) -> (Vec<Verdict>, Record) {
+    let mut human = Human::new(sink, color, verbose);
     let mut record = Record::default();
     let mut verdicts = Vec::new();
-    for (l, variant) in &selected {
+    for (i, (l, variant)) in selected.iter().enumerate() {
         record.begin(&l.path.display().to_string());
         let mut on_event = |e: selinux_harness::event::Event| {
-            if let Some(w) = events.as_mut() {
-                // A reader that went away must not stop the run (and its cleanup).
-                let _ = serde_json::to_writer(&mut *w, &e)
-                    .map_err(std::io::Error::from)
-                    .and_then(|()| writeln!(w))
-                    .and_then(|()| w.flush());
+            if let Some(log) = events.as_mut() {
+                log.write(i, &e);
             }
             human.event(&e);
             record.observe(&e);
@@ -503,13 +567,57 @@ fn run(args: RunArgs) -> Result<ExitCode> {
             break;
         }
     }
-    drop(t);
-    let not_started = selected.len() - verdicts.len();
-    if interrupt.is_set() && not_started > 0 {
-        eprintln!("interrupted: {not_started} scenario run(s) not started");
-    }
+    (verdicts, record)
+}
 
-    let counts = summary(&verdicts);
+/// `--jobs N`: one batch; each run's report is printed as a block when it finishes.
+fn run_parallel(
+    t: &mut dyn Target,
+    selected: &Selected<'_>,
+    jobs: usize,
+    sink: Box<dyn std::io::Write>,
+    color: bool,
+    verbose: bool,
+    events: &mut Option<EventLog>,
+) -> (Vec<Verdict>, Record) {
+    let mut blocks = Blocks::new(sink, color, verbose);
+    let mut record = Record::default();
+    for (l, _) in selected {
+        record.begin(&l.path.display().to_string());
+    }
+    let runs: Vec<(&LoadedScenario, Option<&str>)> =
+        selected.iter().map(|(l, v)| (*l, v.as_deref())).collect();
+    let results = t.run_many(&runs, jobs, &mut |i, e| {
+        if let Some(log) = events.as_mut() {
+            log.write(i, &e);
+        }
+        blocks.event(i, &e);
+        record.observe_run(i, &e);
+    });
+    let mut verdicts = Vec::new();
+    for (i, (result, (l, variant))) in results.into_iter().zip(&runs).enumerate() {
+        let verdict = result.unwrap_or_else(|e| {
+            let v = Verdict::Error {
+                reason: e.to_string(),
+            };
+            blocks.flush_run(i);
+            let name = trial_name(l.scenario.name.value.as_str(), *variant);
+            eprintln!("{}", blocks.verdict_line(&name, &v, 0));
+            record.conclude_run(i, l.scenario.name.value.as_str(), *variant, v.clone());
+            v
+        });
+        verdicts.push(verdict);
+    }
+    (verdicts, record)
+}
+
+fn report(
+    args: &RunArgs,
+    verdicts: &[Verdict],
+    record: &Record,
+    interrupted: bool,
+) -> Result<ExitCode> {
+    let counts = summary(verdicts);
     eprintln!("{counts}");
     let write = |path: &Path, text: String| {
         std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
@@ -518,15 +626,15 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         write(p, record.to_json())?;
     }
     if let Some(p) = &args.junit {
-        write(p, junit::render(&record))?;
+        write(p, junit::render(record))?;
     }
     if let Some(p) = &args.html {
-        write(p, selinux_harness::report::html::render(&record))?;
+        write(p, selinux_harness::report::html::render(record))?;
     }
     let main_report = match args.format {
         Format::Human => None,
         Format::Json => Some(record.to_json()),
-        Format::Junit => Some(junit::render(&record)),
+        Format::Junit => Some(junit::render(record)),
         Format::Events => None,
     };
     match (main_report, &args.output) {
@@ -534,7 +642,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         (Some(r), None) => println!("{r}"),
         (None, _) => {}
     }
-    Ok(if interrupt.is_set() {
+    Ok(if interrupted {
         // What a shell expects of a command stopped by Ctrl-C.
         ExitCode::from(130)
     } else if verdicts.iter().all(Verdict::is_success) {

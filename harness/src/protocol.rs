@@ -28,12 +28,29 @@ pub enum Request {
     Interrupt,
     /// Power the guest off.
     Shutdown,
+    /// Run several scenarios at once, up to `jobs` at a time (see `parallel`). The agent
+    /// answers with [`Reply::RunEvent`] lines tagged with the run's index in `runs`, then one
+    /// [`Reply::Done`].
+    RunMany { runs: Vec<RunSpec>, jobs: usize },
+}
+
+/// One run of a [`Request::RunMany`]: the same fields as [`Request::Run`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSpec {
+    pub file: String,
+    pub source: String,
+    pub variant: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum Reply {
     Event(Event),
+    /// An event of run number `run` of a [`Request::RunMany`].
+    RunEvent {
+        run: usize,
+        event: Event,
+    },
     Env(TargetInfo),
     Done,
     /// The request could not be carried out at all (not a scenario failure).

@@ -83,6 +83,12 @@ pub fn set_file_context(path: &Path, context: &Context) -> Result<()> {
 
 /// Relabel `path` to what the policy's file_contexts say (restorecon for one file).
 pub fn restore_default_context(path: &Path) -> Result<()> {
+    // libselinux looks the default up through matchpathcon's process-wide handle, whose lazy
+    // set-up is not documented as thread-safe; concurrent runs (`parallel`) take turns here.
+    static MATCHPATHCON: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = MATCHPATHCON
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     SecurityContext::set_default_for_path(path).map_err(|source| SelinuxOpsError::Selinux {
         what: "selinux_lsetfilecon_default",
         path: path.to_path_buf(),

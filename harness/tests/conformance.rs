@@ -346,6 +346,101 @@ fn agent_stops_answering(l: Arc<LoadedScenario>) -> Trial {
     .with_kind("fault")
 }
 
+/// The seed scenarios, every variant, three at a time in one guest of their own
+/// (`run --jobs 3`). Fails unless every verdict is one the sequential trials accept, runs
+/// really overlapped (else nothing about concurrency was shown), and no run that needs the
+/// host alone overlapped another.
+fn parallel_seed(seed: Vec<Arc<LoadedScenario>>) -> Trial {
+    Trial::ignorable_test("parallel::seed", move || {
+        use selinux_harness::parallel::exclusive_reason;
+        let mut vm = match own_vm(None) {
+            Ok(vm) => vm,
+            Err(skip) => return Ok(skip),
+        };
+        let runs: Vec<(&LoadedScenario, Option<String>)> = seed
+            .iter()
+            .flat_map(|l| l.variants().into_iter().map(move |v| (l.as_ref(), v)))
+            .collect();
+        let runs: Vec<(&LoadedScenario, Option<&str>)> =
+            runs.iter().map(|(l, v)| (*l, v.as_deref())).collect();
+        if runs.len() < 2 {
+            return Err("fewer than two seed runs: nothing to run in parallel".into());
+        }
+        let mut blocks = selinux_harness::report::human::Blocks::new(Vec::new(), false, false);
+        // (sequence number of the run's first event, of its verdict) per run.
+        let mut spans: Vec<(Option<usize>, Option<usize>)> = vec![(None, None); runs.len()];
+        let mut problems = Vec::new();
+        let mut seq = 0;
+        let results = vm.run_many(&runs, 3, &mut |i, e| {
+            seq += 1;
+            blocks.event(i, &e);
+            let span = &mut spans[i];
+            match &e {
+                Event::ScenarioStarted { .. } if span.0.is_none() => span.0 = Some(seq),
+                Event::ScenarioFinished { .. } if span.1.is_none() => span.1 = Some(seq),
+                _ if span.0.is_none() || span.1.is_some() => problems.push(format!(
+                    "run {i}: event outside its start and finish: {e:?}"
+                )),
+                _ => {}
+            }
+        });
+        let name = |i: usize| report_name(runs[i].0, runs[i].1);
+        for (i, r) in results.iter().enumerate() {
+            match r {
+                Ok(v) if v.is_success() => {}
+                Ok(v) => problems.push(format!("{}: {}", name(i), v.label())),
+                Err(e) => problems.push(format!("{}: target error: {e}", name(i))),
+            }
+        }
+        let span = |i: usize| match spans[i] {
+            (Some(a), Some(b)) => Some((a, b)),
+            _ => None,
+        };
+        let overlap = |i: usize, j: usize| match (span(i), span(j)) {
+            (Some((a0, a1)), Some((b0, b1))) => a0 < b1 && b0 < a1,
+            _ => false,
+        };
+        let mut overlapped = false;
+        for i in 0..runs.len() {
+            if span(i).is_none() {
+                problems.push(format!("{}: no start or no verdict", name(i)));
+            }
+            for j in (i + 1)..runs.len() {
+                if !overlap(i, j) {
+                    continue;
+                }
+                overlapped = true;
+                for k in [i, j] {
+                    if let Some(why) = exclusive_reason(&runs[k].0.scenario, runs[k].1) {
+                        problems.push(format!(
+                            "{} {} but overlapped {}",
+                            name(k),
+                            why.describe(),
+                            name(i + j - k)
+                        ));
+                    }
+                }
+            }
+        }
+        if !overlapped {
+            problems.push("no two runs overlapped: this proves nothing about parallel runs".into());
+        }
+        if problems.is_empty() {
+            return Ok(Completion::Completed);
+        }
+        for i in 0..runs.len() {
+            blocks.flush_run(i);
+        }
+        let text = String::from_utf8_lossy(&blocks.into_inner()).into_owned();
+        Err(format!("{}\n{text}", problems.join("\n")).into())
+    })
+    .with_kind("parallel")
+}
+
+fn report_name(l: &LoadedScenario, variant: Option<&str>) -> String {
+    selinux_harness::report::trial_name(l.scenario.name.value.as_str(), variant)
+}
+
 /// What every fault must end in: an error naming `cause`, with cleanup done and proven.
 fn ends_in_proven_error(verdict: &Verdict, notes: &[String], cause: &str) -> Result<(), Failed> {
     let Verdict::Error { reason } = verdict else {
@@ -597,6 +692,14 @@ fn main() {
         }
     }
     trials.push(vm_never_boots());
+    let seed_dir = repo().join("scenarios/seed");
+    trials.push(parallel_seed(
+        loaded
+            .iter()
+            .filter(|l| l.path.starts_with(&seed_dir))
+            .cloned()
+            .collect(),
+    ));
     if let Some(l) = loaded
         .iter()
         .find(|l| l.scenario.name.value.as_str() == "cross-attach")

@@ -140,6 +140,57 @@ impl<W: Write> Human<W> {
     }
 }
 
+/// The human report for runs that execute at the same time: each run's lines are held back
+/// and printed as one block when the run finishes, so blocks never interleave (the block is
+/// exactly what [`Human`] prints for the run alone).
+pub struct Blocks<W: Write> {
+    out: W,
+    color: bool,
+    verbose: bool,
+    pending: std::collections::BTreeMap<usize, Human<Vec<u8>>>,
+}
+
+impl<W: Write> Blocks<W> {
+    pub fn new(out: W, color: bool, verbose: bool) -> Self {
+        Self {
+            out,
+            color,
+            verbose,
+            pending: Default::default(),
+        }
+    }
+
+    pub fn event(&mut self, run: usize, e: &Event) {
+        let (color, verbose) = (self.color, self.verbose);
+        let h = self
+            .pending
+            .entry(run)
+            .or_insert_with(|| Human::new(Vec::new(), color, verbose));
+        h.event(e);
+        if matches!(e, Event::ScenarioFinished { .. }) {
+            self.flush_run(run);
+        }
+    }
+
+    /// Print what a run has so far (a run that ended without its last event: the target broke).
+    pub fn flush_run(&mut self, run: usize) {
+        if let Some(h) = self.pending.remove(&run) {
+            // Nobody to tell if the terminal is gone, as in `Human::event`.
+            let _ = self.out.write_all(&h.out).and_then(|()| self.out.flush());
+        }
+    }
+
+    /// The writer, with whatever blocks were printed.
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+
+    /// A verdict line in this report's colours (for a run the target could not finish).
+    pub fn verdict_line(&self, name: &str, verdict: &Verdict, millis: u64) -> String {
+        Human::new(Vec::new(), self.color, self.verbose).verdict_line(name, verdict, millis)
+    }
+}
+
 fn describe_target(t: &TargetInfo) -> String {
     let mut parts = vec![t.kind.clone()];
     for p in [&t.distro, &t.selinux_mode, &t.accelerator, &t.boot] {
@@ -263,6 +314,58 @@ mod tests {
         )
         .unwrap();
         assert_eq!(m, format!("{}^^^^^^^^^^^^", " ".repeat(32)));
+    }
+
+    fn run_events(name: &str, steps: usize) -> Vec<Event> {
+        let mut v = vec![Event::ScenarioStarted {
+            scenario: name.into(),
+            variant: None,
+            target: TargetInfo::default(),
+        }];
+        for step in 1..=steps {
+            v.push(Event::StepStarted {
+                step,
+                title: format!("{name} step {step}"),
+            });
+            v.push(Event::Note {
+                message: format!("{name} note {step}"),
+            });
+        }
+        v.push(Event::ScenarioFinished {
+            verdict: Verdict::Pass,
+            millis: 1200,
+        });
+        v
+    }
+
+    #[test]
+    fn concurrent_runs_print_whole_blocks_in_the_order_they_finish() {
+        let (a, b) = (run_events("a", 3), run_events("b", 1));
+        let alone = |events: &[Event]| {
+            let mut h = Human::new(Vec::new(), false, false);
+            for e in events {
+                h.event(e);
+            }
+            String::from_utf8(h.out).unwrap()
+        };
+        let mut blocks = Blocks::new(Vec::new(), false, false);
+        // a starts first, b overtakes it and finishes first.
+        let mut ai = a.iter();
+        for e in ai.by_ref().take(3) {
+            blocks.event(0, e);
+        }
+        for e in &b {
+            blocks.event(1, e);
+        }
+        for e in ai {
+            blocks.event(0, e);
+        }
+        let text = String::from_utf8(blocks.out).unwrap();
+        assert_eq!(text, format!("{}{}", alone(&b), alone(&a)));
+        assert!(
+            text.contains("a step 3") && text.contains("PASS b"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -72,7 +72,19 @@ impl Record {
 
     /// A verdict reached without events (a skip decided on the host, a target that failed).
     pub fn conclude(&mut self, scenario: &str, variant: Option<&str>, verdict: Verdict) {
-        if let Some(s) = self.scenarios.last_mut() {
+        let last = self.scenarios.len().wrapping_sub(1);
+        self.conclude_run(last, scenario, variant, verdict);
+    }
+
+    /// [`Record::conclude`] for the `run`-th scenario record (runs of a batch, begun in order).
+    pub fn conclude_run(
+        &mut self,
+        run: usize,
+        scenario: &str,
+        variant: Option<&str>,
+        verdict: Verdict,
+    ) {
+        if let Some(s) = self.scenarios.get_mut(run) {
             if s.scenario.is_empty() {
                 s.scenario = scenario.to_string();
                 s.variant = variant.map(str::to_string);
@@ -84,7 +96,14 @@ impl Record {
     }
 
     pub fn observe(&mut self, e: &Event) {
-        let Some(s) = self.scenarios.last_mut() else {
+        let last = self.scenarios.len().wrapping_sub(1);
+        self.observe_run(last, e);
+    }
+
+    /// [`Record::observe`] for the `run`-th scenario record: the runs of a batch send their
+    /// events interleaved.
+    pub fn observe_run(&mut self, run: usize, e: &Event) {
+        let Some(s) = self.scenarios.get_mut(run) else {
             return;
         };
         match e {
@@ -129,5 +148,58 @@ impl Record {
 
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn started(name: &str) -> Event {
+        Event::ScenarioStarted {
+            scenario: name.into(),
+            variant: None,
+            target: TargetInfo::default(),
+        }
+    }
+
+    #[test]
+    fn interleaved_runs_land_in_their_own_records() {
+        let mut r = Record::default();
+        r.begin("a.yaml");
+        r.begin("b.yaml");
+        r.observe_run(1, &started("b"));
+        r.observe_run(0, &started("a"));
+        let step = |n| Event::StepStarted {
+            step: n,
+            title: format!("step {n}"),
+        };
+        r.observe_run(1, &step(1));
+        r.observe_run(0, &step(1));
+        r.observe_run(1, &step(2));
+        r.observe_run(
+            0,
+            &Event::ScenarioFinished {
+                verdict: Verdict::Pass,
+                millis: 5,
+            },
+        );
+        r.conclude_run(
+            1,
+            "b",
+            None,
+            Verdict::Error {
+                reason: "guest died".into(),
+            },
+        );
+        let a = &r.scenarios[0];
+        let b = &r.scenarios[1];
+        assert_eq!((a.scenario.as_str(), a.steps.len()), ("a", 1));
+        assert_eq!((b.scenario.as_str(), b.steps.len()), ("b", 2));
+        assert_eq!(a.verdict, Some(Verdict::Pass));
+        assert_eq!(b.verdict.as_ref().map(Verdict::label), Some("error"));
+        // Out of range is ignored, not a panic: the index comes from the guest.
+        r.observe_run(7, &started("c"));
+        assert_eq!(r.scenarios.len(), 2);
     }
 }

@@ -2,7 +2,7 @@
 //! harness to change it (define guests, relabel files in its sandbox, load a test module).
 
 use super::{Target, TargetError};
-use crate::event::{EventSink, TargetInfo};
+use crate::event::{Event, EventSink, TargetInfo};
 use crate::executor::{execute, HostPaths};
 use crate::interrupt::Interrupt;
 use crate::scenario::LoadedScenario;
@@ -80,6 +80,26 @@ impl Target for Local {
     ) -> Result<Verdict, TargetError> {
         let info = self.info()?;
         Ok(execute(scenario, variant, &info, &self.paths, sink))
+    }
+
+    fn run_many(
+        &mut self,
+        runs: &[(&LoadedScenario, Option<&str>)],
+        jobs: usize,
+        sink: &mut dyn FnMut(usize, Event),
+    ) -> Vec<Result<Verdict, TargetError>> {
+        let info = crate::environment::collect("local");
+        let items: Vec<crate::parallel::RunItem<'_>> = runs
+            .iter()
+            .map(|(l, v)| crate::parallel::RunItem {
+                scenario: l,
+                variant: *v,
+            })
+            .collect();
+        crate::parallel::run_many(&items, jobs, &info, &self.paths, sink)
+            .into_iter()
+            .map(Ok)
+            .collect()
     }
 }
 

@@ -4,7 +4,7 @@
 pub mod local;
 pub mod vm;
 
-use crate::event::{EventSink, TargetInfo};
+use crate::event::{Event, EventSink, TargetInfo};
 use crate::scenario::LoadedScenario;
 use crate::verdict::Verdict;
 
@@ -26,6 +26,22 @@ pub trait Target {
         variant: Option<&str>,
         sink: &mut dyn EventSink,
     ) -> Result<Verdict, TargetError>;
+
+    /// Run several (scenario, variant) pairs, up to `jobs` at a time where the target can;
+    /// `sink` gets each run's events tagged with its index in `runs`. One result per run, in
+    /// the order of `runs`. This default runs them one after another.
+    fn run_many(
+        &mut self,
+        runs: &[(&LoadedScenario, Option<&str>)],
+        jobs: usize,
+        sink: &mut dyn FnMut(usize, Event),
+    ) -> Vec<Result<Verdict, TargetError>> {
+        let _ = jobs;
+        runs.iter()
+            .enumerate()
+            .map(|(i, (l, v))| self.run(l, *v, &mut |e: Event| sink(i, e)))
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

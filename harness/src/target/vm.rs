@@ -10,10 +10,11 @@ use crate::event::{Event, EventSink, TargetInfo};
 use crate::fault::Fault;
 use crate::image::{self, BuildOptions, Cache, Progress};
 use crate::interrupt::Interrupt;
-use crate::protocol::{Reply, Request};
+use crate::protocol::{Reply, Request, RunSpec};
+use crate::report::trial_name;
 use crate::scenario::LoadedScenario;
 use crate::verdict::Verdict;
-use crate::vm::{Vm, VmOptions, WarmPolicy};
+use crate::vm::{Vm, VmOptions, Wait, WarmPolicy};
 
 /// Selects the image recipe (same names as `image build --distro`).
 pub const DISTRO_ENV: &str = "SELINUX_HARNESS_DISTRO";
@@ -144,6 +145,83 @@ impl Target for VmTarget {
     ) -> Result<Verdict, TargetError> {
         self.run_with_fault(scenario, variant, None, sink)
     }
+
+    /// One request for the whole batch: the guest runs it with `parallel::run_many`. If the
+    /// guest breaks, runs that had finished keep their verdicts and the others get the error.
+    fn run_many(
+        &mut self,
+        runs: &[(&LoadedScenario, Option<&str>)],
+        jobs: usize,
+        sink: &mut dyn FnMut(usize, Event),
+    ) -> Vec<Result<Verdict, TargetError>> {
+        let request = Request::RunMany {
+            runs: runs
+                .iter()
+                .map(|(l, v)| RunSpec {
+                    file: l.path.display().to_string(),
+                    source: l.source.clone(),
+                    variant: v.map(str::to_string),
+                })
+                .collect(),
+            jobs,
+        };
+        let boot = {
+            let mut t = TargetInfo::default();
+            self.fill(&mut t);
+            (t.accelerator, t.boot)
+        };
+        let mut verdicts: Vec<Option<Verdict>> = vec![None; runs.len()];
+        let mut failed = None;
+        let mut stray = None;
+        let r = self.vm.request_interruptible(
+            &request,
+            Wait::Idle(self.scenario_timeout),
+            CLEANUP_GRACE,
+            |reply| match reply {
+                Reply::RunEvent { run, mut event } if run < verdicts.len() => {
+                    if let Event::ScenarioStarted { target, .. } = &mut event {
+                        target.accelerator = boot.0.clone();
+                        target.boot = boot.1.clone();
+                    }
+                    if let Event::ScenarioFinished { verdict, .. } = &event {
+                        verdicts[run] = Some(verdict.clone());
+                    }
+                    sink(run, event);
+                }
+                Reply::RunEvent { run, .. } => {
+                    stray = Some(format!(
+                        "the agent sent an event for run {run}, which was not asked for"
+                    ))
+                }
+                Reply::Failed { message } => failed = Some(message),
+                Reply::Event(_) | Reply::Env(_) | Reply::Done => {}
+            },
+        );
+        let broken = match (r, failed, stray) {
+            (Err(e), _, _) => Some(self.broken("running the scenarios in the guest", e)),
+            (Ok(()), Some(m), _) => Some(TargetError::Failed(format!(
+                "the guest refused the scenarios: {m}"
+            ))),
+            (Ok(()), None, Some(m)) => Some(self.broken("running the scenarios in the guest", m)),
+            (Ok(()), None, None) => None,
+        };
+        let why = broken.map(|e| e.to_string());
+        verdicts
+            .into_iter()
+            .zip(runs)
+            .map(|(v, (l, variant))| match (v, &why) {
+                (Some(v), _) => Ok(v),
+                (None, Some(why)) => Err(TargetError::Failed(why.clone())),
+                (None, None) => Err(self.broken(
+                    "running the scenarios in the guest",
+                    format!(
+                        "the agent finished without a verdict for {}",
+                        trial_name(l.scenario.name.value.as_str(), *variant)
+                    ),
+                )),
+            })
+            .collect()
+    }
 }
 
 impl VmTarget {
@@ -171,7 +249,7 @@ impl VmTarget {
         let mut failed = None;
         let r = self.vm.request_interruptible(
             &request,
-            self.scenario_timeout,
+            Wait::Total(self.scenario_timeout),
             CLEANUP_GRACE,
             |reply| match reply {
                 Reply::Event(mut e) => {
@@ -185,7 +263,7 @@ impl VmTarget {
                     sink.emit(e);
                 }
                 Reply::Failed { message } => failed = Some(message),
-                Reply::Env(_) | Reply::Done => {}
+                Reply::Env(_) | Reply::Done | Reply::RunEvent { .. } => {}
             },
         );
         if let Err(e) = r {

@@ -380,21 +380,21 @@ impl Vm {
 }
 
 impl Vm {
-    /// Like [`Vm::request_within`], for a request the guest can stop cleanly (a scenario run):
+    /// Like [`Vm::request_within`], for a request the guest can stop cleanly (scenario runs):
     /// when the user interrupts, the interrupt is passed on to the agent instead of killing the
-    /// guest, and the replies are read on for at most `grace` - the scenario stops at its next
-    /// check, cleans up, proves the guest's state is back to what it was, and sends its verdict.
+    /// guest, and the replies are read on for at most `grace` - the scenarios stop at their next
+    /// check, clean up, prove the guest's state is back to what it was, and send their verdicts.
     /// A second Ctrl-C still ends the whole process at once (see `Interrupt::on_signals`).
     pub fn request_interruptible(
         &mut self,
         request: &Request,
-        timeout: Duration,
+        wait: Wait,
         grace: Duration,
         mut on_reply: impl FnMut(Reply),
     ) -> Result<(), VmError> {
         // While this runs, the guest checks see only QEMU's death, not the user's interrupt.
         let user = std::mem::replace(&mut self.guest.interrupt, Interrupt::new());
-        let result = self.forwarding(request, timeout, grace, &user, &mut on_reply);
+        let result = self.forwarding(request, wait, grace, &user, &mut on_reply);
         self.guest.interrupt = user;
         result
     }
@@ -402,7 +402,7 @@ impl Vm {
     fn forwarding(
         &mut self,
         request: &Request,
-        timeout: Duration,
+        wait: Wait,
         grace: Duration,
         user: &Interrupt,
         on_reply: &mut dyn FnMut(Reply),
@@ -413,9 +413,13 @@ impl Vm {
                 .map(|json| format!("{json}\n"))
                 .map_err(|e| io_err("cannot encode the request")(io::Error::other(e)))
         };
+        let (limit, idle) = match wait {
+            Wait::Total(d) => (d, false),
+            Wait::Idle(d) => (d, true),
+        };
         self.agent
-            .send(encode(request)?.as_bytes(), &mut self.guest, timeout)?;
-        let mut deadline = Instant::now() + timeout;
+            .send(encode(request)?.as_bytes(), &mut self.guest, limit)?;
+        let mut deadline = Instant::now() + limit;
         let mut forwarded = false;
         loop {
             if user.is_set() && !forwarded {
@@ -433,14 +437,25 @@ impl Vm {
                 if Instant::now() < deadline {
                     continue;
                 }
-                let waited = if forwarded { grace } else { timeout };
-                let fix = if forwarded {
-                    "the scenario did not stop after the interrupt: see the console"
-                } else {
-                    "raise the request timeout, or see the console for a hung guest"
+                let (waited, fix) = match (forwarded, idle) {
+                    (true, _) => (
+                        grace,
+                        "the scenario did not stop after the interrupt: see the console",
+                    ),
+                    (false, true) => (
+                        limit,
+                        "the agent said nothing for this long; see the console for a hung guest",
+                    ),
+                    (false, false) => (
+                        limit,
+                        "raise the request timeout, or see the console for a hung guest",
+                    ),
                 };
                 return Err(self.guest.timeout(PHASE, waited, fix));
             };
+            if idle && !forwarded {
+                deadline = Instant::now() + limit;
+            }
             let reply: Reply = serde_json::from_str(&line).map_err(|_| VmError::Protocol {
                 phase: PHASE,
                 line: line.clone(),
@@ -453,6 +468,15 @@ impl Vm {
             }
         }
     }
+}
+
+/// How long [`Vm::request_interruptible`] waits for the agent.
+#[derive(Debug, Clone, Copy)]
+pub enum Wait {
+    /// For the whole answer (one scenario).
+    Total(Duration),
+    /// Between two replies, however long the whole answer takes (a batch of runs).
+    Idle(Duration),
 }
 
 impl Drop for Vm {
