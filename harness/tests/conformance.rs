@@ -511,8 +511,13 @@ fn injected(
 /// settle window). The interrupt must be passed on to the guest, the scenario must stop there,
 /// clean up and prove the guest's state equal to before, and the process must exit with 130
 /// within a minute, leaving nothing behind on this host (no QEMU, no run directory).
-fn sigint_mid_step(path: PathBuf) -> Trial {
-    Trial::ignorable_test("fault::sigint-mid-step", move || {
+/// With `jobs` > 1 the file runs `jobs` times at once (`run --jobs`), and every run must stop so.
+fn sigint_mid_step(path: PathBuf, jobs: usize) -> Trial {
+    let name = match jobs {
+        1 => "fault::sigint-mid-step".to_string(),
+        n => format!("fault::sigint-mid-step-jobs-{n}"),
+    };
+    Trial::ignorable_test(name, move || {
         use std::io::BufRead;
         use std::process::{Command, Stdio};
         use std::time::{Duration, Instant};
@@ -525,9 +530,21 @@ fn sigint_mid_step(path: PathBuf) -> Trial {
         let logs = tempfile::tempdir().map_err(|e| e.to_string())?;
         let stderr_path = logs.path().join("stderr");
         let stderr = std::fs::File::create(&stderr_path).map_err(|e| e.to_string())?;
+        // `run` loads a file once however often it is named, and wants unique scenario
+        // names: one renamed copy per run.
+        let source = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+        let mut copies = Vec::new();
+        for i in 0..jobs {
+            let copy = logs.path().join(format!("run-{i}.yaml"));
+            let renamed =
+                source.replacen("name: interrupted", &format!("name: interrupted-{i}"), 1);
+            std::fs::write(&copy, renamed).map_err(|e| e.to_string())?;
+            copies.push(copy);
+        }
         let mut child = Command::new(env!("CARGO_BIN_EXE_selinux-harness"))
-            .args(["run", "--target", "vm", "--format", "events"])
-            .arg(&path)
+            .args(["run", "--target", "vm", "--format", "events", "--jobs"])
+            .arg(jobs.to_string())
+            .args(&copies)
             .env("TMPDIR", tmp.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -553,11 +570,18 @@ fn sigint_mid_step(path: PathBuf) -> Trial {
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let mut interrupted_at = None;
         let mut finished_step_2 = false;
-        let mut verdict = None;
-        let mut notes = Vec::new();
+        let mut verdicts = vec![None; jobs];
+        let mut notes = vec![Vec::new(); jobs];
         for line in std::io::BufReader::new(stdout).lines() {
             let line = line.map_err(|e| e.to_string())?;
-            let event: Event = serde_json::from_str(&line)
+            let value: serde_json::Value = serde_json::from_str(&line)
+                .map_err(|e| format!("not a JSON line ({e}): {line}"))?;
+            let run = value["run"]
+                .as_u64()
+                .map(|r| r as usize)
+                .filter(|r| *r < jobs)
+                .ok_or_else(|| format!("no run index in the event line: {line}"))?;
+            let event: Event = serde_json::from_value(value)
                 .map_err(|e| format!("not an event line ({e}): {line}"))?;
             match event {
                 Event::StepStarted { step: 2, .. } if interrupted_at.is_none() => {
@@ -568,8 +592,8 @@ fn sigint_mid_step(path: PathBuf) -> Trial {
                     interrupted_at = Some(Instant::now());
                 }
                 Event::StepFinished { step: 2, .. } => finished_step_2 = true,
-                Event::Note { message } => notes.push(message),
-                Event::ScenarioFinished { verdict: v, .. } => verdict = Some(v),
+                Event::Note { message } => notes[run].push(message),
+                Event::ScenarioFinished { verdict: v, .. } => verdicts[run] = Some(v),
                 _ => {}
             }
         }
@@ -582,9 +606,24 @@ fn sigint_mid_step(path: PathBuf) -> Trial {
         if finished_step_2 {
             return Err(format!("step 2 finished although it was interrupted{}", context()).into());
         }
-        let verdict = verdict.ok_or_else(|| format!("no verdict after SIGINT{}", context()))?;
-        ends_in_proven_error(&verdict, &notes, "interrupted during step 2")
-            .map_err(|e| format!("{}{}", e.message().unwrap_or_default(), context()))?;
+        for (run, (verdict, notes)) in verdicts.iter().zip(&notes).enumerate() {
+            let verdict = verdict
+                .as_ref()
+                .ok_or_else(|| format!("run {run}: no verdict after SIGINT{}", context()))?;
+            // One run at a time: the interrupt lands in step 2. Several: each where it was.
+            let cause = if jobs == 1 {
+                "interrupted during step 2"
+            } else {
+                "interrupted"
+            };
+            ends_in_proven_error(verdict, notes, cause).map_err(|e| {
+                format!(
+                    "run {run}: {}{}",
+                    e.message().unwrap_or_default(),
+                    context()
+                )
+            })?;
+        }
         if status.code() != Some(130) {
             return Err(format!("exit status {status}, expected 130{}", context()).into());
         }
@@ -708,7 +747,8 @@ fn main() {
         trials.push(agent_stops_answering(l.clone()));
     }
     let faults = repo().join("harness/tests/data/faults");
-    trials.push(sigint_mid_step(faults.join("interrupted.yaml")));
+    trials.push(sigint_mid_step(faults.join("interrupted.yaml"), 1));
+    trials.push(sigint_mid_step(faults.join("interrupted.yaml"), 2));
     match scenario::load_file(&faults.join("broken-target.yaml")) {
         Ok(l) => {
             use selinux_harness::fault::Fault;
