@@ -108,6 +108,18 @@ impl VmTarget {
         );
     }
 
+    /// Fills in what only the host knows in a guest's `ScenarioStarted`: how the VM started.
+    fn stamp_boot(&self) -> impl Fn(&mut Event) {
+        let mut host = TargetInfo::default();
+        self.fill(&mut host);
+        move |e| {
+            if let Event::ScenarioStarted { target, .. } = e {
+                target.accelerator.clone_from(&host.accelerator);
+                target.boot.clone_from(&host.boot);
+            }
+        }
+    }
+
     fn broken(&self, what: &str, e: impl std::fmt::Display) -> TargetError {
         TargetError::Failed(format!(
             "{what}: {e}\n--- last lines of the guest console ---\n{}",
@@ -165,11 +177,7 @@ impl Target for VmTarget {
                 .collect(),
             jobs,
         };
-        let boot = {
-            let mut t = TargetInfo::default();
-            self.fill(&mut t);
-            (t.accelerator, t.boot)
-        };
+        let stamp = self.stamp_boot();
         let mut verdicts: Vec<Option<Verdict>> = vec![None; runs.len()];
         let mut failed = None;
         let mut stray = None;
@@ -179,10 +187,7 @@ impl Target for VmTarget {
             CLEANUP_GRACE,
             |reply| match reply {
                 Reply::RunEvent { run, mut event } if run < verdicts.len() => {
-                    if let Event::ScenarioStarted { target, .. } = &mut event {
-                        target.accelerator = boot.0.clone();
-                        target.boot = boot.1.clone();
-                    }
+                    stamp(&mut event);
                     if let Event::ScenarioFinished { verdict, .. } = &event {
                         verdicts[run] = Some(verdict.clone());
                     }
@@ -240,11 +245,7 @@ impl VmTarget {
             variant: variant.map(str::to_string),
             fault,
         };
-        let boot = {
-            let mut t = TargetInfo::default();
-            self.fill(&mut t);
-            (t.accelerator, t.boot)
-        };
+        let stamp = self.stamp_boot();
         let mut verdict = None;
         let mut failed = None;
         let r = self.vm.request_interruptible(
@@ -253,10 +254,7 @@ impl VmTarget {
             CLEANUP_GRACE,
             |reply| match reply {
                 Reply::Event(mut e) => {
-                    if let Event::ScenarioStarted { target, .. } = &mut e {
-                        target.accelerator = boot.0.clone();
-                        target.boot = boot.1.clone();
-                    }
+                    stamp(&mut e);
                     if let Event::ScenarioFinished { verdict: v, .. } = &e {
                         verdict = Some(v.clone());
                     }
