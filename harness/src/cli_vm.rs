@@ -24,9 +24,13 @@ pub enum ImageCommand {
     },
     /// List cached images.
     List,
-    /// Remove cached images: one (directory or recipe name) or all.
+    /// Remove cached images: one (directory or recipe name), the stale ones, or all.
     Rm {
         name: Option<String>,
+        /// Every image that is not what a build would give now (an older recipe, guest init,
+        /// or policy module): what `image list` shows as stale.
+        #[arg(long, conflicts_with_all = ["name", "all"])]
+        stale: bool,
         #[arg(long, conflicts_with = "name")]
         all: bool,
     },
@@ -55,13 +59,7 @@ pub fn run_image(cmd: ImageCommand, interrupt: &Interrupt) -> anyhow::Result<()>
             );
         }
         ImageCommand::List => {
-            let current: Vec<(String, String)> = recipe::builtin_names()
-                .filter_map(|n| {
-                    let src = recipe::builtin(n).ok()?;
-                    Some((n.to_owned(), image::key_of(&src).ok()?.0))
-                })
-                .collect();
-            let entries = cache.list(|r, h| current.iter().any(|(cr, ch)| cr == r && ch == h))?;
+            let entries = list_with_state(&cache)?;
             if entries.is_empty() {
                 println!("no images in {}", cache.root().display());
             }
@@ -81,11 +79,19 @@ pub fn run_image(cmd: ImageCommand, interrupt: &Interrupt) -> anyhow::Result<()>
                 );
             }
         }
-        ImageCommand::Rm { name, all } => {
-            if name.is_none() && !all {
-                bail!("say which image to remove (NAME) or --all");
+        ImageCommand::Rm { name, stale, all } => {
+            if name.is_none() && !all && !stale {
+                bail!("say which image to remove (NAME), or --stale, or --all");
             }
-            let removed = cache.remove(name.as_deref())?;
+            let removed = if stale {
+                let mut removed = Vec::new();
+                for e in list_with_state(&cache)?.into_iter().filter(|e| !e.current) {
+                    removed.extend(cache.remove(Some(&e.dir_name))?);
+                }
+                removed
+            } else {
+                cache.remove(name.as_deref())?
+            };
             for r in &removed {
                 println!("removed {r}");
             }
@@ -95,6 +101,17 @@ pub fn run_image(cmd: ImageCommand, interrupt: &Interrupt) -> anyhow::Result<()>
         }
     }
     Ok(())
+}
+
+/// The cached images, each marked current when a build from the built-in recipes would give it.
+fn list_with_state(cache: &Cache) -> anyhow::Result<Vec<crate::image::cache::CacheEntry>> {
+    let current: Vec<(String, String)> = recipe::builtin_names()
+        .filter_map(|n| {
+            let src = recipe::builtin(n).ok()?;
+            Some((n.to_owned(), image::key_of(&src).ok()?.0))
+        })
+        .collect();
+    Ok(cache.list(|r, h| current.iter().any(|(cr, ch)| cr == r && ch == h))?)
 }
 
 /// Prints an error for a human and picks the exit status: 130 when the user interrupted (the
