@@ -401,22 +401,26 @@ mod tests {
         assert_eq!(back, base());
     }
 
+    /// A run's sandbox directory as the snapshot records it.
+    fn sandbox_dir() -> FileState {
+        FileState {
+            kind: FileKind::Dir,
+            size: 0,
+            mode: 0o40755,
+            uid: 0,
+            gid: 0,
+            xattrs: BTreeMap::new(),
+        }
+    }
+
     #[test]
     fn every_kind_of_leftover_shows() {
         let before = base();
         let mut after = base();
         after.domains.push("selinux-harness-1a-vm1".into());
-        after.images.insert(
-            "selinux-harness-1a".into(),
-            FileState {
-                kind: FileKind::Dir,
-                size: 0,
-                mode: 0o40755,
-                uid: 0,
-                gid: 0,
-                xattrs: BTreeMap::new(),
-            },
-        );
+        after
+            .images
+            .insert("selinux-harness-1a".into(), sandbox_dir());
         let img = after.images.get_mut("guest.qcow2").unwrap();
         img.xattrs.insert(
             "security.selinux".into(),
@@ -455,14 +459,6 @@ mod tests {
 
     #[test]
     fn other_runs_are_left_out_and_this_runs_leftovers_stay() {
-        let dir = |_: ()| FileState {
-            kind: FileKind::Dir,
-            size: 0,
-            mode: 0o40755,
-            uid: 0,
-            gid: 0,
-            xattrs: BTreeMap::new(),
-        };
         let before = base();
         let mut after = base();
         // Run 1a is this run; 1a0 and 2b are others (1a0 shares 1a's first characters).
@@ -470,7 +466,7 @@ mod tests {
             after.domains.push(format!("selinux-harness-{id}-vm1"));
             after
                 .images
-                .insert(format!("selinux-harness-{id}"), dir(()));
+                .insert(format!("selinux-harness-{id}"), sandbox_dir());
             after.images.insert(
                 format!("selinux-harness-{id}/vm1.img"),
                 file("system_u:object_r:virt_image_t:s0"),
