@@ -336,50 +336,37 @@ impl Vm {
         self.request_within(request, self.request_timeout, on_reply)
     }
 
+    /// [`Vm::request`] with its own deadline for the whole answer.
     pub fn request_within(
         &mut self,
         request: &Request,
         timeout: Duration,
         mut on_reply: impl FnMut(Reply),
     ) -> Result<(), VmError> {
-        const PHASE: &str = "waiting for the agent's reply";
-        let json = serde_json::to_string(request)
-            .map_err(|e| io_err("cannot encode the request")(io::Error::other(e)))?;
-        self.agent
-            .send(format!("{json}\n").as_bytes(), &mut self.guest, timeout)?;
-        let deadline = Instant::now() + timeout;
-        loop {
-            let Some(line) = self.agent.read_line(deadline, &mut self.guest, PHASE)? else {
-                return Err(self.guest.timeout(
-                    PHASE,
-                    timeout,
-                    "raise the request timeout, or see the console for a hung guest",
-                ));
-            };
-            let mut reply: Reply = serde_json::from_str(&line).map_err(|_| VmError::Protocol {
-                phase: PHASE,
-                line: line.clone(),
-                console: self.guest.console_tail(),
-            })?;
+        // The guest cannot know how the host started it.
+        let (accel, start) = (self.info.accel.name(), self.info.start.name());
+        let mut fill_in = |mut reply: Reply| {
             if let Reply::Env(info) = &mut reply {
-                // The guest cannot know how the host started it.
                 if info.accelerator.is_empty() {
-                    info.accelerator = self.info.accel.name().into();
+                    info.accelerator = accel.into();
                 }
                 if info.boot.is_empty() {
-                    info.boot = self.info.start.name().into();
+                    info.boot = start.into();
                 }
             }
-            let last = matches!(reply, Reply::Done | Reply::Failed { .. } | Reply::Env(_));
-            on_reply(reply);
-            if last {
-                return Ok(());
-            }
-        }
+            on_reply(reply)
+        };
+        // A flag nobody raises: the user's Ctrl-C stays with the guest checks and ends the
+        // request at once (`VmError::Interrupted`) instead of being passed on.
+        self.forwarding(
+            request,
+            Wait::Total(timeout),
+            Duration::ZERO,
+            &Interrupt::new(),
+            &mut fill_in,
+        )
     }
-}
 
-impl Vm {
     /// Like [`Vm::request_within`], for a request the guest can stop cleanly (scenario runs):
     /// when the user interrupts, the interrupt is passed on to the agent instead of killing the
     /// guest, and the replies are read on for at most `grace` - the scenarios stop at their next
