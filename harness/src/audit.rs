@@ -51,6 +51,19 @@ pub enum AuditError {
         before: Vec<AvcRecord>,
         after: Vec<AvcRecord>,
     },
+    /// Same file, no shorter than the offset, but the bytes just before the offset are not the
+    /// ones that stood there when the step began: the log was truncated and written past the
+    /// offset again, so what lies after the offset is not what the step logged.
+    #[error("{path} was truncated and regrown past the step's start offset {offset} (the bytes before it changed): records of the step are lost")]
+    Regrown { path: PathBuf, offset: u64 },
+    /// The harness's marker never reached the log: auditd is dead, suspended (a full disk
+    /// suspends it) or writes elsewhere, so an absence of records proves nothing.
+    #[error("auditd did not write the marker {marker} into {path} within {waited:?}: auditd is dead, suspended (disk full?) or not writing this log, so the step's AVC evidence cannot be trusted")]
+    NoMarker {
+        path: PathBuf,
+        marker: String,
+        waited: Duration,
+    },
     #[error("{0}")]
     Selinux(#[from] crate::selinux_ops::SelinuxOpsError),
 }
@@ -63,6 +76,19 @@ pub struct AuditLog {
     path: PathBuf,
     file: File,
     id: (u64, u64),
+    /// The bytes just before the last offset handed out: still there at read time, or the log
+    /// was truncated and regrown under the step.
+    anchor: Option<Anchor>,
+}
+
+/// How many bytes before an offset are remembered: more than one record, so two different
+/// records (each carries its own time stamp and serial) can never look the same.
+const ANCHOR_LEN: u64 = 512;
+
+#[derive(Debug, Clone)]
+struct Anchor {
+    offset: u64,
+    bytes: Vec<u8>,
 }
 
 fn open_with_id(path: &Path) -> Result<(File, (u64, u64))> {
@@ -82,7 +108,12 @@ impl AuditLog {
     pub fn open(path: impl AsRef<Path>) -> Result<AuditLog> {
         let path = path.as_ref().to_path_buf();
         let (file, id) = open_with_id(&path)?;
-        Ok(AuditLog { path, file, id })
+        Ok(AuditLog {
+            path,
+            file,
+            id,
+            anchor: None,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -115,14 +146,56 @@ impl AuditLog {
             self.file = file;
             self.id = id;
         }
-        Ok(self.file.metadata().map_err(self.io("stat"))?.len())
+        let offset = self.file.metadata().map_err(self.io("stat"))?.len();
+        let bytes = self.bytes_before(offset)?;
+        self.anchor = Some(Anchor { offset, bytes });
+        Ok(offset)
+    }
+
+    fn bytes_before(&mut self, offset: u64) -> Result<Vec<u8>> {
+        let start = offset.saturating_sub(ANCHOR_LEN);
+        self.file
+            .seek(SeekFrom::Start(start))
+            .map_err(self.io("seek"))?;
+        let mut buf = vec![0; (offset - start) as usize];
+        self.file.read_exact(&mut buf).map_err(self.io("read"))?;
+        Ok(buf)
+    }
+
+    /// Whether the bytes before `offset` are still those `offset()` saw.
+    fn check_anchor(&mut self, offset: u64) -> Result<()> {
+        let Some(anchor) = self.anchor.clone().filter(|a| a.offset == offset) else {
+            return Ok(());
+        };
+        match self.bytes_before(offset) {
+            Ok(now) if now == anchor.bytes => Ok(()),
+            Ok(_) => Err(AuditError::Regrown {
+                path: self.path.clone(),
+                offset,
+            }),
+            // Shorter than the offset: read_from names that as truncation.
+            Err(AuditError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::UnexpectedEof =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// AVC, USER_AVC and SELINUX_ERR records written since `offset` (from `offset()`).
     pub fn records_since(&mut self, offset: u64) -> Result<Vec<AvcRecord>> {
+        Ok(self.step_since(offset)?.records)
+    }
+
+    /// Everything a step's judgement needs from the log written since `offset`: the SELinux
+    /// records, and the mode switches to permissive the kernel logged (MAC_STATUS), however
+    /// briefly the mode was switched.
+    pub fn step_since(&mut self, offset: u64) -> Result<StepAudit> {
         let before = self.read_from(offset)?;
+        self.check_anchor(offset)?;
         if !self.rotated()? {
-            return Ok(parse_records(&before));
+            return Ok(StepAudit::parse(&before));
         }
         let (file, id) = open_with_id(&self.path)?;
         self.file = file;
@@ -189,6 +262,23 @@ impl AuditLog {
         self.wait_for_text(&inotify, offset, marker, timeout)
     }
 
+    /// The step's flush barrier: `settle`, and an error if the marker did not come back. After
+    /// it, "no record after `offset`" means none up to the moment the marker was sent.
+    pub fn barrier(&mut self, offset: u64, marker: &str, timeout: Duration) -> Result<()> {
+        if self.settle(offset, marker, timeout)? {
+            return Ok(());
+        }
+        if self.rotated()? {
+            // records_since names the rotation with what it read; nothing to add here.
+            return Ok(());
+        }
+        Err(AuditError::NoMarker {
+            path: self.path.clone(),
+            marker: marker.to_string(),
+            waited: timeout,
+        })
+    }
+
     fn watch_modify(&self) -> Result<Inotify> {
         let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
             .map_err(|e| self.io("inotify on")(e.into()))?;
@@ -226,6 +316,127 @@ impl AuditLog {
             }
             let _ = inotify.read_events();
         }
+    }
+}
+
+/// What a step's slice of the log says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StepAudit {
+    pub records: Vec<AvcRecord>,
+    /// MAC_STATUS lines that switched the kernel to permissive (`enforcing=0`).
+    pub permissive_switches: Vec<String>,
+    /// MAC_POLICY_LOAD lines: the policy (and with it the permissive types) changed.
+    pub policy_loads: Vec<String>,
+}
+
+impl StepAudit {
+    pub fn parse(text: &str) -> StepAudit {
+        let mut out = StepAudit::default();
+        for line in text.lines() {
+            if let Some(r) = parse_record(line) {
+                out.records.push(r);
+            } else if is_type(line, "MAC_STATUS", "1404") && field(line, "enforcing") == Some("0")
+            {
+                out.permissive_switches.push(line.to_string());
+            } else if is_type(line, "MAC_POLICY_LOAD", "1403") {
+                out.policy_loads.push(line.to_string());
+            }
+        }
+        out
+    }
+}
+
+/// Whether a line is a record of this type, as auditd writes it or in printk form.
+fn is_type(line: &str, name: &str, number: &str) -> bool {
+    let rest = line
+        .strip_prefix("node=")
+        .map_or(line, |r| r.split_once(' ').map_or("", |(_, after)| after));
+    rest.strip_prefix("type=")
+        .and_then(|r| r.split(' ').next())
+        .is_some_and(|t| t == name)
+        || line.contains(&format!("type={number} audit("))
+}
+
+/// The value of ` KEY=VALUE` in a line (unquoted values only).
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split([' ', '\x1d'])
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Liveness
+
+/// The kernel's audit status (`auditctl -s`): what can make records go missing before auditd.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AuditStatus {
+    pub enabled: u32,
+    pub pid: u32,
+    pub rate_limit: u32,
+    pub backlog_limit: u32,
+    /// Records the kernel dropped since boot (backlog full, rate limit, no memory).
+    pub lost: u64,
+    pub backlog: u32,
+}
+
+impl AuditStatus {
+    /// `auditctl -s` output: one `key value` pair a line.
+    pub fn parse(text: &str) -> Option<AuditStatus> {
+        let get = |k: &str| {
+            text.lines().find_map(|l| {
+                let (key, value) = l.trim().split_once(' ')?;
+                (key == k).then(|| value.trim().to_string())
+            })
+        };
+        Some(AuditStatus {
+            enabled: get("enabled")?.parse().ok()?,
+            pid: get("pid")?.parse().ok()?,
+            rate_limit: get("rate_limit")?.parse().ok()?,
+            backlog_limit: get("backlog_limit")?.parse().ok()?,
+            lost: get("lost")?.parse().ok()?,
+            backlog: get("backlog")?.parse().ok()?,
+        })
+    }
+
+    /// The kernel's status now.
+    pub fn read() -> std::result::Result<AuditStatus, String> {
+        let out = Command::new("auditctl")
+            .arg("-s")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run auditctl -s: {e}"))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            return Err(format!(
+                "auditctl -s failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        AuditStatus::parse(&text).ok_or_else(|| format!("auditctl -s said {text:?}"))
+    }
+
+    /// Why records may be missing between `self` (earlier) and `now`; None if nothing says so.
+    pub fn loss_since(&self, now: &AuditStatus) -> Option<String> {
+        if now.lost != self.lost {
+            return Some(format!(
+                "the kernel lost {} audit record(s) (auditctl -s: lost {} -> {}; backlog {}/{}, rate_limit {})",
+                now.lost.wrapping_sub(self.lost),
+                self.lost,
+                now.lost,
+                now.backlog,
+                now.backlog_limit,
+                now.rate_limit
+            ));
+        }
+        if now.pid == 0 {
+            return Some("no audit daemon is registered with the kernel (auditctl -s: pid 0): records go to the kernel log, not to the audit log".into());
+        }
+        if self.pid != now.pid {
+            return Some(format!(
+                "the audit daemon changed (auditctl -s: pid {} -> {})",
+                self.pid, now.pid
+            ));
+        }
+        None
     }
 }
 

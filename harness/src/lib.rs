@@ -20,6 +20,7 @@ pub mod hoststate;
 pub mod image;
 pub mod interrupt;
 pub mod libvirt;
+pub mod liveness;
 pub mod parallel;
 pub mod plan;
 pub mod probe;

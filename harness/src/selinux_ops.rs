@@ -161,6 +161,20 @@ pub fn read_flag(path: &Path) -> Result<bool> {
     }
 }
 
+/// A selinuxfs transaction file (`access`, `create`, ...): write the request, read the answer
+/// on the same descriptor.
+pub fn transact(path: &str, request: &str) -> io::Result<String> {
+    use std::io::{Read, Write};
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)?;
+    f.write_all(request.as_bytes())?;
+    let mut answer = String::new();
+    f.read_to_string(&mut answer)?;
+    Ok(answer)
+}
+
 pub fn mls_enabled() -> bool {
     matches!(
         selinux::kernel_support(),

@@ -330,3 +330,82 @@ fn absurd_event_ids_do_not_overflow_the_parser() {
     let node = format!("node=msg=audit(1.1:1) {line}");
     assert!(parse_record(&node).is_some());
 }
+
+#[test]
+fn truncated_and_regrown_past_the_offset_on_the_same_inode_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    std::fs::write(&path, format!("{MCS_READ}\n{IO_URING}\n")).unwrap();
+    let mut log = AuditLog::open(&path).unwrap();
+    let start = log.offset().unwrap();
+    let inode = std::fs::metadata(&path).unwrap().ino();
+    // Truncated in place (same inode), then written past the step's offset again.
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.set_len(0).unwrap();
+    drop(f);
+    append(&path, &[SEED_SYSCALL, SEED_SYSCALL, SEED_SYSCALL, VM1_GETATTR]);
+    assert_eq!(std::fs::metadata(&path).unwrap().ino(), inode);
+    assert!(std::fs::metadata(&path).unwrap().len() > start);
+    let e = log.records_since(start).unwrap_err();
+    assert!(matches!(e, AuditError::Regrown { .. }), "{e}");
+    assert!(e.to_string().contains("truncated and regrown"), "{e}");
+}
+
+#[test]
+fn an_untouched_log_passes_the_anchor_check_at_every_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    std::fs::write(&path, "").unwrap();
+    let mut log = AuditLog::open(&path).unwrap();
+    for _ in 0..3 {
+        let start = log.offset().unwrap();
+        append(&path, &[MCS_READ, SEED_SYSCALL]);
+        assert_eq!(log.records_since(start).unwrap().len(), 1);
+    }
+}
+
+const MAC_STATUS_OFF: &str = "type=MAC_STATUS msg=audit(1795653900.200:220): enforcing=0 old_enforcing=1 auid=0 ses=1 enabled=1 old-enabled=1 lsm=selinux res=1";
+const MAC_STATUS_ON: &str = "type=MAC_STATUS msg=audit(1795653900.300:221): enforcing=1 old_enforcing=0 auid=0 ses=1 enabled=1 old-enabled=1 lsm=selinux res=1";
+const POLICY_LOAD: &str =
+    "type=MAC_POLICY_LOAD msg=audit(1795653900.400:222): auid=0 ses=1 lsm=selinux res=1";
+
+#[test]
+fn a_step_sees_every_switch_to_permissive_however_brief() {
+    let text = [MAC_STATUS_OFF, MCS_READ, MAC_STATUS_ON, POLICY_LOAD].join("\n");
+    let step = StepAudit::parse(&text);
+    assert_eq!(step.records.len(), 1);
+    assert_eq!(step.permissive_switches, [MAC_STATUS_OFF]);
+    assert_eq!(step.policy_loads, [POLICY_LOAD]);
+    // The console form too.
+    let printk = "[   20.1] audit: type=1404 audit(1795653900.200:220): enforcing=0 old_enforcing=1 auid=0 ses=1";
+    assert_eq!(StepAudit::parse(printk).permissive_switches.len(), 1);
+    assert!(StepAudit::parse(MAC_STATUS_ON).permissive_switches.is_empty());
+}
+
+/// `auditctl -s` in the form audit 3.0 prints it (auditctl.c: one `key value` a line).
+const STATUS: &str = "enabled 1\nfailure 1\npid 231\nrate_limit 0\nbacklog_limit 8192\nlost 0\nbacklog 0\nbacklog_wait_time 60000\nbacklog_wait_time_actual 0\nloginuid_immutable 0 unlocked\n";
+
+#[test]
+fn audit_status_and_what_makes_records_go_missing() {
+    let s = AuditStatus::parse(STATUS).unwrap();
+    assert_eq!(
+        s,
+        AuditStatus {
+            enabled: 1,
+            pid: 231,
+            rate_limit: 0,
+            backlog_limit: 8192,
+            lost: 0,
+            backlog: 0
+        }
+    );
+    assert_eq!(s.loss_since(&s), None);
+    let lost = AuditStatus { lost: 3, ..s };
+    let why = s.loss_since(&lost).unwrap();
+    assert!(why.contains("lost 3 audit record(s)") && why.contains("lost 0 -> 3"), "{why}");
+    let dead = AuditStatus { pid: 0, ..s };
+    assert!(s.loss_since(&dead).unwrap().contains("no audit daemon"));
+    let other = AuditStatus { pid: 400, ..s };
+    assert!(s.loss_since(&other).unwrap().contains("231 -> 400"));
+    assert_eq!(AuditStatus::parse("enabled 1\n"), None);
+}
