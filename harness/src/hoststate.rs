@@ -362,6 +362,40 @@ pub fn diff(before: &HostState, after: &HostState) -> Vec<String> {
     out
 }
 
+/// What the comparison of two snapshots proves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Proof {
+    /// Both snapshots were read whole and are equal: cleanup put the host back.
+    Equal,
+    /// The host differs (one line per change, as `diff`).
+    Differs(Vec<String>),
+    /// Part of the host could not be read in one snapshot or both: equal snapshots would say
+    /// nothing about that part (libvirt unreachable before and after hides every domain left
+    /// behind), so there is no proof either way.
+    Unreadable(Vec<String>),
+}
+
+/// Compare the state before a run with the state after its cleanup. A read error is never
+/// part of an equality: the same error on both sides proves nothing about what it hides.
+pub fn prove(before: &HostState, after: &HostState) -> Proof {
+    let changes = diff(before, after);
+    if !changes.is_empty() {
+        return Proof::Differs(changes);
+    }
+    let mut unread: Vec<String> = before
+        .errors
+        .iter()
+        .map(|e| format!("before the run: {e}"))
+        .chain(after.errors.iter().map(|e| format!("after cleanup: {e}")))
+        .collect();
+    unread.dedup();
+    if unread.is_empty() {
+        Proof::Equal
+    } else {
+        Proof::Unreadable(unread)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -390,6 +424,27 @@ mod tests {
             qemu_conf: Some("namespaces = [ ]\n".into()),
             errors: vec![],
         }
+    }
+
+    #[test]
+    fn the_same_read_error_on_both_sides_proves_nothing() {
+        let mut unreachable = base();
+        unreachable.domains.clear();
+        unreachable.errors = vec!["libvirt domains: Failed to connect socket".into()];
+        // The diff is empty: that is the trap.
+        assert!(diff(&unreachable, &unreachable).is_empty());
+        match prove(&unreachable, &unreachable) {
+            Proof::Unreadable(why) => {
+                assert_eq!(why.len(), 2, "{why:?}");
+                assert!(why[0].starts_with("before the run: libvirt domains"), "{why:?}");
+                assert!(why[1].starts_with("after cleanup: libvirt domains"), "{why:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(prove(&base(), &base()), Proof::Equal);
+        let mut left = base();
+        left.domains.push("selinux-harness-1-vm1".into());
+        assert!(matches!(prove(&base(), &left), Proof::Differs(_)));
     }
 
     #[test]

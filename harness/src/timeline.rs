@@ -24,6 +24,8 @@ use crate::context::Context;
 use crate::evidence::LabelChange;
 
 pub const SELINUX_XATTR: &str = "security.selinux";
+/// The entry an inotify queue overflow leaves in every timeline of the watch.
+pub const OVERFLOW: &str = "inotify queue overflowed: label changes were missed";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TimelineError {
@@ -265,6 +267,18 @@ fn drain(inotify: &Inotify, state: &mut State, progress: &Progress) {
             Err(_) => return,
         };
         for ev in events {
+            if ev.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
+                // Events were dropped: any file may have carried labels nobody read.
+                let at_us = u64::try_from(state.start.elapsed().as_micros()).unwrap_or(u64::MAX);
+                for w in &mut state.files {
+                    w.report.changes.push(LabelChange {
+                        at_us,
+                        context: None,
+                        error: Some(OVERFLOW.to_string()),
+                    });
+                }
+                continue;
+            }
             let Some(i) = state.files.iter().position(|w| w.wd == Some(ev.wd)) else {
                 continue;
             };
