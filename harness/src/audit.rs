@@ -335,8 +335,7 @@ impl StepAudit {
         for line in text.lines() {
             if let Some(r) = parse_record(line) {
                 out.records.push(r);
-            } else if is_type(line, "MAC_STATUS", "1404") && field(line, "enforcing") == Some("0")
-            {
+            } else if is_type(line, "MAC_STATUS", "1404") && field(line, "enforcing") == Some("0") {
                 out.permissive_switches.push(line.to_string());
             } else if is_type(line, "MAC_POLICY_LOAD", "1403") {
                 out.policy_loads.push(line.to_string());

@@ -436,8 +436,14 @@ mod tests {
         match prove(&unreachable, &unreachable) {
             Proof::Unreadable(why) => {
                 assert_eq!(why.len(), 2, "{why:?}");
-                assert!(why[0].starts_with("before the run: libvirt domains"), "{why:?}");
-                assert!(why[1].starts_with("after cleanup: libvirt domains"), "{why:?}");
+                assert!(
+                    why[0].starts_with("before the run: libvirt domains"),
+                    "{why:?}"
+                );
+                assert!(
+                    why[1].starts_with("after cleanup: libvirt domains"),
+                    "{why:?}"
+                );
             }
             other => panic!("{other:?}"),
         }

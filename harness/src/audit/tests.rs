@@ -343,7 +343,10 @@ fn truncated_and_regrown_past_the_offset_on_the_same_inode_is_an_error() {
     let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     f.set_len(0).unwrap();
     drop(f);
-    append(&path, &[SEED_SYSCALL, SEED_SYSCALL, SEED_SYSCALL, VM1_GETATTR]);
+    append(
+        &path,
+        &[SEED_SYSCALL, SEED_SYSCALL, SEED_SYSCALL, VM1_GETATTR],
+    );
     assert_eq!(std::fs::metadata(&path).unwrap().ino(), inode);
     assert!(std::fs::metadata(&path).unwrap().len() > start);
     let e = log.records_since(start).unwrap_err();
@@ -379,7 +382,9 @@ fn a_step_sees_every_switch_to_permissive_however_brief() {
     // The console form too.
     let printk = "[   20.1] audit: type=1404 audit(1795653900.200:220): enforcing=0 old_enforcing=1 auid=0 ses=1";
     assert_eq!(StepAudit::parse(printk).permissive_switches.len(), 1);
-    assert!(StepAudit::parse(MAC_STATUS_ON).permissive_switches.is_empty());
+    assert!(StepAudit::parse(MAC_STATUS_ON)
+        .permissive_switches
+        .is_empty());
 }
 
 /// `auditctl -s` in the form audit 3.0 prints it (auditctl.c: one `key value` a line).
@@ -402,7 +407,10 @@ fn audit_status_and_what_makes_records_go_missing() {
     assert_eq!(s.loss_since(&s), None);
     let lost = AuditStatus { lost: 3, ..s };
     let why = s.loss_since(&lost).unwrap();
-    assert!(why.contains("lost 3 audit record(s)") && why.contains("lost 0 -> 3"), "{why}");
+    assert!(
+        why.contains("lost 3 audit record(s)") && why.contains("lost 0 -> 3"),
+        "{why}"
+    );
     let dead = AuditStatus { pid: 0, ..s };
     assert!(s.loss_since(&dead).unwrap().contains("no audit daemon"));
     let other = AuditStatus { pid: 400, ..s };
