@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::audit::{AuditLog, NoiseFilter};
+use crate::audit::NoiseFilter;
 use crate::cleanup::{Cleanup, Undo};
 use crate::event::{Event, EventSink, TargetInfo};
 use crate::evidence::{Evidence, Outcome};
@@ -16,6 +16,7 @@ use crate::fault::{Fault, Moment};
 use crate::hoststate::{self, HostStatePaths};
 use crate::interrupt::Interrupt;
 use crate::libvirt::Libvirt;
+use crate::liveness::{permissive_signs, AuditPath};
 use crate::parallel::{self, Concurrency};
 use crate::plan::Plan;
 use crate::sandbox::SandboxDir;
@@ -249,7 +250,7 @@ impl Run<'_> {
         let mut tally = Tally::default();
         match selinux_ops::is_enforcing() {
             Ok(true) => {}
-            Ok(false) => tally.inconclusive = Some("SELinux is permissive on the target".into()),
+            Ok(false) => tally.inconclusive_because("SELinux is permissive on the target".into()),
             Err(e) => return Err(format!("cannot read the SELinux mode: {e}")),
         }
         if let Some(reason) = self.unmet_requirements() {
@@ -263,8 +264,10 @@ impl Run<'_> {
             );
         }
         self.make_sandbox()?;
-        let mut audit = AuditLog::open(&self.paths.audit_log)
-            .map_err(|e| format!("cannot read the audit log: {e}"))?;
+        let mut audit = AuditPath::open(&self.paths.audit_log, &self.plan.run_id)?;
+        for reason in self.permissive_types()? {
+            tally.inconclusive_because(reason);
+        }
         let noise = NoiseFilter::for_this_process();
         for (i, step) in self.loaded.scenario.steps.iter().enumerate() {
             if self.paths.interrupt.is_set() {
@@ -273,6 +276,28 @@ impl Run<'_> {
             self.step(i + 1, step, &mut audit, &noise, &mut tally)?;
         }
         Ok(tally.verdict())
+    }
+
+    /// The types this run depends on that the loaded policy makes permissive: the kernel logs
+    /// a permissive domain's denial once and then allows it silently, so neither records nor
+    /// their absence say anything about them.
+    fn permissive_types(&self) -> Result<Vec<String>, String> {
+        let mut named: Vec<String> = fixed_contexts(self.plan)
+            .into_iter()
+            .map(|c| c.kind)
+            .collect();
+        for step in &self.loaded.scenario.steps {
+            if let Action::Probe(p) = &step.action {
+                named.push(p.context.kind.clone());
+            }
+        }
+        let mut out = Vec::new();
+        for kind in crate::liveness::involved_types(named) {
+            if crate::liveness::permissive_type(&kind)? {
+                out.push(format!("the loaded policy makes {kind} permissive (a permissive domain's denials are allowed and logged at most once)"));
+            }
+        }
+        Ok(out)
     }
 
     fn unmet_requirements(&mut self) -> Option<String> {
@@ -526,7 +551,7 @@ impl Run<'_> {
         &mut self,
         index: usize,
         step: &Step,
-        audit: &mut AuditLog,
+        audit: &mut AuditPath,
         noise: &NoiseFilter,
         tally: &mut Tally,
     ) -> Result<(), String> {
@@ -537,7 +562,7 @@ impl Run<'_> {
             .unwrap_or_else(|| self.plan.virsh(&step.action).join("; "));
         self.sink.emit(Event::StepStarted { step: index, title });
         let started = Instant::now();
-        let offset = audit.offset().map_err(|e| format!("audit log: {e}"))?;
+        let start = audit.begin()?;
         let watched: Vec<(String, PathBuf)> = o
             .watch
             .iter()
@@ -597,14 +622,26 @@ impl Run<'_> {
             }
         }
 
+        // The barrier: after it, no record of the step's action is still on its way.
+        let closed = audit.close(&start, index)?;
+        for reason in permissive_signs(index, &start, &closed) {
+            tally.inconclusive_because(reason);
+        }
+        let mut raw = Some(closed.audit.records);
         let is_probe = matches!(step.action, Action::Probe(_));
         let ignore = &self.loaded.scenario.ignore_avc;
         let deadline = Instant::now() + AVC_GRACE;
         let mut left_to_others = 0;
         let (avcs, checks) = loop {
-            let mut records = audit
-                .records_since(offset)
-                .map_err(|e| format!("step {index}'s AVC evidence is incomplete: {e}"))?;
+            let mut records = match raw.take() {
+                Some(r) => r,
+                None => {
+                    audit
+                        .read(&start)
+                        .map_err(|e| format!("step {index}'s AVC evidence is incomplete: {e}"))?
+                        .records
+                }
+            };
             if let Some(c) = self.paths.concurrency.as_deref() {
                 c.observe_running(Path::new(crate::libvirt::QEMU_PID_DIR));
                 (records, left_to_others) = c.keep_for(&self.plan.run_id, records);
@@ -623,13 +660,6 @@ impl Run<'_> {
             }
             std::thread::sleep(Duration::from_millis(100));
         };
-        if let Evidence::Avcs { records, .. } = &avcs {
-            if records.iter().any(|r| r.permissive) {
-                tally.inconclusive = Some(format!(
-                    "step {index} logged permissive=1 records: the domain is permissive"
-                ));
-            }
-        }
         evidence.push(avcs);
         if left_to_others > 0 {
             self.note(format!(

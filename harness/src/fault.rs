@@ -31,6 +31,18 @@ pub enum Fault {
     KillQemu { step: usize, domain: String },
     /// Make auditd rotate its log after step `step`'s action, before its records are read.
     RotateAuditLog { step: usize },
+    /// SIGSTOP auditd before step `step`'s action and SIGCONT it `millis` later: a slow auditd
+    /// (records written late) or, held past the barrier's timeout, a stuck one (a full disk).
+    SuspendAuditd { step: usize, millis: u64 },
+    /// Before step `step`'s action, make the kernel drop audit records: a rate limit of one
+    /// record a second, a burst of marker records, the old rate limit back.
+    LoseAuditRecords { step: usize },
+    /// Before step `step`'s action, an audit rule that keeps every AVC record from the log
+    /// (`-a exclude,always -F msgtype=AVC`), removed again `millis` later.
+    ExcludeAvcRecords { step: usize, millis: u64 },
+    /// After step `step`'s action, truncate the audit log in place and write past the step's
+    /// offset again (same inode, bigger than before).
+    TruncateAuditLog { step: usize },
 }
 
 /// Where in a step a fault strikes.
@@ -45,14 +57,22 @@ impl Fault {
         match self {
             Fault::KillLibvirtd { step }
             | Fault::KillQemu { step, .. }
-            | Fault::RotateAuditLog { step } => *step,
+            | Fault::RotateAuditLog { step }
+            | Fault::SuspendAuditd { step, .. }
+            | Fault::LoseAuditRecords { step }
+            | Fault::ExcludeAvcRecords { step, .. }
+            | Fault::TruncateAuditLog { step } => *step,
         }
     }
 
     pub fn moment(&self) -> Moment {
         match self {
-            Fault::KillLibvirtd { .. } | Fault::KillQemu { .. } => Moment::BeforeAction,
-            Fault::RotateAuditLog { .. } => Moment::AfterAction,
+            Fault::KillLibvirtd { .. }
+            | Fault::KillQemu { .. }
+            | Fault::SuspendAuditd { .. }
+            | Fault::LoseAuditRecords { .. }
+            | Fault::ExcludeAvcRecords { .. } => Moment::BeforeAction,
+            Fault::RotateAuditLog { .. } | Fault::TruncateAuditLog { .. } => Moment::AfterAction,
         }
     }
 
@@ -84,6 +104,32 @@ impl Fault {
                     "fault injected: {domain}'s QEMU (pid {pid}) killed with SIGKILL"
                 ))
             }
+            Fault::SuspendAuditd { millis, .. } => {
+                let pid = pid_from(Path::new(AUDITD_PID))?;
+                let p = Pid::from_raw(pid as i32);
+                kill(p, Signal::SIGSTOP).map_err(|e| format!("cannot stop auditd: {e}"))?;
+                let for_ = Duration::from_millis(*millis);
+                std::thread::spawn(move || {
+                    std::thread::sleep(for_);
+                    let _ = kill(p, Signal::SIGCONT);
+                });
+                Ok(format!(
+                    "fault injected: auditd (pid {pid}) stopped with SIGSTOP for {for_:?}"
+                ))
+            }
+            Fault::LoseAuditRecords { .. } => lose_audit_records(),
+            Fault::ExcludeAvcRecords { millis, .. } => {
+                auditctl(&["-a", "exclude,always", "-F", "msgtype=AVC"])?;
+                let for_ = Duration::from_millis(*millis);
+                std::thread::spawn(move || {
+                    std::thread::sleep(for_);
+                    let _ = auditctl(&["-d", "exclude,always", "-F", "msgtype=AVC"]);
+                });
+                Ok(format!(
+                    "fault injected: audit rule `exclude,always -F msgtype=AVC` for {for_:?}"
+                ))
+            }
+            Fault::TruncateAuditLog { .. } => truncate_and_regrow(audit_log),
             Fault::RotateAuditLog { .. } => {
                 let before = inode(audit_log)?;
                 let pid = pid_from(Path::new(AUDITD_PID))?;
@@ -108,6 +154,67 @@ impl Fault {
             }
         }
     }
+}
+
+fn auditctl(args: &[&str]) -> Result<String, String> {
+    let out = std::process::Command::new("auditctl")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run auditctl {args:?}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "auditctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The kernel counts a record over the rate limit as lost (audit_log_end -> audit_log_lost).
+fn lose_audit_records() -> Result<String, String> {
+    let before = crate::audit::AuditStatus::read()?;
+    auditctl(&["-r", "1"])?;
+    let mut burst = Ok(());
+    for n in 0..20 {
+        if let Err(e) = auditctl(&["-m", &format!("selinux-harness-fault-burst-{n}")]) {
+            burst = Err(e);
+            break;
+        }
+    }
+    auditctl(&["-r", &before.rate_limit.to_string()])?;
+    burst?;
+    let after = crate::audit::AuditStatus::read()?;
+    if after.lost == before.lost {
+        return Err("the kernel lost no record under a rate limit of 1/s".into());
+    }
+    Ok(format!(
+        "fault injected: the kernel dropped {} audit record(s) (rate limit 1/s for a burst)",
+        after.lost - before.lost
+    ))
+}
+
+/// Truncate in place and write past the old size: the inode stays, the size grows, the bytes
+/// before any earlier offset are different ones. auditd appends after the filler.
+fn truncate_and_regrow(audit_log: &Path) -> Result<String, String> {
+    use std::io::Write;
+    let err = |e: std::io::Error| format!("{}: {e}", audit_log.display());
+    let size = std::fs::metadata(audit_log).map_err(err)?.len();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(audit_log)
+        .map_err(err)?;
+    f.set_len(0).map_err(err)?;
+    let line = "# selinux-harness fault: the audit log was truncated and regrown here\n";
+    let mut written = 0;
+    while written <= size + 4096 {
+        f.write_all(line.as_bytes()).map_err(err)?;
+        written += line.len() as u64;
+    }
+    Ok(format!(
+        "fault injected: {} truncated to 0 and regrown to {written} bytes (was {size})",
+        audit_log.display()
+    ))
 }
 
 fn pid_from(file: &Path) -> Result<u32, String> {

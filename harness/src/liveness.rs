@@ -75,8 +75,16 @@ pub fn permissive_type(kind: &str) -> Result<bool, String> {
     // object_r goes with every type, so the context is valid whatever roles the type has.
     let ctx = format!("system_u:object_r:{kind}:s0");
     let request = format!("{ctx} {ctx} {}", class.trim());
-    let reply = crate::selinux_ops::transact("/sys/fs/selinux/access", &request)
-        .map_err(|e| format!("cannot ask the kernel about {kind}: {e}"))?;
+    let reply = match crate::selinux_ops::transact("/sys/fs/selinux/access", &request) {
+        Ok(r) => r,
+        // No such type in the loaded policy: nothing of it can be permissive.
+        Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => return Ok(false),
+        Err(e) => {
+            return Err(format!(
+                "cannot ask the kernel whether {kind} is permissive: {e}"
+            ))
+        }
+    };
     access_flags(&reply)
         .map(|f| f & AVD_FLAGS_PERMISSIVE != 0)
         .ok_or_else(|| format!("the kernel's access answer for {kind} is unreadable: {reply:?}"))

@@ -110,6 +110,15 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// One more reason the verdict cannot be trusted; every reason is kept, in order.
+    pub fn inconclusive_because(&mut self, reason: String) {
+        self.inconclusive = Some(match self.inconclusive.take() {
+            Some(r) if r.contains(&reason) => r,
+            Some(r) => format!("{r}; {reason}"),
+            None => reason,
+        });
+    }
+
     pub fn add_step(&mut self, checks: &[Check], bug: Option<&KnownBug>) {
         self.failed += checks
             .iter()

@@ -507,6 +507,55 @@ fn injected(
     .with_kind("fault")
 }
 
+/// Fault injected in the guest under a scenario whose verdict then must be `wanted` (fail,
+/// inconclusive, error) with a report that shows `shows`, not a pass on missing evidence;
+/// with cleanup done and proven, nothing left on this host.
+fn injected_verdict(
+    name: &'static str,
+    l: Arc<LoadedScenario>,
+    fault: selinux_harness::fault::Fault,
+    wanted: &'static str,
+    shows: &'static str,
+) -> Trial {
+    Trial::ignorable_test(format!("fault::{name}"), move || {
+        let mut vm = match own_vm(None) {
+            Ok(vm) => vm,
+            Err(skip) => return Ok(skip),
+        };
+        let mut notes = Vec::new();
+        let mut text = Vec::new();
+        let mut human = Human::new(&mut text, false, false);
+        let result = vm.run_with_fault(&l, None, Some(fault.clone()), &mut |e: Event| {
+            human.event(&e);
+            if let Event::Note { message } = e {
+                notes.push(message);
+            }
+        });
+        drop(human);
+        let text = String::from_utf8_lossy(&text).into_owned();
+        let verdict = result.map_err(|e| format!("the target broke instead: {e}"))?;
+        if !notes.iter().any(|n| n.starts_with("fault injected")) {
+            return Err(format!("the fault was not injected:\n{text}").into());
+        }
+        if verdict.label() != wanted {
+            return Err(format!("expected {wanted}, got {}:\n{text}", verdict.label()).into());
+        }
+        let reason = match &verdict {
+            Verdict::Error { reason } | Verdict::Inconclusive { reason } => reason.clone(),
+            _ => String::new(),
+        };
+        if !reason.contains(shows) && !text.contains(shows) {
+            return Err(format!("the report does not show {shows:?}:\n{text}").into());
+        }
+        if !notes.iter().any(|n| n == HOST_STATE_EQUAL) {
+            return Err(format!("no proof that cleanup put the guest back:\n{text}").into());
+        }
+        nothing_left(vm)?;
+        Ok(Completion::Completed)
+    })
+    .with_kind("fault")
+}
+
 /// Fault: SIGINT to `selinux-harness run` while the guest is in the middle of a step (a 60 s
 /// settle window). The interrupt must be passed on to the guest, the scenario must stop there,
 /// clean up and prove the guest's state equal to before, and the process must exit with 130
@@ -782,6 +831,7 @@ fn main() {
             std::process::exit(2)
         }
     }
+    trials.extend(audit_faults(&faults));
     let total = trials.len();
     let conclusion = libtest_mimic::run(&args, trials);
     // Shut the VM down before writing reports.
@@ -810,4 +860,67 @@ fn main() {
         std::process::exit(1);
     }
     conclusion.exit();
+}
+
+/// The trials that break the audit path, the mode or the log under a step: every one must end
+/// in error, fail or inconclusive as it should, never in a pass on the silence.
+fn audit_faults(dir: &Path) -> Vec<Trial> {
+    use selinux_harness::fault::Fault;
+    let load = |f: &str| match scenario::load_file(&dir.join(f)) {
+        Ok(l) => Arc::new(l),
+        Err(ds) => {
+            for d in ds {
+                eprintln!("{d}");
+            }
+            std::process::exit(2)
+        }
+    };
+    let quiet = load("quiet-step.yaml");
+    let late = load("late-denial.yaml");
+    vec![
+        injected_verdict(
+            "audit-late-denial-is-the-steps",
+            late,
+            Fault::SuspendAuditd {
+                step: 1,
+                millis: 2000,
+            },
+            "fail",
+            "denied { read }",
+        ),
+        injected_verdict(
+            "audit-auditd-stuck",
+            quiet.clone(),
+            Fault::SuspendAuditd {
+                step: 1,
+                millis: 25_000,
+            },
+            "error",
+            "auditd did not write the marker",
+        ),
+        injected_verdict(
+            "audit-records-lost",
+            quiet.clone(),
+            Fault::LoseAuditRecords { step: 1 },
+            "error",
+            "the kernel lost",
+        ),
+        injected_verdict(
+            "audit-avc-records-excluded",
+            quiet.clone(),
+            Fault::ExcludeAvcRecords {
+                step: 1,
+                millis: 20_000,
+            },
+            "error",
+            "the audit canary's denial",
+        ),
+        injected_verdict(
+            "audit-log-truncated-and-regrown",
+            quiet,
+            Fault::TruncateAuditLog { step: 1 },
+            "error",
+            "truncated and regrown",
+        ),
+    ]
 }
