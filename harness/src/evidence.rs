@@ -78,11 +78,16 @@ pub enum Evidence {
         pid: u32,
         context: Context,
     },
-    /// The live domain XML's seclabel.
+    /// A capture: the live domain XML's seclabel (what libvirt claims) and, beside it, what
+    /// the host shows - the QEMU process's context and the label of the domain's image.
     DomainSeclabel {
         domain: String,
         label: Option<Context>,
         imagelabel: Option<Context>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        process: Option<Context>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        image: Option<Context>,
     },
     /// Records logged while the step ran (after noise filtering), and how many were filtered out.
     Avcs {

@@ -112,6 +112,7 @@ pub fn execute(
         libvirt_uri: Some(paths.libvirt_uri.clone()),
         ..HostStatePaths::default()
     };
+    inject_around_run(paths, sink);
     let before = paths
         .verify_host_state
         .then(|| hoststate::snapshot(&state_paths));
@@ -149,31 +150,32 @@ pub fn execute(
     for n in &notes {
         sink.emit(Event::Note { message: n.clone() });
     }
-    let verified = before.is_some();
-    let changed = before
-        .map(|b| {
-            let after = hoststate::snapshot(&state_paths);
-            match concurrency {
-                // Other runs of the batch come and go meanwhile; only their names are theirs.
-                Some(c) => {
-                    let others = c.foreign_markers(&run_id);
-                    hoststate::diff(&b.without_runs(&others), &after.without_runs(&others))
-                }
-                None => hoststate::diff(&b, &after),
+    let proof = before.map(|b| {
+        let after = hoststate::snapshot(&state_paths);
+        match concurrency {
+            // Other runs of the batch come and go meanwhile; only their names are theirs.
+            Some(c) => {
+                let others = c.foreign_markers(&run_id);
+                hoststate::prove(&b.without_runs(&others), &after.without_runs(&others))
             }
-        })
-        .unwrap_or_default();
-    if verified && changed.is_empty() {
-        sink.emit(Event::Note {
-            message: "host state after cleanup equals the state before the run".into(),
-        });
-    }
+            None => hoststate::prove(&b, &after),
+        }
+    });
+    inject_around_run(paths, sink);
     let mut problems = Vec::new();
-    if !changed.is_empty() {
-        problems.push(format!(
+    match proof {
+        None => {}
+        Some(hoststate::Proof::Equal) => sink.emit(Event::Note {
+            message: "host state after cleanup equals the state before the run".into(),
+        }),
+        Some(hoststate::Proof::Differs(changed)) => problems.push(format!(
             "the host differs from before the run after cleanup: {}",
             changed.join("; ")
-        ));
+        )),
+        Some(hoststate::Proof::Unreadable(unread)) => problems.push(format!(
+            "cleanup is not proven: part of the host state could not be read, so equal snapshots would prove nothing about it: {}",
+            unread.join("; ")
+        )),
     }
     if !failed_cleanup.is_empty() {
         problems.push(format!(
@@ -201,6 +203,20 @@ pub fn execute(
         millis: started.elapsed().as_millis() as u64,
     });
     verdict
+}
+
+/// Test-only: a fault that strikes around the run (see `fault`).
+fn inject_around_run(paths: &HostPaths, sink: &mut dyn EventSink) {
+    if let Some(f) = paths
+        .fault
+        .as_ref()
+        .filter(|f| f.moment() == Moment::AroundRun)
+    {
+        let message = f
+            .inject_around_run()
+            .unwrap_or_else(|e| format!("cannot inject the fault {f:?}: {e}"));
+        sink.emit(Event::Note { message });
+    }
 }
 
 /// Contexts a plan fixes before anything runs: static domain labels and image labels.
@@ -601,16 +617,34 @@ impl Run<'_> {
             }
         }
         for (name, dom) in &o.capture {
-            let (label, imagelabel) = self.live_seclabel(&dom.value);
+            let (claimed, claimed_image) = self.live_seclabel(&dom.value);
+            let (label, imagelabel) = self.real_seclabel(&dom.value).map_err(|why| {
+                format!("step {index} cannot capture ${name} from domain {}: {why}; a later reference to it would compare against nothing", dom.value)
+            })?;
+            for (what, claim, real) in [
+                ("label", &claimed, Some(&label)),
+                ("imagelabel", &claimed_image, imagelabel.as_ref()),
+            ] {
+                if claim.as_ref() != real {
+                    let show = |c: Option<&crate::context::Context>| {
+                        c.map_or("nothing".to_string(), |c| c.to_string())
+                    };
+                    self.note(format!(
+                        "step {index}: ${name} {what}: libvirt's live XML claims {}, the host shows {} (the capture is what the host shows)",
+                        show(claim.as_ref()),
+                        show(real)
+                    ));
+                }
+            }
             evidence.push(Evidence::DomainSeclabel {
                 domain: dom.value.to_string(),
-                label: label.clone(),
-                imagelabel: imagelabel.clone(),
+                label: claimed,
+                imagelabel: claimed_image,
+                process: Some(label.clone()),
+                image: imagelabel.clone(),
             });
-            if let Some(label) = label {
-                self.captures
-                    .insert(name.clone(), Captured { label, imagelabel });
-            }
+            self.captures
+                .insert(name.clone(), Captured { label, imagelabel });
         }
         evidence.extend(self.labels());
         for (name, path) in &watched {
@@ -778,6 +812,38 @@ impl Run<'_> {
             .and_then(|lv| lv.live_xml(self.plan.domain_name(n)).ok())
             .map(|xml| crate::libvirt::seclabel_of(&xml))
             .unwrap_or((None, None))
+    }
+
+    /// A domain's labels as the host shows them: its QEMU process's context
+    /// (/proc/PID/attr/current) and the label of its first disk that takes the domain's
+    /// imagelabel (not shared, not read-only, no label of its own); None without such a disk.
+    fn real_seclabel(
+        &self,
+        n: &Name,
+    ) -> Result<(crate::context::Context, Option<crate::context::Context>), String> {
+        let d = &self.plan.domains[n];
+        let pid = crate::libvirt::qemu_pid(&d.libvirt_name)
+            .ok_or_else(|| "it has no QEMU process (not running)".to_string())?;
+        let label = selinux_ops::process_context(pid)
+            .map_err(|e| format!("cannot read the context of its QEMU (pid {pid}): {e}"))?;
+        let disk = self.loaded.scenario.domains.get(n).and_then(|dom| {
+            dom.disks
+                .iter()
+                .map(|d| d.to_disk())
+                .find(|d| !d.shareable && !d.readonly && d.seclabel.is_none())
+        });
+        let image = match disk {
+            Some(disk) => {
+                let path = self.plan.image_path(&disk.image.value);
+                Some(
+                    selinux_ops::file_context(path)
+                        .map_err(|e| format!("cannot read the label of {}: {e}", path.display()))?
+                        .ok_or_else(|| format!("{} has no label", path.display()))?,
+                )
+            }
+            None => None,
+        };
+        Ok((label, image))
     }
 
     /// Every image's label and every running domain's process label.

@@ -18,6 +18,8 @@ use crate::plan::Plan;
 
 const LIBVIRTD_PID: &str = "/run/libvirtd.pid";
 const AUDITD_PID: &str = "/run/auditd.pid";
+const LIBVIRT_SOCK: &str = "/run/libvirt/libvirt-sock";
+const LIBVIRT_SOCK_HIDDEN: &str = "/run/libvirt/libvirt-sock.selinux-harness-fault";
 /// How long a killed process or a rotation may take to be visible.
 const SETTLE: Duration = Duration::from_secs(5);
 
@@ -43,6 +45,9 @@ pub enum Fault {
     /// After step `step`'s action, truncate the audit log in place and write past the step's
     /// offset again (same inode, bigger than before).
     TruncateAuditLog { step: usize },
+    /// libvirt unreachable for the host-state proof: its socket renamed away before the
+    /// snapshot taken before the run, and back after the one taken after cleanup.
+    HideLibvirtFromProof,
 }
 
 /// Where in a step a fault strikes.
@@ -50,6 +55,9 @@ pub enum Fault {
 pub enum Moment {
     BeforeAction,
     AfterAction,
+    /// Before the host-state snapshot that precedes the run, and again after the one that
+    /// follows its cleanup.
+    AroundRun,
 }
 
 impl Fault {
@@ -62,6 +70,7 @@ impl Fault {
             | Fault::LoseAuditRecords { step }
             | Fault::ExcludeAvcRecords { step, .. }
             | Fault::TruncateAuditLog { step } => *step,
+            Fault::HideLibvirtFromProof => 0,
         }
     }
 
@@ -73,12 +82,32 @@ impl Fault {
             | Fault::LoseAuditRecords { .. }
             | Fault::ExcludeAvcRecords { .. } => Moment::BeforeAction,
             Fault::RotateAuditLog { .. } | Fault::TruncateAuditLog { .. } => Moment::AfterAction,
+            Fault::HideLibvirtFromProof => Moment::AroundRun,
         }
     }
 
     /// Whether this fault strikes at `moment` of step `step`.
     pub fn strikes(&self, step: usize, moment: Moment) -> bool {
         self.step() == step && self.moment() == moment
+    }
+
+    /// The faults that strike around the run rather than in a step.
+    pub fn inject_around_run(&self) -> Result<String, String> {
+        match self {
+            Fault::HideLibvirtFromProof => {
+                let (sock, hidden) = (Path::new(LIBVIRT_SOCK), Path::new(LIBVIRT_SOCK_HIDDEN));
+                let (from, to, what) = if sock.exists() {
+                    (sock, hidden, "renamed away: libvirt unreachable")
+                } else {
+                    (hidden, sock, "back in place")
+                };
+                std::fs::rename(from, to).map_err(|e| {
+                    format!("cannot rename {} to {}: {e}", from.display(), to.display())
+                })?;
+                Ok(format!("fault injected: libvirtd's socket {what}"))
+            }
+            other => Err(format!("{other:?} strikes in a step, not around the run")),
+        }
     }
 
     /// Break the target; returns what was done, for the run's notes.
@@ -130,6 +159,7 @@ impl Fault {
                 ))
             }
             Fault::TruncateAuditLog { .. } => truncate_and_regrow(audit_log),
+            Fault::HideLibvirtFromProof => self.inject_around_run(),
             Fault::RotateAuditLog { .. } => {
                 let before = inode(audit_log)?;
                 let pid = pid_from(Path::new(AUDITD_PID))?;

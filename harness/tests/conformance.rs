@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
 use selinux_harness::event::Event;
+use selinux_harness::fault::Fault;
 use selinux_harness::report::{human::Human, junit, Record};
 use selinux_harness::scenario::{self, LoadedScenario};
 use selinux_harness::target::{self, Target, TargetKind};
@@ -513,11 +514,16 @@ fn injected(
 fn injected_verdict(
     name: &'static str,
     l: Arc<LoadedScenario>,
-    fault: selinux_harness::fault::Fault,
+    fault: Option<Fault>,
     wanted: &'static str,
     shows: &'static str,
 ) -> Trial {
-    Trial::ignorable_test(format!("fault::{name}"), move || {
+    let kind = if fault.is_some() {
+        "fault"
+    } else {
+        "must_error"
+    };
+    Trial::ignorable_test(format!("{kind}::{name}"), move || {
         let mut vm = match own_vm(None) {
             Ok(vm) => vm,
             Err(skip) => return Ok(skip),
@@ -525,7 +531,7 @@ fn injected_verdict(
         let mut notes = Vec::new();
         let mut text = Vec::new();
         let mut human = Human::new(&mut text, false, false);
-        let result = vm.run_with_fault(&l, None, Some(fault.clone()), &mut |e: Event| {
+        let result = vm.run_with_fault(&l, None, fault.clone(), &mut |e: Event| {
             human.event(&e);
             if let Event::Note { message } = e {
                 notes.push(message);
@@ -534,7 +540,7 @@ fn injected_verdict(
         drop(human);
         let text = String::from_utf8_lossy(&text).into_owned();
         let verdict = result.map_err(|e| format!("the target broke instead: {e}"))?;
-        if !notes.iter().any(|n| n.starts_with("fault injected")) {
+        if fault.is_some() && !notes.iter().any(|n| n.starts_with("fault injected")) {
             return Err(format!("the fault was not injected:\n{text}").into());
         }
         if verdict.label() != wanted {
@@ -547,13 +553,18 @@ fn injected_verdict(
         if !reason.contains(shows) && !text.contains(shows) {
             return Err(format!("the report does not show {shows:?}:\n{text}").into());
         }
-        if !notes.iter().any(|n| n == HOST_STATE_EQUAL) {
-            return Err(format!("no proof that cleanup put the guest back:\n{text}").into());
+        // The one fault that hides part of the host from the proof must leave it unproven.
+        let proven = notes.iter().any(|n| n == HOST_STATE_EQUAL);
+        if proven == matches!(fault, Some(Fault::HideLibvirtFromProof)) {
+            return Err(format!(
+                "proof of cleanup: {proven}, which this fault must not give:\n{text}"
+            )
+            .into());
         }
         nothing_left(vm)?;
         Ok(Completion::Completed)
     })
-    .with_kind("fault")
+    .with_kind(kind)
 }
 
 /// Fault: SIGINT to `selinux-harness run` while the guest is in the middle of a step (a 60 s
@@ -800,7 +811,6 @@ fn main() {
     trials.push(sigint_mid_step(faults.join("interrupted.yaml"), 2));
     match scenario::load_file(&faults.join("broken-target.yaml")) {
         Ok(l) => {
-            use selinux_harness::fault::Fault;
             let l = Arc::new(l);
             trials.push(injected(
                 "libvirtd-killed-mid-step",
@@ -865,7 +875,6 @@ fn main() {
 /// The trials that break the audit path, the mode or the log under a step: every one must end
 /// in error, fail or inconclusive as it should, never in a pass on the silence.
 fn audit_faults(dir: &Path) -> Vec<Trial> {
-    use selinux_harness::fault::Fault;
     let load = |f: &str| match scenario::load_file(&dir.join(f)) {
         Ok(l) => Arc::new(l),
         Err(ds) => {
@@ -877,48 +886,63 @@ fn audit_faults(dir: &Path) -> Vec<Trial> {
     };
     let quiet = load("quiet-step.yaml");
     let late = load("late-denial.yaml");
+    let capture = load("capture-not-running.yaml");
     vec![
+        injected_verdict(
+            "capture-of-a-domain-not-running",
+            capture,
+            None,
+            "error",
+            "cannot capture $vm1 from domain vm1",
+        ),
         injected_verdict(
             "audit-late-denial-is-the-steps",
             late,
-            Fault::SuspendAuditd {
+            Some(Fault::SuspendAuditd {
                 step: 1,
                 millis: 2000,
-            },
+            }),
             "fail",
             "denied { read }",
         ),
         injected_verdict(
             "audit-auditd-stuck",
             quiet.clone(),
-            Fault::SuspendAuditd {
+            Some(Fault::SuspendAuditd {
                 step: 1,
                 millis: 25_000,
-            },
+            }),
             "error",
             "auditd did not write the marker",
         ),
         injected_verdict(
             "audit-records-lost",
             quiet.clone(),
-            Fault::LoseAuditRecords { step: 1 },
+            Some(Fault::LoseAuditRecords { step: 1 }),
             "error",
             "the kernel lost",
         ),
         injected_verdict(
             "audit-avc-records-excluded",
             quiet.clone(),
-            Fault::ExcludeAvcRecords {
+            Some(Fault::ExcludeAvcRecords {
                 step: 1,
                 millis: 20_000,
-            },
+            }),
             "error",
             "the audit canary's denial",
         ),
         injected_verdict(
+            "host-state-unreadable-both-times",
+            quiet.clone(),
+            Some(Fault::HideLibvirtFromProof),
+            "error",
+            "cleanup is not proven",
+        ),
+        injected_verdict(
             "audit-log-truncated-and-regrown",
             quiet,
-            Fault::TruncateAuditLog { step: 1 },
+            Some(Fault::TruncateAuditLog { step: 1 }),
             "error",
             "truncated and regrown",
         ),

@@ -660,6 +660,7 @@ fn evidence_lines(e: &Evidence) -> Vec<String> {
             domain,
             label,
             imagelabel,
+            ..
         } => vec![format!(
             "{} live seclabel: label {} imagelabel {}",
             escape(domain),

@@ -232,14 +232,25 @@ pub fn describe_evidence(e: &Evidence) -> Vec<String> {
             domain,
             label,
             imagelabel,
-        } => vec![format!(
-            "{domain} live seclabel: label {} imagelabel {}",
-            label.as_ref().map(|c| c.to_string()).unwrap_or("-".into()),
-            imagelabel
-                .as_ref()
-                .map(|c| c.to_string())
-                .unwrap_or("-".into())
-        )],
+            process,
+            image,
+        } => {
+            let show =
+                |c: &Option<Context>| c.as_ref().map(|c| c.to_string()).unwrap_or("-".into());
+            let mut line = format!(
+                "{domain} live seclabel: label {} imagelabel {}",
+                show(label),
+                show(imagelabel)
+            );
+            if process.is_some() || image.is_some() {
+                line.push_str(&format!(
+                    "; on the host: process {} image {}",
+                    show(process),
+                    show(image)
+                ));
+            }
+            vec![line]
+        }
         Evidence::Avcs { records, filtered } => {
             let mut v = vec![format!(
                 "{} AVC record(s), {filtered} filtered as noise",

@@ -295,6 +295,7 @@ fn step(out: &mut String, st: &StepRecord) {
                 domain,
                 label,
                 imagelabel,
+                ..
             } => {
                 let _ = writeln!(
                     out,
