@@ -987,6 +987,21 @@ mod tests {
         ));
     }
 
+    /// Streams recorded on the Debian 12 VM (`run --format events`, see tests/data/events):
+    /// every report `run` makes from them.
+    #[rstest::rstest]
+    #[case::seed("vm-seed", 1)]
+    #[case::seed_jobs_2("vm-seed-jobs-2", 2)]
+    #[case::wrong_image_level("vm-wrong-image-level", 1)]
+    fn recorded_on_the_vm(#[case] stream: &str, #[case] jobs: usize) {
+        let o = replay(&format!("{stream}.jsonl"), jobs, false, false);
+        insta::assert_snapshot!(format!("{stream}-human"), terminal(&o));
+        insta::assert_snapshot!(format!("{stream}-events"), o.events);
+        insta::assert_snapshot!(format!("{stream}-json"), o.record.to_json());
+        insta::assert_snapshot!(format!("{stream}-junit"), junit::render(&o.record));
+        insta::assert_snapshot!(format!("{stream}-html"), html::render(&o.record));
+    }
+
     #[test]
     fn html_sequential() {
         insta::assert_snapshot!(html::render(
