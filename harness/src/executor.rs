@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::audit::{AuditLog, NoiseFilter};
+use crate::evidence::audit::{AuditLog, NoiseFilter};
 use crate::cleanup::{Cleanup, Undo};
 use crate::event::{Event, EventSink, TargetInfo};
 use crate::evidence::{Evidence, Outcome};
@@ -20,7 +20,7 @@ use crate::parallel::{self, Concurrency};
 use crate::plan::Plan;
 use crate::sandbox::SandboxDir;
 use crate::scenario::{Action, LoadedScenario, Name, Requirement, Step};
-use crate::timeline::Timeline;
+use crate::evidence::timeline::Timeline;
 use crate::verdict::{applicable_known_bug, attribute_known_bug, Tally, Verdict};
 use crate::{doctor, hostconfig, probe, selinux_ops};
 

@@ -3,7 +3,6 @@
 //! Data flows one way: scenario -> plan -> executor on a target -> evidence -> verdict -> report.
 
 pub mod agent;
-pub mod audit;
 pub mod cleanup;
 pub mod cli_vm;
 pub mod context;
@@ -29,6 +28,5 @@ pub mod sandbox;
 pub mod scenario;
 pub mod selinux_ops;
 pub mod target;
-pub mod timeline;
 pub mod verdict;
 pub mod vm;

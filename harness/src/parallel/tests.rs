@@ -2,7 +2,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::*;
-use crate::audit::parse_record;
+use crate::evidence::audit::parse_record;
 
 /// Lines recorded on the Debian 12 guest and in the seed report (the same as in
 /// `audit/tests.rs`).
