@@ -250,7 +250,7 @@ pub struct EnvArgs {
 /// Describes the target: kernel, SELinux mode, policy, versions and, for the VM, how it started.
 pub fn run_env(args: &EnvArgs, interrupt: &Interrupt) -> anyhow::Result<()> {
     if args.target == TargetKind::Local {
-        print_target(&crate::environment::collect("local"));
+        print_target(&crate::host::environment::collect("local"));
         return Ok(());
     }
     let progress = Progress::stderr();

@@ -77,7 +77,7 @@ impl Fault {
                     .iter()
                     .find(|(n, _)| n.as_str() == domain)
                     .ok_or_else(|| format!("the scenario has no domain {domain}"))?;
-                let pid = crate::libvirt::qemu_pid(&d.libvirt_name)
+                let pid = crate::host::libvirt::qemu_pid(&d.libvirt_name)
                     .ok_or_else(|| format!("{domain} has no QEMU process to kill"))?;
                 kill_and_wait(pid)?;
                 Ok(format!(

@@ -12,7 +12,7 @@ use crate::scenario::{load_str, LoadedScenario};
 /// Answer one request; `reply` sends one line back to the host.
 pub fn handle(req: Request, interrupt: &Interrupt, reply: &mut dyn FnMut(Reply)) {
     match req {
-        Request::Env => reply(Reply::Env(crate::environment::collect("vm"))),
+        Request::Env => reply(Reply::Env(crate::host::environment::collect("vm"))),
         Request::Run {
             file,
             source,
@@ -32,7 +32,7 @@ pub fn handle(req: Request, interrupt: &Interrupt, reply: &mut dyn FnMut(Reply))
                     source,
                     scenario,
                 };
-                let info = crate::environment::collect("vm");
+                let info = crate::host::environment::collect("vm");
                 execute(
                     &loaded,
                     variant.as_deref(),
@@ -58,7 +58,7 @@ pub fn handle(req: Request, interrupt: &Interrupt, reply: &mut dyn FnMut(Reply))
                         variant: v.as_deref(),
                     })
                     .collect();
-                let info = crate::environment::collect("vm");
+                let info = crate::host::environment::collect("vm");
                 run_many(
                     &items,
                     jobs,

@@ -169,7 +169,7 @@ fn main() -> ExitCode {
     // its one open(), so it is dispatched before anything else is set up.
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if args.get(1).is_some_and(|a| a == "probe") {
-        return ExitCode::from(selinux_harness::probe::probe_main(&args[2..]) as u8);
+        return ExitCode::from(selinux_harness::host::probe::probe_main(&args[2..]) as u8);
     }
     let cli = Cli::parse();
     match dispatch(cli) {
@@ -717,7 +717,7 @@ fn repro(
 }
 
 fn doctor(dry_run: bool) -> Result<ExitCode> {
-    use selinux_harness::doctor;
+    use selinux_harness::host::doctor;
     let leftovers = doctor::scan(&doctor::DoctorPaths::default());
     if leftovers.is_empty() {
         println!("nothing left behind by selinux-harness on this host");

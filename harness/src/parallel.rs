@@ -348,7 +348,7 @@ impl Concurrency {
         keep_for(me, &identities, records)
     }
 
-    /// Markers of every other run of the batch (see [`crate::hoststate::HostState::without_runs`]).
+    /// Markers of every other run of the batch (see [`crate::host::state::HostState::without_runs`]).
     pub fn foreign_markers(&self, run_id: &str) -> Vec<String> {
         self.runs()
             .iter()

@@ -69,7 +69,7 @@ impl Local {
 
 impl Target for Local {
     fn info(&mut self) -> Result<TargetInfo, TargetError> {
-        Ok(crate::environment::collect("local"))
+        Ok(crate::host::environment::collect("local"))
     }
 
     fn run(
@@ -88,7 +88,7 @@ impl Target for Local {
         jobs: usize,
         sink: &mut dyn FnMut(usize, Event),
     ) -> Vec<Result<Verdict, TargetError>> {
-        let info = crate::environment::collect("local");
+        let info = crate::host::environment::collect("local");
         let items: Vec<crate::parallel::RunItem<'_>> = runs
             .iter()
             .map(|(l, v)| crate::parallel::RunItem {

@@ -12,9 +12,9 @@ use std::process::{Command, Stdio};
 use nix::errno::Errno;
 use selinux::SecurityContext;
 
-use crate::cleanup::{Cleanup, Undo};
 use crate::context::Context;
 use crate::evidence::Outcome;
+use crate::host::cleanup::{Cleanup, Undo};
 
 /// Name of the hidden subcommand the lead wires in main.rs.
 pub const SUBCOMMAND: &str = "probe";

@@ -85,14 +85,14 @@ const MAX_DEPTH: usize = 8;
 pub fn snapshot(paths: &HostStatePaths) -> HostState {
     let mut s = HostState::default();
     if let Some(uri) = &paths.libvirt_uri {
-        match crate::libvirt::Libvirt::connect(uri).and_then(|lv| lv.domain_names()) {
+        match crate::host::libvirt::Libvirt::connect(uri).and_then(|lv| lv.domain_names()) {
             Ok(names) => s.domains = names,
             Err(e) => s.errors.push(format!("libvirt domains: {}", e.message)),
         }
     }
     walk(&paths.images_root, &paths.images_root, 0, &mut s);
     if paths.modules {
-        match crate::hostconfig::installed_modules() {
+        match crate::host::config::installed_modules() {
             Ok(mut m) => {
                 m.sort();
                 s.modules = m;
@@ -552,7 +552,7 @@ mod tests {
 
     #[test]
     fn domains_through_the_test_driver() {
-        let Ok(lv) = crate::libvirt::Libvirt::connect("test:///default") else {
+        let Ok(lv) = crate::host::libvirt::Libvirt::connect("test:///default") else {
             eprintln!("libvirt test driver unavailable; skipped");
             return;
         };

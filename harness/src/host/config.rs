@@ -15,8 +15,8 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::cleanup::{Cleanup, Undo};
 use crate::context::Context;
+use crate::host::cleanup::{Cleanup, Undo};
 
 pub const QEMU_CONF: &str = "/etc/libvirt/qemu.conf";
 pub const LIBVIRTD: &str = "/usr/sbin/libvirtd";
@@ -428,7 +428,7 @@ pub fn restart_libvirtd() -> Result<LibvirtdRestart> {
 fn start_libvirtd(context: Option<&Context>) -> Result<()> {
     // The exec context is per thread and sticky: set it right before the fork, always reset it.
     let _guard = match context {
-        Some(c) => Some(crate::probe::ExecContextGuard::set(c).map_err(HostError::Libvirtd)?),
+        Some(c) => Some(crate::host::probe::ExecContextGuard::set(c).map_err(HostError::Libvirtd)?),
         None => None,
     };
     let status = Command::new(LIBVIRTD)

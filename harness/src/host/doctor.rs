@@ -132,7 +132,7 @@ pub fn scan(paths: &DoctorPaths) -> Vec<Leftover> {
 }
 
 fn scan_domains(uri: &str, out: &mut Vec<Leftover>) {
-    let names = crate::libvirt::Libvirt::connect(uri).and_then(|lv| lv.domain_names());
+    let names = crate::host::libvirt::Libvirt::connect(uri).and_then(|lv| lv.domain_names());
     match names {
         Ok(names) => out.extend(names.into_iter().filter(|n| is_marked_name(n)).map(|name| {
             Leftover::Domain {
@@ -217,7 +217,7 @@ pub fn clean(leftovers: &[Leftover]) -> Vec<String> {
 }
 
 fn clean_one(l: &Leftover) -> Result<String, String> {
-    use crate::cleanup::{HostUndo, Undo, UndoExecutor};
+    use crate::host::cleanup::{HostUndo, Undo, UndoExecutor};
     match l {
         Leftover::Domain { uri, name } => {
             // Re-check the marker: the list may have been edited between scan and clean.
@@ -251,9 +251,9 @@ fn clean_one(l: &Leftover) -> Result<String, String> {
             if !is_module_name(name) {
                 return Err("not a module name".into());
             }
-            let installed = crate::hostconfig::installed_modules().map_err(|e| e.to_string())?;
+            let installed = crate::host::config::installed_modules().map_err(|e| e.to_string())?;
             if installed.iter().any(|m| m == name) {
-                crate::hostconfig::remove_module(name).map_err(|e| e.to_string())?;
+                crate::host::config::remove_module(name).map_err(|e| e.to_string())?;
             }
             forget_module(state_dir, name).map_err(|e| e.to_string())?;
             Ok(format!("removed policy module {name}"))
@@ -267,11 +267,11 @@ fn clean_one(l: &Leftover) -> Result<String, String> {
             let current = std::fs::read(path).ok();
             let changed = current.as_deref() != Some(original.as_slice());
             if changed {
-                crate::hostconfig::write_in_place(path, &original).map_err(|e| e.to_string())?;
+                crate::host::config::write_in_place(path, &original).map_err(|e| e.to_string())?;
             }
             std::fs::remove_file(backup).map_err(|e| e.to_string())?;
             if changed && *restart_libvirtd {
-                crate::hostconfig::restart_libvirtd()
+                crate::host::config::restart_libvirtd()
                     .map_err(|e| format!("restored, but libvirtd did not restart: {e}"))?;
             }
             Ok(if changed {
@@ -525,7 +525,7 @@ mod tests {
     /// while one stays open, so a domain defined here is what scan and clean see.
     #[test]
     fn domains_through_the_test_driver() {
-        let Ok(lv) = crate::libvirt::Libvirt::connect("test:///default") else {
+        let Ok(lv) = crate::host::libvirt::Libvirt::connect("test:///default") else {
             eprintln!("libvirt test driver unavailable; skipped");
             return;
         };

@@ -1,0 +1,12 @@
+//! The SELinux host the executor runs on (the VM's guest, or this machine): where things are
+//! on it, the changes a run makes there and their undo, a snapshot to prove the undo complete,
+//! and `doctor` for what an interrupted run left behind.
+
+pub mod cleanup;
+pub mod config;
+pub mod doctor;
+pub mod environment;
+pub mod libvirt;
+pub mod probe;
+pub mod sandbox;
+pub mod state;
