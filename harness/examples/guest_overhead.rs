@@ -18,12 +18,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use selinux_harness::cli_vm::{AccelArg, VmArgs};
-use selinux_harness::event::Event;
 use selinux_harness::evidence::Evidence;
 use selinux_harness::image::Progress;
 use selinux_harness::interrupt::Interrupt;
 use selinux_harness::protocol::{Reply, Request};
-use selinux_harness::verdict::Verdict;
+use selinux_harness::run::event::Event;
+use selinux_harness::run::verdict::Verdict;
 use selinux_harness::vm::Vm;
 
 const SCRIPT_FILE: &str = "bench:cross-attach.sh";

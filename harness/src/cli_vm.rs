@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand, ValueEnum};
 
-use crate::event::TargetInfo;
 use crate::image::{self, recipe, BuildError, BuildOptions, Cache, Image, Progress};
 use crate::interrupt::Interrupt;
 use crate::protocol::{Reply, Request};
+use crate::run::event::TargetInfo;
 use crate::vm::{AccelChoice, Vm, VmError, VmOptions, WarmPolicy};
 
 #[derive(Debug, Subcommand)]

@@ -3,10 +3,10 @@
 
 use std::path::Path;
 
-use crate::executor::{execute, HostPaths};
 use crate::interrupt::Interrupt;
-use crate::parallel::{run_many, RunItem};
 use crate::protocol::{Reply, Request, RunSpec};
+use crate::run::executor::{execute, HostPaths};
+use crate::run::parallel::{run_many, RunItem};
 use crate::scenario::{load_str, LoadedScenario};
 
 /// Answer one request; `reply` sends one line back to the host.
@@ -139,7 +139,7 @@ mod tests {
         assert_eq!(load_all(runs[..1].to_vec()).unwrap().len(), 1);
         let reply = Reply::RunEvent {
             run: 1,
-            event: crate::event::Event::Note {
+            event: crate::run::event::Event::Note {
                 message: "m".into(),
             },
         };

@@ -11,9 +11,9 @@ use selinux_harness::cli_vm;
 use selinux_harness::interrupt::Interrupt;
 use selinux_harness::report::human::{Blocks, Human};
 use selinux_harness::report::{junit, trial_name, Record};
+use selinux_harness::run::verdict::Verdict;
 use selinux_harness::scenario::{self, LoadedScenario};
 use selinux_harness::target::{self, Target, TargetKind};
-use selinux_harness::verdict::Verdict;
 
 #[derive(Parser)]
 #[command(
@@ -317,11 +317,11 @@ fn explain(path: &Path, variant: Option<&str>) -> Result<ExitCode> {
     let variant = variant
         .map(str::to_string)
         .or_else(|| s.variants.keys().next().map(|v| v.to_string()));
-    let plan = selinux_harness::plan::Plan::new(
+    let plan = selinux_harness::run::plan::Plan::new(
         s,
         variant.as_deref(),
         "RUN",
-        Path::new(selinux_harness::executor::IMAGES_ROOT),
+        Path::new(selinux_harness::run::executor::IMAGES_ROOT),
     )?;
     println!("{}: {}", s.name.value, s.description.trim());
     if let Some(v) = &variant {
@@ -514,7 +514,7 @@ type Selected<'a> = [(&'a LoadedScenario, Option<String>)];
 struct EventLog(Box<dyn std::io::Write>);
 
 impl EventLog {
-    fn write(&mut self, run: usize, e: &selinux_harness::event::Event) {
+    fn write(&mut self, run: usize, e: &selinux_harness::run::event::Event) {
         let mut value = serde_json::to_value(e).unwrap_or_default();
         if let Some(o) = value.as_object_mut() {
             o.insert("run".into(), run.into());
@@ -539,7 +539,7 @@ fn run_sequential(
     let mut verdicts = Vec::new();
     for (i, (l, variant)) in selected.iter().enumerate() {
         record.begin(&l.path.display().to_string());
-        let mut on_event = |e: selinux_harness::event::Event| {
+        let mut on_event = |e: selinux_harness::run::event::Event| {
             if let Some(log) = events.as_mut() {
                 log.write(i, &e);
             }
@@ -686,7 +686,7 @@ fn repro(
     let result = t.run(
         &loaded,
         variant.as_deref(),
-        &mut |e: selinux_harness::event::Event| {
+        &mut |e: selinux_harness::run::event::Event| {
             human.event(&e);
             record.observe(&e);
         },

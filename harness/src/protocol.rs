@@ -6,8 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Event, TargetInfo};
-use crate::fault::Fault;
+use crate::run::event::{Event, TargetInfo};
+use crate::run::fault::Fault;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case")]

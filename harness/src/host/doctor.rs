@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::plan::MARKER;
+use crate::run::plan::MARKER;
 
 /// Where the harness records changes that a name cannot mark. Under /var/lib, not /run: a
 /// module install and a qemu.conf edit survive a reboot, so their records must too.
@@ -37,8 +37,8 @@ pub struct DoctorPaths {
 impl Default for DoctorPaths {
     fn default() -> Self {
         Self {
-            libvirt_uri: Some(crate::executor::LIBVIRT_URI.to_string()),
-            images_root: crate::executor::IMAGES_ROOT.into(),
+            libvirt_uri: Some(crate::run::executor::LIBVIRT_URI.to_string()),
+            images_root: crate::run::executor::IMAGES_ROOT.into(),
             state_dir: STATE_DIR.into(),
             qemu_conf: "/etc/libvirt/qemu.conf".into(),
             restart_libvirtd: true,

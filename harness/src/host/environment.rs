@@ -3,7 +3,7 @@
 use std::fs;
 use std::path::Path;
 
-use crate::event::TargetInfo;
+use crate::run::event::TargetInfo;
 
 /// qemu.conf keys whose values change what libvirt's security driver does.
 const QEMU_CONF_KEYS: &[&str] = &[

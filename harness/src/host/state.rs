@@ -37,8 +37,8 @@ pub struct HostStatePaths {
 impl Default for HostStatePaths {
     fn default() -> Self {
         Self {
-            libvirt_uri: Some(crate::executor::LIBVIRT_URI.to_string()),
-            images_root: crate::executor::IMAGES_ROOT.into(),
+            libvirt_uri: Some(crate::run::executor::LIBVIRT_URI.to_string()),
+            images_root: crate::run::executor::IMAGES_ROOT.into(),
             modules: true,
             booleans_dir: "/sys/fs/selinux/booleans".into(),
             qemu_conf: "/etc/libvirt/qemu.conf".into(),

@@ -3,10 +3,10 @@
 use std::io::Write;
 
 use crate::context::Context;
-use crate::event::{Event, TargetInfo};
 use crate::evidence::{Evidence, Outcome};
-use crate::expect::avc_line;
-use crate::verdict::{Check, Verdict};
+use crate::run::event::{Event, TargetInfo};
+use crate::run::expect::avc_line;
+use crate::run::verdict::{Check, Verdict};
 
 pub struct Human<W: Write> {
     out: W,

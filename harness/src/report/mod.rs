@@ -10,9 +10,9 @@ pub mod markdown;
 
 use serde::Serialize;
 
-use crate::event::{Event, TargetInfo};
 use crate::evidence::Evidence;
-use crate::verdict::{Check, Verdict};
+use crate::run::event::{Event, TargetInfo};
+use crate::run::verdict::{Check, Verdict};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StepRecord {

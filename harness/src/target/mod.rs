@@ -4,9 +4,9 @@
 pub mod local;
 pub mod vm;
 
-use crate::event::{Event, EventSink, TargetInfo};
+use crate::run::event::{Event, EventSink, TargetInfo};
+use crate::run::verdict::Verdict;
 use crate::scenario::LoadedScenario;
-use crate::verdict::Verdict;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {

@@ -6,14 +6,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{Target, TargetError};
-use crate::event::{Event, EventSink, TargetInfo};
-use crate::fault::Fault;
 use crate::image::{self, BuildOptions, Cache, Progress};
 use crate::interrupt::Interrupt;
 use crate::protocol::{Reply, Request, RunSpec};
 use crate::report::trial_name;
+use crate::run::event::{Event, EventSink, TargetInfo};
+use crate::run::fault::Fault;
+use crate::run::verdict::Verdict;
 use crate::scenario::LoadedScenario;
-use crate::verdict::Verdict;
 use crate::vm::{Vm, VmOptions, Wait, WarmPolicy};
 
 /// Selects the image recipe (same names as `image build --distro`).

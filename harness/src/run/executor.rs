@@ -7,23 +7,23 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::event::{Event, EventSink, TargetInfo};
 use crate::evidence::audit::{AuditLog, NoiseFilter};
 use crate::evidence::timeline::Timeline;
 use crate::evidence::{Evidence, Outcome};
-use crate::expect::{check_step, Captured, Captures};
-use crate::fault::{Fault, Moment};
 use crate::host::cleanup::{Cleanup, Undo};
 use crate::host::libvirt::Libvirt;
 use crate::host::sandbox::SandboxDir;
 use crate::host::state::{self, HostStatePaths};
 use crate::host::{config, doctor, probe};
 use crate::interrupt::Interrupt;
-use crate::parallel::{self, Concurrency};
-use crate::plan::Plan;
+use crate::run::event::{Event, EventSink, TargetInfo};
+use crate::run::expect::{check_step, Captured, Captures};
+use crate::run::fault::{Fault, Moment};
+use crate::run::parallel::{self, Concurrency};
+use crate::run::plan::Plan;
+use crate::run::verdict::{applicable_known_bug, attribute_known_bug, Tally, Verdict};
 use crate::scenario::{Action, LoadedScenario, Name, Requirement, Step};
 use crate::selinux_ops;
-use crate::verdict::{applicable_known_bug, attribute_known_bug, Tally, Verdict};
 
 pub const LIBVIRT_URI: &str = "qemu:///system";
 pub const IMAGES_ROOT: &str = "/var/lib/libvirt/images";
@@ -31,7 +31,7 @@ pub const AUDIT_LOG: &str = "/var/log/audit/audit.log";
 const QEMU_CONF: &str = "/etc/libvirt/qemu.conf";
 /// The test policy module a probe needs, shipped inside the binary so a host without the
 /// project's source can still load it.
-const PROBE_MODULE: &str = include_str!("../../policy-modules/harness-probe.cil");
+const PROBE_MODULE: &str = include_str!("../../../policy-modules/harness-probe.cil");
 const PROBE_MODULE_NAME: &str = "harness_probe";
 /// How long an expected denial may take to reach the audit log after the action returned.
 const AVC_GRACE: Duration = Duration::from_secs(3);

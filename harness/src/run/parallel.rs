@@ -15,12 +15,12 @@ use std::sync::{mpsc, Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWr
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::context::Context;
-use crate::event::{Event, TargetInfo};
 use crate::evidence::AvcRecord;
-use crate::executor::{execute, HostPaths};
-use crate::plan::{Plan, MARKER};
+use crate::run::event::{Event, TargetInfo};
+use crate::run::executor::{execute, HostPaths};
+use crate::run::plan::{Plan, MARKER};
+use crate::run::verdict::Verdict;
 use crate::scenario::{LoadedScenario, Requirement, Scenario};
-use crate::verdict::Verdict;
 
 /// Why a run must have the host to itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

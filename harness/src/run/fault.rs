@@ -14,7 +14,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
-use crate::plan::Plan;
+use crate::run::plan::Plan;
 
 const LIBVIRTD_PID: &str = "/run/libvirtd.pid";
 const AUDITD_PID: &str = "/run/auditd.pid";

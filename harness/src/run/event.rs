@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::evidence::Evidence;
-use crate::verdict::{Check, Verdict};
+use crate::run::verdict::{Check, Verdict};
 
 /// Facts about the machine a scenario ran on (kernel, SELinux mode, versions, accelerator ...).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
