@@ -5,7 +5,7 @@
 //! starts the VM with the library (`selinux_harness::vm::Vm`), delivering *itself* as the agent
 //! (`VmOptions::agent_binary`, the ordinary delivery path: no new command in the product). In
 //! the guest the bootstrap runs it as `agent --port PORT`; it then answers `Run` requests for
-//! real scenarios with the product's own handler (`selinux_harness::guest::handle`, i.e. the
+//! real scenarios with the product's own handler (`selinux_harness::agent::handler::handle`, i.e. the
 //! executor), and a `Run` whose file is `bench:cross-attach.sh` by running
 //! bench/guest/cross-attach.sh, compiled in (never a script sent from the host).
 //!
@@ -17,11 +17,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
+use selinux_harness::agent::protocol::{Reply, Request};
 use selinux_harness::cli_vm::{AccelArg, VmArgs};
 use selinux_harness::evidence::Evidence;
 use selinux_harness::image::Progress;
 use selinux_harness::interrupt::Interrupt;
-use selinux_harness::protocol::{Reply, Request};
 use selinux_harness::run::event::Event;
 use selinux_harness::run::verdict::Verdict;
 use selinux_harness::vm::Vm;
@@ -47,9 +47,9 @@ fn agent(args: &[String]) -> anyhow::Result<()> {
     };
     let mut handler = |req: Request, stop: &Interrupt, reply: &mut dyn FnMut(Reply)| match req {
         Request::Run { file, .. } if file == SCRIPT_FILE => run_script(reply),
-        other => selinux_harness::guest::handle(other, stop, reply),
+        other => selinux_harness::agent::handler::handle(other, stop, reply),
     };
-    selinux_harness::agent::serve(&port, &mut handler)?;
+    selinux_harness::agent::guest_end::serve(&port, &mut handler)?;
     Ok(())
 }
 

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand, ValueEnum};
 
+use crate::agent::protocol::{Reply, Request};
 use crate::image::{self, recipe, BuildError, BuildOptions, Cache, Image, Progress};
 use crate::interrupt::Interrupt;
-use crate::protocol::{Reply, Request};
 use crate::run::event::TargetInfo;
 use crate::vm::{AccelChoice, Vm, VmError, VmOptions, WarmPolicy};
 
@@ -342,7 +342,7 @@ pub struct AgentArgs {
 
 /// The in-guest agent: environment readings and scenario execution (see `guest`).
 pub fn run_agent(args: &AgentArgs) -> anyhow::Result<()> {
-    let mut handler = crate::guest::handle;
-    crate::agent::serve(&args.port, &mut handler)?;
+    let mut handler = crate::agent::handler::handle;
+    crate::agent::guest_end::serve(&args.port, &mut handler)?;
     Ok(())
 }

@@ -5,9 +5,9 @@
 
 use std::path::PathBuf;
 
+use selinux_harness::agent::protocol::{Reply, Request};
 use selinux_harness::image::{self, recipe, BuildOptions, Cache, Progress};
 use selinux_harness::interrupt::Interrupt;
-use selinux_harness::protocol::{Reply, Request};
 use selinux_harness::run::event::TargetInfo;
 use selinux_harness::vm::{Vm, VmOptions};
 

@@ -396,10 +396,10 @@ pub fn restart_libvirtd() -> Result<LibvirtdRestart> {
     // Started by us from unconfined_t, libvirtd would not necessarily land in virtd_t: ask for
     // the old daemon's context explicitly.
     let old_context = old_pid.and_then(|p| crate::selinux_ops::process_context(p).ok());
-    if Path::new(crate::agent::INIT_CONTROL).exists() {
+    if Path::new(crate::host::init::INIT_CONTROL).exists() {
         // In the harness VM, PID 1 restarts it as it started it at boot (init_t -> virtd_t,
         // system_u); from unconfined_t the exec into that context is denied.
-        crate::agent::restart_daemon(crate::agent::Daemon::Libvirtd, LIBVIRTD_TIMEOUT)
+        crate::host::init::restart_daemon(crate::host::init::Daemon::Libvirtd, LIBVIRTD_TIMEOUT)
             .map_err(|e| HostError::Libvirtd(e.to_string()))?;
     } else {
         if let Some(pid) = old_pid {

@@ -6,6 +6,7 @@ pub mod cleanup;
 pub mod config;
 pub mod doctor;
 pub mod environment;
+pub mod init;
 pub mod libvirt;
 pub mod probe;
 pub mod sandbox;

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{Target, TargetError};
+use crate::agent::protocol::{Reply, Request, RunSpec};
 use crate::image::{self, BuildOptions, Cache, Progress};
 use crate::interrupt::Interrupt;
-use crate::protocol::{Reply, Request, RunSpec};
 use crate::report::trial_name;
 use crate::run::event::{Event, EventSink, TargetInfo};
 use crate::run::fault::Fault;

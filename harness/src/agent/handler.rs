@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
+use crate::agent::protocol::{Reply, Request, RunSpec};
 use crate::interrupt::Interrupt;
-use crate::protocol::{Reply, Request, RunSpec};
 use crate::run::executor::{execute, HostPaths};
 use crate::run::parallel::{run_many, RunItem};
 use crate::scenario::{load_str, LoadedScenario};

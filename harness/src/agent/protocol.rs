@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 use crate::run::event::{Event, TargetInfo};
 use crate::run::fault::Fault;
 
+/// First word of the line the agent writes when it is ready for requests.
+pub const HELLO: &str = "selinux-harness-agent";
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case")]
 pub enum Request {
