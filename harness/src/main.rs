@@ -321,7 +321,7 @@ fn explain(path: &Path, variant: Option<&str>) -> Result<ExitCode> {
         s,
         variant.as_deref(),
         "RUN",
-        Path::new(selinux_harness::run::executor::IMAGES_ROOT),
+        Path::new(selinux_harness::host::layout::IMAGES_ROOT),
     )?;
     println!("{}: {}", s.name.value, s.description.trim());
     if let Some(v) = &variant {

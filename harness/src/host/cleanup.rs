@@ -248,7 +248,7 @@ mod tests {
     fn sample() -> Vec<Undo> {
         vec![
             Undo::RestoreFile {
-                path: "/etc/libvirt/qemu.conf".into(),
+                path: crate::host::layout::QEMU_CONF.into(),
                 original: Some(b"a = 1\n".to_vec()),
                 restart_libvirtd: true,
             },

@@ -17,12 +17,10 @@ use nix::unistd::Pid;
 
 use crate::context::Context;
 use crate::host::cleanup::{Cleanup, Undo};
+use crate::host::layout::{
+    BOOLEANS_DIR, INIT_CONTROL, LIBVIRTD, LIBVIRTD_PID, LIBVIRT_SOCK, QEMU_CONF,
+};
 
-pub const QEMU_CONF: &str = "/etc/libvirt/qemu.conf";
-pub const LIBVIRTD: &str = "/usr/sbin/libvirtd";
-pub const LIBVIRTD_PID: &str = "/run/libvirtd.pid";
-pub const LIBVIRT_SOCK: &str = "/run/libvirt/libvirt-sock";
-const BOOLEANS_DIR: &str = "/sys/fs/selinux/booleans";
 /// libvirtd's first start probes QEMU capabilities (4.5-9 s under TCG): leave ample room.
 const LIBVIRTD_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -396,7 +394,7 @@ pub fn restart_libvirtd() -> Result<LibvirtdRestart> {
     // Started by us from unconfined_t, libvirtd would not necessarily land in virtd_t: ask for
     // the old daemon's context explicitly.
     let old_context = old_pid.and_then(|p| crate::selinux_ops::process_context(p).ok());
-    if Path::new(crate::host::init::INIT_CONTROL).exists() {
+    if Path::new(INIT_CONTROL).exists() {
         // In the harness VM, PID 1 restarts it as it started it at boot (init_t -> virtd_t,
         // system_u); from unconfined_t the exec into that context is denied.
         crate::host::init::restart_daemon(crate::host::init::Daemon::Libvirtd, LIBVIRTD_TIMEOUT)

@@ -1,5 +1,5 @@
 //! Finding and removing what an interrupted run left on a target (kill -9, power loss, a
-//! cleanup that failed half-way). Everything the harness creates carries `plan::MARKER` in its
+//! cleanup that failed half-way). Everything the harness creates carries `layout::MARKER` in its
 //! name; what cannot carry a name (a policy module with a fixed name, an edit inside qemu.conf)
 //! is recorded in a state directory *before* the change, so doctor never removes something an
 //! administrator made.
@@ -12,11 +12,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::run::plan::MARKER;
+use crate::host::layout::{IMAGES_ROOT, LIBVIRT_URI, MARKER, QEMU_CONF, STATE_DIR};
 
-/// Where the harness records changes that a name cannot mark. Under /var/lib, not /run: a
-/// module install and a qemu.conf edit survive a reboot, so their records must too.
-pub const STATE_DIR: &str = "/var/lib/selinux-harness";
 /// One policy module name per line: modules this harness installed and has not removed yet.
 pub const LOADED_MODULES: &str = "loaded-modules";
 /// qemu.conf as it was before the harness's first edit; removed once the edit is undone.
@@ -37,10 +34,10 @@ pub struct DoctorPaths {
 impl Default for DoctorPaths {
     fn default() -> Self {
         Self {
-            libvirt_uri: Some(crate::run::executor::LIBVIRT_URI.to_string()),
-            images_root: crate::run::executor::IMAGES_ROOT.into(),
+            libvirt_uri: Some(LIBVIRT_URI.to_string()),
+            images_root: IMAGES_ROOT.into(),
             state_dir: STATE_DIR.into(),
-            qemu_conf: "/etc/libvirt/qemu.conf".into(),
+            qemu_conf: QEMU_CONF.into(),
             restart_libvirtd: true,
         }
     }

@@ -3,6 +3,7 @@
 use std::fs;
 use std::path::Path;
 
+use crate::host::layout::{LIBVIRT_URI, QEMU_CONF};
 use crate::run::event::TargetInfo;
 
 /// qemu.conf keys whose values change what libvirt's security driver does.
@@ -44,7 +45,7 @@ pub fn collect(kind: &str) -> TargetInfo {
         distro: distro(),
         accelerator: String::new(),
         boot: String::new(),
-        qemu_conf: qemu_conf("/etc/libvirt/qemu.conf"),
+        qemu_conf: qemu_conf(QEMU_CONF),
     }
 }
 
@@ -98,7 +99,7 @@ fn parse_qemu_conf(text: &str) -> Vec<(String, String)> {
 /// reports them over qemu:///system.
 fn libvirt_facts() -> (String, String, String) {
     virt::error::clear_error_callback();
-    let conn = match virt::connect::Connect::open(Some("qemu:///system")) {
+    let conn = match virt::connect::Connect::open(Some(LIBVIRT_URI)) {
         Ok(c) => c,
         Err(e) => {
             let why = format!("unavailable: {}", e.message());

@@ -5,10 +5,7 @@ use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::time::Duration;
 
-/// The harness init's control FIFO in the guest (see `harness/guest/harness-init2`).
-pub const INIT_CONTROL: &str = "/run/selinux-harness/control";
-/// Where the harness init answers control requests.
-pub const INIT_STATUS: &str = "/run/selinux-harness/status";
+use crate::host::layout::{INIT_CONTROL, INIT_STATUS};
 
 /// Daemons the harness init started at boot and restarts on request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -22,6 +22,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::host::layout::{BOOLEANS_DIR, IMAGES_ROOT, LIBVIRT_URI, QEMU_CONF};
+
 /// Where to look; the defaults are the target's.
 #[derive(Debug, Clone)]
 pub struct HostStatePaths {
@@ -37,11 +39,11 @@ pub struct HostStatePaths {
 impl Default for HostStatePaths {
     fn default() -> Self {
         Self {
-            libvirt_uri: Some(crate::run::executor::LIBVIRT_URI.to_string()),
-            images_root: crate::run::executor::IMAGES_ROOT.into(),
+            libvirt_uri: Some(LIBVIRT_URI.to_string()),
+            images_root: IMAGES_ROOT.into(),
             modules: true,
-            booleans_dir: "/sys/fs/selinux/booleans".into(),
-            qemu_conf: "/etc/libvirt/qemu.conf".into(),
+            booleans_dir: BOOLEANS_DIR.into(),
+            qemu_conf: QEMU_CONF.into(),
         }
     }
 }

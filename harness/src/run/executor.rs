@@ -11,6 +11,9 @@ use crate::evidence::audit::{AuditLog, NoiseFilter};
 use crate::evidence::timeline::Timeline;
 use crate::evidence::{Evidence, Outcome};
 use crate::host::cleanup::{Cleanup, Undo};
+use crate::host::layout::{
+    AUDIT_LOG, IMAGES_ROOT, LIBVIRT_URI, QEMU_CONF, QEMU_PID_DIR, STATE_DIR,
+};
 use crate::host::libvirt::Libvirt;
 use crate::host::sandbox::SandboxDir;
 use crate::host::state::{self, HostStatePaths};
@@ -25,10 +28,6 @@ use crate::run::verdict::{applicable_known_bug, attribute_known_bug, Tally, Verd
 use crate::scenario::{Action, LoadedScenario, Name, Requirement, Step};
 use crate::selinux_ops;
 
-pub const LIBVIRT_URI: &str = "qemu:///system";
-pub const IMAGES_ROOT: &str = "/var/lib/libvirt/images";
-pub const AUDIT_LOG: &str = "/var/log/audit/audit.log";
-const QEMU_CONF: &str = "/etc/libvirt/qemu.conf";
 /// The test policy module a probe needs, shipped inside the binary so a host without the
 /// project's source can still load it.
 const PROBE_MODULE: &str = include_str!("../../../policy-modules/harness-probe.cil");
@@ -309,7 +308,7 @@ impl Run<'_> {
         let file = dir.path().join(format!("{PROBE_MODULE_NAME}.cil"));
         std::fs::write(&file, PROBE_MODULE).map_err(|e| e.to_string())?;
         // Recorded first, so `doctor` can remove it if this run dies before its cleanup.
-        doctor::record_module(Path::new(doctor::STATE_DIR), PROBE_MODULE_NAME)
+        doctor::record_module(Path::new(STATE_DIR), PROBE_MODULE_NAME)
             .map_err(|e| format!("cannot record the module for `doctor`: {e}"))?;
         config::install_module(&file, self.cleanup).map_err(|e| e.to_string())?;
         self.note(format!(
@@ -320,7 +319,7 @@ impl Run<'_> {
 
     fn apply_host_settings(&mut self) -> Result<(), String> {
         if !self.plan.qemu_conf.is_empty() {
-            doctor::backup_qemu_conf(Path::new(doctor::STATE_DIR), Path::new(QEMU_CONF))
+            doctor::backup_qemu_conf(Path::new(STATE_DIR), Path::new(QEMU_CONF))
                 .map_err(|e| format!("cannot back up qemu.conf for `doctor`: {e}"))?;
             config::QemuConf::new(QEMU_CONF)
                 .apply(&self.plan.qemu_conf, self.cleanup)
@@ -607,7 +606,7 @@ impl Run<'_> {
                 .records_since(offset)
                 .map_err(|e| format!("step {index}'s AVC evidence is incomplete: {e}"))?;
             if let Some(c) = self.paths.concurrency.as_deref() {
-                c.observe_running(Path::new(crate::host::libvirt::QEMU_PID_DIR));
+                c.observe_running(Path::new(QEMU_PID_DIR));
                 (records, left_to_others) = c.keep_for(&self.plan.run_id, records);
             }
             let mut all = evidence.clone();

@@ -14,10 +14,9 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
+use crate::host::layout::{AUDITD_PID, LIBVIRTD_PID};
 use crate::run::plan::Plan;
 
-const LIBVIRTD_PID: &str = "/run/libvirtd.pid";
-const AUDITD_PID: &str = "/run/auditd.pid";
 /// How long a killed process or a rotation may take to be visible.
 const SETTLE: Duration = Duration::from_secs(5);
 

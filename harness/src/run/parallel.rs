@@ -16,9 +16,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::context::Context;
 use crate::evidence::AvcRecord;
+use crate::host::layout::MARKER;
 use crate::run::event::{Event, TargetInfo};
 use crate::run::executor::{execute, HostPaths};
-use crate::run::plan::{Plan, MARKER};
+use crate::run::plan::Plan;
 use crate::run::verdict::Verdict;
 use crate::scenario::{LoadedScenario, Requirement, Scenario};
 
