@@ -1,23 +1,18 @@
 //! Finding and removing what an interrupted run left on a target (kill -9, power loss, a
 //! cleanup that failed half-way). Everything the harness creates carries `layout::MARKER` in its
 //! name; what cannot carry a name (a policy module with a fixed name, an edit inside qemu.conf)
-//! is recorded in a state directory *before* the change, so doctor never removes something an
+//! is recorded in the crash journal (`journal`) *before* the change, so doctor never removes something an
 //! administrator made.
 //!
 //! Run doctor only while no harness run is active on the host: a live run's sandbox and domains
 //! look exactly like leftovers.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::host::journal::{Journal, LOADED_MODULES, QEMU_CONF_BACKUP};
 use crate::host::layout::{IMAGES_ROOT, LIBVIRT_URI, MARKER, QEMU_CONF, STATE_DIR};
-
-/// One policy module name per line: modules this harness installed and has not removed yet.
-pub const LOADED_MODULES: &str = "loaded-modules";
-/// qemu.conf as it was before the harness's first edit; removed once the edit is undone.
-pub const QEMU_CONF_BACKUP: &str = "qemu.conf.orig";
 
 /// Where doctor looks; the defaults are the executor's.
 #[derive(Debug, Clone)]
@@ -252,7 +247,9 @@ fn clean_one(l: &Leftover) -> Result<String, String> {
             if installed.iter().any(|m| m == name) {
                 crate::host::config::remove_module(name).map_err(|e| e.to_string())?;
             }
-            forget_module(state_dir, name).map_err(|e| e.to_string())?;
+            Journal::at(state_dir)
+                .forget_module(name)
+                .map_err(|e| e.to_string())?;
             Ok(format!("removed policy module {name}"))
         }
         Leftover::QemuConf {
@@ -281,84 +278,6 @@ fn clean_one(l: &Leftover) -> Result<String, String> {
             })
         }
         Leftover::Unreadable { what, error } => Err(format!("{what}: {error}")),
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The records the executor writes, so doctor can find what names cannot mark.
-
-fn state_file(state_dir: &Path, name: &str) -> std::io::Result<PathBuf> {
-    std::fs::create_dir_all(state_dir)?;
-    Ok(state_dir.join(name))
-}
-
-/// Call right *before* `semodule -i`: a crash between the two leaves a record of a module
-/// that is not there, which doctor handles; the reverse would leave a module nobody knows of.
-pub fn record_module(state_dir: &Path, name: &str) -> std::io::Result<()> {
-    let file = state_file(state_dir, LOADED_MODULES)?;
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(file)?;
-    writeln!(f, "{name}")?;
-    f.sync_all()
-}
-
-/// Call after the module was removed.
-pub fn forget_module(state_dir: &Path, name: &str) -> std::io::Result<()> {
-    let file = state_dir.join(LOADED_MODULES);
-    let text = match std::fs::read_to_string(&file) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    let rest: String = text
-        .lines()
-        .filter(|l| l.trim() != name && !l.trim().is_empty())
-        .map(|l| format!("{l}\n"))
-        .collect();
-    if rest.is_empty() {
-        std::fs::remove_file(file)?;
-        remove_if_empty(state_dir)
-    } else {
-        std::fs::write(file, rest)
-    }
-}
-
-/// The records directory goes when its last record does: a run leaves nothing behind, not
-/// even an empty directory.
-fn remove_if_empty(state_dir: &Path) -> std::io::Result<()> {
-    match std::fs::remove_dir(state_dir) {
-        Err(e)
-            if e.kind() == std::io::ErrorKind::NotFound
-                || e.kind() == std::io::ErrorKind::DirectoryNotEmpty =>
-        {
-            Ok(())
-        }
-        r => r,
-    }
-}
-
-/// Call right *before* the first qemu.conf edit of a run. Keeps an existing backup: that one
-/// predates an unfinished run and is the real original.
-pub fn backup_qemu_conf(state_dir: &Path, qemu_conf: &Path) -> std::io::Result<()> {
-    let backup = state_file(state_dir, QEMU_CONF_BACKUP)?;
-    let original = std::fs::read(qemu_conf)?;
-    match std::fs::File::create_new(&backup) {
-        Ok(mut f) => {
-            f.write_all(&original)?;
-            f.sync_all()
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
-/// Call after qemu.conf was restored.
-pub fn drop_qemu_conf_backup(state_dir: &Path) -> std::io::Result<()> {
-    match std::fs::remove_file(state_dir.join(QEMU_CONF_BACKUP)) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-        _ => remove_if_empty(state_dir),
     }
 }
 
@@ -458,8 +377,12 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let p = paths(t.path());
         assert!(scan(&p).is_empty());
-        record_module(&p.state_dir, "harness_probe").unwrap();
-        record_module(&p.state_dir, "harness_probe").unwrap();
+        Journal::at(&p.state_dir)
+            .record_module("harness_probe")
+            .unwrap();
+        Journal::at(&p.state_dir)
+            .record_module("harness_probe")
+            .unwrap();
         assert_eq!(
             scan(&p),
             vec![Leftover::Module {
@@ -467,7 +390,9 @@ mod tests {
                 state_dir: p.state_dir.clone()
             }]
         );
-        forget_module(&p.state_dir, "harness_probe").unwrap();
+        Journal::at(&p.state_dir)
+            .forget_module("harness_probe")
+            .unwrap();
         assert!(scan(&p).is_empty());
         assert!(!p.state_dir.join(LOADED_MODULES).exists());
     }
@@ -492,10 +417,14 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let p = paths(t.path());
         std::fs::write(&p.qemu_conf, "# stock\n").unwrap();
-        backup_qemu_conf(&p.state_dir, &p.qemu_conf).unwrap();
+        Journal::at(&p.state_dir)
+            .backup_qemu_conf(&p.qemu_conf)
+            .unwrap();
         std::fs::write(&p.qemu_conf, "# stock\nremember_owner = 0\n").unwrap();
         // A second run's backup must not overwrite the real original.
-        backup_qemu_conf(&p.state_dir, &p.qemu_conf).unwrap();
+        Journal::at(&p.state_dir)
+            .backup_qemu_conf(&p.qemu_conf)
+            .unwrap();
         let found = scan(&p);
         assert!(
             matches!(&found[..], [Leftover::QemuConf { .. }]),
@@ -512,9 +441,11 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let p = paths(t.path());
         std::fs::write(&p.qemu_conf, "x = 1\n").unwrap();
-        backup_qemu_conf(&p.state_dir, &p.qemu_conf).unwrap();
-        drop_qemu_conf_backup(&p.state_dir).unwrap();
-        drop_qemu_conf_backup(&p.state_dir).unwrap();
+        Journal::at(&p.state_dir)
+            .backup_qemu_conf(&p.qemu_conf)
+            .unwrap();
+        Journal::at(&p.state_dir).drop_qemu_conf_backup().unwrap();
+        Journal::at(&p.state_dir).drop_qemu_conf_backup().unwrap();
         assert!(scan(&p).is_empty());
     }
 
@@ -569,25 +500,5 @@ mod tests {
             matches!(&found[..], [Leftover::Unreadable { .. }]),
             "{found:?}"
         );
-    }
-
-    #[test]
-    fn the_records_directory_goes_with_its_last_record() {
-        let root = tempfile::tempdir().unwrap();
-        let state = root.path().join("state");
-        record_module(&state, "harness_probe").unwrap();
-        backup_qemu_conf(&state, &{
-            let conf = root.path().join("qemu.conf");
-            std::fs::write(&conf, "x = 1\n").unwrap();
-            conf
-        })
-        .unwrap();
-        forget_module(&state, "harness_probe").unwrap();
-        assert!(state.exists(), "the qemu.conf backup is still recorded");
-        drop_qemu_conf_backup(&state).unwrap();
-        assert!(!state.exists());
-        // Nothing to forget, nothing recorded: still fine.
-        forget_module(&state, "harness_probe").unwrap();
-        drop_qemu_conf_backup(&state).unwrap();
     }
 }

@@ -7,6 +7,7 @@ pub mod config;
 pub mod doctor;
 pub mod environment;
 pub mod init;
+pub mod journal;
 pub mod layout;
 pub mod libvirt;
 pub mod probe;

@@ -11,13 +11,12 @@ use crate::evidence::audit::{AuditLog, NoiseFilter};
 use crate::evidence::timeline::Timeline;
 use crate::evidence::{Evidence, Outcome};
 use crate::host::cleanup::{Cleanup, Undo};
-use crate::host::layout::{
-    AUDIT_LOG, IMAGES_ROOT, LIBVIRT_URI, QEMU_CONF, QEMU_PID_DIR, STATE_DIR,
-};
+use crate::host::journal::Journal;
+use crate::host::layout::{AUDIT_LOG, IMAGES_ROOT, LIBVIRT_URI, QEMU_CONF, QEMU_PID_DIR};
 use crate::host::libvirt::Libvirt;
 use crate::host::sandbox::SandboxDir;
 use crate::host::state::{self, HostStatePaths};
-use crate::host::{config, doctor, probe};
+use crate::host::{config, probe};
 use crate::interrupt::Interrupt;
 use crate::run::event::{Event, EventSink, TargetInfo};
 use crate::run::expect::{check_step, Captured, Captures};
@@ -308,7 +307,8 @@ impl Run<'_> {
         let file = dir.path().join(format!("{PROBE_MODULE_NAME}.cil"));
         std::fs::write(&file, PROBE_MODULE).map_err(|e| e.to_string())?;
         // Recorded first, so `doctor` can remove it if this run dies before its cleanup.
-        doctor::record_module(Path::new(STATE_DIR), PROBE_MODULE_NAME)
+        Journal::default()
+            .record_module(PROBE_MODULE_NAME)
             .map_err(|e| format!("cannot record the module for `doctor`: {e}"))?;
         config::install_module(&file, self.cleanup).map_err(|e| e.to_string())?;
         self.note(format!(
@@ -319,7 +319,8 @@ impl Run<'_> {
 
     fn apply_host_settings(&mut self) -> Result<(), String> {
         if !self.plan.qemu_conf.is_empty() {
-            doctor::backup_qemu_conf(Path::new(STATE_DIR), Path::new(QEMU_CONF))
+            Journal::default()
+                .backup_qemu_conf(Path::new(QEMU_CONF))
                 .map_err(|e| format!("cannot back up qemu.conf for `doctor`: {e}"))?;
             config::QemuConf::new(QEMU_CONF)
                 .apply(&self.plan.qemu_conf, self.cleanup)
