@@ -1,8 +1,8 @@
 //! Finding and removing what an interrupted run left on a target (kill -9, power loss, a
 //! cleanup that failed half-way). Everything the harness creates carries `layout::MARKER` in its
 //! name; what cannot carry a name (a policy module with a fixed name, an edit inside qemu.conf)
-//! is recorded in the crash journal (`journal`) *before* the change, so doctor never removes something an
-//! administrator made.
+//! is recorded in the crash journal (`journal`) *before* the change, so doctor never removes
+//! something an administrator made.
 //!
 //! Run doctor only while no harness run is active on the host: a live run's sandbox and domains
 //! look exactly like leftovers.
