@@ -5,8 +5,9 @@ use std::path::Path;
 
 use crate::agent::protocol::{Reply, Request, RunSpec};
 use crate::interrupt::Interrupt;
+use crate::run::batch::run_many;
 use crate::run::executor::{execute, HostPaths};
-use crate::run::parallel::{run_many, RunItem};
+use crate::run::parallel::RunItem;
 use crate::scenario::{load_str, LoadedScenario};
 
 /// Answer one request; `reply` sends one line back to the host.

@@ -96,7 +96,7 @@ impl Target for Local {
                 variant: *v,
             })
             .collect();
-        crate::run::parallel::run_many(&items, jobs, &info, &self.paths, sink)
+        crate::run::batch::run_many(&items, jobs, &info, &self.paths, sink)
             .into_iter()
             .map(Ok)
             .collect()

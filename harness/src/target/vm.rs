@@ -158,7 +158,7 @@ impl Target for VmTarget {
         self.run_with_fault(scenario, variant, None, sink)
     }
 
-    /// One request for the whole batch: the guest runs it with `parallel::run_many`. If the
+    /// One request for the whole batch: the guest runs it with `batch::run_many`. If the
     /// guest breaks, runs that had finished keep their verdicts and the others get the error.
     fn run_many(
         &mut self,

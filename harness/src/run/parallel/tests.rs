@@ -218,55 +218,6 @@ fn host_settings_and_the_probe_module_make_a_run_exclusive() {
 }
 
 #[test]
-fn an_interrupted_batch_reports_every_run_as_not_started() {
-    let cross = seed("cross-attach.yaml");
-    let distinct = seed("distinct-dynamic-labels.yaml");
-    let items = [
-        RunItem {
-            scenario: &cross,
-            variant: Some("remember_owner_0"),
-        },
-        RunItem {
-            scenario: &distinct,
-            variant: None,
-        },
-        RunItem {
-            scenario: &cross,
-            variant: Some("default"),
-        },
-    ];
-    let paths = HostPaths::default();
-    // Set before the batch: nothing may touch this host.
-    paths.interrupt.trigger();
-    let mut seen: Vec<(usize, &'static str)> = Vec::new();
-    let verdicts = run_many(&items, 2, &TargetInfo::default(), &paths, &mut |i, e| {
-        seen.push((
-            i,
-            match e {
-                Event::ScenarioStarted { .. } => "started",
-                Event::ScenarioFinished { .. } => "finished",
-                _ => "other",
-            },
-        ))
-    });
-    assert_eq!(verdicts.len(), 3);
-    for v in &verdicts {
-        assert!(
-            matches!(v, Verdict::Error { reason } if reason.contains("interrupted before")),
-            "{v:?}"
-        );
-    }
-    for i in 0..3 {
-        let mine: Vec<&str> = seen
-            .iter()
-            .filter(|(j, _)| *j == i)
-            .map(|(_, k)| *k)
-            .collect();
-        assert_eq!(mine, ["started", "finished"], "run {i}");
-    }
-}
-
-#[test]
 fn a_neighbours_qemu_is_recognised_from_libvirts_pid_files_before_it_publishes() {
     let c = Concurrency::new();
     let mut ids = ["1a", "1a0"].into_iter().map(str::to_string);
