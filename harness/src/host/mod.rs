@@ -2,6 +2,7 @@
 //! on it, the changes a run makes there and their undo, a snapshot to prove the undo complete,
 //! and `doctor` for what an interrupted run left behind.
 
+pub mod change;
 pub mod cleanup;
 pub mod config;
 pub mod doctor;

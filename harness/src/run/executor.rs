@@ -16,7 +16,7 @@ use crate::host::layout::{AUDIT_LOG, IMAGES_ROOT, LIBVIRT_URI, QEMU_CONF, QEMU_P
 use crate::host::libvirt::Libvirt;
 use crate::host::sandbox::SandboxDir;
 use crate::host::state::{self, HostStatePaths};
-use crate::host::{config, probe};
+use crate::host::{change, config, probe};
 use crate::interrupt::Interrupt;
 use crate::run::event::{Event, EventSink, TargetInfo};
 use crate::run::expect::{check_step, Captured, Captures};
@@ -310,7 +310,7 @@ impl Run<'_> {
         Journal::default()
             .record_module(PROBE_MODULE_NAME)
             .map_err(|e| format!("cannot record the module for `doctor`: {e}"))?;
-        config::install_module(&file, self.cleanup).map_err(|e| e.to_string())?;
+        change::install_module(&file, self.cleanup).map_err(|e| e.to_string())?;
         self.note(format!(
             "loaded policy module {PROBE_MODULE_NAME} for this run"
         ));
@@ -322,7 +322,7 @@ impl Run<'_> {
             Journal::default()
                 .backup_qemu_conf(Path::new(QEMU_CONF))
                 .map_err(|e| format!("cannot back up qemu.conf for `doctor`: {e}"))?;
-            config::QemuConf::new(QEMU_CONF)
+            change::QemuConf::new(QEMU_CONF)
                 .apply(&self.plan.qemu_conf, self.cleanup)
                 .map_err(|e| format!("cannot apply qemu.conf settings: {e}"))?;
             let set: Vec<String> = self
@@ -337,7 +337,7 @@ impl Run<'_> {
             ));
         }
         for (name, value) in &self.plan.booleans {
-            config::set_boolean(name, *value, self.cleanup)
+            change::set_boolean(name, *value, self.cleanup)
                 .map_err(|e| format!("cannot set boolean {name}: {e}"))?;
         }
         Ok(())
