@@ -7,9 +7,9 @@ use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand, ValueEnum};
 
 use crate::agent::protocol::{Reply, Request};
+use crate::host::environment::TargetInfo;
 use crate::image::{self, recipe, BuildError, BuildOptions, Cache, Image, Progress};
 use crate::interrupt::Interrupt;
-use crate::run::event::TargetInfo;
 use crate::vm::{AccelChoice, Vm, VmError, VmOptions, WarmPolicy};
 
 #[derive(Debug, Subcommand)]

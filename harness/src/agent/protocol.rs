@@ -6,7 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::run::event::{Event, TargetInfo};
+use crate::host::environment::TargetInfo;
+use crate::run::event::Event;
 use crate::run::fault::Fault;
 
 /// First word of the line the agent writes when it is ready for requests.

@@ -1,10 +1,35 @@
-//! Readings that describe the machine the agent runs on (the guest, or the local host).
+//! The facts that describe the machine a scenario runs on (the guest, or the local host), and
+//! how they are read there.
 
 use std::fs;
 use std::path::Path;
 
+use serde::{Deserialize, Serialize};
+
 use crate::host::layout::{LIBVIRT_URI, QEMU_CONF};
-use crate::run::event::TargetInfo;
+
+/// Facts about the machine a scenario ran on (kernel, SELinux mode, versions, accelerator ...).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TargetInfo {
+    /// "vm" or "local".
+    pub kind: String,
+    pub kernel: String,
+    /// Exactly what the kernel reports: "enforcing" or "permissive" (or "disabled").
+    pub selinux_mode: String,
+    pub policy_name: String,
+    pub policy_version: String,
+    pub mls: bool,
+    pub libvirt_version: String,
+    pub qemu_version: String,
+    pub secmodel: String,
+    /// Distribution of the target, e.g. "debian-12" (from os-release).
+    pub distro: String,
+    /// For a VM: "tcg" or "kvm", plus how it started ("cold" / "warm").
+    pub accelerator: String,
+    pub boot: String,
+    /// qemu.conf keys in force that the harness cares about.
+    pub qemu_conf: Vec<(String, String)>,
+}
 
 /// qemu.conf keys whose values change what libvirt's security driver does.
 const QEMU_CONF_KEYS: &[&str] = &[

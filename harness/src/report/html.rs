@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use super::{Record, ScenarioRecord, StepRecord};
 use crate::context::Context;
 use crate::evidence::{Evidence, LabelChange, Outcome};
-use crate::run::event::TargetInfo;
+use crate::host::environment::TargetInfo;
 use crate::run::expect::avc_line;
 use crate::run::verdict::{Check, Verdict};
 

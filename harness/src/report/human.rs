@@ -4,7 +4,8 @@ use std::io::Write;
 
 use crate::context::Context;
 use crate::evidence::{Evidence, Outcome};
-use crate::run::event::{Event, TargetInfo};
+use crate::host::environment::TargetInfo;
+use crate::run::event::Event;
 use crate::run::expect::avc_line;
 use crate::run::verdict::{Check, Verdict};
 

@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use super::{ScenarioRecord, StepRecord};
 use crate::context::Context;
 use crate::evidence::{Evidence, LabelChange, Outcome};
-use crate::run::event::TargetInfo;
+use crate::host::environment::TargetInfo;
 use crate::run::verdict::{Check, Verdict};
 
 /// The longest run of backticks in `s`.

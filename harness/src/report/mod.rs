@@ -11,7 +11,8 @@ pub mod markdown;
 use serde::Serialize;
 
 use crate::evidence::Evidence;
-use crate::run::event::{Event, TargetInfo};
+use crate::host::environment::TargetInfo;
+use crate::run::event::Event;
 use crate::run::verdict::{Check, Verdict};
 
 #[derive(Debug, Clone, Serialize)]

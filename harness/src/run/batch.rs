@@ -4,7 +4,8 @@
 
 use std::sync::{mpsc, Arc, Mutex, PoisonError};
 
-use crate::run::event::{Event, TargetInfo};
+use crate::host::environment::TargetInfo;
+use crate::run::event::Event;
 use crate::run::executor::{execute, HostPaths};
 use crate::run::parallel::{exclusive_reason, not_started, Concurrency, RunItem};
 use crate::run::verdict::Verdict;

@@ -15,8 +15,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::context::Context;
 use crate::evidence::AvcRecord;
+use crate::host::environment::TargetInfo;
 use crate::host::layout::MARKER;
-use crate::run::event::{Event, TargetInfo};
+use crate::run::event::Event;
 use crate::run::plan::Plan;
 use crate::run::verdict::Verdict;
 use crate::scenario::{LoadedScenario, Requirement, Scenario};

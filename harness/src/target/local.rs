@@ -2,8 +2,9 @@
 //! harness to change it (define guests, relabel files in its sandbox, load a test module).
 
 use super::{Target, TargetError};
+use crate::host::environment::TargetInfo;
 use crate::interrupt::Interrupt;
-use crate::run::event::{Event, EventSink, TargetInfo};
+use crate::run::event::{Event, EventSink};
 use crate::run::executor::{execute, HostPaths};
 use crate::run::verdict::Verdict;
 use crate::scenario::LoadedScenario;

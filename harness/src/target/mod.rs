@@ -4,7 +4,8 @@
 pub mod local;
 pub mod vm;
 
-use crate::run::event::{Event, EventSink, TargetInfo};
+use crate::host::environment::TargetInfo;
+use crate::run::event::{Event, EventSink};
 use crate::run::verdict::Verdict;
 use crate::scenario::LoadedScenario;
 

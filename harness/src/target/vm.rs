@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use super::{Target, TargetError};
 use crate::agent::protocol::{Reply, Request, RunSpec};
+use crate::host::environment::TargetInfo;
 use crate::image::{self, BuildOptions, Cache, Progress};
 use crate::interrupt::Interrupt;
 use crate::report::trial_name;
-use crate::run::event::{Event, EventSink, TargetInfo};
+use crate::run::event::{Event, EventSink};
 use crate::run::fault::Fault;
 use crate::run::verdict::Verdict;
 use crate::scenario::LoadedScenario;
