@@ -438,7 +438,7 @@ fn parallel_seed(seed: Vec<Arc<LoadedScenario>>) -> Trial {
 }
 
 fn report_name(l: &LoadedScenario, variant: Option<&str>) -> String {
-    selinux_harness::report::trial_name(l.scenario.name.value.as_str(), variant)
+    selinux_harness::run::trial_name(l.scenario.name.value.as_str(), variant)
 }
 
 /// What every fault must end in: an error naming `cause`, with cleanup done and proven.

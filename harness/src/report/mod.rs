@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::evidence::Evidence;
 use crate::host::environment::TargetInfo;
 use crate::run::event::Event;
+use crate::run::trial_name;
 use crate::run::verdict::{Check, Verdict};
 
 #[derive(Debug, Clone, Serialize)]
@@ -40,13 +41,6 @@ impl ScenarioRecord {
     /// `scenario` or `scenario[variant]`: the name trials and test cases use.
     pub fn id(&self) -> String {
         trial_name(&self.scenario, self.variant.as_deref())
-    }
-}
-
-pub fn trial_name(scenario: &str, variant: Option<&str>) -> String {
-    match variant {
-        Some(v) => format!("{scenario}[{v}]"),
-        None => scenario.to_string(),
     }
 }
 
