@@ -3,7 +3,6 @@
 //! Data flows one way: scenario -> plan -> executor on a target -> evidence -> verdict -> report.
 
 pub mod agent;
-pub mod cli_vm;
 pub mod context;
 pub mod evidence;
 pub mod host;

@@ -1,5 +1,7 @@
 //! `selinux-harness`: the command line over the library.
 
+mod cli;
+
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -7,7 +9,6 @@ use std::process::ExitCode;
 use anyhow::{bail, Context as _, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
-use selinux_harness::cli_vm;
 use selinux_harness::interrupt::Interrupt;
 use selinux_harness::report::human::{Blocks, Human};
 use selinux_harness::report::{junit, Record};
@@ -78,7 +79,7 @@ Exit status: 0 every verdict is pass or known-bug, 1 some verdict is not (skippe
         #[arg(long)]
         variant: Option<String>,
         #[arg(long, value_enum, env = target::TARGET_ENV, default_value = "auto")]
-        target: TargetKind,
+        target: cli::TargetArg,
         #[arg(long, env = target::LOCAL_OPT_IN_ENV)]
         allow_local_changes: bool,
     },
@@ -92,13 +93,13 @@ Exit status: 0 every verdict is pass or known-bug, 1 some verdict is not (skippe
     /// Build, list and remove the cached VM images.
     Image {
         #[command(subcommand)]
-        command: cli_vm::ImageCommand,
+        command: cli::vm::ImageCommand,
     },
     /// Describe a target (kernel, SELinux mode, policy, libvirt/QEMU, how the VM started).
-    Env(cli_vm::EnvArgs),
+    Env(cli::vm::EnvArgs),
     /// Inside the VM: serve the host's requests on the agent port (started by the guest's init).
     #[command(hide = true)]
-    Agent(cli_vm::AgentArgs),
+    Agent(cli::vm::AgentArgs),
 }
 
 #[derive(clap::Args)]
@@ -107,7 +108,7 @@ struct RunArgs {
     paths: Vec<PathBuf>,
     /// Where to run.
     #[arg(long, value_enum, env = target::TARGET_ENV, default_value = "auto")]
-    target: TargetKind,
+    target: cli::TargetArg,
     /// Allow the local target to change this host (define guests, relabel its sandbox, load a
     /// test policy module); everything is undone afterwards.
     #[arg(long, env = target::LOCAL_OPT_IN_ENV)]
@@ -201,21 +202,27 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             variant,
             target,
             allow_local_changes,
-        } => repro(&scenario, output, variant, target, allow_local_changes),
+        } => repro(
+            &scenario,
+            output,
+            variant,
+            target.into(),
+            allow_local_changes,
+        ),
         Command::Doctor { dry_run } => doctor(dry_run),
         Command::Image { command } => {
             let interrupt = Interrupt::on_signals()?;
             // report(): exit 130 after a Ctrl-C (cleanup done), the error's own fix text otherwise.
-            Ok(cli_vm::run_image(command, &interrupt)
-                .map_or_else(|e| cli_vm::report(&e), |()| ExitCode::SUCCESS))
+            Ok(cli::vm::run_image(command, &interrupt)
+                .map_or_else(|e| cli::vm::report(&e), |()| ExitCode::SUCCESS))
         }
         Command::Env(args) => {
             let interrupt = Interrupt::on_signals()?;
-            Ok(cli_vm::run_env(&args, &interrupt)
-                .map_or_else(|e| cli_vm::report(&e), |()| ExitCode::SUCCESS))
+            Ok(cli::vm::run_env(&args, &interrupt)
+                .map_or_else(|e| cli::vm::report(&e), |()| ExitCode::SUCCESS))
         }
         Command::Agent(args) => {
-            cli_vm::run_agent(&args)?;
+            cli::vm::run_agent(&args)?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -452,7 +459,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
 
     let interrupt = Interrupt::on_signals()?;
     let mut t = make_target(
-        args.target,
+        args.target.into(),
         args.allow_local_changes,
         args.cold,
         interrupt.clone(),

@@ -45,7 +45,7 @@ pub trait Target {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TargetKind {
     /// This host when SELinux enforces here and local changes are allowed; else the VM.
     Auto,
