@@ -2,8 +2,8 @@
 //! on it, the changes a run makes there and their undo, a snapshot to prove the undo complete,
 //! and `doctor` for what an interrupted run left behind.
 
-pub mod change;
-pub mod cleanup;
+pub(crate) mod change;
+pub(crate) mod cleanup;
 pub mod config;
 pub mod doctor;
 pub mod environment;
@@ -13,4 +13,4 @@ pub mod layout;
 pub mod libvirt;
 pub mod probe;
 pub mod sandbox;
-pub mod state;
+pub(crate) mod state;
