@@ -726,7 +726,7 @@ fn repro(
 
 fn doctor(dry_run: bool) -> Result<ExitCode> {
     use selinux_harness::host::doctor;
-    let leftovers = doctor::scan(&doctor::DoctorPaths::default());
+    let leftovers = doctor::scan(&selinux_harness::host::layout::Layout::default());
     if leftovers.is_empty() {
         println!("nothing left behind by selinux-harness on this host");
         return Ok(ExitCode::SUCCESS);

@@ -12,31 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::host::journal::{Journal, LOADED_MODULES, QEMU_CONF_BACKUP};
-use crate::host::layout::{IMAGES_ROOT, LIBVIRT_URI, MARKER, QEMU_CONF, STATE_DIR};
-
-/// Where doctor looks; the defaults are the executor's.
-#[derive(Debug, Clone)]
-pub struct DoctorPaths {
-    /// None: do not look at libvirt (no daemon, or a test).
-    pub libvirt_uri: Option<String>,
-    pub images_root: PathBuf,
-    pub state_dir: PathBuf,
-    pub qemu_conf: PathBuf,
-    /// Restart libvirtd after restoring qemu.conf (off in tests).
-    pub restart_libvirtd: bool,
-}
-
-impl Default for DoctorPaths {
-    fn default() -> Self {
-        Self {
-            libvirt_uri: Some(LIBVIRT_URI.to_string()),
-            images_root: IMAGES_ROOT.into(),
-            state_dir: STATE_DIR.into(),
-            qemu_conf: QEMU_CONF.into(),
-            restart_libvirtd: true,
-        }
-    }
-}
+use crate::host::layout::{Layout, MARKER};
 
 /// One thing a run left behind.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -105,7 +81,9 @@ fn is_module_name(s: &str) -> bool {
         && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-pub fn scan(paths: &DoctorPaths) -> Vec<Leftover> {
+/// What interrupted runs left on the host `paths` describes. With no libvirt there
+/// (`libvirt_uri` None), domains are not looked at and a restored qemu.conf restarts nothing.
+pub fn scan(paths: &Layout) -> Vec<Leftover> {
     let mut out = Vec::new();
     if let Some(uri) = &paths.libvirt_uri {
         scan_domains(uri, &mut out);
@@ -117,7 +95,7 @@ pub fn scan(paths: &DoctorPaths) -> Vec<Leftover> {
         out.push(Leftover::QemuConf {
             path: paths.qemu_conf.clone(),
             backup,
-            restart_libvirtd: paths.restart_libvirtd,
+            restart_libvirtd: paths.libvirt_uri.is_some(),
         });
     }
     out
@@ -286,15 +264,15 @@ mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
 
-    fn paths(root: &Path) -> DoctorPaths {
+    fn paths(root: &Path) -> Layout {
         let images_root = root.join("images");
         std::fs::create_dir_all(&images_root).unwrap();
-        DoctorPaths {
+        Layout {
             libvirt_uri: None,
             images_root,
             state_dir: root.join("state"),
             qemu_conf: root.join("qemu.conf"),
-            restart_libvirtd: false,
+            ..Layout::default()
         }
     }
 

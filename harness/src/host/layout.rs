@@ -2,6 +2,8 @@
 //! creates there, written out once. The defaults are libvirt's, auditd's and the harness's own
 //! (the VM image is built to match them).
 
+use std::path::PathBuf;
+
 /// The libvirt connection scenarios run against.
 pub const LIBVIRT_URI: &str = "qemu:///system";
 /// libvirt's images directory: every run's sandbox directory is made here.
@@ -27,3 +29,31 @@ pub const INIT_STATUS: &str = "/run/selinux-harness/status";
 /// Prefix of every libvirt domain and sandbox directory the harness creates: `doctor` finds
 /// leftovers of an interrupted run by it.
 pub const MARKER: &str = "selinux-harness";
+
+/// Where things are on one SELinux host, for what reads and restores it (`state`, `doctor`).
+/// `Default` is the host the constants above describe; tests point it into a temporary
+/// directory.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// None: leave libvirt alone (no daemon, or a test): list no domains, restart nothing.
+    pub libvirt_uri: Option<String>,
+    pub images_root: PathBuf,
+    pub audit_log: PathBuf,
+    pub qemu_conf: PathBuf,
+    pub booleans_dir: PathBuf,
+    /// The crash journal's directory (see `journal`).
+    pub state_dir: PathBuf,
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Self {
+            libvirt_uri: Some(LIBVIRT_URI.to_string()),
+            images_root: IMAGES_ROOT.into(),
+            audit_log: AUDIT_LOG.into(),
+            qemu_conf: QEMU_CONF.into(),
+            booleans_dir: BOOLEANS_DIR.into(),
+            state_dir: STATE_DIR.into(),
+        }
+    }
+}

@@ -13,10 +13,10 @@ use crate::evidence::{Evidence, Outcome};
 use crate::host::cleanup::{Cleanup, Undo};
 use crate::host::environment::TargetInfo;
 use crate::host::journal::Journal;
-use crate::host::layout::{AUDIT_LOG, IMAGES_ROOT, LIBVIRT_URI, QEMU_CONF, QEMU_PID_DIR};
+use crate::host::layout::{Layout, AUDIT_LOG, IMAGES_ROOT, LIBVIRT_URI, QEMU_CONF, QEMU_PID_DIR};
 use crate::host::libvirt::Libvirt;
 use crate::host::sandbox::SandboxDir;
-use crate::host::state::{self, HostStatePaths};
+use crate::host::state;
 use crate::host::{change, config, probe};
 use crate::interrupt::Interrupt;
 use crate::run::event::{Event, EventSink};
@@ -106,14 +106,14 @@ pub fn execute(
         variant: variant.map(str::to_string),
         target: target.clone(),
     });
-    let state_paths = HostStatePaths {
+    let state_paths = Layout {
         images_root: paths.images_root.clone(),
         libvirt_uri: Some(paths.libvirt_uri.clone()),
-        ..HostStatePaths::default()
+        ..Layout::default()
     };
     let before = paths
         .verify_host_state
-        .then(|| state::snapshot(&state_paths));
+        .then(|| state::snapshot(&state_paths, true));
     let mut cleanup = Cleanup::new();
     let result = match Plan::new(s, variant, &run_id, &paths.images_root) {
         Ok(plan) => {
@@ -151,7 +151,7 @@ pub fn execute(
     let verified = before.is_some();
     let changed = before
         .map(|b| {
-            let after = state::snapshot(&state_paths);
+            let after = state::snapshot(&state_paths, true);
             match concurrency {
                 // Other runs of the batch come and go meanwhile; only their names are theirs.
                 Some(c) => {
