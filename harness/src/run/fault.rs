@@ -1,0 +1,308 @@
+//! Faults the conformance suite injects into a run in the VM, to prove that a target which
+//! breaks in the middle of a step ends in an `error` verdict that names the cause, with
+//! cleanup done - never in a pass, never in a hang.
+//!
+//! A fault travels only in the agent protocol's `Run` request, which only the test suite
+//! fills in; no scenario file can ask for one. The fault is real: the daemon or process is
+//! killed with SIGKILL, auditd really rotates its log. Only the moment is chosen.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+use crate::host::layout::{AUDITD_PID, LIBVIRTD_PID, LIBVIRT_SOCK};
+use crate::run::plan::Plan;
+
+const LIBVIRT_SOCK_HIDDEN: &str = "/run/libvirt/libvirt-sock.selinux-harness-fault";
+/// How long a killed process or a rotation may take to be visible.
+const SETTLE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "fault", rename_all = "snake_case")]
+pub enum Fault {
+    /// SIGKILL libvirtd after step `step` started, before its action.
+    KillLibvirtd { step: usize },
+    /// SIGKILL the QEMU of the scenario's domain `domain` after step `step` started, before
+    /// its action.
+    KillQemu { step: usize, domain: String },
+    /// Make auditd rotate its log after step `step`'s action, before its records are read.
+    RotateAuditLog { step: usize },
+    /// SIGSTOP auditd before step `step`'s action and SIGCONT it `millis` later: a slow auditd
+    /// (records written late) or, held past the barrier's timeout, a stuck one (a full disk).
+    SuspendAuditd { step: usize, millis: u64 },
+    /// Before step `step`'s action, make the kernel drop audit records: a rate limit of one
+    /// record a second, a burst of marker records, the old rate limit back.
+    LoseAuditRecords { step: usize },
+    /// Before step `step`'s action, an audit rule that keeps every AVC record from the log
+    /// (`-a exclude,always -F msgtype=AVC`), removed again `millis` later.
+    ExcludeAvcRecords { step: usize, millis: u64 },
+    /// After step `step`'s action, truncate the audit log in place and write past the step's
+    /// offset again (same inode, bigger than before).
+    TruncateAuditLog { step: usize },
+    /// libvirt unreachable for the host-state proof: its socket renamed away before the
+    /// snapshot taken before the run, and back after the one taken after cleanup.
+    HideLibvirtFromProof,
+}
+
+/// Where in a step a fault strikes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Moment {
+    BeforeAction,
+    AfterAction,
+    /// Before the host-state snapshot that precedes the run, and again after the one that
+    /// follows its cleanup.
+    AroundRun,
+}
+
+impl Fault {
+    pub fn step(&self) -> usize {
+        match self {
+            Fault::KillLibvirtd { step }
+            | Fault::KillQemu { step, .. }
+            | Fault::RotateAuditLog { step }
+            | Fault::SuspendAuditd { step, .. }
+            | Fault::LoseAuditRecords { step }
+            | Fault::ExcludeAvcRecords { step, .. }
+            | Fault::TruncateAuditLog { step } => *step,
+            Fault::HideLibvirtFromProof => 0,
+        }
+    }
+
+    pub fn moment(&self) -> Moment {
+        match self {
+            Fault::KillLibvirtd { .. }
+            | Fault::KillQemu { .. }
+            | Fault::SuspendAuditd { .. }
+            | Fault::LoseAuditRecords { .. }
+            | Fault::ExcludeAvcRecords { .. } => Moment::BeforeAction,
+            Fault::RotateAuditLog { .. } | Fault::TruncateAuditLog { .. } => Moment::AfterAction,
+            Fault::HideLibvirtFromProof => Moment::AroundRun,
+        }
+    }
+
+    /// Whether this fault strikes at `moment` of step `step`.
+    pub fn strikes(&self, step: usize, moment: Moment) -> bool {
+        self.step() == step && self.moment() == moment
+    }
+
+    /// The faults that strike around the run rather than in a step.
+    pub fn inject_around_run(&self) -> Result<String, String> {
+        match self {
+            Fault::HideLibvirtFromProof => {
+                let (sock, hidden) = (Path::new(LIBVIRT_SOCK), Path::new(LIBVIRT_SOCK_HIDDEN));
+                let (from, to, what) = if sock.exists() {
+                    (sock, hidden, "renamed away: libvirt unreachable")
+                } else {
+                    (hidden, sock, "back in place")
+                };
+                std::fs::rename(from, to).map_err(|e| {
+                    format!("cannot rename {} to {}: {e}", from.display(), to.display())
+                })?;
+                Ok(format!("fault injected: libvirtd's socket {what}"))
+            }
+            other => Err(format!("{other:?} strikes in a step, not around the run")),
+        }
+    }
+
+    /// Break the target; returns what was done, for the run's notes.
+    pub fn inject(&self, plan: &Plan, audit_log: &Path) -> Result<String, String> {
+        match self {
+            Fault::KillLibvirtd { .. } => {
+                let pid = pid_from(Path::new(LIBVIRTD_PID))?;
+                kill_and_wait(pid)?;
+                Ok(format!(
+                    "fault injected: libvirtd (pid {pid}) killed with SIGKILL"
+                ))
+            }
+            Fault::KillQemu { domain, .. } => {
+                let (_, d) = plan
+                    .domains
+                    .iter()
+                    .find(|(n, _)| n.as_str() == domain)
+                    .ok_or_else(|| format!("the scenario has no domain {domain}"))?;
+                let pid = crate::host::libvirt::qemu_pid(&d.libvirt_name)
+                    .ok_or_else(|| format!("{domain} has no QEMU process to kill"))?;
+                kill_and_wait(pid)?;
+                Ok(format!(
+                    "fault injected: {domain}'s QEMU (pid {pid}) killed with SIGKILL"
+                ))
+            }
+            Fault::SuspendAuditd { millis, .. } => {
+                let pid = pid_from(Path::new(AUDITD_PID))?;
+                let p = Pid::from_raw(pid as i32);
+                kill(p, Signal::SIGSTOP).map_err(|e| format!("cannot stop auditd: {e}"))?;
+                let for_ = Duration::from_millis(*millis);
+                std::thread::spawn(move || {
+                    std::thread::sleep(for_);
+                    let _ = kill(p, Signal::SIGCONT);
+                });
+                Ok(format!(
+                    "fault injected: auditd (pid {pid}) stopped with SIGSTOP for {for_:?}"
+                ))
+            }
+            Fault::LoseAuditRecords { .. } => lose_audit_records(),
+            Fault::ExcludeAvcRecords { millis, .. } => {
+                auditctl(&["-a", "exclude,always", "-F", "msgtype=AVC"])?;
+                let for_ = Duration::from_millis(*millis);
+                std::thread::spawn(move || {
+                    std::thread::sleep(for_);
+                    let _ = auditctl(&["-d", "exclude,always", "-F", "msgtype=AVC"]);
+                });
+                Ok(format!(
+                    "fault injected: audit rule `exclude,always -F msgtype=AVC` for {for_:?}"
+                ))
+            }
+            Fault::TruncateAuditLog { .. } => truncate_and_regrow(audit_log),
+            Fault::HideLibvirtFromProof => self.inject_around_run(),
+            Fault::RotateAuditLog { .. } => {
+                let before = inode(audit_log)?;
+                let pid = pid_from(Path::new(AUDITD_PID))?;
+                // auditd(8): SIGUSR1 makes it rotate its logs, as `service auditd rotate` does.
+                kill(Pid::from_raw(pid as i32), Signal::SIGUSR1)
+                    .map_err(|e| format!("cannot signal auditd (pid {pid}): {e}"))?;
+                let deadline = Instant::now() + SETTLE;
+                // Between auditd's rename and its create the path briefly names nothing.
+                while inode(audit_log).map_or(true, |now| now == before) {
+                    if Instant::now() > deadline {
+                        return Err(format!(
+                            "auditd did not rotate {} within {SETTLE:?}",
+                            audit_log.display()
+                        ));
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Ok(format!(
+                    "fault injected: auditd (pid {pid}) rotated {}",
+                    audit_log.display()
+                ))
+            }
+        }
+    }
+}
+
+fn auditctl(args: &[&str]) -> Result<String, String> {
+    let out = std::process::Command::new("auditctl")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run auditctl {args:?}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "auditctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The kernel counts a record over the rate limit as lost (audit_log_end -> audit_log_lost).
+fn lose_audit_records() -> Result<String, String> {
+    let before = crate::evidence::audit::AuditStatus::read()?;
+    auditctl(&["-r", "1"])?;
+    let mut burst = Ok(());
+    for n in 0..20 {
+        if let Err(e) = auditctl(&["-m", &format!("selinux-harness-fault-burst-{n}")]) {
+            burst = Err(e);
+            break;
+        }
+    }
+    auditctl(&["-r", &before.rate_limit.to_string()])?;
+    burst?;
+    let after = crate::evidence::audit::AuditStatus::read()?;
+    if after.lost == before.lost {
+        return Err("the kernel lost no record under a rate limit of 1/s".into());
+    }
+    Ok(format!(
+        "fault injected: the kernel dropped {} audit record(s) (rate limit 1/s for a burst)",
+        after.lost - before.lost
+    ))
+}
+
+/// Truncate in place and write past the old size: the inode stays, the size grows, the bytes
+/// before any earlier offset are different ones. auditd appends after the filler.
+fn truncate_and_regrow(audit_log: &Path) -> Result<String, String> {
+    use std::io::Write;
+    let err = |e: std::io::Error| format!("{}: {e}", audit_log.display());
+    let size = std::fs::metadata(audit_log).map_err(err)?.len();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(audit_log)
+        .map_err(err)?;
+    f.set_len(0).map_err(err)?;
+    let line = "# selinux-harness fault: the audit log was truncated and regrown here\n";
+    let mut written = 0;
+    while written <= size + 4096 {
+        f.write_all(line.as_bytes()).map_err(err)?;
+        written += line.len() as u64;
+    }
+    Ok(format!(
+        "fault injected: {} truncated to 0 and regrown to {written} bytes (was {size})",
+        audit_log.display()
+    ))
+}
+
+fn pid_from(file: &Path) -> Result<u32, String> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    text.trim()
+        .parse()
+        .map_err(|_| format!("{} holds no pid: {text:?}", file.display()))
+}
+
+fn inode(path: &Path) -> Result<u64, String> {
+    std::fs::metadata(path)
+        .map(|m| m.ino())
+        .map_err(|e| format!("cannot stat {}: {e}", path.display()))
+}
+
+fn kill_and_wait(pid: u32) -> Result<(), String> {
+    kill(Pid::from_raw(pid as i32), Signal::SIGKILL)
+        .map_err(|e| format!("cannot kill pid {pid}: {e}"))?;
+    let deadline = Instant::now() + SETTLE;
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        if Instant::now() > deadline {
+            return Err(format!("pid {pid} still exists {SETTLE:?} after SIGKILL"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn travels_as_tagged_json() {
+        let f = Fault::KillQemu {
+            step: 2,
+            domain: "vm2".into(),
+        };
+        let json = serde_json::to_string(&f).unwrap();
+        assert_eq!(json, r#"{"fault":"kill_qemu","step":2,"domain":"vm2"}"#);
+        assert_eq!(serde_json::from_str::<Fault>(&json).unwrap(), f);
+    }
+
+    #[test]
+    fn strikes_only_its_step_and_moment() {
+        let rotate = Fault::RotateAuditLog { step: 3 };
+        assert!(rotate.strikes(3, Moment::AfterAction));
+        assert!(!rotate.strikes(3, Moment::BeforeAction));
+        assert!(!rotate.strikes(2, Moment::AfterAction));
+        let kill = Fault::KillLibvirtd { step: 1 };
+        assert!(kill.strikes(1, Moment::BeforeAction));
+    }
+
+    #[test]
+    fn a_pid_file_without_a_pid_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("x.pid");
+        std::fs::write(&f, "not a pid\n").unwrap();
+        let e = pid_from(&f).unwrap_err();
+        assert!(e.contains("x.pid") && e.contains("no pid"), "{e}");
+    }
+}
