@@ -271,7 +271,10 @@ impl AuditPath {
         if let Some(why) = start.status.loss_since(&now) {
             return Err(incomplete(why));
         }
-        let mut audit = self.read(start).map_err(incomplete)?;
+        let mut audit = self
+            .log
+            .step_since(start.offset)
+            .map_err(|e| incomplete(e.to_string()))?;
         let enforcing = enforcing()?;
         let present = take_canary(&mut audit.records, &self.canary);
         // In permissive mode the kernel logs a denial once and caches the grant: the canary
