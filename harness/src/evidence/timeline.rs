@@ -27,6 +27,16 @@ pub const SELINUX_XATTR: &str = "security.selinux";
 /// The entry an inotify queue overflow leaves in every timeline of the watch.
 pub const OVERFLOW: &str = "inotify queue overflowed: label changes were missed";
 
+/// Where a timeline could not see: samples that are errors (a label that could not be read,
+/// "watcher stopped early", an inotify queue overflow), as "at N us: why". An absence
+/// (`never_level`) is proven only by a timeline without any.
+pub fn blind_spots(changes: &[LabelChange]) -> Vec<String> {
+    changes
+        .iter()
+        .filter_map(|c| c.error.as_ref().map(|e| format!("at {} us: {e}", c.at_us)))
+        .collect()
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TimelineError {
     #[error("inotify: {0}")]
@@ -414,6 +424,33 @@ mod tests {
         assert!(a_labels[1].contains("No such file"), "{a_labels:?}");
         assert_eq!(out[1].0, "b");
         assert_eq!(labels(&out[1].1), ["none", C]);
+    }
+
+    #[test]
+    fn errors_overflows_and_an_early_stop_are_blind_spots() {
+        let ok = LabelChange {
+            at_us: 0,
+            context: Some(A.parse().unwrap()),
+            error: None,
+        };
+        assert!(blind_spots(std::slice::from_ref(&ok)).is_empty());
+        let gap = |at_us, e: &str| LabelChange {
+            at_us,
+            context: None,
+            error: Some(e.into()),
+        };
+        let spots = blind_spots(&[
+            ok,
+            gap(10, OVERFLOW),
+            gap(20, "watcher stopped early: poll: EBADF"),
+        ]);
+        assert_eq!(
+            spots,
+            [
+                format!("at 10 us: {OVERFLOW}"),
+                "at 20 us: watcher stopped early: poll: EBADF".to_string()
+            ]
+        );
     }
 
     #[test]
