@@ -588,6 +588,57 @@ fn injected(
     .with_kind("fault")
 }
 
+/// The negative control for `inconclusive`: SELinux really goes permissive for step 1's probe
+/// of faults/permissive.yaml (a fault: no scenario can ask for it) and enforcing again after
+/// it. The run must end inconclusive - never pass or fail - because of the permissive=1
+/// records, with the guest proven put back. Uses a VM of its own.
+fn permissive_is_inconclusive(l: Arc<LoadedScenario>) -> Trial {
+    Trial::ignorable_test("must_fail::permissive-is-inconclusive", move || {
+        use selinux_harness::fault::Fault;
+        let mut vm = match own_vm(None) {
+            Ok(vm) => vm,
+            Err(skip) => return Ok(skip),
+        };
+        let mut notes = Vec::new();
+        let result = vm.run_with_fault(
+            &l,
+            None,
+            Some(Fault::Permissive { step: 1 }),
+            &mut |e: Event| {
+                if let Event::Note { message } = e {
+                    notes.push(message);
+                }
+            },
+        );
+        let verdict = result.map_err(|e| format!("the target broke instead: {e}"))?;
+        let injected = notes
+            .iter()
+            .filter(|n| n.starts_with("fault injected"))
+            .count();
+        if injected != 2 {
+            return Err(format!("permissive was not set and put back; notes: {notes:?}").into());
+        }
+        match &verdict {
+            Verdict::Inconclusive { reason } if reason.contains("permissive") => {}
+            v => {
+                return Err(format!(
+                    "a run under a permissive kernel gave {}, not inconclusive; notes: {notes:?}",
+                    v.label()
+                )
+                .into())
+            }
+        }
+        if !notes.iter().any(|n| n == HOST_STATE_EQUAL) {
+            return Err(
+                format!("no proof that cleanup put the guest back; notes: {notes:?}").into(),
+            );
+        }
+        nothing_left(vm)?;
+        Ok(Completion::Completed)
+    })
+    .with_kind("must_fail")
+}
+
 /// Fault: SIGINT to `selinux-harness run` while the guest is in the middle of a step (a 60 s
 /// settle window). The interrupt must be passed on to the guest, the scenario must stop there,
 /// clean up and prove the guest's state equal to before, and the process must exit with 130
@@ -834,6 +885,15 @@ fn main() {
         trials.push(agent_stops_answering(l.clone()));
     }
     let faults = repo().join("harness/tests/data/faults");
+    match scenario::load_file(&faults.join("permissive.yaml")) {
+        Ok(l) => trials.push(permissive_is_inconclusive(Arc::new(l))),
+        Err(ds) => {
+            for d in ds {
+                eprintln!("{d}");
+            }
+            std::process::exit(2)
+        }
+    }
     trials.push(sigint_mid_step(faults.join("interrupted.yaml"), 1));
     trials.push(sigint_mid_step(faults.join("interrupted.yaml"), 2));
     match scenario::load_file(&faults.join("broken-target.yaml")) {

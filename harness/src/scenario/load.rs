@@ -162,7 +162,7 @@ fn author_message(e: &serde_saphyr::Error, at: (usize, usize), at_root: bool) ->
             return "the file ends in the middle of a value: close the open bracket or quote".into()
         }
         E::MultipleDocuments { .. } => {
-            return "a scenario file holds one YAML document: remove this `---` and what follows, or move it into a file of its own".into()
+            return "a scenario file holds one YAML document: remove the `---` before this line and all that follows it, or move it into a file of its own".into()
         }
         E::Unexpected { expected, .. } => {
             return match *expected {
