@@ -522,20 +522,18 @@ fn run(args: RunArgs) -> Result<ExitCode> {
             t.as_mut(),
             &selected,
             args.jobs.get(),
-            sink,
-            color,
-            args.verbose,
+            Blocks::new(sink, color, args.verbose),
             &mut events,
+            &mut std::io::stderr(),
         )
     } else {
         run_sequential(
             t.as_mut(),
             &selected,
-            sink,
-            color,
-            args.verbose,
+            Human::new(sink, color, args.verbose),
             &mut events,
             &interrupt,
+            &mut std::io::stderr(),
         )
     };
     drop(t);
@@ -567,13 +565,11 @@ impl EventLog {
 fn run_sequential(
     t: &mut dyn Target,
     selected: &Selected<'_>,
-    sink: Box<dyn std::io::Write>,
-    color: bool,
-    verbose: bool,
+    mut human: Human<Box<dyn std::io::Write>>,
     events: &mut Option<EventLog>,
     interrupt: &Interrupt,
+    err: &mut dyn std::io::Write,
 ) -> (Vec<Verdict>, Record) {
-    let mut human = Human::new(sink, color, verbose);
     let mut record = Record::default();
     let mut verdicts = Vec::new();
     for (i, (l, variant)) in selected.iter().enumerate() {
@@ -592,7 +588,8 @@ fn run_sequential(
                     reason: e.to_string(),
                 };
                 let name = trial_name(l.scenario.name.value.as_str(), variant.as_deref());
-                eprintln!("{}", human.verdict_line(&name, &v, 0));
+                // Nobody to tell if stderr is gone.
+                let _ = writeln!(err, "{}", human.verdict_line(&name, &v, 0));
                 record.conclude(
                     l.scenario.name.value.as_str(),
                     variant.as_deref(),
@@ -614,12 +611,10 @@ fn run_parallel(
     t: &mut dyn Target,
     selected: &Selected<'_>,
     jobs: usize,
-    sink: Box<dyn std::io::Write>,
-    color: bool,
-    verbose: bool,
+    mut blocks: Blocks<Box<dyn std::io::Write>>,
     events: &mut Option<EventLog>,
+    err: &mut dyn std::io::Write,
 ) -> (Vec<Verdict>, Record) {
-    let mut blocks = Blocks::new(sink, color, verbose);
     let mut record = Record::default();
     for (l, _) in selected {
         record.begin(&l.path.display().to_string());
@@ -641,7 +636,7 @@ fn run_parallel(
             };
             blocks.flush_run(i);
             let name = trial_name(l.scenario.name.value.as_str(), *variant);
-            eprintln!("{}", blocks.verdict_line(&name, &v, 0));
+            let _ = writeln!(err, "{}", blocks.verdict_line(&name, &v, 0));
             record.conclude_run(i, l.scenario.name.value.as_str(), *variant, v.clone());
             v
         });
@@ -782,4 +777,274 @@ fn summary(verdicts: &[Verdict]) -> String {
     }
     let parts: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
     format!("{} scenario run(s): {}", verdicts.len(), parts.join(", "))
+}
+
+/// The reports of `run`, pinned: recorded event streams (tests/data/events, in the
+/// `--format events` form) are played back through the run path by a target that replays them,
+/// and every report made from them is a snapshot.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use selinux_harness::event::{Event, EventSink, TargetInfo};
+    use selinux_harness::report::html;
+    use selinux_harness::target::TargetError;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    /// A writer the test reads back after handing it over as a `Box<dyn Write>`.
+    #[derive(Clone, Default)]
+    struct Shared(Rc<RefCell<Vec<u8>>>);
+
+    impl std::io::Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.borrow_mut().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Shared {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.borrow().clone()).expect("reports are UTF-8")
+        }
+    }
+
+    fn repo() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    }
+
+    /// A recorded stream: each event with the index of the run it belongs to.
+    fn recorded(name: &str) -> Vec<(usize, Event)> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/events")
+            .join(name);
+        let text = std::fs::read_to_string(&path).expect("the fixture exists");
+        text.lines()
+            .enumerate()
+            .map(|(n, line)| {
+                let mut v: serde_json::Value = serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("{}:{}: {e}", path.display(), n + 1));
+                let run = v
+                    .as_object_mut()
+                    .and_then(|o| o.remove("run"))
+                    .and_then(|r| r.as_u64())
+                    .unwrap_or_else(|| panic!("{}:{}: no run index", path.display(), n + 1));
+                let e = serde_json::from_value(v)
+                    .unwrap_or_else(|e| panic!("{}:{}: {e}", path.display(), n + 1));
+                (run as usize, e)
+            })
+            .collect()
+    }
+
+    /// Why a run whose stream stops before its verdict failed: its guest went away.
+    const TARGET_GONE: &str = "the guest stopped answering (agent channel closed)";
+
+    /// Plays a recorded stream back, as the VM target would deliver it.
+    struct Replay {
+        events: Vec<(usize, Event)>,
+        next: usize,
+    }
+
+    impl Replay {
+        fn result(&self, run: usize) -> Result<Verdict, TargetError> {
+            match self.events.iter().rev().find(|(i, _)| *i == run) {
+                Some((_, Event::ScenarioFinished { verdict, .. })) => Ok(verdict.clone()),
+                _ => Err(TargetError::Failed(TARGET_GONE.into())),
+            }
+        }
+    }
+
+    impl Target for Replay {
+        fn info(&mut self) -> Result<TargetInfo, TargetError> {
+            Err(TargetError::Unavailable(
+                "a replay describes no target".into(),
+            ))
+        }
+
+        fn run(
+            &mut self,
+            scenario: &LoadedScenario,
+            _: Option<&str>,
+            sink: &mut dyn EventSink,
+        ) -> Result<Verdict, TargetError> {
+            let run = self.next;
+            self.next += 1;
+            for (_, e) in self.events.iter().filter(|(i, _)| *i == run) {
+                if let Event::ScenarioStarted { scenario: s, .. } = e {
+                    assert_eq!(s, scenario.scenario.name.value.as_str(), "run {run}");
+                }
+                sink.emit(e.clone());
+            }
+            self.result(run)
+        }
+
+        fn run_many(
+            &mut self,
+            runs: &[(&LoadedScenario, Option<&str>)],
+            _: usize,
+            sink: &mut dyn FnMut(usize, Event),
+        ) -> Vec<Result<Verdict, TargetError>> {
+            for (i, e) in &self.events {
+                sink(*i, e.clone());
+            }
+            (0..runs.len()).map(|i| self.result(i)).collect()
+        }
+    }
+
+    /// Every scenario the recordings name, with its path as seen from the repository root.
+    fn catalogue() -> Vec<LoadedScenario> {
+        let dirs = [
+            repo().join("scenarios"),
+            repo().join("harness/tests/data/wrong"),
+        ];
+        scenario::discover(&dirs)
+            .expect("the scenario directories exist")
+            .into_iter()
+            .map(|f| {
+                let mut l = scenario::load_file(&f).expect("shipped scenarios load");
+                l.path = f.strip_prefix(repo()).unwrap_or(&f).to_path_buf();
+                l
+            })
+            .collect()
+    }
+
+    /// What `run` gave: the human report (stdout), stderr (target errors, then the summary
+    /// line), the `--format events` stream and the record the JSON, JUnit and HTML reports
+    /// are written from.
+    struct Outputs {
+        human: String,
+        stderr: String,
+        events: String,
+        record: Record,
+    }
+
+    fn replay(fixture: &str, jobs: usize, color: bool, verbose: bool) -> Outputs {
+        let events = recorded(fixture);
+        let catalogue = catalogue();
+        // The runs, in order: what `run` selected when the stream was recorded.
+        let selected: Vec<(&LoadedScenario, Option<String>)> = events
+            .iter()
+            .filter_map(|(_, e)| match e {
+                Event::ScenarioStarted {
+                    scenario, variant, ..
+                } => {
+                    let l = catalogue
+                        .iter()
+                        .find(|l| l.scenario.name.value.as_str() == scenario)
+                        .unwrap_or_else(|| panic!("no scenario named {scenario}"));
+                    Some((l, variant.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        let (human, log, mut err) = (Shared::default(), Shared::default(), Vec::new());
+        let mut target = Replay { events, next: 0 };
+        let mut log_sink = Some(EventLog(Box::new(log.clone())));
+        let (verdicts, record) = if jobs > 1 {
+            run_parallel(
+                &mut target,
+                &selected,
+                jobs,
+                Blocks::new(Box::new(human.clone()), color, verbose),
+                &mut log_sink,
+                &mut err,
+            )
+        } else {
+            run_sequential(
+                &mut target,
+                &selected,
+                Human::new(Box::new(human.clone()), color, verbose),
+                &mut log_sink,
+                &Interrupt::new(),
+                &mut err,
+            )
+        };
+        assert_eq!(verdicts.len(), selected.len());
+        let stderr = String::from_utf8(err).expect("UTF-8") + &summary(&verdicts) + "\n";
+        Outputs {
+            human: human.text(),
+            stderr,
+            events: log.text(),
+            record,
+        }
+    }
+
+    fn terminal(o: &Outputs) -> String {
+        format!("--- stdout ---\n{}--- stderr ---\n{}", o.human, o.stderr)
+    }
+
+    #[test]
+    fn human_sequential() {
+        insta::assert_snapshot!(terminal(&replay("sequential.jsonl", 1, false, false)));
+    }
+
+    /// --verbose in a terminal: every check and all evidence, in colour (ESC written as \e).
+    #[test]
+    fn human_sequential_verbose_colour() {
+        let o = replay("sequential.jsonl", 1, true, true);
+        insta::assert_snapshot!(terminal(&o).replace('\x1b', "\\e"));
+    }
+
+    #[test]
+    fn human_jobs_2() {
+        insta::assert_snapshot!(terminal(&replay("parallel.jsonl", 2, false, false)));
+    }
+
+    #[test]
+    fn events_sequential() {
+        insta::assert_snapshot!(replay("sequential.jsonl", 1, false, false).events);
+    }
+
+    #[test]
+    fn events_jobs_2() {
+        insta::assert_snapshot!(replay("parallel.jsonl", 2, false, false).events);
+    }
+
+    #[test]
+    fn json_sequential() {
+        insta::assert_snapshot!(replay("sequential.jsonl", 1, false, false).record.to_json());
+    }
+
+    #[test]
+    fn json_jobs_2() {
+        insta::assert_snapshot!(replay("parallel.jsonl", 2, false, false).record.to_json());
+    }
+
+    #[test]
+    fn junit_sequential() {
+        insta::assert_snapshot!(junit::render(
+            &replay("sequential.jsonl", 1, false, false).record
+        ));
+    }
+
+    #[test]
+    fn junit_jobs_2() {
+        insta::assert_snapshot!(junit::render(
+            &replay("parallel.jsonl", 2, false, false).record
+        ));
+    }
+
+    /// Streams recorded on the Debian 12 VM (`run --format events`, see tests/data/events):
+    /// every report `run` makes from them.
+    #[rstest::rstest]
+    #[case::seed("vm-seed", 1)]
+    #[case::seed_jobs_2("vm-seed-jobs-2", 2)]
+    #[case::wrong_image_level("vm-wrong-image-level", 1)]
+    fn recorded_on_the_vm(#[case] stream: &str, #[case] jobs: usize) {
+        let o = replay(&format!("{stream}.jsonl"), jobs, false, false);
+        insta::assert_snapshot!(format!("{stream}-human"), terminal(&o));
+        insta::assert_snapshot!(format!("{stream}-events"), o.events);
+        insta::assert_snapshot!(format!("{stream}-json"), o.record.to_json());
+        insta::assert_snapshot!(format!("{stream}-junit"), junit::render(&o.record));
+        insta::assert_snapshot!(format!("{stream}-html"), html::render(&o.record));
+    }
+
+    #[test]
+    fn html_sequential() {
+        insta::assert_snapshot!(html::render(
+            &replay("sequential.jsonl", 1, false, false).record
+        ));
+    }
 }
