@@ -1,5 +1,7 @@
 //! `selinux-harness`: the command line over the library.
 
+mod cli;
+
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -7,13 +9,13 @@ use std::process::ExitCode;
 use anyhow::{bail, Context as _, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
-use selinux_harness::cli_vm;
 use selinux_harness::interrupt::Interrupt;
 use selinux_harness::report::human::{Blocks, Human};
-use selinux_harness::report::{junit, trial_name, Record};
+use selinux_harness::report::{junit, Record};
+use selinux_harness::run::trial_name;
+use selinux_harness::run::verdict::Verdict;
 use selinux_harness::scenario::{self, LoadedScenario};
 use selinux_harness::target::{self, Target, TargetKind};
-use selinux_harness::verdict::Verdict;
 
 #[derive(Parser)]
 #[command(
@@ -77,7 +79,7 @@ Exit status: 0 every verdict is pass or known-bug, 1 some verdict is not (skippe
         #[arg(long)]
         variant: Option<String>,
         #[arg(long, value_enum, env = target::TARGET_ENV, default_value = "auto")]
-        target: TargetKind,
+        target: cli::TargetArg,
         #[arg(long, env = target::LOCAL_OPT_IN_ENV)]
         allow_local_changes: bool,
     },
@@ -91,13 +93,13 @@ Exit status: 0 every verdict is pass or known-bug, 1 some verdict is not (skippe
     /// Build, list and remove the cached VM images.
     Image {
         #[command(subcommand)]
-        command: cli_vm::ImageCommand,
+        command: cli::vm::ImageCommand,
     },
     /// Describe a target (kernel, SELinux mode, policy, libvirt/QEMU, how the VM started).
-    Env(cli_vm::EnvArgs),
+    Env(cli::vm::EnvArgs),
     /// Inside the VM: serve the host's requests on the agent port (started by the guest's init).
     #[command(hide = true)]
-    Agent(cli_vm::AgentArgs),
+    Agent(cli::vm::AgentArgs),
 }
 
 #[derive(clap::Args)]
@@ -106,7 +108,7 @@ struct RunArgs {
     paths: Vec<PathBuf>,
     /// Where to run.
     #[arg(long, value_enum, env = target::TARGET_ENV, default_value = "auto")]
-    target: TargetKind,
+    target: cli::TargetArg,
     /// Allow the local target to change this host (define guests, relabel its sandbox, load a
     /// test policy module); everything is undone afterwards.
     #[arg(long, env = target::LOCAL_OPT_IN_ENV)]
@@ -169,7 +171,7 @@ fn main() -> ExitCode {
     // its one open(), so it is dispatched before anything else is set up.
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if args.get(1).is_some_and(|a| a == "probe") {
-        return ExitCode::from(selinux_harness::probe::probe_main(&args[2..]) as u8);
+        return ExitCode::from(selinux_harness::host::probe::probe_main(&args[2..]) as u8);
     }
     let cli = Cli::parse();
     match dispatch(cli) {
@@ -200,21 +202,27 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             variant,
             target,
             allow_local_changes,
-        } => repro(&scenario, output, variant, target, allow_local_changes),
+        } => repro(
+            &scenario,
+            output,
+            variant,
+            target.into(),
+            allow_local_changes,
+        ),
         Command::Doctor { dry_run } => doctor(dry_run),
         Command::Image { command } => {
             let interrupt = Interrupt::on_signals()?;
             // report(): exit 130 after a Ctrl-C (cleanup done), the error's own fix text otherwise.
-            Ok(cli_vm::run_image(command, &interrupt)
-                .map_or_else(|e| cli_vm::report(&e), |()| ExitCode::SUCCESS))
+            Ok(cli::vm::run_image(command, &interrupt)
+                .map_or_else(|e| cli::vm::report(&e), |()| ExitCode::SUCCESS))
         }
         Command::Env(args) => {
             let interrupt = Interrupt::on_signals()?;
-            Ok(cli_vm::run_env(&args, &interrupt)
-                .map_or_else(|e| cli_vm::report(&e), |()| ExitCode::SUCCESS))
+            Ok(cli::vm::run_env(&args, &interrupt)
+                .map_or_else(|e| cli::vm::report(&e), |()| ExitCode::SUCCESS))
         }
         Command::Agent(args) => {
-            cli_vm::run_agent(&args)?;
+            cli::vm::run_agent(&args)?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -339,11 +347,11 @@ fn explain(path: &Path, variant: Option<&str>) -> Result<ExitCode> {
     let variant = variant
         .map(str::to_string)
         .or_else(|| s.variants.keys().next().map(|v| v.to_string()));
-    let plan = selinux_harness::plan::Plan::new(
+    let plan = selinux_harness::run::plan::Plan::new(
         s,
         variant.as_deref(),
         "RUN",
-        Path::new(selinux_harness::executor::IMAGES_ROOT),
+        Path::new(selinux_harness::host::layout::IMAGES_ROOT),
     )?;
     println!("{}: {}", s.name.value, s.description.trim());
     if let Some(v) = &variant {
@@ -490,7 +498,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
 
     let interrupt = Interrupt::on_signals()?;
     let mut t = make_target(
-        args.target,
+        args.target.into(),
         args.allow_local_changes,
         args.cold,
         interrupt.clone(),
@@ -551,7 +559,7 @@ type Selected<'a> = [(&'a LoadedScenario, Option<String>)];
 struct EventLog(Box<dyn std::io::Write>);
 
 impl EventLog {
-    fn write(&mut self, run: usize, e: &selinux_harness::event::Event) {
+    fn write(&mut self, run: usize, e: &selinux_harness::run::event::Event) {
         let mut value = serde_json::to_value(e).unwrap_or_default();
         if let Some(o) = value.as_object_mut() {
             o.insert("run".into(), run.into());
@@ -574,7 +582,7 @@ fn run_sequential(
     let mut verdicts = Vec::new();
     for (i, (l, variant)) in selected.iter().enumerate() {
         record.begin(&l.path.display().to_string());
-        let mut on_event = |e: selinux_harness::event::Event| {
+        let mut on_event = |e: selinux_harness::run::event::Event| {
             if let Some(log) = events.as_mut() {
                 log.write(i, &e);
             }
@@ -720,7 +728,7 @@ fn repro(
     let result = t.run(
         &loaded,
         variant.as_deref(),
-        &mut |e: selinux_harness::event::Event| {
+        &mut |e: selinux_harness::run::event::Event| {
             human.event(&e);
             record.observe(&e);
         },
@@ -751,8 +759,8 @@ fn repro(
 }
 
 fn doctor(dry_run: bool) -> Result<ExitCode> {
-    use selinux_harness::doctor;
-    let leftovers = doctor::scan(&doctor::DoctorPaths::default());
+    use selinux_harness::host::doctor;
+    let leftovers = doctor::scan(&selinux_harness::host::layout::Layout::default());
     if leftovers.is_empty() {
         println!("nothing left behind by selinux-harness on this host");
         return Ok(ExitCode::SUCCESS);
@@ -785,8 +793,9 @@ fn summary(verdicts: &[Verdict]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use selinux_harness::event::{Event, EventSink, TargetInfo};
+    use selinux_harness::host::environment::TargetInfo;
     use selinux_harness::report::html;
+    use selinux_harness::run::event::{Event, EventSink};
     use selinux_harness::target::TargetError;
     use std::cell::RefCell;
     use std::rc::Rc;

@@ -10,11 +10,11 @@ use std::sync::{Arc, Mutex};
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
-use selinux_harness::event::Event;
 use selinux_harness::report::{human::Human, junit, Record};
+use selinux_harness::run::event::Event;
+use selinux_harness::run::verdict::Verdict;
 use selinux_harness::scenario::{self, CheckKind, LoadedScenario};
 use selinux_harness::target::{self, Target, TargetKind};
-use selinux_harness::verdict::Verdict;
 
 /// The target, started by the first trial that needs it; or why there is none.
 type Shared = Arc<Mutex<Option<Result<Box<dyn Target + Send>, String>>>>;
@@ -433,7 +433,7 @@ fn agent_stops_answering(l: Arc<LoadedScenario>) -> Trial {
 /// host alone overlapped another.
 fn parallel_seed(seed: Vec<Arc<LoadedScenario>>) -> Trial {
     Trial::ignorable_test("parallel::seed", move || {
-        use selinux_harness::parallel::exclusive_reason;
+        use selinux_harness::run::parallel::exclusive_reason;
         let mut vm = match own_vm(None) {
             Ok(vm) => vm,
             Err(skip) => return Ok(skip),
@@ -519,7 +519,7 @@ fn parallel_seed(seed: Vec<Arc<LoadedScenario>>) -> Trial {
 }
 
 fn report_name(l: &LoadedScenario, variant: Option<&str>) -> String {
-    selinux_harness::report::trial_name(l.scenario.name.value.as_str(), variant)
+    selinux_harness::run::trial_name(l.scenario.name.value.as_str(), variant)
 }
 
 /// What every fault must end in: an error naming `cause`, with cleanup done and proven.
@@ -552,7 +552,7 @@ const HOST_STATE_EQUAL: &str = "host state after cleanup equals the state before
 fn injected(
     name: &'static str,
     l: Arc<LoadedScenario>,
-    fault: selinux_harness::fault::Fault,
+    fault: selinux_harness::run::fault::Fault,
     cause: &'static str,
 ) -> Trial {
     Trial::ignorable_test(format!("fault::{name}"), move || {
@@ -594,7 +594,7 @@ fn injected(
 /// records, with the guest proven put back. Uses a VM of its own.
 fn permissive_is_inconclusive(l: Arc<LoadedScenario>) -> Trial {
     Trial::ignorable_test("must_fail::permissive-is-inconclusive", move || {
-        use selinux_harness::fault::Fault;
+        use selinux_harness::run::fault::Fault;
         let mut vm = match own_vm(None) {
             Ok(vm) => vm,
             Err(skip) => return Ok(skip),
@@ -898,7 +898,7 @@ fn main() {
     trials.push(sigint_mid_step(faults.join("interrupted.yaml"), 2));
     match scenario::load_file(&faults.join("broken-target.yaml")) {
         Ok(l) => {
-            use selinux_harness::fault::Fault;
+            use selinux_harness::run::fault::Fault;
             let l = Arc::new(l);
             trials.push(injected(
                 "libvirtd-killed-mid-step",

@@ -150,7 +150,7 @@ impl Checker<'_> {
             );
         }
         if let Some(c) = &m.code {
-            if !crate::libvirt::is_error_code(&c.value) {
+            if !crate::host::libvirt::is_error_code(&c.value) {
                 let msg = format!(
                     "`{}` is not a libvirt error code: use a virErrorNumber name such as VIR_ERR_OPERATION_INVALID",
                     c.value
@@ -159,7 +159,7 @@ impl Checker<'_> {
             }
         }
         if let Some(d) = &m.domain {
-            if !crate::libvirt::is_error_domain(&d.value) {
+            if !crate::host::libvirt::is_error_domain(&d.value) {
                 let msg = format!(
                     "`{}` is not a libvirt error domain: use a virErrorDomain name such as VIR_FROM_SECURITY",
                     d.value
@@ -251,7 +251,7 @@ impl Checker<'_> {
             if let QemuConfValue::Str(s) = value {
                 // Printable ASCII only: the value is written out with Rust's `{:?}`, which
                 // escapes other characters (U+200B, U+00E9) into backslash sequences that
-                // libvirt would read differently, and that hostconfig refuses at run time.
+                // libvirt would read differently, and that host::config refuses at run time.
                 if s.chars()
                     .any(|c| c == '"' || c == '\\' || !(' '..='~').contains(&c))
                 {

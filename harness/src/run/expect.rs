@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 
 use crate::context::{Context, Level, MlsRange};
 use crate::evidence::{AvcRecord, Evidence, LabelChange, Outcome};
+use crate::run::verdict::Check;
 use crate::scenario::{
     AccessOutcome, At, AvcExpect, AvcMatch, CaptureRef, CheckKey, ContextMatch, ErrorMatch, Expect,
     Name, TimelineCheck, TimelineMatch, Valued,
 };
-use crate::verdict::Check;
 
 /// A domain's live seclabel, remembered by `capture:`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -71,8 +71,8 @@ pub struct Check {
     pub known_bug: Option<String>,
 }
 
-use crate::event::TargetInfo;
-use crate::expect::{expand_captures, Captures};
+use crate::host::environment::TargetInfo;
+use crate::run::expect::{expand_captures, Captures};
 use crate::scenario::{At, CheckKey, KnownBug, Platform};
 
 impl Platform {
@@ -337,7 +337,7 @@ mod tests {
         let mut caps = Captures::new();
         caps.insert(
             "vm2".parse().unwrap(),
-            crate::expect::Captured {
+            crate::run::expect::Captured {
                 label: "system_u:system_r:svirt_t:s0:c161,c423".parse().unwrap(),
                 imagelabel: None,
             },

@@ -3,16 +3,17 @@
 
 use std::path::Path;
 
-use crate::executor::{execute, HostPaths};
+use crate::agent::protocol::{Reply, Request, RunSpec};
 use crate::interrupt::Interrupt;
-use crate::parallel::{run_many, RunItem};
-use crate::protocol::{Reply, Request, RunSpec};
+use crate::run::batch::run_many;
+use crate::run::executor::{execute, HostPaths};
+use crate::run::parallel::RunItem;
 use crate::scenario::{load_str, LoadedScenario};
 
 /// Answer one request; `reply` sends one line back to the host.
 pub fn handle(req: Request, interrupt: &Interrupt, reply: &mut dyn FnMut(Reply)) {
     match req {
-        Request::Env => reply(Reply::Env(crate::environment::collect("vm"))),
+        Request::Env => reply(Reply::Env(crate::host::environment::collect("vm"))),
         Request::Run {
             file,
             source,
@@ -32,7 +33,7 @@ pub fn handle(req: Request, interrupt: &Interrupt, reply: &mut dyn FnMut(Reply))
                     source,
                     scenario,
                 };
-                let info = crate::environment::collect("vm");
+                let info = crate::host::environment::collect("vm");
                 execute(
                     &loaded,
                     variant.as_deref(),
@@ -58,7 +59,7 @@ pub fn handle(req: Request, interrupt: &Interrupt, reply: &mut dyn FnMut(Reply))
                         variant: v.as_deref(),
                     })
                     .collect();
-                let info = crate::environment::collect("vm");
+                let info = crate::host::environment::collect("vm");
                 run_many(
                     &items,
                     jobs,
@@ -139,7 +140,7 @@ mod tests {
         assert_eq!(load_all(runs[..1].to_vec()).unwrap().len(), 1);
         let reply = Reply::RunEvent {
             run: 1,
-            event: crate::event::Event::Note {
+            event: crate::run::event::Event::Note {
                 message: "m".into(),
             },
         };

@@ -2,7 +2,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::*;
-use crate::audit::parse_record;
+use crate::evidence::audit::parse_record;
 
 /// Lines recorded on the Debian 12 guest and in the seed report (the same as in
 /// `audit/tests.rs`).
@@ -215,55 +215,6 @@ fn host_settings_and_the_probe_module_make_a_run_exclusive() {
     );
     let distinct = seed("distinct-dynamic-labels.yaml");
     assert_eq!(exclusive_reason(&distinct.scenario, None), None);
-}
-
-#[test]
-fn an_interrupted_batch_reports_every_run_as_not_started() {
-    let cross = seed("cross-attach.yaml");
-    let distinct = seed("distinct-dynamic-labels.yaml");
-    let items = [
-        RunItem {
-            scenario: &cross,
-            variant: Some("remember_owner_0"),
-        },
-        RunItem {
-            scenario: &distinct,
-            variant: None,
-        },
-        RunItem {
-            scenario: &cross,
-            variant: Some("default"),
-        },
-    ];
-    let paths = HostPaths::default();
-    // Set before the batch: nothing may touch this host.
-    paths.interrupt.trigger();
-    let mut seen: Vec<(usize, &'static str)> = Vec::new();
-    let verdicts = run_many(&items, 2, &TargetInfo::default(), &paths, &mut |i, e| {
-        seen.push((
-            i,
-            match e {
-                Event::ScenarioStarted { .. } => "started",
-                Event::ScenarioFinished { .. } => "finished",
-                _ => "other",
-            },
-        ))
-    });
-    assert_eq!(verdicts.len(), 3);
-    for v in &verdicts {
-        assert!(
-            matches!(v, Verdict::Error { reason } if reason.contains("interrupted before")),
-            "{v:?}"
-        );
-    }
-    for i in 0..3 {
-        let mine: Vec<&str> = seen
-            .iter()
-            .filter(|(j, _)| *j == i)
-            .map(|(_, k)| *k)
-            .collect();
-        assert_eq!(mine, ["started", "finished"], "run {i}");
-    }
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! Several scenario runs at once on one SELinux host: each run is an ordinary executor on a
-//! thread of its own, and what the runs share (the host's configuration, the audit log, the
-//! images root, libvirt's domain list) is arbitrated here.
+//! thread of its own (`batch` starts them), and what the runs share (the host's configuration,
+//! the audit log, the images root, libvirt's domain list) is arbitrated here.
 //!
 //! - Host-wide changes never overlap other runs ([`Exclusive`]): a run that edits qemu.conf,
 //!   sets booleans or loads the probe module holds the host alone.
@@ -8,19 +8,19 @@
 //!   record only when the evidence names exactly one run and that run is another one.
 //! - Host-state verification leaves out what is named after the other runs of the batch
 //!   ([`Concurrency::foreign_markers`]), so each run still answers for its own leftovers.
-//! - All runs share the one [`crate::interrupt::Interrupt`] of the [`HostPaths`] they get.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{mpsc, Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::context::Context;
-use crate::event::{Event, TargetInfo};
 use crate::evidence::AvcRecord;
-use crate::executor::{execute, HostPaths};
-use crate::plan::{Plan, MARKER};
+use crate::host::environment::TargetInfo;
+use crate::host::layout::MARKER;
+use crate::run::event::Event;
+use crate::run::plan::Plan;
+use crate::run::verdict::Verdict;
 use crate::scenario::{LoadedScenario, Requirement, Scenario};
-use crate::verdict::Verdict;
 
 /// Why a run must have the host to itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -348,7 +348,7 @@ impl Concurrency {
         keep_for(me, &identities, records)
     }
 
-    /// Markers of every other run of the batch (see [`crate::hoststate::HostState::without_runs`]).
+    /// Markers of every other run of the batch (see [`crate::host::state::HostState::without_runs`]).
     pub fn foreign_markers(&self, run_id: &str) -> Vec<String> {
         self.runs()
             .iter()
@@ -381,82 +381,6 @@ pub fn keep_for(
 pub struct RunItem<'a> {
     pub scenario: &'a LoadedScenario,
     pub variant: Option<&'a str>,
-}
-
-/// Runs `items` on this host with up to `jobs` at a time; `on_event` gets every run's events,
-/// tagged with its index in `items`, on the calling thread. Returns the verdicts in the order
-/// of `items`. Ordinary runs go first, the ones that need the host alone after them (so they do
-/// not stall the others while they wait for the host).
-pub fn run_many(
-    items: &[RunItem<'_>],
-    jobs: usize,
-    target: &TargetInfo,
-    paths: &HostPaths,
-    on_event: &mut dyn FnMut(usize, Event),
-) -> Vec<Verdict> {
-    let paths = HostPaths {
-        concurrency: Some(Arc::new(Concurrency::new())),
-        ..paths.clone()
-    };
-    let mut order: Vec<usize> = (0..items.len()).collect();
-    order.sort_by_key(|&i| {
-        exclusive_reason(&items[i].scenario.scenario, items[i].variant).is_some()
-    });
-    let queue = Mutex::new(order.into_iter());
-    let mut verdicts: Vec<Option<Verdict>> = vec![None; items.len()];
-    let (tx, rx) = mpsc::channel::<(usize, Event)>();
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.clamp(1, items.len().max(1)) {
-            let tx = tx.clone();
-            let (queue, paths) = (&queue, &paths);
-            // Unnamed on purpose: a thread inherits the process's comm, which the kernel logs
-            // in AVCs and the noise filter knows (`NoiseFilter::for_this_process`).
-            scope.spawn(move || loop {
-                let next = queue.lock().unwrap_or_else(PoisonError::into_inner).next();
-                let Some(i) = next else { break };
-                let item = items[i];
-                let mut sink = |e: Event| {
-                    // The receiver lives until every worker is done.
-                    let _ = tx.send((i, e));
-                };
-                if paths.interrupt.is_set() {
-                    not_started(item, target, &mut sink);
-                    continue;
-                }
-                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    execute(item.scenario, item.variant, target, paths, &mut sink)
-                }));
-                if let Err(p) = run {
-                    let what = p
-                        .downcast_ref::<String>()
-                        .map(String::as_str)
-                        .or_else(|| p.downcast_ref::<&str>().copied())
-                        .unwrap_or("a panic");
-                    sink(Event::ScenarioFinished {
-                        verdict: Verdict::Error {
-                            reason: format!("the run panicked (its cleanup ran on unwind): {what}"),
-                        },
-                        millis: 0,
-                    });
-                }
-            });
-        }
-        drop(tx);
-        for (i, e) in rx {
-            if let Event::ScenarioFinished { verdict, .. } = &e {
-                verdicts[i] = Some(verdict.clone());
-            }
-            on_event(i, e);
-        }
-    });
-    verdicts
-        .into_iter()
-        .map(|v| {
-            v.unwrap_or_else(|| Verdict::Error {
-                reason: "the run ended without a verdict".into(),
-            })
-        })
-        .collect()
 }
 
 /// The events of a run that never started because of Ctrl-C: it did nothing, and says so.
