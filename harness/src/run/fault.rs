@@ -31,6 +31,10 @@ pub enum Fault {
     KillQemu { step: usize, domain: String },
     /// Make auditd rotate its log after step `step`'s action, before its records are read.
     RotateAuditLog { step: usize },
+    /// SELinux permissive (`setenforce 0`) for step `step`'s action, enforcing again right
+    /// after it: what a denial logged then shows (`permissive=1`) must make the verdict
+    /// inconclusive.
+    Permissive { step: usize },
     /// SIGSTOP auditd before step `step`'s action and SIGCONT it `millis` later: a slow auditd
     /// (records written late) or, held past the barrier's timeout, a stuck one (a full disk).
     SuspendAuditd { step: usize, millis: u64 },
@@ -64,6 +68,7 @@ impl Fault {
             Fault::KillLibvirtd { step }
             | Fault::KillQemu { step, .. }
             | Fault::RotateAuditLog { step }
+            | Fault::Permissive { step }
             | Fault::SuspendAuditd { step, .. }
             | Fault::LoseAuditRecords { step }
             | Fault::ExcludeAvcRecords { step, .. }
@@ -78,15 +83,17 @@ impl Fault {
             | Fault::KillQemu { .. }
             | Fault::SuspendAuditd { .. }
             | Fault::LoseAuditRecords { .. }
-            | Fault::ExcludeAvcRecords { .. } => Moment::BeforeAction,
+            | Fault::ExcludeAvcRecords { .. }
+            | Fault::Permissive { .. } => Moment::BeforeAction,
             Fault::RotateAuditLog { .. } | Fault::TruncateAuditLog { .. } => Moment::AfterAction,
             Fault::HideLibvirtFromProof => Moment::AroundRun,
         }
     }
 
-    /// Whether this fault strikes at `moment` of step `step`.
+    /// Whether this fault strikes at `moment` of step `step`. Permissive strikes twice: it
+    /// goes permissive before the action and puts enforcing back after it.
     pub fn strikes(&self, step: usize, moment: Moment) -> bool {
-        self.step() == step && self.moment() == moment
+        self.step() == step && (self.moment() == moment || matches!(self, Fault::Permissive { .. }))
     }
 
     /// The faults that strike around the run rather than in a step.
@@ -158,6 +165,19 @@ impl Fault {
             }
             Fault::TruncateAuditLog { .. } => truncate_and_regrow(audit_log),
             Fault::HideLibvirtFromProof => self.inject_around_run(),
+            Fault::Permissive { .. } => {
+                let enforce = Path::new(crate::selinux_ops::ENFORCE_PATH);
+                let now = std::fs::read_to_string(enforce)
+                    .map_err(|e| format!("cannot read {}: {e}", enforce.display()))?;
+                // Before the action the kernel enforces (the run checked); after it, not.
+                let (to, what) = match now.trim() {
+                    "1" => ("0", "SELinux set permissive for the action"),
+                    _ => ("1", "SELinux set enforcing again after the action"),
+                };
+                std::fs::write(enforce, to)
+                    .map_err(|e| format!("cannot write {to} to {}: {e}", enforce.display()))?;
+                Ok(format!("fault injected: {what}"))
+            }
             Fault::RotateAuditLog { .. } => {
                 let before = inode(audit_log)?;
                 let pid = pid_from(Path::new(AUDITD_PID))?;
@@ -295,6 +315,11 @@ mod tests {
         assert!(!rotate.strikes(2, Moment::AfterAction));
         let kill = Fault::KillLibvirtd { step: 1 };
         assert!(kill.strikes(1, Moment::BeforeAction));
+        // Permissive before the action, enforcing again after it.
+        let permissive = Fault::Permissive { step: 1 };
+        assert!(permissive.strikes(1, Moment::BeforeAction));
+        assert!(permissive.strikes(1, Moment::AfterAction));
+        assert!(!permissive.strikes(2, Moment::BeforeAction));
     }
 
     #[test]
