@@ -426,6 +426,30 @@ fn process_check(domain: &Name, m: &ContextMatch, evidence: &[Evidence], caps: &
     )
 }
 
+/// Every `capture:` of the step: the QEMU process must run in the label libvirt's live XML
+/// claims. The capture itself is what the host shows, so later `$NAME` references compare
+/// against reality; this check keeps the claim honest.
+fn capture_checks(evidence: &[Evidence]) -> Vec<Check> {
+    evidence
+        .iter()
+        .filter_map(|e| match e {
+            Evidence::DomainSeclabel {
+                domain,
+                label: Some(claim),
+                process: Some(real),
+                ..
+            } => Some(check(
+                CheckKey::Process(domain.clone()),
+                format!("capture of {domain}"),
+                format!("QEMU runs as libvirt's live XML says: {claim}"),
+                real.to_string(),
+                claim == real,
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
 /// `file: {IMAGE: MATCH}`: the label of the image after the step.
 fn file_check(file: &Name, m: &ContextMatch, evidence: &[Evidence], caps: &Captures) -> Check {
     let found = evidence.iter().find_map(|e| match e {
@@ -639,6 +663,7 @@ pub fn check_step(
     } else {
         out.extend(success_checks(evidence));
     }
+    out.extend(capture_checks(evidence));
     for (domain, m) in &expect.process {
         out.push(process_check(&domain.value, m, evidence, caps));
     }
@@ -901,6 +926,28 @@ mod tests {
             "{}",
             c.observed
         );
+    }
+
+    #[test]
+    fn a_capture_checks_libvirts_claim_against_the_process() {
+        let s = steps("      avc: none\n");
+        let capture = |real: &str| Evidence::DomainSeclabel {
+            domain: "vm1".into(),
+            label: Some(ctx("system_u:system_r:svirt_t:s0:c146,c1010")),
+            imagelabel: None,
+            process: Some(ctx(real)),
+            image: None,
+        };
+        let judge = |real: &str| {
+            check_step(&s[0].options.expect, false, &[acted(), capture(real)], &caps(), &[])
+                .into_iter()
+                .find(|c| c.expectation == "capture of vm1")
+                .unwrap()
+        };
+        assert!(judge("system_u:system_r:svirt_t:s0:c146,c1010").passed);
+        let c = judge("system_u:system_r:svirt_t:s0:c1,c2");
+        assert!(!c.passed);
+        assert_eq!(c.observed, "system_u:system_r:svirt_t:s0:c1,c2");
     }
 
     #[test]
