@@ -104,10 +104,18 @@ pub enum Evidence {
     Timeline {
         file: String,
         changes: Vec<LabelChange>,
+        /// Attribute events after which the label read was unchanged: a label that came and
+        /// went faster than the watcher read it, or a chmod/chown/touch (see `timeline`).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        unexplained_events: u64,
     },
     /// libvirt's remembered-owner xattrs (trusted.libvirt.security.*) on a file.
     RememberedOwner {
         file: String,
         xattrs: Vec<(String, String)>,
     },
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

@@ -404,7 +404,10 @@ fn lanes(out: &mut String, s: &ScenarioRecord, palette: &mut Palette) {
         }
         for (i, st) in s.steps.iter().enumerate() {
             for e in &st.evidence {
-                let Evidence::Timeline { file: f, changes } = e else {
+                let Evidence::Timeline {
+                    file: f, changes, ..
+                } = e
+                else {
                     continue;
                 };
                 if f != file {
@@ -679,7 +682,7 @@ fn evidence_lines(e: &Evidence) -> Vec<String> {
             );
             v
         }
-        Evidence::Timeline { file, changes } => vec![format!(
+        Evidence::Timeline { file, changes, .. } => vec![format!(
             "{} timeline: {}",
             escape(file),
             changes
@@ -799,6 +802,7 @@ pub(crate) mod tests {
                         },
                         Evidence::Timeline {
                             file: "vm1.img".into(),
+                            unexplained_events: 0,
                             changes: vec![
                                 LabelChange {
                                     at_us: 0,

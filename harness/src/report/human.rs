@@ -262,21 +262,33 @@ pub fn describe_evidence(e: &Evidence) -> Vec<String> {
             v.extend(records.iter().map(avc_line));
             v
         }
-        Evidence::Timeline { file, changes } => vec![format!(
-            "{file} timeline: {}",
-            changes
-                .iter()
-                .map(|c| format!(
-                    "+{:.3}s {}",
-                    c.at_us as f64 / 1e6,
-                    c.context
-                        .as_ref()
-                        .map(|c| c.to_string())
-                        .unwrap_or_else(|| c.error.clone().unwrap_or("no label".into()))
-                ))
-                .collect::<Vec<_>>()
-                .join(" -> ")
-        )],
+        Evidence::Timeline {
+            file,
+            changes,
+            unexplained_events,
+        } => {
+            let mut line = format!(
+                "{file} timeline: {}",
+                changes
+                    .iter()
+                    .map(|c| format!(
+                        "+{:.3}s {}",
+                        c.at_us as f64 / 1e6,
+                        c.context
+                            .as_ref()
+                            .map(|c| c.to_string())
+                            .unwrap_or_else(|| c.error.clone().unwrap_or("no label".into()))
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(" -> ")
+            );
+            if *unexplained_events > 0 {
+                line.push_str(&format!(
+                    " ({unexplained_events} attribute event(s) after which the label read was unchanged: a faster relabel, or chmod/chown)"
+                ));
+            }
+            vec![line]
+        }
         Evidence::RememberedOwner { file, xattrs } => vec![format!(
             "{file} remembered owner: {}",
             xattrs

@@ -305,7 +305,7 @@ fn step(out: &mut String, st: &StepRecord) {
                     code(&ctx_or(imagelabel, "-"))
                 );
             }
-            Evidence::Timeline { file, changes } => {
+            Evidence::Timeline { file, changes, .. } => {
                 let _ = writeln!(out, "- label timeline of {}:\n", code(file));
                 let mut lines = Vec::new();
                 for (k, c) in changes.iter().enumerate() {

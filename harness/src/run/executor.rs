@@ -622,9 +622,13 @@ impl Run<'_> {
             }
             self.target_intact(index, "in its settle window")?;
         }
-        if let Some(t) = timeline {
-            for (file, changes) in t.finish() {
-                evidence.push(Evidence::Timeline { file, changes });
+        if let Some(mut t) = timeline {
+            for r in t.finish_report() {
+                evidence.push(Evidence::Timeline {
+                    file: r.name,
+                    changes: r.changes,
+                    unexplained_events: r.unexplained_events,
+                });
             }
         }
         for (name, dom) in &o.capture {

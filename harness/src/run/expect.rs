@@ -544,7 +544,9 @@ fn timeline_checks(
     caps: &Captures,
 ) -> Vec<Check> {
     let changes = evidence.iter().find_map(|e| match e {
-        Evidence::Timeline { file: f, changes } if f == file.as_str() => Some(changes),
+        Evidence::Timeline {
+            file: f, changes, ..
+        } if f == file.as_str() => Some(changes),
         _ => None,
     });
     let mut wanted = Vec::new();
@@ -744,6 +746,7 @@ mod tests {
     fn harmful_timeline() -> Evidence {
         Evidence::Timeline {
             file: "vm1.img".into(),
+            unexplained_events: 0,
             changes: vec![
                 change(0, "system_u:object_r:svirt_image_t:s0:c146,c1010"),
                 change(412_000, "system_u:object_r:svirt_image_t:s0:c161,c423"),
@@ -778,6 +781,7 @@ mod tests {
         let s = steps("      timeline: {vm1.img: {never_level: $vm2, unchanged: true}}\n");
         let ev = Evidence::Timeline {
             file: "vm1.img".into(),
+            unexplained_events: 0,
             changes: vec![change(0, "system_u:object_r:svirt_image_t:s0:c146,c1010")],
         };
         let checks = check_step(&s[0].options.expect, false, &[acted(), ev], &caps(), &[]);
@@ -794,6 +798,7 @@ mod tests {
         ] {
             let ev = Evidence::Timeline {
                 file: "vm1.img".into(),
+                unexplained_events: 0,
                 changes: vec![
                     change(0, "system_u:object_r:svirt_image_t:s0:c146,c1010"),
                     LabelChange {
@@ -939,10 +944,16 @@ mod tests {
             image: None,
         };
         let judge = |real: &str| {
-            check_step(&s[0].options.expect, false, &[acted(), capture(real)], &caps(), &[])
-                .into_iter()
-                .find(|c| c.expectation == "capture of vm1")
-                .unwrap()
+            check_step(
+                &s[0].options.expect,
+                false,
+                &[acted(), capture(real)],
+                &caps(),
+                &[],
+            )
+            .into_iter()
+            .find(|c| c.expectation == "capture of vm1")
+            .unwrap()
         };
         assert!(judge("system_u:system_r:svirt_t:s0:c146,c1010").passed);
         let c = judge("system_u:system_r:svirt_t:s0:c1,c2");
@@ -1050,6 +1061,7 @@ mod tests {
         let s = steps("      timeline: {vm1.img: {saw_level: $vm1}}\n");
         let tl = |r: &str| Evidence::Timeline {
             file: "vm1.img".into(),
+            unexplained_events: 0,
             changes: vec![change(0, &format!("{img}:{r}"))],
         };
         let e = &s[0].options.expect;
