@@ -67,6 +67,9 @@ pub struct LabelChange {
     pub error: Option<String>,
 }
 
+// A capture holds four contexts; evidence is a handful of values per step, never a hot path,
+// so boxing them would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Evidence {
