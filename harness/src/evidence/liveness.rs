@@ -259,28 +259,27 @@ impl AuditPath {
 
     /// Close step `index`: provoke the canary denial, send the marker and wait until auditd
     /// wrote it, check that the kernel lost nothing meanwhile, and read the step's records.
-    /// Any doubt about the audit path is an error naming it.
+    /// Any doubt about the audit path is an error naming it (the caller says which step).
     pub fn close(&mut self, start: &StepStart, index: usize) -> Result<ClosedStep, String> {
-        let incomplete = |e: String| format!("step {index}'s AVC evidence is incomplete: {e}");
-        let canary_allowed = !provoke(&self.canary).map_err(incomplete)?;
+        let canary_allowed = !provoke(&self.canary)?;
         let marker = format!("selinux-harness:{}:step{index}:barrier", self.run_id);
         self.log
             .barrier(start.offset, &marker, BARRIER_TIMEOUT)
-            .map_err(|e| incomplete(e.to_string()))?;
-        let now = AuditStatus::read().map_err(incomplete)?;
+            .map_err(|e| e.to_string())?;
+        let now = AuditStatus::read()?;
         if let Some(why) = start.status.loss_since(&now) {
-            return Err(incomplete(why));
+            return Err(why);
         }
         let mut audit = self
             .log
             .step_since(start.offset)
-            .map_err(|e| incomplete(e.to_string()))?;
+            .map_err(|e| e.to_string())?;
         let enforcing = enforcing()?;
         let present = take_canary(&mut audit.records, &self.canary);
         // In permissive mode the kernel logs a denial once and caches the grant: the canary
         // proves nothing then, and the step is inconclusive anyway.
         if !canary_allowed && enforcing {
-            present.map_err(incomplete)?;
+            present?;
         }
         Ok(ClosedStep {
             audit,

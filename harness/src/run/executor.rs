@@ -672,7 +672,9 @@ impl Run<'_> {
         }
 
         // The barrier: after it, no record of the step's action is still on its way.
-        let closed = audit.close(&start, index)?;
+        let closed = audit
+            .close(&start, index)
+            .map_err(|e| format!("step {index}'s AVC evidence is incomplete: {e}"))?;
         for reason in permissive_signs(index, &start, &closed) {
             tally.inconclusive_because(reason);
         }
