@@ -94,6 +94,52 @@ pub fn permissive_type(kind: &str) -> Result<bool, String> {
 
 const AVD_FLAGS_PERMISSIVE: u32 = 1;
 
+/// The file permissions whose denial a scenario's `avc:` checks are about.
+const FILE_PERMS: [&str; 7] = [
+    "read", "write", "open", "getattr", "append", "lock", "ioctl",
+];
+
+/// The file permissions of `source` on `target` files that the loaded policy's `dontaudit`
+/// rules keep from the log (their bit is clear in the decision's auditdeny vector): a denial
+/// of these is silent, so `avc: none` cannot see it. Types not in the policy give nothing.
+pub fn dontaudited_file_perms(source: &str, target: &str) -> Result<Vec<String>, String> {
+    let class = std::fs::read_to_string("/sys/fs/selinux/class/file/index")
+        .map_err(|e| format!("cannot read the file class index: {e}"))?;
+    let request = format!(
+        "system_u:object_r:{source}:s0 system_u:object_r:{target}:s0 {}",
+        class.trim()
+    );
+    let reply = match crate::selinux_ops::transact("/sys/fs/selinux/access", &request) {
+        Ok(r) => r,
+        Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(format!(
+                "cannot ask the kernel about {source} on {target}: {e}"
+            ))
+        }
+    };
+    let auditdeny = auditdeny(&reply)
+        .ok_or_else(|| format!("the kernel's access answer is unreadable: {reply:?}"))?;
+    let mut out = Vec::new();
+    for perm in FILE_PERMS {
+        let Ok(index) = std::fs::read_to_string(format!("/sys/fs/selinux/class/file/perms/{perm}"))
+        else {
+            continue;
+        };
+        if let Ok(bit) = index.trim().parse::<u32>() {
+            if (1..=32).contains(&bit) && auditdeny & (1 << (bit - 1)) == 0 {
+                out.push(perm.to_string());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The auditdeny vector of a selinuxfs `access` answer (its fourth word, hex).
+fn auditdeny(reply: &str) -> Option<u32> {
+    u32::from_str_radix(reply.split_whitespace().nth(3)?, 16).ok()
+}
+
 /// The flags of a selinuxfs `access` answer: "allowed decided auditallow auditdeny seqno flags"
 /// (hex, except seqno); kernels before 2.6.27 give no flags.
 fn access_flags(reply: &str) -> Option<u32> {
@@ -128,6 +174,12 @@ mod tests {
         assert_eq!(access_flags("0 ffffffff 0 ffffffff 45 0\n"), Some(0));
         assert_eq!(access_flags("0 ffffffff 0 ffffffff 45"), Some(0));
         assert_eq!(access_flags("nonsense"), None);
+    }
+
+    #[test]
+    fn auditdeny_is_the_fourth_word() {
+        assert_eq!(auditdeny("0 ffffffff 0 fffafb7d 45 0"), Some(0xfffafb7d));
+        assert_eq!(auditdeny("0 ffffffff"), None);
     }
 
     #[test]
