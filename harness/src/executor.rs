@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::audit::{AuditLog, NoiseFilter};
-use crate::cleanup::{Cleanup, Undo};
+use crate::cleanup::{Cleanup, Undo, Undone};
 use crate::event::{Event, EventSink, TargetInfo};
 use crate::evidence::{Evidence, Outcome};
 use crate::expect::{check_step, Captured, Captures};
@@ -71,14 +71,15 @@ impl Default for HostPaths {
     }
 }
 
-/// Run one scenario under one variant; returns the verdict it also emitted.
+/// Run one scenario under one variant; returns the verdict it also emitted, or None if Ctrl-C
+/// came while the run waited for its turn on the host (then it did nothing and said nothing).
 pub fn execute(
     loaded: &LoadedScenario,
     variant: Option<&str>,
     target: &TargetInfo,
     paths: &HostPaths,
     sink: &mut dyn EventSink,
-) -> Verdict {
+) -> Option<Verdict> {
     let concurrency = paths.concurrency.as_deref();
     let run_id = match concurrency {
         Some(c) => c.register(run_id),
@@ -93,11 +94,7 @@ pub fn execute(
     });
     if _turn.is_some() && paths.interrupt.is_set() {
         // Ctrl-C came while this run waited for the host: it must not begin changing it now.
-        let item = parallel::RunItem {
-            scenario: loaded,
-            variant,
-        };
-        return parallel::not_started(item, target, &mut |e| sink.emit(e));
+        return None;
     }
     let started = Instant::now();
     let s = &loaded.scenario;
@@ -140,33 +137,32 @@ pub fn execute(
         }
         Err(e) => Err(e.to_string()),
     };
-    let notes = cleanup.run();
-    let failed_cleanup: Vec<&String> = notes
+    let undone = cleanup.run();
+    let failed_cleanup: Vec<String> = undone
         .iter()
-        .filter(|n| !n.starts_with("cleanup: "))
+        .filter(|u| !u.succeeded())
+        .map(Undone::to_string)
         .collect();
-    for n in &notes {
-        sink.emit(Event::Note { message: n.clone() });
+    for u in undone {
+        sink.emit(Event::CleanedUp(u));
     }
-    let verified = before.is_some();
     let changed = before
         .map(|b| {
             let after = hoststate::snapshot(&state_paths);
-            match concurrency {
+            let differences = match concurrency {
                 // Other runs of the batch come and go meanwhile; only their names are theirs.
                 Some(c) => {
                     let others = c.foreign_markers(&run_id);
                     hoststate::diff(&b.without_runs(&others), &after.without_runs(&others))
                 }
                 None => hoststate::diff(&b, &after),
-            }
+            };
+            sink.emit(Event::HostStateVerified {
+                differences: differences.clone(),
+            });
+            differences
         })
         .unwrap_or_default();
-    if verified && changed.is_empty() {
-        sink.emit(Event::Note {
-            message: "host state after cleanup equals the state before the run".into(),
-        });
-    }
     let mut problems = Vec::new();
     if !changed.is_empty() {
         problems.push(format!(
@@ -177,11 +173,7 @@ pub fn execute(
     if !failed_cleanup.is_empty() {
         problems.push(format!(
             "cleanup failed, the host may hold leftovers (run `selinux-harness doctor`): {}",
-            failed_cleanup
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join("; ")
+            failed_cleanup.join("; ")
         ));
     }
     let verdict = match result {
@@ -199,7 +191,7 @@ pub fn execute(
         verdict: verdict.clone(),
         millis: started.elapsed().as_millis() as u64,
     });
-    verdict
+    Some(verdict)
 }
 
 /// Contexts a plan fixes before anything runs: static domain labels and image labels.

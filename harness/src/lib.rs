@@ -7,6 +7,7 @@ pub mod audit;
 pub mod cleanup;
 pub mod cli_vm;
 pub mod context;
+pub mod dispatch;
 pub mod doctor;
 pub mod environment;
 pub mod event;

@@ -8,9 +8,11 @@ use anyhow::{bail, Context as _, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use selinux_harness::cli_vm;
+use selinux_harness::dispatch::{dispatch, Reporter};
 use selinux_harness::interrupt::Interrupt;
-use selinux_harness::report::human::{Blocks, Human};
-use selinux_harness::report::{junit, trial_name, Record};
+use selinux_harness::parallel::{Batch, RunItem};
+use selinux_harness::report::human::Human;
+use selinux_harness::report::{junit, trial_name, EventLines, Record};
 use selinux_harness::scenario::{self, LoadedScenario};
 use selinux_harness::target::{self, Target, TargetKind};
 use selinux_harness::verdict::Verdict;
@@ -172,7 +174,7 @@ fn main() -> ExitCode {
         return ExitCode::from(selinux_harness::probe::probe_main(&args[2..]) as u8);
     }
     let cli = Cli::parse();
-    match dispatch(cli) {
+    match command(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -181,7 +183,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn dispatch(cli: Cli) -> Result<ExitCode> {
+fn command(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Check { paths } => check(&paths),
         Command::List { paths } => list(&paths),
@@ -458,10 +460,10 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     )?;
     // The live event stream, for tools that follow a run as it happens.
     let mut events = match (args.format, &args.output) {
-        (Format::Events, Some(p)) => Some(EventLog(Box::new(
+        (Format::Events, Some(p)) => Some(EventLines(Box::new(
             std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
-        ))),
-        (Format::Events, None) => Some(EventLog(Box::new(std::io::stdout()))),
+        ) as Box<dyn std::io::Write>)),
+        (Format::Events, None) => Some(EventLines(Box::new(std::io::stdout()) as _)),
         _ => None,
     };
 
@@ -473,142 +475,34 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         } else {
             std::io::stderr().is_terminal()
         };
-    let sink: Box<dyn std::io::Write> = if to_stdout {
+    let out: Box<dyn std::io::Write> = if to_stdout {
         Box::new(std::io::stdout())
     } else {
         Box::new(std::io::stderr())
     };
-    let (verdicts, record) = if args.jobs.get() > 1 {
-        run_parallel(
-            t.as_mut(),
-            &selected,
-            args.jobs.get(),
-            sink,
-            color,
-            args.verbose,
-            &mut events,
-        )
-    } else {
-        run_sequential(
-            t.as_mut(),
-            &selected,
-            sink,
-            color,
-            args.verbose,
-            &mut events,
-            &interrupt,
-        )
-    };
+    let batch = Batch::new(
+        selected
+            .iter()
+            .map(|(l, v)| RunItem::new(l, v.as_deref()))
+            .collect(),
+        args.jobs.get(),
+    );
+    let mut human = Human::new(out, color, args.verbose).for_jobs(batch.jobs);
+    let mut record = Record::for_batch(&batch);
+    let mut reporters: Vec<&mut dyn Reporter> = vec![&mut human, &mut record];
+    if let Some(events) = events.as_mut() {
+        reporters.push(events);
+    }
+    let verdicts: Vec<Verdict> = dispatch(t.as_mut(), &batch, &mut reporters)
+        .into_iter()
+        .flatten()
+        .collect();
     drop(t);
     let not_started = selected.len() - verdicts.len();
     if interrupt.is_set() && not_started > 0 {
         eprintln!("interrupted: {not_started} scenario run(s) not started");
     }
     report(&args, &verdicts, &record, interrupt.is_set())
-}
-
-type Selected<'a> = [(&'a LoadedScenario, Option<String>)];
-
-/// `--format events`: each event as one JSON line, with the index of the run it belongs to
-/// (runs of `--jobs N` interleave), flushed at once.
-struct EventLog(Box<dyn std::io::Write>);
-
-impl EventLog {
-    fn write(&mut self, run: usize, e: &selinux_harness::event::Event) {
-        let mut value = serde_json::to_value(e).unwrap_or_default();
-        if let Some(o) = value.as_object_mut() {
-            o.insert("run".into(), run.into());
-        }
-        // A reader that went away must not stop the run (and its cleanup).
-        let w = &mut self.0;
-        let _ = writeln!(w, "{value}").and_then(|()| w.flush());
-    }
-}
-
-fn run_sequential(
-    t: &mut dyn Target,
-    selected: &Selected<'_>,
-    sink: Box<dyn std::io::Write>,
-    color: bool,
-    verbose: bool,
-    events: &mut Option<EventLog>,
-    interrupt: &Interrupt,
-) -> (Vec<Verdict>, Record) {
-    let mut human = Human::new(sink, color, verbose);
-    let mut record = Record::default();
-    let mut verdicts = Vec::new();
-    for (i, (l, variant)) in selected.iter().enumerate() {
-        record.begin(&l.path.display().to_string());
-        let mut on_event = |e: selinux_harness::event::Event| {
-            if let Some(log) = events.as_mut() {
-                log.write(i, &e);
-            }
-            human.event(&e);
-            record.observe(&e);
-        };
-        let verdict = match t.run(l, variant.as_deref(), &mut on_event) {
-            Ok(v) => v,
-            Err(e) => {
-                let v = Verdict::Error {
-                    reason: e.to_string(),
-                };
-                let name = trial_name(l.scenario.name.value.as_str(), variant.as_deref());
-                eprintln!("{}", human.verdict_line(&name, &v, 0));
-                record.conclude(
-                    l.scenario.name.value.as_str(),
-                    variant.as_deref(),
-                    v.clone(),
-                );
-                v
-            }
-        };
-        verdicts.push(verdict);
-        if interrupt.is_set() {
-            break;
-        }
-    }
-    (verdicts, record)
-}
-
-/// `--jobs N`: one batch; each run's report is printed as a block when it finishes.
-fn run_parallel(
-    t: &mut dyn Target,
-    selected: &Selected<'_>,
-    jobs: usize,
-    sink: Box<dyn std::io::Write>,
-    color: bool,
-    verbose: bool,
-    events: &mut Option<EventLog>,
-) -> (Vec<Verdict>, Record) {
-    let mut blocks = Blocks::new(sink, color, verbose);
-    let mut record = Record::default();
-    for (l, _) in selected {
-        record.begin(&l.path.display().to_string());
-    }
-    let runs: Vec<(&LoadedScenario, Option<&str>)> =
-        selected.iter().map(|(l, v)| (*l, v.as_deref())).collect();
-    let results = t.run_many(&runs, jobs, &mut |i, e| {
-        if let Some(log) = events.as_mut() {
-            log.write(i, &e);
-        }
-        blocks.event(i, &e);
-        record.observe_run(i, &e);
-    });
-    let mut verdicts = Vec::new();
-    for (i, (result, (l, variant))) in results.into_iter().zip(&runs).enumerate() {
-        let verdict = result.unwrap_or_else(|e| {
-            let v = Verdict::Error {
-                reason: e.to_string(),
-            };
-            blocks.flush_run(i);
-            let name = trial_name(l.scenario.name.value.as_str(), *variant);
-            eprintln!("{}", blocks.verdict_line(&name, &v, 0));
-            record.conclude_run(i, l.scenario.name.value.as_str(), *variant, v.clone());
-            v
-        });
-        verdicts.push(verdict);
-    }
-    (verdicts, record)
 }
 
 fn report(
@@ -681,32 +575,26 @@ fn repro(
     let variant = variant.or_else(|| loaded.variants().into_iter().next().flatten());
     let mut t = make_target(kind, allow_local, false, Interrupt::on_signals()?)?;
     let mut human = Human::new(std::io::stderr(), std::io::stderr().is_terminal(), false);
-    let mut record = Record::default();
-    record.begin(&path.display().to_string());
-    let result = t.run(
-        &loaded,
-        variant.as_deref(),
-        &mut |e: selinux_harness::event::Event| {
-            human.event(&e);
-            record.observe(&e);
-        },
-    );
+    let batch = Batch::one(&loaded, variant.as_deref());
+    let mut record = Record::for_batch(&batch);
+    let verdict = dispatch(
+        t.as_mut(),
+        &batch,
+        &mut [&mut human as &mut dyn Reporter, &mut record],
+    )
+    .pop()
+    .flatten();
     drop(t);
-    let verdict = result.unwrap_or_else(|e| Verdict::Error {
-        reason: e.to_string(),
-    });
-    record.conclude(
-        loaded.scenario.name.value.as_str(),
-        variant.as_deref(),
-        verdict.clone(),
-    );
+    let (Some(verdict), Some(scenario)) = (verdict, record.scenarios.first()) else {
+        bail!("interrupted before the scenario started; nothing was written");
+    };
     let out = output.unwrap_or_else(|| {
         PathBuf::from(format!(
             "{}.repro.md",
             trial_name(loaded.scenario.name.value.as_str(), variant.as_deref())
         ))
     });
-    let bundle = selinux_harness::report::markdown::repro(&record.scenarios[0], &loaded.source);
+    let bundle = selinux_harness::report::markdown::repro(scenario, &loaded.source);
     std::fs::write(&out, bundle).with_context(|| format!("cannot write {}", out.display()))?;
     eprintln!("{}: {}", verdict.label(), out.display());
     Ok(if verdict.is_success() {

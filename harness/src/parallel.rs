@@ -15,9 +15,10 @@ use std::sync::{mpsc, Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWr
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::context::Context;
-use crate::event::{Event, TargetInfo};
+use crate::event::{Envelope, Event, TargetInfo};
 use crate::evidence::AvcRecord;
 use crate::executor::{execute, HostPaths};
+use crate::fault::Fault;
 use crate::plan::{Plan, MARKER};
 use crate::scenario::{LoadedScenario, Requirement, Scenario};
 use crate::verdict::Verdict;
@@ -376,55 +377,105 @@ pub fn keep_for(
     (kept, left)
 }
 
-/// One (scenario, variant) pair of a batch.
-#[derive(Debug, Clone, Copy)]
+/// One run of a batch: a scenario under one variant.
+#[derive(Debug, Clone)]
 pub struct RunItem<'a> {
     pub scenario: &'a LoadedScenario,
     pub variant: Option<&'a str>,
+    /// Test-only: break the target at one step of this run (see `fault`). None in real runs.
+    pub fault: Option<Fault>,
 }
 
-/// Runs `items` on this host with up to `jobs` at a time; `on_event` gets every run's events,
-/// tagged with its index in `items`, on the calling thread. Returns the verdicts in the order
-/// of `items`. Ordinary runs go first, the ones that need the host alone after them (so they do
-/// not stall the others while they wait for the host).
-pub fn run_many(
-    items: &[RunItem<'_>],
-    jobs: usize,
+impl<'a> RunItem<'a> {
+    pub fn new(scenario: &'a LoadedScenario, variant: Option<&'a str>) -> Self {
+        Self {
+            scenario,
+            variant,
+            fault: None,
+        }
+    }
+
+    /// `scenario` or `scenario[variant]`.
+    pub fn name(&self) -> String {
+        crate::report::trial_name(self.scenario.scenario.name.value.as_str(), self.variant)
+    }
+}
+
+/// What a target runs: every run of a `selinux-harness run`, up to `jobs` at a time. `jobs` 1
+/// is a batch of width one: the runs go one after another, in order, as if alone on the host.
+#[derive(Debug, Clone)]
+pub struct Batch<'a> {
+    pub runs: Vec<RunItem<'a>>,
+    pub jobs: usize,
+}
+
+impl<'a> Batch<'a> {
+    pub fn new(runs: Vec<RunItem<'a>>, jobs: usize) -> Self {
+        Self {
+            runs,
+            jobs: jobs.max(1),
+        }
+    }
+
+    /// One run alone.
+    pub fn one(scenario: &'a LoadedScenario, variant: Option<&'a str>) -> Self {
+        Self::new(vec![RunItem::new(scenario, variant)], 1)
+    }
+
+    /// Whether runs may overlap (then they share the host through [`Concurrency`]).
+    pub fn is_parallel(&self) -> bool {
+        self.jobs > 1
+    }
+}
+
+/// Runs `batch` on this host; `on_event` gets every run's events in envelopes tagged with its
+/// index in the batch, on the calling thread. Returns the verdicts in the order of the batch:
+/// None for a run that never started because of Ctrl-C (it did nothing, and says nothing).
+/// With `jobs` > 1, ordinary runs go first and the ones that need the host alone after them (so
+/// they do not stall the others while they wait for the host).
+pub fn run_batch(
+    batch: &Batch<'_>,
     target: &TargetInfo,
     paths: &HostPaths,
-    on_event: &mut dyn FnMut(usize, Event),
-) -> Vec<Verdict> {
+    on_event: &mut dyn FnMut(Envelope),
+) -> Vec<Option<Verdict>> {
+    let items = &batch.runs;
     let paths = HostPaths {
-        concurrency: Some(Arc::new(Concurrency::new())),
+        concurrency: batch.is_parallel().then(|| Arc::new(Concurrency::new())),
         ..paths.clone()
     };
     let mut order: Vec<usize> = (0..items.len()).collect();
-    order.sort_by_key(|&i| {
-        exclusive_reason(&items[i].scenario.scenario, items[i].variant).is_some()
-    });
+    if batch.is_parallel() {
+        order.sort_by_key(|&i| {
+            exclusive_reason(&items[i].scenario.scenario, items[i].variant).is_some()
+        });
+    }
     let queue = Mutex::new(order.into_iter());
     let mut verdicts: Vec<Option<Verdict>> = vec![None; items.len()];
-    let (tx, rx) = mpsc::channel::<(usize, Event)>();
+    let (tx, rx) = mpsc::channel::<Envelope>();
     std::thread::scope(|scope| {
-        for _ in 0..jobs.clamp(1, items.len().max(1)) {
+        for _ in 0..batch.jobs.clamp(1, items.len().max(1)) {
             let tx = tx.clone();
             let (queue, paths) = (&queue, &paths);
             // Unnamed on purpose: a thread inherits the process's comm, which the kernel logs
             // in AVCs and the noise filter knows (`NoiseFilter::for_this_process`).
             scope.spawn(move || loop {
+                if paths.interrupt.is_set() {
+                    break;
+                }
                 let next = queue.lock().unwrap_or_else(PoisonError::into_inner).next();
                 let Some(i) = next else { break };
-                let item = items[i];
+                let item = &items[i];
                 let mut sink = |e: Event| {
                     // The receiver lives until every worker is done.
-                    let _ = tx.send((i, e));
+                    let _ = tx.send(Envelope::now(i, e));
                 };
-                if paths.interrupt.is_set() {
-                    not_started(item, target, &mut sink);
-                    continue;
-                }
+                let paths = HostPaths {
+                    fault: item.fault.clone(),
+                    ..paths.clone()
+                };
                 let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    execute(item.scenario, item.variant, target, paths, &mut sink)
+                    execute(item.scenario, item.variant, target, &paths, &mut sink)
                 }));
                 if let Err(p) = run {
                     let what = p
@@ -442,42 +493,16 @@ pub fn run_many(
             });
         }
         drop(tx);
-        for (i, e) in rx {
-            if let Event::ScenarioFinished { verdict, .. } = &e {
-                verdicts[i] = Some(verdict.clone());
+        for envelope in rx {
+            if let Some(v) = envelope.event.verdict() {
+                if let Some(slot) = verdicts.get_mut(envelope.run) {
+                    *slot = Some(v);
+                }
             }
-            on_event(i, e);
+            on_event(envelope);
         }
     });
     verdicts
-        .into_iter()
-        .map(|v| {
-            v.unwrap_or_else(|| Verdict::Error {
-                reason: "the run ended without a verdict".into(),
-            })
-        })
-        .collect()
-}
-
-/// The events of a run that never started because of Ctrl-C: it did nothing, and says so.
-pub(crate) fn not_started(
-    item: RunItem<'_>,
-    target: &TargetInfo,
-    sink: &mut dyn FnMut(Event),
-) -> Verdict {
-    let verdict = Verdict::Error {
-        reason: "interrupted before this run started; nothing was done".into(),
-    };
-    sink(Event::ScenarioStarted {
-        scenario: item.scenario.scenario.name.value.to_string(),
-        variant: item.variant.map(str::to_string),
-        target: target.clone(),
-    });
-    sink(Event::ScenarioFinished {
-        verdict: verdict.clone(),
-        millis: 0,
-    });
-    verdict
 }
 
 #[cfg(test)]

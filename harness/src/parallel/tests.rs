@@ -218,51 +218,27 @@ fn host_settings_and_the_probe_module_make_a_run_exclusive() {
 }
 
 #[test]
-fn an_interrupted_batch_reports_every_run_as_not_started() {
+fn an_interrupted_batch_starts_no_run_and_says_nothing() {
     let cross = seed("cross-attach.yaml");
     let distinct = seed("distinct-dynamic-labels.yaml");
-    let items = [
-        RunItem {
-            scenario: &cross,
-            variant: Some("remember_owner_0"),
-        },
-        RunItem {
-            scenario: &distinct,
-            variant: None,
-        },
-        RunItem {
-            scenario: &cross,
-            variant: Some("default"),
-        },
+    let items = vec![
+        RunItem::new(&cross, Some("remember_owner_0")),
+        RunItem::new(&distinct, None),
+        RunItem::new(&cross, Some("default")),
     ];
     let paths = HostPaths::default();
     // Set before the batch: nothing may touch this host.
     paths.interrupt.trigger();
-    let mut seen: Vec<(usize, &'static str)> = Vec::new();
-    let verdicts = run_many(&items, 2, &TargetInfo::default(), &paths, &mut |i, e| {
-        seen.push((
-            i,
-            match e {
-                Event::ScenarioStarted { .. } => "started",
-                Event::ScenarioFinished { .. } => "finished",
-                _ => "other",
-            },
-        ))
-    });
-    assert_eq!(verdicts.len(), 3);
-    for v in &verdicts {
-        assert!(
-            matches!(v, Verdict::Error { reason } if reason.contains("interrupted before")),
-            "{v:?}"
+    for jobs in [1, 2] {
+        let mut seen = Vec::new();
+        let verdicts = run_batch(
+            &Batch::new(items.clone(), jobs),
+            &TargetInfo::default(),
+            &paths,
+            &mut |e| seen.push(e),
         );
-    }
-    for i in 0..3 {
-        let mine: Vec<&str> = seen
-            .iter()
-            .filter(|(j, _)| *j == i)
-            .map(|(_, k)| *k)
-            .collect();
-        assert_eq!(mine, ["started", "finished"], "run {i}");
+        assert_eq!(verdicts, [None, None, None], "jobs {jobs}");
+        assert!(seen.is_empty(), "jobs {jobs}: {seen:?}");
     }
 }
 

@@ -2,11 +2,10 @@
 //! harness to change it (define guests, relabel files in its sandbox, load a test module).
 
 use super::{Target, TargetError};
-use crate::event::{Event, EventSink, TargetInfo};
-use crate::executor::{execute, HostPaths};
+use crate::event::{Envelope, TargetInfo};
+use crate::executor::HostPaths;
 use crate::interrupt::Interrupt;
-use crate::scenario::LoadedScenario;
-use crate::verdict::Verdict;
+use crate::parallel::{run_batch, Batch};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HostStatus {
@@ -74,32 +73,12 @@ impl Target for Local {
 
     fn run(
         &mut self,
-        scenario: &LoadedScenario,
-        variant: Option<&str>,
-        sink: &mut dyn EventSink,
-    ) -> Result<Verdict, TargetError> {
+        batch: &Batch<'_>,
+        sink: &mut dyn FnMut(Envelope),
+    ) -> Result<(), TargetError> {
         let info = self.info()?;
-        Ok(execute(scenario, variant, &info, &self.paths, sink))
-    }
-
-    fn run_many(
-        &mut self,
-        runs: &[(&LoadedScenario, Option<&str>)],
-        jobs: usize,
-        sink: &mut dyn FnMut(usize, Event),
-    ) -> Vec<Result<Verdict, TargetError>> {
-        let info = crate::environment::collect("local");
-        let items: Vec<crate::parallel::RunItem<'_>> = runs
-            .iter()
-            .map(|(l, v)| crate::parallel::RunItem {
-                scenario: l,
-                variant: *v,
-            })
-            .collect();
-        crate::parallel::run_many(&items, jobs, &info, &self.paths, sink)
-            .into_iter()
-            .map(Ok)
-            .collect()
+        run_batch(batch, &info, &self.paths, sink);
+        Ok(())
     }
 }
 
