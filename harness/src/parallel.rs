@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::context::Context;
 use crate::event::{Envelope, Event, TargetInfo};
 use crate::evidence::AvcRecord;
-use crate::executor::{execute, HostPaths};
+use crate::executor::{execute, HostPaths, RunError};
 use crate::fault::Fault;
 use crate::plan::{Plan, MARKER};
 use crate::scenario::{LoadedScenario, Requirement, Scenario};
@@ -485,7 +485,7 @@ pub fn run_batch(
                         .unwrap_or("a panic");
                     sink(Event::ScenarioFinished {
                         verdict: Verdict::Error {
-                            reason: format!("the run panicked (its cleanup ran on unwind): {what}"),
+                            reason: RunError::Panicked(what.to_string()).to_string(),
                         },
                         millis: 0,
                     });
