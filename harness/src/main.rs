@@ -162,7 +162,8 @@ enum Format {
     /// JUnit XML: one test case per scenario and variant, for CI systems.
     Junit,
     /// One JSON object per event (scenario started, step started, evidence, expectation
-    /// checked, verdict ...), written as it happens: the stream every report is made from.
+    /// checked, cleanup, verdict ...) with its run's index and a timestamp, written as it
+    /// happens: the stream every report is made from.
     Events,
 }
 
