@@ -488,22 +488,35 @@ fn run(args: RunArgs) -> Result<ExitCode> {
             .collect(),
         args.jobs.get(),
     );
-    let mut human = Human::new(out, color, args.verbose).for_jobs(batch.jobs);
-    let mut record = Record::for_batch(&batch);
-    let mut reporters: Vec<&mut dyn Reporter> = vec![&mut human, &mut record];
-    if let Some(events) = events.as_mut() {
-        reporters.push(events);
-    }
-    let verdicts: Vec<Verdict> = dispatch(t.as_mut(), &batch, &mut reporters)
-        .into_iter()
-        .flatten()
-        .collect();
+    let human = Human::new(out, color, args.verbose).for_jobs(batch.jobs);
+    let (verdicts, record) = run_batch(t.as_mut(), &batch, human, events.as_mut());
     drop(t);
     let not_started = selected.len() - verdicts.len();
     if interrupt.is_set() && not_started > 0 {
         eprintln!("interrupted: {not_started} scenario run(s) not started");
     }
     report(&args, &verdicts, &record, interrupt.is_set())
+}
+
+/// The run path: the batch on the target through the one dispatcher, to the human report, the
+/// record the JSON, JUnit and HTML reports are written from, and the `--format events` lines.
+/// The verdicts of the runs that started, in the order of the batch.
+fn run_batch(
+    t: &mut dyn Target,
+    batch: &Batch<'_>,
+    mut human: Human<Box<dyn std::io::Write>>,
+    events: Option<&mut EventLines<Box<dyn std::io::Write>>>,
+) -> (Vec<Verdict>, Record) {
+    let mut record = Record::for_batch(batch);
+    let mut reporters: Vec<&mut dyn Reporter> = vec![&mut human, &mut record];
+    if let Some(events) = events {
+        reporters.push(events);
+    }
+    let verdicts = dispatch(t, batch, &mut reporters)
+        .into_iter()
+        .flatten()
+        .collect();
+    (verdicts, record)
 }
 
 fn report(
@@ -632,4 +645,252 @@ fn summary(verdicts: &[Verdict]) -> String {
     }
     let parts: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
     format!("{} scenario run(s): {}", verdicts.len(), parts.join(", "))
+}
+
+/// The reports of `run`, pinned: recorded event streams (tests/data/events, in the
+/// `--format events` form) are played back through the run path by a target that replays them,
+/// and every report made from them is a snapshot.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use selinux_harness::event::{Envelope, Event, TargetInfo};
+    use selinux_harness::report::html;
+    use selinux_harness::target::TargetError;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    /// A writer the test reads back after handing it over as a `Box<dyn Write>`.
+    #[derive(Clone, Default)]
+    struct Shared(Rc<RefCell<Vec<u8>>>);
+
+    impl std::io::Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.borrow_mut().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Shared {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.borrow().clone()).expect("reports are UTF-8")
+        }
+    }
+
+    fn repo() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    }
+
+    /// A recorded stream: each event in its envelope (the index of the run it belongs to, a
+    /// timestamp).
+    fn recorded(name: &str) -> Vec<Envelope> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/events")
+            .join(name);
+        let text = std::fs::read_to_string(&path).expect("the fixture exists");
+        text.lines()
+            .enumerate()
+            .map(|(n, line)| {
+                serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("{}:{}: {e}", path.display(), n + 1))
+            })
+            .collect()
+    }
+
+    /// Why a run whose stream stops before its verdict failed: its guest went away.
+    const TARGET_GONE: &str = "the guest stopped answering (agent channel closed)";
+
+    /// Plays a recorded stream back, as the VM target would deliver it: every envelope as
+    /// recorded, then the error of a target that broke if a run has no verdict.
+    struct Replay {
+        events: Vec<Envelope>,
+    }
+
+    impl Target for Replay {
+        fn info(&mut self) -> Result<TargetInfo, TargetError> {
+            Err(TargetError::Unavailable(
+                "a replay describes no target".into(),
+            ))
+        }
+
+        fn run(
+            &mut self,
+            batch: &Batch<'_>,
+            sink: &mut dyn FnMut(Envelope),
+        ) -> Result<(), TargetError> {
+            for e in &self.events {
+                if let Event::ScenarioStarted { scenario: s, .. } = &e.event {
+                    let asked = &batch.runs[e.run].scenario.scenario.name.value;
+                    assert_eq!(s, asked.as_str(), "run {}", e.run);
+                }
+                sink(e.clone());
+            }
+            let finished = |run: usize| {
+                self.events
+                    .iter()
+                    .any(|e| e.run == run && matches!(e.event, Event::ScenarioFinished { .. }))
+            };
+            match (0..batch.runs.len()).all(finished) {
+                true => Ok(()),
+                false => Err(TargetError::Failed(TARGET_GONE.into())),
+            }
+        }
+    }
+
+    /// Every scenario the recordings name, with its path as seen from the repository root.
+    fn catalogue() -> Vec<LoadedScenario> {
+        let dirs = [
+            repo().join("scenarios"),
+            repo().join("harness/tests/data/wrong"),
+        ];
+        scenario::discover(&dirs)
+            .expect("the scenario directories exist")
+            .into_iter()
+            .map(|f| {
+                let mut l = scenario::load_file(&f).expect("shipped scenarios load");
+                l.path = f.strip_prefix(repo()).unwrap_or(&f).to_path_buf();
+                l
+            })
+            .collect()
+    }
+
+    /// What `run` gave: the human report (stdout), stderr (the summary line), the
+    /// `--format events` stream and the record the JSON, JUnit and HTML reports
+    /// are written from.
+    struct Outputs {
+        human: String,
+        stderr: String,
+        events: String,
+        record: Record,
+    }
+
+    fn replay(fixture: &str, jobs: usize, color: bool, verbose: bool) -> Outputs {
+        let events = recorded(fixture);
+        let catalogue = catalogue();
+        // The runs, in order: what `run` selected when the stream was recorded.
+        let mut started: Vec<(usize, &LoadedScenario, Option<String>)> = events
+            .iter()
+            .filter_map(|e| match &e.event {
+                Event::ScenarioStarted {
+                    scenario, variant, ..
+                } => {
+                    let l = catalogue
+                        .iter()
+                        .find(|l| l.scenario.name.value.as_str() == scenario)
+                        .unwrap_or_else(|| panic!("no scenario named {scenario}"));
+                    Some((e.run, l, variant.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        started.sort_by_key(|(run, ..)| *run);
+        let batch = Batch::new(
+            started
+                .iter()
+                .map(|(_, l, v)| RunItem::new(l, v.as_deref()))
+                .collect(),
+            jobs,
+        );
+        let (human, log) = (Shared::default(), Shared::default());
+        let mut target = Replay { events };
+        let mut lines = EventLines(Box::new(log.clone()) as Box<dyn std::io::Write>);
+        let (verdicts, record) = run_batch(
+            &mut target,
+            &batch,
+            Human::new(
+                Box::new(human.clone()) as Box<dyn std::io::Write>,
+                color,
+                verbose,
+            )
+            .for_jobs(jobs),
+            Some(&mut lines),
+        );
+        assert_eq!(verdicts.len(), batch.runs.len());
+        let stderr = summary(&verdicts) + "\n";
+        Outputs {
+            human: human.text(),
+            stderr,
+            events: log.text(),
+            record,
+        }
+    }
+
+    fn terminal(o: &Outputs) -> String {
+        format!("--- stdout ---\n{}--- stderr ---\n{}", o.human, o.stderr)
+    }
+
+    #[test]
+    fn human_sequential() {
+        insta::assert_snapshot!(terminal(&replay("sequential.jsonl", 1, false, false)));
+    }
+
+    /// --verbose in a terminal: every check and all evidence, in colour (ESC written as \e).
+    #[test]
+    fn human_sequential_verbose_colour() {
+        let o = replay("sequential.jsonl", 1, true, true);
+        insta::assert_snapshot!(terminal(&o).replace('\x1b', "\\e"));
+    }
+
+    #[test]
+    fn human_jobs_2() {
+        insta::assert_snapshot!(terminal(&replay("parallel.jsonl", 2, false, false)));
+    }
+
+    #[test]
+    fn events_sequential() {
+        insta::assert_snapshot!(replay("sequential.jsonl", 1, false, false).events);
+    }
+
+    #[test]
+    fn events_jobs_2() {
+        insta::assert_snapshot!(replay("parallel.jsonl", 2, false, false).events);
+    }
+
+    #[test]
+    fn json_sequential() {
+        insta::assert_snapshot!(replay("sequential.jsonl", 1, false, false).record.to_json());
+    }
+
+    #[test]
+    fn json_jobs_2() {
+        insta::assert_snapshot!(replay("parallel.jsonl", 2, false, false).record.to_json());
+    }
+
+    #[test]
+    fn junit_sequential() {
+        insta::assert_snapshot!(junit::render(
+            &replay("sequential.jsonl", 1, false, false).record
+        ));
+    }
+
+    #[test]
+    fn junit_jobs_2() {
+        insta::assert_snapshot!(junit::render(
+            &replay("parallel.jsonl", 2, false, false).record
+        ));
+    }
+
+    /// Streams recorded on the Debian 12 VM (`run --format events`, see tests/data/events):
+    /// every report `run` makes from them.
+    #[rstest::rstest]
+    #[case::seed("vm-seed", 1)]
+    #[case::seed_jobs_2("vm-seed-jobs-2", 2)]
+    #[case::wrong_image_level("vm-wrong-image-level", 1)]
+    fn recorded_on_the_vm(#[case] stream: &str, #[case] jobs: usize) {
+        let o = replay(&format!("{stream}.jsonl"), jobs, false, false);
+        insta::assert_snapshot!(format!("{stream}-human"), terminal(&o));
+        insta::assert_snapshot!(format!("{stream}-events"), o.events);
+        insta::assert_snapshot!(format!("{stream}-json"), o.record.to_json());
+        insta::assert_snapshot!(format!("{stream}-junit"), junit::render(&o.record));
+        insta::assert_snapshot!(format!("{stream}-html"), html::render(&o.record));
+    }
+
+    #[test]
+    fn html_sequential() {
+        insta::assert_snapshot!(html::render(
+            &replay("sequential.jsonl", 1, false, false).record
+        ));
+    }
 }

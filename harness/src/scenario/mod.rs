@@ -23,6 +23,13 @@ mod tests {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
     }
 
+    /// What `selinux-harness schema` prints (editors validate scenarios against it).
+    #[test]
+    fn schema_snapshot() {
+        let schema = serde_json::to_string_pretty(&json_schema()).expect("a JSON value prints");
+        insta::assert_snapshot!(schema);
+    }
+
     #[test]
     fn every_shipped_scenario_loads() {
         let files = discover(&[repo().join("scenarios")]).unwrap();
