@@ -812,9 +812,33 @@ mod tests {
         Outputs {
             human: human.text(),
             stderr,
-            events: log.text(),
+            events: stamped_now(&log.text()),
             record,
         }
+    }
+
+    /// The stream with the dispatcher's own events (a broken target's `target_failed`, stamped
+    /// when the replay ran) stamped `[now]`: every other timestamp is the recording's.
+    fn stamped_now(events: &str) -> String {
+        events
+            .lines()
+            .map(|line| {
+                let mut e: Envelope = serde_json::from_str(line).expect("an envelope per line");
+                if !matches!(e.event, Event::TargetFailed { .. }) {
+                    return format!("{line}\n");
+                }
+                e.timestamp = Default::default();
+                let epoch = serde_json::to_string(&e.timestamp).expect("a timestamp");
+                format!(
+                    "{}\n",
+                    serde_json::to_string(&e).expect("an envelope").replacen(
+                        &epoch,
+                        "\"[now]\"",
+                        1
+                    )
+                )
+            })
+            .collect()
     }
 
     fn terminal(o: &Outputs) -> String {
