@@ -6,7 +6,7 @@
 //! *itself* as the agent (`VmTargetOptions::binary`, the ordinary delivery path: no new command
 //! in the product), and runs both sides through the product's dispatcher. In the guest the
 //! bootstrap runs it as `agent --port PORT`; it then answers `Run` requests for real scenarios
-//! with the product's own handler (`selinux_harness::guest::handle`, i.e. the executor), and a
+//! with the product's own handler (`selinux_harness::agent::handler::handle`, i.e. the executor), and a
 //! `Run` whose one run's file is `bench:cross-attach.sh` by running
 //! bench/guest/cross-attach.sh, compiled in (never a script sent from the host).
 //!
@@ -18,15 +18,15 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
+use selinux_harness::agent::protocol::{Reply, Request};
 use selinux_harness::dispatch::dispatch;
-use selinux_harness::event::{Envelope, Event};
 use selinux_harness::evidence::Evidence;
 use selinux_harness::interrupt::Interrupt;
-use selinux_harness::parallel::Batch;
-use selinux_harness::protocol::{Reply, Request};
+use selinux_harness::run::batch::Batch;
+use selinux_harness::run::event::{Envelope, Event};
+use selinux_harness::run::verdict::Verdict;
 use selinux_harness::scenario::LoadedScenario;
 use selinux_harness::target::vm::{VmTarget, VmTargetOptions};
-use selinux_harness::verdict::Verdict;
 
 const SCRIPT_FILE: &str = "bench:cross-attach.sh";
 const SCRIPT: &str = include_str!("../../bench/guest/cross-attach.sh");
@@ -51,9 +51,9 @@ fn agent(args: &[String]) -> anyhow::Result<()> {
         Request::Run { runs, .. } if runs.first().is_some_and(|r| r.file == SCRIPT_FILE) => {
             run_script(reply)
         }
-        other => selinux_harness::guest::handle(other, stop, reply),
+        other => selinux_harness::agent::handler::handle(other, stop, reply),
     };
-    selinux_harness::agent::serve(&port, &mut handler)?;
+    selinux_harness::agent::guest_end::serve(&port, &mut handler)?;
     Ok(())
 }
 

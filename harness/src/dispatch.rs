@@ -1,22 +1,11 @@
 //! The one loop that runs a batch on a target and feeds every reporter: `selinux-harness run`,
 //! `repro`, the conformance suite and the benchmarks all run scenarios through [`dispatch`].
 
-use crate::event::{Envelope, Event};
-use crate::parallel::Batch;
+use crate::report::Reporter;
+use crate::run::batch::Batch;
+use crate::run::event::{Envelope, Event};
+use crate::run::verdict::Verdict;
 use crate::target::Target;
-use crate::verdict::Verdict;
-
-/// Whatever consumes the event stream: the human report, the record behind the JSON, JUnit,
-/// HTML and Markdown reports, the `--format events` lines, a test's collector.
-pub trait Reporter {
-    fn event(&mut self, e: &Envelope);
-}
-
-impl<F: FnMut(&Envelope)> Reporter for F {
-    fn event(&mut self, e: &Envelope) {
-        self(e)
-    }
-}
 
 /// Runs `batch` on `target`, giving every event to every reporter in turn. A target that
 /// breaks is one more event: each run it left without a verdict gets
@@ -85,8 +74,8 @@ impl State<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::TargetInfo;
-    use crate::parallel::RunItem;
+    use crate::host::environment::TargetInfo;
+    use crate::run::batch::RunItem;
     use crate::target::TargetError;
 
     /// Plays back a script of events, then breaks (or not).

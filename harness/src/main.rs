@@ -1,5 +1,7 @@
 //! `selinux-harness`: the command line over the library.
 
+mod cli;
+
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -7,15 +9,15 @@ use std::process::ExitCode;
 use anyhow::{bail, Context as _, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
-use selinux_harness::cli_vm;
-use selinux_harness::dispatch::{dispatch, Reporter};
+use selinux_harness::dispatch::dispatch;
 use selinux_harness::interrupt::Interrupt;
-use selinux_harness::parallel::{Batch, RunItem};
 use selinux_harness::report::human::Human;
-use selinux_harness::report::{junit, trial_name, EventLines, Record};
+use selinux_harness::report::{junit, EventLines, Record, Reporter};
+use selinux_harness::run::batch::{Batch, RunItem};
+use selinux_harness::run::trial_name;
+use selinux_harness::run::verdict::Verdict;
 use selinux_harness::scenario::{self, LoadedScenario};
 use selinux_harness::target::{self, Target, TargetKind};
-use selinux_harness::verdict::Verdict;
 
 #[derive(Parser)]
 #[command(
@@ -79,7 +81,7 @@ Exit status: 0 every verdict is pass or known-bug, 1 some verdict is not (skippe
         #[arg(long)]
         variant: Option<String>,
         #[arg(long, value_enum, env = target::TARGET_ENV, default_value = "auto")]
-        target: TargetKind,
+        target: cli::TargetArg,
         #[arg(long, env = target::LOCAL_OPT_IN_ENV)]
         allow_local_changes: bool,
     },
@@ -93,13 +95,13 @@ Exit status: 0 every verdict is pass or known-bug, 1 some verdict is not (skippe
     /// Build, list and remove the cached VM images.
     Image {
         #[command(subcommand)]
-        command: cli_vm::ImageCommand,
+        command: cli::vm::ImageCommand,
     },
     /// Describe a target (kernel, SELinux mode, policy, libvirt/QEMU, how the VM started).
-    Env(cli_vm::EnvArgs),
+    Env(cli::vm::EnvArgs),
     /// Inside the VM: serve the host's requests on the agent port (started by the guest's init).
     #[command(hide = true)]
-    Agent(cli_vm::AgentArgs),
+    Agent(cli::vm::AgentArgs),
 }
 
 #[derive(clap::Args)]
@@ -108,7 +110,7 @@ struct RunArgs {
     paths: Vec<PathBuf>,
     /// Where to run.
     #[arg(long, value_enum, env = target::TARGET_ENV, default_value = "auto")]
-    target: TargetKind,
+    target: cli::TargetArg,
     /// Allow the local target to change this host (define guests, relabel its sandbox, load a
     /// test policy module); everything is undone afterwards.
     #[arg(long, env = target::LOCAL_OPT_IN_ENV)]
@@ -172,7 +174,7 @@ fn main() -> ExitCode {
     // its one open(), so it is dispatched before anything else is set up.
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if args.get(1).is_some_and(|a| a == "probe") {
-        return ExitCode::from(selinux_harness::probe::probe_main(&args[2..]) as u8);
+        return ExitCode::from(selinux_harness::host::probe::probe_main(&args[2..]) as u8);
     }
     let cli = Cli::parse();
     match command(cli) {
@@ -203,21 +205,27 @@ fn command(cli: Cli) -> Result<ExitCode> {
             variant,
             target,
             allow_local_changes,
-        } => repro(&scenario, output, variant, target, allow_local_changes),
+        } => repro(
+            &scenario,
+            output,
+            variant,
+            target.into(),
+            allow_local_changes,
+        ),
         Command::Doctor { dry_run } => doctor(dry_run),
         Command::Image { command } => {
             let interrupt = Interrupt::on_signals()?;
             // report(): exit 130 after a Ctrl-C (cleanup done), the error's own fix text otherwise.
-            Ok(cli_vm::run_image(command, &interrupt)
-                .map_or_else(|e| cli_vm::report(&e), |()| ExitCode::SUCCESS))
+            Ok(cli::vm::run_image(command, &interrupt)
+                .map_or_else(|e| cli::vm::report(&e), |()| ExitCode::SUCCESS))
         }
         Command::Env(args) => {
             let interrupt = Interrupt::on_signals()?;
-            Ok(cli_vm::run_env(&args, &interrupt)
-                .map_or_else(|e| cli_vm::report(&e), |()| ExitCode::SUCCESS))
+            Ok(cli::vm::run_env(&args, &interrupt)
+                .map_or_else(|e| cli::vm::report(&e), |()| ExitCode::SUCCESS))
         }
         Command::Agent(args) => {
-            cli_vm::run_agent(&args)?;
+            cli::vm::run_agent(&args)?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -320,11 +328,11 @@ fn explain(path: &Path, variant: Option<&str>) -> Result<ExitCode> {
     let variant = variant
         .map(str::to_string)
         .or_else(|| s.variants.keys().next().map(|v| v.to_string()));
-    let plan = selinux_harness::plan::Plan::new(
+    let plan = selinux_harness::run::plan::Plan::new(
         s,
         variant.as_deref(),
         "RUN",
-        Path::new(selinux_harness::executor::IMAGES_ROOT),
+        Path::new(selinux_harness::host::layout::IMAGES_ROOT),
     )?;
     println!("{}: {}", s.name.value, s.description.trim());
     if let Some(v) = &variant {
@@ -454,7 +462,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
 
     let interrupt = Interrupt::on_signals()?;
     let mut t = make_target(
-        args.target,
+        args.target.into(),
         args.allow_local_changes,
         args.cold,
         interrupt.clone(),
@@ -619,8 +627,8 @@ fn repro(
 }
 
 fn doctor(dry_run: bool) -> Result<ExitCode> {
-    use selinux_harness::doctor;
-    let leftovers = doctor::scan(&doctor::DoctorPaths::default());
+    use selinux_harness::host::doctor;
+    let leftovers = doctor::scan(&selinux_harness::host::layout::Layout::default());
     if leftovers.is_empty() {
         println!("nothing left behind by selinux-harness on this host");
         return Ok(ExitCode::SUCCESS);
@@ -653,8 +661,9 @@ fn summary(verdicts: &[Verdict]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use selinux_harness::event::{Envelope, Event, TargetInfo};
+    use selinux_harness::host::environment::TargetInfo;
     use selinux_harness::report::html;
+    use selinux_harness::run::event::{Envelope, Event};
     use selinux_harness::target::TargetError;
     use std::cell::RefCell;
     use std::rc::Rc;

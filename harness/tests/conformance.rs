@@ -10,13 +10,13 @@ use std::sync::{Arc, Mutex};
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
-use selinux_harness::dispatch::{dispatch, Reporter};
-use selinux_harness::event::{Envelope, Event};
-use selinux_harness::parallel::{Batch, RunItem};
-use selinux_harness::report::{human::Human, junit, Record};
+use selinux_harness::dispatch::dispatch;
+use selinux_harness::report::{human::Human, junit, Record, Reporter};
+use selinux_harness::run::batch::{Batch, RunItem};
+use selinux_harness::run::event::{Envelope, Event};
+use selinux_harness::run::verdict::Verdict;
 use selinux_harness::scenario::{self, LoadedScenario};
 use selinux_harness::target::{self, Target, TargetKind};
-use selinux_harness::verdict::Verdict;
 
 /// What a trial checks in a run's event stream besides the verdict.
 #[derive(Debug, Default)]
@@ -390,7 +390,7 @@ fn agent_stops_answering(l: Arc<LoadedScenario>) -> Trial {
 /// host alone overlapped another.
 fn parallel_seed(seed: Vec<Arc<LoadedScenario>>) -> Trial {
     Trial::ignorable_test("parallel::seed", move || {
-        use selinux_harness::parallel::exclusive_reason;
+        use selinux_harness::run::parallel::exclusive_reason;
         let mut vm = match own_vm(None) {
             Ok(vm) => vm,
             Err(skip) => return Ok(skip),
@@ -507,7 +507,7 @@ fn ends_in_proven_error(verdict: &Verdict, facts: &Facts, cause: &str) -> Result
 fn injected(
     name: &'static str,
     l: Arc<LoadedScenario>,
-    fault: selinux_harness::fault::Fault,
+    fault: selinux_harness::run::fault::Fault,
     cause: &'static str,
 ) -> Trial {
     Trial::ignorable_test(format!("fault::{name}"), move || {
@@ -790,7 +790,7 @@ fn main() {
     trials.push(sigint_mid_step(faults.join("interrupted.yaml"), 2));
     match scenario::load_file(&faults.join("broken-target.yaml")) {
         Ok(l) => {
-            use selinux_harness::fault::Fault;
+            use selinux_harness::run::fault::Fault;
             let l = Arc::new(l);
             trials.push(injected(
                 "libvirtd-killed-mid-step",

@@ -11,10 +11,10 @@ use std::fmt::Write as _;
 
 use super::{Record, ScenarioRecord, StepRecord};
 use crate::context::Context;
-use crate::event::TargetInfo;
 use crate::evidence::{Evidence, LabelChange, Outcome};
-use crate::expect::avc_line;
-use crate::verdict::{Check, Verdict};
+use crate::host::environment::TargetInfo;
+use crate::run::expect::avc_line;
+use crate::run::verdict::{Check, Verdict};
 
 /// Colours for distinct labels, in order of first appearance. Chosen to stay tellable apart
 /// on screen and in greyscale print; beyond them the palette repeats with a hatch.

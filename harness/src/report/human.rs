@@ -4,10 +4,12 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use crate::context::Context;
-use crate::event::{Envelope, Event, TargetInfo};
 use crate::evidence::{Evidence, Outcome};
-use crate::expect::avc_line;
-use crate::verdict::{Check, Verdict};
+use crate::host::environment::TargetInfo;
+use crate::run::event::{Envelope, Event};
+use crate::run::expect::avc_line;
+use crate::run::trial_name;
+use crate::run::verdict::{Check, Verdict};
 
 /// The human report of a batch. With `--jobs 1` (the default) every line is printed as its
 /// event arrives; when runs overlap, each run's lines are held back and printed as one block
@@ -98,7 +100,7 @@ impl<W: Write> Human<W> {
                 variant,
                 target,
             } => {
-                *current = super::trial_name(scenario, variant.as_deref());
+                *current = trial_name(scenario, variant.as_deref());
                 let head = self.paint(BOLD, current);
                 writeln!(out, "{head}  on {}", describe_target(target))?;
             }
@@ -137,7 +139,7 @@ impl<W: Write> Human<W> {
                 variant,
                 reason,
             } => {
-                let name = super::trial_name(scenario, variant.as_deref());
+                let name = trial_name(scenario, variant.as_deref());
                 let verdict = Verdict::Error {
                     reason: reason.clone(),
                 };
@@ -182,7 +184,7 @@ impl<W: Write> Human<W> {
     }
 }
 
-impl<W: Write> crate::dispatch::Reporter for Human<W> {
+impl<W: Write> super::Reporter for Human<W> {
     fn event(&mut self, e: &Envelope) {
         Human::event(self, e)
     }

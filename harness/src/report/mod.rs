@@ -12,10 +12,25 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::event::{Envelope, Event, TargetInfo};
 use crate::evidence::Evidence;
-use crate::parallel::Batch;
-use crate::verdict::{Check, Verdict};
+use crate::host::environment::TargetInfo;
+use crate::run::batch::Batch;
+use crate::run::event::{Envelope, Event};
+use crate::run::trial_name;
+use crate::run::verdict::{Check, Verdict};
+
+/// Whatever consumes the event stream: the human report, the record behind the JSON, JUnit,
+/// HTML and Markdown reports, the `--format events` lines, a test's collector. `dispatch` feeds
+/// every event to each.
+pub trait Reporter {
+    fn event(&mut self, e: &Envelope);
+}
+
+impl<F: FnMut(&Envelope)> Reporter for F {
+    fn event(&mut self, e: &Envelope) {
+        self(e)
+    }
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StepRecord {
@@ -42,13 +57,6 @@ impl ScenarioRecord {
     /// `scenario` or `scenario[variant]`: the name trials and test cases use.
     pub fn id(&self) -> String {
         trial_name(&self.scenario, self.variant.as_deref())
-    }
-}
-
-pub fn trial_name(scenario: &str, variant: Option<&str>) -> String {
-    match variant {
-        Some(v) => format!("{scenario}[{v}]"),
-        None => scenario.to_string(),
     }
 }
 
@@ -178,7 +186,7 @@ impl Record {
     }
 }
 
-impl crate::dispatch::Reporter for Record {
+impl Reporter for Record {
     fn event(&mut self, e: &Envelope) {
         self.observe(e)
     }
@@ -188,7 +196,7 @@ impl crate::dispatch::Reporter for Record {
 /// that follow a run as it happens.
 pub struct EventLines<W: std::io::Write>(pub W);
 
-impl<W: std::io::Write> crate::dispatch::Reporter for EventLines<W> {
+impl<W: std::io::Write> Reporter for EventLines<W> {
     fn event(&mut self, e: &Envelope) {
         // A reader that went away must not stop the run (and its cleanup).
         let w = &mut self.0;

@@ -115,7 +115,7 @@ impl Checker<'_> {
             if let QemuConfValue::Str(s) = value {
                 // Printable ASCII only: the value is written out with Rust's `{:?}`, which
                 // escapes other characters (U+200B, U+00E9) into backslash sequences that
-                // libvirt would read differently, and that hostconfig refuses at run time.
+                // libvirt would read differently, and that host::config refuses at run time.
                 if s.chars()
                     .any(|c| c == '"' || c == '\\' || !(' '..='~').contains(&c))
                 {

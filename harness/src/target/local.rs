@@ -2,10 +2,11 @@
 //! harness to change it (define guests, relabel files in its sandbox, load a test module).
 
 use super::{Target, TargetError};
-use crate::event::{Envelope, TargetInfo};
-use crate::executor::HostPaths;
+use crate::host::environment::TargetInfo;
 use crate::interrupt::Interrupt;
-use crate::parallel::{run_batch, Batch};
+use crate::run::batch::{run_batch, Batch};
+use crate::run::event::Envelope;
+use crate::run::executor::HostPaths;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HostStatus {
@@ -68,7 +69,7 @@ impl Local {
 
 impl Target for Local {
     fn info(&mut self) -> Result<TargetInfo, TargetError> {
-        Ok(crate::environment::collect("local"))
+        Ok(crate::host::environment::collect("local"))
     }
 
     fn run(

@@ -4,8 +4,9 @@
 pub mod local;
 pub mod vm;
 
-use crate::event::{Envelope, TargetInfo};
-use crate::parallel::Batch;
+use crate::host::environment::TargetInfo;
+use crate::run::batch::Batch;
+use crate::run::event::Envelope;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
@@ -25,7 +26,7 @@ pub trait Target {
         -> Result<(), TargetError>;
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TargetKind {
     /// This host when SELinux enforces here and local changes are allowed; else the VM.
     Auto,

@@ -6,11 +6,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{Target, TargetError};
-use crate::event::{Envelope, Event, TargetInfo};
+use crate::agent::protocol::{Reply, Request, RunSpec};
+use crate::host::environment::TargetInfo;
 use crate::image::{self, BuildOptions, Cache, Progress};
 use crate::interrupt::Interrupt;
-use crate::parallel::Batch;
-use crate::protocol::{Reply, Request, RunSpec};
+use crate::run::batch::Batch;
+use crate::run::event::{Envelope, Event};
 use crate::vm::{Vm, VmOptions, Wait, WarmPolicy};
 
 /// Selects the image recipe (same names as `image build --distro`).

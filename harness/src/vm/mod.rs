@@ -18,13 +18,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
-use crate::agent::HELLO;
+use crate::agent::protocol::{Reply, Request, HELLO};
 use crate::image::command::tail_lines;
 use crate::image::guest::{AGENT_PORT_NAME, INIT_PATH};
 use crate::image::tools::{self, MissingTools, VM_TOOLS};
 use crate::image::{Image, Progress};
 use crate::interrupt::Interrupt;
-use crate::protocol::{Reply, Request};
 use monitor::Monitor;
 pub use qemu::{Accel, LaunchSpec, QemuChild, DEFAULT_MACHINE, PAYLOAD_CAPACITY};
 

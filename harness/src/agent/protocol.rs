@@ -6,8 +6,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Envelope, TargetInfo};
-use crate::fault::Fault;
+use crate::host::environment::TargetInfo;
+use crate::run::event::Envelope;
+use crate::run::fault::Fault;
+
+/// First word of the line the agent writes when it is ready for requests.
+pub const HELLO: &str = "selinux-harness-agent";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case")]

@@ -1,4 +1,9 @@
-//! What was observed on the target. Pure data: gathered by the executor, judged by `verdict`.
+//! What was observed on the target. The types here are pure data: gathered by the executor,
+//! judged by `verdict`. The readers that gather them sit beside: `audit` (AVC records a step
+//! caused) and `timeline` (the labels a watched file took during a step).
+
+pub mod audit;
+pub mod timeline;
 
 use serde::{Deserialize, Serialize};
 

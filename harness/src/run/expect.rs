@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 
 use crate::context::{Context, Level};
 use crate::evidence::{AvcRecord, Evidence, LabelChange, Outcome};
+use crate::run::verdict::Check;
 use crate::scenario::{
     AccessOutcome, AvcExpect, AvcMatch, ContextMatch, Expect, Name, TimelineMatch, Valued,
 };
-use crate::verdict::Check;
 
 /// A domain's live seclabel, remembered by `capture:`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

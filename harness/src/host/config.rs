@@ -1,5 +1,6 @@
-//! Changes to the target's configuration: qemu.conf keys, SELinux booleans, policy modules,
-//! libvirtd restarts. Every change registers its undo in a `Cleanup` before it is made.
+//! The target's configuration: qemu.conf keys, SELinux booleans, policy modules, libvirtd
+//! restarts, each read, validated and set as it is asked. A run changes it through `change`,
+//! which registers every undo in a `Cleanup` first.
 //!
 //! External tools run through `std::process::Command` with argument vectors, never a shell:
 //! keys, values and names come from scenarios.
@@ -15,14 +16,9 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::cleanup::{Cleanup, Undo};
 use crate::context::Context;
+use crate::host::layout::{BOOLEANS_DIR, INIT_CONTROL, LIBVIRTD, LIBVIRTD_PID, LIBVIRT_SOCK};
 
-pub const QEMU_CONF: &str = "/etc/libvirt/qemu.conf";
-pub const LIBVIRTD: &str = "/usr/sbin/libvirtd";
-pub const LIBVIRTD_PID: &str = "/run/libvirtd.pid";
-pub const LIBVIRT_SOCK: &str = "/run/libvirt/libvirt-sock";
-const BOOLEANS_DIR: &str = "/sys/fs/selinux/booleans";
 /// libvirtd's first start probes QEMU capabilities (4.5-9 s under TCG): leave ample room.
 const LIBVIRTD_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -51,9 +47,9 @@ pub enum HostError {
     Libvirtd(String),
 }
 
-type Result<T> = std::result::Result<T, HostError>;
+pub(crate) type Result<T> = std::result::Result<T, HostError>;
 
-fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> HostError {
+pub(crate) fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> HostError {
     let path = path.to_path_buf();
     move |source| HostError::Io { what, path, source }
 }
@@ -190,57 +186,10 @@ pub fn write_in_place(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.sync_all()
 }
 
-/// qemu.conf (or another libvirt config file with the same syntax).
-#[derive(Debug, Clone)]
-pub struct QemuConf {
-    pub path: PathBuf,
-}
-
-impl Default for QemuConf {
-    fn default() -> Self {
-        Self {
-            path: PathBuf::from(QEMU_CONF),
-        }
-    }
-}
-
-impl QemuConf {
-    pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into() }
-    }
-
-    /// Set keys and restart libvirtd so they take effect. The undo (restore the original bytes,
-    /// restart again) is registered before the file is touched.
-    pub fn apply(&self, settings: &[(String, String)], cleanup: &mut Cleanup) -> Result<()> {
-        self.edit(settings, cleanup)?;
-        restart_libvirtd().map(|_| ())
-    }
-
-    /// Only the file edit, no restart (tests; callers that restart themselves).
-    pub fn edit(&self, settings: &[(String, String)], cleanup: &mut Cleanup) -> Result<()> {
-        let original = std::fs::read(&self.path).map_err(io_err("read", &self.path))?;
-        let text = std::str::from_utf8(&original).map_err(|_| HostError::Invalid {
-            what: "config file",
-            value: self.path.display().to_string(),
-            why: "not UTF-8; refusing to edit",
-        })?;
-        let mut edited = text.to_string();
-        for (k, v) in settings {
-            edited = set_conf_key(&edited, k, v)?;
-        }
-        cleanup.push(Undo::RestoreFile {
-            path: self.path.clone(),
-            original: Some(original),
-            restart_libvirtd: true,
-        });
-        write_in_place(&self.path, edited.as_bytes()).map_err(io_err("write", &self.path))
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Commands
 
-fn run(program: &str, args: &[&str]) -> Result<String> {
+pub(crate) fn run(program: &str, args: &[&str]) -> Result<String> {
     let command = format!("{program} {}", args.join(" "));
     let out = Command::new(program)
         .args(args)
@@ -293,19 +242,6 @@ pub fn setsebool(name: &str, value: bool) -> Result<()> {
     run("setsebool", &[name, if value { "1" } else { "0" }]).map(|_| ())
 }
 
-/// Set a boolean for this run; the previous value comes back on cleanup. No-op if equal.
-pub fn set_boolean(name: &str, value: bool, cleanup: &mut Cleanup) -> Result<()> {
-    let old = get_boolean(name)?;
-    if old == value {
-        return Ok(());
-    }
-    cleanup.push(Undo::SetBoolean {
-        name: name.to_string(),
-        value: old,
-    });
-    setsebool(name, value)
-}
-
 // ---------------------------------------------------------------------------------------------
 // Policy modules
 
@@ -330,23 +266,6 @@ pub fn parse_module_list(out: &str) -> Vec<String> {
 
 pub fn installed_modules() -> Result<Vec<String>> {
     run("semodule", &["-l"]).map(|o| parse_module_list(&o))
-}
-
-/// Install a module unless one of that name is already there (then it is not ours to remove).
-/// Returns whether it was installed.
-pub fn install_module(file: &Path, cleanup: &mut Cleanup) -> Result<bool> {
-    let name = module_name(file)?;
-    if installed_modules()?.contains(&name) {
-        return Ok(false);
-    }
-    let f = file.to_str().ok_or_else(|| HostError::Invalid {
-        what: "module path",
-        value: file.display().to_string(),
-        why: "not UTF-8",
-    })?;
-    // Register first: a semodule that fails half-way may still have installed it.
-    cleanup.push(Undo::RemoveModule { name });
-    run("semodule", &["-i", f]).map(|_| true)
 }
 
 pub fn remove_module(name: &str) -> Result<String> {
@@ -396,10 +315,10 @@ pub fn restart_libvirtd() -> Result<LibvirtdRestart> {
     // Started by us from unconfined_t, libvirtd would not necessarily land in virtd_t: ask for
     // the old daemon's context explicitly.
     let old_context = old_pid.and_then(|p| crate::selinux_ops::process_context(p).ok());
-    if Path::new(crate::agent::INIT_CONTROL).exists() {
+    if Path::new(INIT_CONTROL).exists() {
         // In the harness VM, PID 1 restarts it as it started it at boot (init_t -> virtd_t,
         // system_u); from unconfined_t the exec into that context is denied.
-        crate::agent::restart_daemon(crate::agent::Daemon::Libvirtd, LIBVIRTD_TIMEOUT)
+        crate::host::init::restart_daemon(crate::host::init::Daemon::Libvirtd, LIBVIRTD_TIMEOUT)
             .map_err(|e| HostError::Libvirtd(e.to_string()))?;
     } else {
         if let Some(pid) = old_pid {
@@ -428,7 +347,7 @@ pub fn restart_libvirtd() -> Result<LibvirtdRestart> {
 fn start_libvirtd(context: Option<&Context>) -> Result<()> {
     // The exec context is per thread and sticky: set it right before the fork, always reset it.
     let _guard = match context {
-        Some(c) => Some(crate::probe::ExecContextGuard::set(c).map_err(HostError::Libvirtd)?),
+        Some(c) => Some(crate::selinux_ops::ExecContextGuard::set(c).map_err(HostError::Libvirtd)?),
         None => None,
     };
     let status = Command::new(LIBVIRTD)
@@ -496,11 +415,11 @@ pub fn wait_for_socket(path: &Path, timeout: Duration) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use rstest::rstest;
 
-    const DEBIAN_SNIPPET: &str = "# Master configuration file for the QEMU driver.\n\
+    pub(crate) const DEBIAN_SNIPPET: &str = "# Master configuration file for the QEMU driver.\n\
 #remember_owner = 1\n\
 \n\
 #cgroup_controllers = [ \"cpu\", \"devices\", \"memory\", \"blkio\", \"cpuset\", \"cpuacct\" ]\n\
@@ -569,60 +488,6 @@ user = \"+64055\"\n";
     fn appends_a_newline_first_if_missing() {
         let out = set_conf_key("a = 1", "b", "2").unwrap();
         assert_eq!(out, "a = 1\nb = 2\n");
-    }
-
-    #[test]
-    fn edit_then_cleanup_restores_byte_for_byte() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("qemu.conf");
-        // No trailing newline and a CR: the restore must not "fix" anything.
-        let original = format!("{DEBIAN_SNIPPET}# end\r\nx = 1");
-        std::fs::write(&path, &original).unwrap();
-        let conf = QemuConf::new(&path);
-        let mut cleanup = Cleanup::new();
-        conf.edit(
-            &[
-                ("remember_owner".into(), "0".into()),
-                ("namespaces".into(), "[ ]".into()),
-            ],
-            &mut cleanup,
-        )
-        .unwrap();
-        let edited = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(
-            get_conf_key(&edited, "remember_owner").as_deref(),
-            Some("0")
-        );
-        assert_ne!(edited, original);
-        // Restore without the libvirtd restart (there is none here): take the action out.
-        let pending: Vec<Undo> = cleanup.pending().cloned().collect();
-        let notes = cleanup.run_with(&mut |a: &Undo| match a {
-            Undo::RestoreFile {
-                path,
-                original: Some(b),
-                restart_libvirtd: true,
-            } => write_in_place(path, b).map_err(|e| e.to_string()),
-            other => Err(format!("unexpected {other:?}")),
-        });
-        assert_eq!(pending.len(), 1, "{notes:?}");
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), original);
-    }
-
-    #[test]
-    fn edit_with_invalid_value_changes_nothing_and_registers_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("qemu.conf");
-        std::fs::write(&path, DEBIAN_SNIPPET).unwrap();
-        let mut cleanup = Cleanup::new();
-        let err = QemuConf::new(&path)
-            .edit(
-                &[("user".into(), "\"x\"\ngroup = \"root\"".into())],
-                &mut cleanup,
-            )
-            .unwrap_err();
-        assert!(err.to_string().contains("control characters"), "{err}");
-        assert!(cleanup.is_empty());
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), DEBIAN_SNIPPET);
     }
 
     #[test]

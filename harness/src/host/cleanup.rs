@@ -94,10 +94,10 @@ impl<F: FnMut(&Undo) -> Result<(), String>> UndoExecutor for F {
 /// libvirtd that died; a run whose libvirtd died must still remove its domains).
 const LIBVIRTD_RETURN: std::time::Duration = std::time::Duration::from_secs(30);
 
-fn connect_patiently(uri: &str) -> Result<crate::libvirt::Libvirt, String> {
+fn connect_patiently(uri: &str) -> Result<crate::host::libvirt::Libvirt, String> {
     let deadline = std::time::Instant::now() + LIBVIRTD_RETURN;
     loop {
-        match crate::libvirt::Libvirt::connect(uri) {
+        match crate::host::libvirt::Libvirt::connect(uri) {
             Ok(lv) => return Ok(lv),
             Err(e) if std::time::Instant::now() >= deadline => {
                 return Err(format!(
@@ -142,11 +142,11 @@ impl UndoExecutor for HostUndo {
                 None => crate::selinux_ops::restore_default_context(path),
             }
             .map_err(|e| e.to_string()),
-            Undo::RemoveModule { name } => crate::hostconfig::remove_module(name)
+            Undo::RemoveModule { name } => crate::host::config::remove_module(name)
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
             Undo::SetBoolean { name, value } => {
-                crate::hostconfig::setsebool(name, *value).map_err(|e| e.to_string())
+                crate::host::config::setsebool(name, *value).map_err(|e| e.to_string())
             }
             Undo::RestoreFile {
                 path,
@@ -154,19 +154,18 @@ impl UndoExecutor for HostUndo {
                 restart_libvirtd,
             } => {
                 match original {
-                    Some(bytes) => {
-                        crate::hostconfig::write_in_place(path, bytes).map_err(|e| e.to_string())?
-                    }
+                    Some(bytes) => crate::host::config::write_in_place(path, bytes)
+                        .map_err(|e| e.to_string())?,
                     None => ignore_missing(std::fs::remove_file(path), path)?,
                 }
                 if *restart_libvirtd {
-                    crate::hostconfig::restart_libvirtd()
+                    crate::host::config::restart_libvirtd()
                         .map(|_| ())
                         .map_err(|e| e.to_string())?;
                 }
                 Ok(())
             }
-            Undo::RestartLibvirtd => crate::hostconfig::restart_libvirtd()
+            Undo::RestartLibvirtd => crate::host::config::restart_libvirtd()
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
         }
@@ -287,7 +286,7 @@ mod tests {
     fn sample() -> Vec<Undo> {
         vec![
             Undo::RestoreFile {
-                path: "/etc/libvirt/qemu.conf".into(),
+                path: crate::host::layout::QEMU_CONF.into(),
                 original: Some(b"a = 1\n".to_vec()),
                 restart_libvirtd: true,
             },

@@ -8,32 +8,12 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::cleanup::Undone;
 use crate::evidence::Evidence;
-use crate::verdict::{Check, Verdict};
+use crate::host::environment::TargetInfo;
+use crate::run::verdict::{Check, Verdict};
 
-/// Facts about the machine a scenario ran on (kernel, SELinux mode, versions, accelerator ...).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct TargetInfo {
-    /// "vm" or "local".
-    pub kind: String,
-    pub kernel: String,
-    /// Exactly what the kernel reports: "enforcing" or "permissive" (or "disabled").
-    pub selinux_mode: String,
-    pub policy_name: String,
-    pub policy_version: String,
-    pub mls: bool,
-    pub libvirt_version: String,
-    pub qemu_version: String,
-    pub secmodel: String,
-    /// Distribution of the target, e.g. "debian-12" (from os-release).
-    pub distro: String,
-    /// For a VM: "tcg" or "kvm", plus how it started ("cold" / "warm").
-    pub accelerator: String,
-    pub boot: String,
-    /// qemu.conf keys in force that the harness cares about.
-    pub qemu_conf: Vec<(String, String)>,
-}
+/// One step of a run's cleanup and how it went (made by `host::cleanup`).
+pub use crate::host::cleanup::{UndoOutcome, Undone};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]

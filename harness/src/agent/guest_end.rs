@@ -11,11 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use crate::agent::protocol::{Reply, Request, HELLO};
 use crate::interrupt::Interrupt;
-use crate::protocol::{Reply, Request};
-
-/// First word of the line the agent writes when it is ready for requests.
-pub const HELLO: &str = "selinux-harness-agent";
 
 /// What answers requests: gets each request, the flag a [`Request::Interrupt`] from the host
 /// raises while it runs, and a callback that sends one reply.
@@ -171,103 +168,6 @@ fn read_requests(reader: impl Read, tx: &mpsc::Sender<Incoming>) {
         if tx.send(incoming).is_err() || fatal {
             return;
         }
-    }
-}
-
-/// The harness init's control FIFO in the guest (see `harness/guest/harness-init2`).
-pub const INIT_CONTROL: &str = "/run/selinux-harness/control";
-/// Where the harness init answers control requests.
-pub const INIT_STATUS: &str = "/run/selinux-harness/status";
-
-/// Daemons the harness init started at boot and restarts on request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Daemon {
-    Libvirtd,
-    Virtlogd,
-}
-
-impl Daemon {
-    pub fn name(self) -> &'static str {
-        match self {
-            Daemon::Libvirtd => "libvirtd",
-            Daemon::Virtlogd => "virtlogd",
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum InitControlError {
-    #[error("the harness init has no control FIFO at {INIT_CONTROL}: {0}\nfix: this works only inside the harness VM (image built by `image build`)")]
-    NoControl(io::Error),
-    #[error("the harness init did not take the request within {0:?}")]
-    Busy(Duration),
-    #[error("writing the request to {INIT_CONTROL}: {0}")]
-    Write(io::Error),
-    #[error("no answer from the harness init within {0:?} (see the guest console)")]
-    NoAnswer(Duration),
-    #[error("the harness init could not restart {daemon}: {why}")]
-    Failed { daemon: &'static str, why: String },
-}
-
-/// Restarts `daemon` through PID 1 of the harness VM, so the new daemon runs exactly as the one
-/// started at boot (init_t execs it: its own domain, user system_u). Started from the agent
-/// (unconfined_t) it could not get there. Returns once the daemon has a new pid and its socket
-/// exists; connecting is the caller's business.
-pub fn restart_daemon(daemon: Daemon, timeout: Duration) -> Result<(), InitControlError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let deadline = std::time::Instant::now() + timeout;
-    let token = format!(
-        "{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0)
-    );
-    // Non-blocking open: ENXIO says PID 1 is not reading (an init that does not hold the FIFO
-    // open itself is busy with a request).
-    let mut fifo = loop {
-        match OpenOptions::new()
-            .write(true)
-            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
-            .open(INIT_CONTROL)
-        {
-            Ok(f) => break f,
-            Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ENXIO as i32) => {
-                if std::time::Instant::now() >= deadline {
-                    return Err(InitControlError::Busy(timeout));
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Err(e) => return Err(InitControlError::NoControl(e)),
-        }
-    };
-    // One short line: a single atomic pipe write.
-    fifo.write_all(format!("restart {} {token}\n", daemon.name()).as_bytes())
-        .map_err(InitControlError::Write)?;
-    drop(fifo);
-    loop {
-        if let Ok(status) = std::fs::read_to_string(INIT_STATUS) {
-            if let Some(rest) = status.trim().strip_prefix(token.as_str()) {
-                let rest = rest.trim();
-                return if rest == "ok" {
-                    Ok(())
-                } else {
-                    Err(InitControlError::Failed {
-                        daemon: daemon.name(),
-                        why: rest
-                            .strip_prefix("failed:")
-                            .unwrap_or(rest)
-                            .trim()
-                            .to_owned(),
-                    })
-                };
-            }
-        }
-        if std::time::Instant::now() >= deadline {
-            return Err(InitControlError::NoAnswer(timeout));
-        }
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

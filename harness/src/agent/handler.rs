@@ -3,17 +3,17 @@
 
 use std::path::Path;
 
-use crate::executor::HostPaths;
-use crate::fault::Fault;
+use crate::agent::protocol::{Reply, Request, RunSpec};
 use crate::interrupt::Interrupt;
-use crate::parallel::{run_batch, Batch, RunItem};
-use crate::protocol::{Reply, Request, RunSpec};
+use crate::run::batch::{run_batch, Batch, RunItem};
+use crate::run::executor::HostPaths;
+use crate::run::fault::Fault;
 use crate::scenario::{load_str, LoadedScenario};
 
 /// Answer one request; `reply` sends one line back to the host.
 pub fn handle(req: Request, interrupt: &Interrupt, reply: &mut dyn FnMut(Reply)) {
     match req {
-        Request::Env => reply(Reply::Env(crate::environment::collect("vm"))),
+        Request::Env => reply(Reply::Env(crate::host::environment::collect("vm"))),
         Request::Run { runs, jobs } => match load_all(runs) {
             Err(message) => reply(Reply::Failed { message }),
             Ok(loaded) => {
@@ -25,7 +25,7 @@ pub fn handle(req: Request, interrupt: &Interrupt, reply: &mut dyn FnMut(Reply))
                         fault: fault.clone(),
                     })
                     .collect();
-                let info = crate::environment::collect("vm");
+                let info = crate::host::environment::collect("vm");
                 run_batch(
                     &Batch::new(items, jobs),
                     &info,
@@ -109,23 +109,23 @@ mod tests {
         assert!(err.lines().all(|l| l.starts_with("run 1: ")), "{err}");
         assert_eq!(load_all(runs[..1].to_vec()).unwrap().len(), 1);
         let events = [
-            crate::event::Event::Note {
+            crate::run::event::Event::Note {
                 message: "m".into(),
             },
-            crate::event::Event::CleanedUp(crate::cleanup::Undone {
+            crate::run::event::Event::CleanedUp(crate::host::cleanup::Undone {
                 what: "remove directory /x".into(),
-                outcome: crate::cleanup::UndoOutcome::Failed("EBUSY".into()),
+                outcome: crate::host::cleanup::UndoOutcome::Failed("EBUSY".into()),
             }),
-            crate::event::Event::CleanedUp(crate::cleanup::Undone {
+            crate::run::event::Event::CleanedUp(crate::host::cleanup::Undone {
                 what: "remove file /y".into(),
-                outcome: crate::cleanup::UndoOutcome::Done,
+                outcome: crate::host::cleanup::UndoOutcome::Done,
             }),
-            crate::event::Event::HostStateVerified {
+            crate::run::event::Event::HostStateVerified {
                 differences: vec!["domain d appeared".into()],
             },
         ];
         for event in events {
-            let reply = Reply::Event(crate::event::Envelope::now(1, event));
+            let reply = Reply::Event(crate::run::event::Envelope::now(1, event));
             let json = serde_json::to_string(&reply).unwrap();
             assert!(
                 json.contains(r#""run":1"#) && json.contains(r#""timestamp":"#),

@@ -1,50 +1,18 @@
 //! Finding and removing what an interrupted run left on a target (kill -9, power loss, a
-//! cleanup that failed half-way). Everything the harness creates carries `plan::MARKER` in its
+//! cleanup that failed half-way). Everything the harness creates carries `layout::MARKER` in its
 //! name; what cannot carry a name (a policy module with a fixed name, an edit inside qemu.conf)
-//! is recorded in a state directory *before* the change, so doctor never removes something an
-//! administrator made.
+//! is recorded in the crash journal (`journal`) *before* the change, so doctor never removes
+//! something an administrator made.
 //!
 //! Run doctor only while no harness run is active on the host: a live run's sandbox and domains
 //! look exactly like leftovers.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::plan::MARKER;
-
-/// Where the harness records changes that a name cannot mark. Under /var/lib, not /run: a
-/// module install and a qemu.conf edit survive a reboot, so their records must too.
-pub const STATE_DIR: &str = "/var/lib/selinux-harness";
-/// One policy module name per line: modules this harness installed and has not removed yet.
-pub const LOADED_MODULES: &str = "loaded-modules";
-/// qemu.conf as it was before the harness's first edit; removed once the edit is undone.
-pub const QEMU_CONF_BACKUP: &str = "qemu.conf.orig";
-
-/// Where doctor looks; the defaults are the executor's.
-#[derive(Debug, Clone)]
-pub struct DoctorPaths {
-    /// None: do not look at libvirt (no daemon, or a test).
-    pub libvirt_uri: Option<String>,
-    pub images_root: PathBuf,
-    pub state_dir: PathBuf,
-    pub qemu_conf: PathBuf,
-    /// Restart libvirtd after restoring qemu.conf (off in tests).
-    pub restart_libvirtd: bool,
-}
-
-impl Default for DoctorPaths {
-    fn default() -> Self {
-        Self {
-            libvirt_uri: Some(crate::executor::LIBVIRT_URI.to_string()),
-            images_root: crate::executor::IMAGES_ROOT.into(),
-            state_dir: STATE_DIR.into(),
-            qemu_conf: "/etc/libvirt/qemu.conf".into(),
-            restart_libvirtd: true,
-        }
-    }
-}
+use crate::host::journal::{Journal, LOADED_MODULES, QEMU_CONF_BACKUP};
+use crate::host::layout::{Layout, MARKER};
 
 /// One thing a run left behind.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -113,7 +81,9 @@ fn is_module_name(s: &str) -> bool {
         && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-pub fn scan(paths: &DoctorPaths) -> Vec<Leftover> {
+/// What interrupted runs left on the host `paths` describes. With no libvirt there
+/// (`libvirt_uri` None), domains are not looked at and a restored qemu.conf restarts nothing.
+pub fn scan(paths: &Layout) -> Vec<Leftover> {
     let mut out = Vec::new();
     if let Some(uri) = &paths.libvirt_uri {
         scan_domains(uri, &mut out);
@@ -125,14 +95,14 @@ pub fn scan(paths: &DoctorPaths) -> Vec<Leftover> {
         out.push(Leftover::QemuConf {
             path: paths.qemu_conf.clone(),
             backup,
-            restart_libvirtd: paths.restart_libvirtd,
+            restart_libvirtd: paths.libvirt_uri.is_some(),
         });
     }
     out
 }
 
 fn scan_domains(uri: &str, out: &mut Vec<Leftover>) {
-    let names = crate::libvirt::Libvirt::connect(uri).and_then(|lv| lv.domain_names());
+    let names = crate::host::libvirt::Libvirt::connect(uri).and_then(|lv| lv.domain_names());
     match names {
         Ok(names) => out.extend(names.into_iter().filter(|n| is_marked_name(n)).map(|name| {
             Leftover::Domain {
@@ -217,7 +187,7 @@ pub fn clean(leftovers: &[Leftover]) -> Vec<String> {
 }
 
 fn clean_one(l: &Leftover) -> Result<String, String> {
-    use crate::cleanup::{HostUndo, Undo, UndoExecutor};
+    use crate::host::cleanup::{HostUndo, Undo, UndoExecutor};
     match l {
         Leftover::Domain { uri, name } => {
             // Re-check the marker: the list may have been edited between scan and clean.
@@ -251,11 +221,13 @@ fn clean_one(l: &Leftover) -> Result<String, String> {
             if !is_module_name(name) {
                 return Err("not a module name".into());
             }
-            let installed = crate::hostconfig::installed_modules().map_err(|e| e.to_string())?;
+            let installed = crate::host::config::installed_modules().map_err(|e| e.to_string())?;
             if installed.iter().any(|m| m == name) {
-                crate::hostconfig::remove_module(name).map_err(|e| e.to_string())?;
+                crate::host::config::remove_module(name).map_err(|e| e.to_string())?;
             }
-            forget_module(state_dir, name).map_err(|e| e.to_string())?;
+            Journal::at(state_dir)
+                .forget_module(name)
+                .map_err(|e| e.to_string())?;
             Ok(format!("removed policy module {name}"))
         }
         Leftover::QemuConf {
@@ -267,11 +239,11 @@ fn clean_one(l: &Leftover) -> Result<String, String> {
             let current = std::fs::read(path).ok();
             let changed = current.as_deref() != Some(original.as_slice());
             if changed {
-                crate::hostconfig::write_in_place(path, &original).map_err(|e| e.to_string())?;
+                crate::host::config::write_in_place(path, &original).map_err(|e| e.to_string())?;
             }
             std::fs::remove_file(backup).map_err(|e| e.to_string())?;
             if changed && *restart_libvirtd {
-                crate::hostconfig::restart_libvirtd()
+                crate::host::config::restart_libvirtd()
                     .map_err(|e| format!("restored, but libvirtd did not restart: {e}"))?;
             }
             Ok(if changed {
@@ -287,98 +259,20 @@ fn clean_one(l: &Leftover) -> Result<String, String> {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// The records the executor writes, so doctor can find what names cannot mark.
-
-fn state_file(state_dir: &Path, name: &str) -> std::io::Result<PathBuf> {
-    std::fs::create_dir_all(state_dir)?;
-    Ok(state_dir.join(name))
-}
-
-/// Call right *before* `semodule -i`: a crash between the two leaves a record of a module
-/// that is not there, which doctor handles; the reverse would leave a module nobody knows of.
-pub fn record_module(state_dir: &Path, name: &str) -> std::io::Result<()> {
-    let file = state_file(state_dir, LOADED_MODULES)?;
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(file)?;
-    writeln!(f, "{name}")?;
-    f.sync_all()
-}
-
-/// Call after the module was removed.
-pub fn forget_module(state_dir: &Path, name: &str) -> std::io::Result<()> {
-    let file = state_dir.join(LOADED_MODULES);
-    let text = match std::fs::read_to_string(&file) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    let rest: String = text
-        .lines()
-        .filter(|l| l.trim() != name && !l.trim().is_empty())
-        .map(|l| format!("{l}\n"))
-        .collect();
-    if rest.is_empty() {
-        std::fs::remove_file(file)?;
-        remove_if_empty(state_dir)
-    } else {
-        std::fs::write(file, rest)
-    }
-}
-
-/// The records directory goes when its last record does: a run leaves nothing behind, not
-/// even an empty directory.
-fn remove_if_empty(state_dir: &Path) -> std::io::Result<()> {
-    match std::fs::remove_dir(state_dir) {
-        Err(e)
-            if e.kind() == std::io::ErrorKind::NotFound
-                || e.kind() == std::io::ErrorKind::DirectoryNotEmpty =>
-        {
-            Ok(())
-        }
-        r => r,
-    }
-}
-
-/// Call right *before* the first qemu.conf edit of a run. Keeps an existing backup: that one
-/// predates an unfinished run and is the real original.
-pub fn backup_qemu_conf(state_dir: &Path, qemu_conf: &Path) -> std::io::Result<()> {
-    let backup = state_file(state_dir, QEMU_CONF_BACKUP)?;
-    let original = std::fs::read(qemu_conf)?;
-    match std::fs::File::create_new(&backup) {
-        Ok(mut f) => {
-            f.write_all(&original)?;
-            f.sync_all()
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
-/// Call after qemu.conf was restored.
-pub fn drop_qemu_conf_backup(state_dir: &Path) -> std::io::Result<()> {
-    match std::fs::remove_file(state_dir.join(QEMU_CONF_BACKUP)) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-        _ => remove_if_empty(state_dir),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
 
-    fn paths(root: &Path) -> DoctorPaths {
+    fn paths(root: &Path) -> Layout {
         let images_root = root.join("images");
         std::fs::create_dir_all(&images_root).unwrap();
-        DoctorPaths {
+        Layout {
             libvirt_uri: None,
             images_root,
             state_dir: root.join("state"),
             qemu_conf: root.join("qemu.conf"),
-            restart_libvirtd: false,
+            ..Layout::default()
         }
     }
 
@@ -461,8 +355,12 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let p = paths(t.path());
         assert!(scan(&p).is_empty());
-        record_module(&p.state_dir, "harness_probe").unwrap();
-        record_module(&p.state_dir, "harness_probe").unwrap();
+        Journal::at(&p.state_dir)
+            .record_module("harness_probe")
+            .unwrap();
+        Journal::at(&p.state_dir)
+            .record_module("harness_probe")
+            .unwrap();
         assert_eq!(
             scan(&p),
             vec![Leftover::Module {
@@ -470,7 +368,9 @@ mod tests {
                 state_dir: p.state_dir.clone()
             }]
         );
-        forget_module(&p.state_dir, "harness_probe").unwrap();
+        Journal::at(&p.state_dir)
+            .forget_module("harness_probe")
+            .unwrap();
         assert!(scan(&p).is_empty());
         assert!(!p.state_dir.join(LOADED_MODULES).exists());
     }
@@ -495,10 +395,14 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let p = paths(t.path());
         std::fs::write(&p.qemu_conf, "# stock\n").unwrap();
-        backup_qemu_conf(&p.state_dir, &p.qemu_conf).unwrap();
+        Journal::at(&p.state_dir)
+            .backup_qemu_conf(&p.qemu_conf)
+            .unwrap();
         std::fs::write(&p.qemu_conf, "# stock\nremember_owner = 0\n").unwrap();
         // A second run's backup must not overwrite the real original.
-        backup_qemu_conf(&p.state_dir, &p.qemu_conf).unwrap();
+        Journal::at(&p.state_dir)
+            .backup_qemu_conf(&p.qemu_conf)
+            .unwrap();
         let found = scan(&p);
         assert!(
             matches!(&found[..], [Leftover::QemuConf { .. }]),
@@ -515,9 +419,11 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let p = paths(t.path());
         std::fs::write(&p.qemu_conf, "x = 1\n").unwrap();
-        backup_qemu_conf(&p.state_dir, &p.qemu_conf).unwrap();
-        drop_qemu_conf_backup(&p.state_dir).unwrap();
-        drop_qemu_conf_backup(&p.state_dir).unwrap();
+        Journal::at(&p.state_dir)
+            .backup_qemu_conf(&p.qemu_conf)
+            .unwrap();
+        Journal::at(&p.state_dir).drop_qemu_conf_backup().unwrap();
+        Journal::at(&p.state_dir).drop_qemu_conf_backup().unwrap();
         assert!(scan(&p).is_empty());
     }
 
@@ -525,7 +431,7 @@ mod tests {
     /// while one stays open, so a domain defined here is what scan and clean see.
     #[test]
     fn domains_through_the_test_driver() {
-        let Ok(lv) = crate::libvirt::Libvirt::connect("test:///default") else {
+        let Ok(lv) = crate::host::libvirt::Libvirt::connect("test:///default") else {
             eprintln!("libvirt test driver unavailable; skipped");
             return;
         };
@@ -572,25 +478,5 @@ mod tests {
             matches!(&found[..], [Leftover::Unreadable { .. }]),
             "{found:?}"
         );
-    }
-
-    #[test]
-    fn the_records_directory_goes_with_its_last_record() {
-        let root = tempfile::tempdir().unwrap();
-        let state = root.path().join("state");
-        record_module(&state, "harness_probe").unwrap();
-        backup_qemu_conf(&state, &{
-            let conf = root.path().join("qemu.conf");
-            std::fs::write(&conf, "x = 1\n").unwrap();
-            conf
-        })
-        .unwrap();
-        forget_module(&state, "harness_probe").unwrap();
-        assert!(state.exists(), "the qemu.conf backup is still recorded");
-        drop_qemu_conf_backup(&state).unwrap();
-        assert!(!state.exists());
-        // Nothing to forget, nothing recorded: still fine.
-        forget_module(&state, "harness_probe").unwrap();
-        drop_qemu_conf_backup(&state).unwrap();
     }
 }

@@ -24,8 +24,6 @@ use serde::{Deserialize, Serialize};
 use crate::context::Context;
 use crate::evidence::{AvcRecord, Evidence};
 
-pub const AUDIT_LOG: &str = "/var/log/audit/audit.log";
-
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     #[error("{what} {path}: {source}")]

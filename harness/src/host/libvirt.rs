@@ -16,9 +16,7 @@ use virt::sys;
 
 use crate::context::Context;
 use crate::evidence::LibvirtError;
-
-/// Where the QEMU driver writes each running domain's QEMU pid.
-pub const QEMU_PID_DIR: &str = "/run/libvirt/qemu";
+use crate::host::layout::QEMU_PID_DIR;
 
 include!("libvirt_codes.rs");
 

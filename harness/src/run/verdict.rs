@@ -63,7 +63,7 @@ pub struct Check {
     pub known_bug: Option<String>,
 }
 
-use crate::event::TargetInfo;
+use crate::host::environment::TargetInfo;
 use crate::scenario::{KnownBug, Platform};
 
 impl Platform {

@@ -1,6 +1,6 @@
 //! Several scenario runs at once on one SELinux host: each run is an ordinary executor on a
-//! thread of its own, and what the runs share (the host's configuration, the audit log, the
-//! images root, libvirt's domain list) is arbitrated here.
+//! thread of its own (`batch` starts them), and what the runs share (the host's configuration,
+//! the audit log, the images root, libvirt's domain list) is arbitrated here.
 //!
 //! - Host-wide changes never overlap other runs ([`Exclusive`]): a run that edits qemu.conf,
 //!   sets booleans or loads the probe module holds the host alone.
@@ -8,20 +8,16 @@
 //!   record only when the evidence names exactly one run and that run is another one.
 //! - Host-state verification leaves out what is named after the other runs of the batch
 //!   ([`Concurrency::foreign_markers`]), so each run still answers for its own leftovers.
-//! - All runs share the one [`crate::interrupt::Interrupt`] of the [`HostPaths`] they get.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{mpsc, Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::context::Context;
-use crate::event::{Envelope, Event, TargetInfo};
 use crate::evidence::AvcRecord;
-use crate::executor::{execute, HostPaths, RunError};
-use crate::fault::Fault;
-use crate::plan::{Plan, MARKER};
-use crate::scenario::{LoadedScenario, Requirement, Scenario};
-use crate::verdict::Verdict;
+use crate::host::layout::MARKER;
+use crate::run::plan::Plan;
+use crate::scenario::{Requirement, Scenario};
 
 /// Why a run must have the host to itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -349,7 +345,7 @@ impl Concurrency {
         keep_for(me, &identities, records)
     }
 
-    /// Markers of every other run of the batch (see [`crate::hoststate::HostState::without_runs`]).
+    /// Markers of every other run of the batch (see [`crate::host::state::HostState::without_runs`]).
     pub fn foreign_markers(&self, run_id: &str) -> Vec<String> {
         self.runs()
             .iter()
@@ -375,134 +371,6 @@ pub fn keep_for(
         .collect();
     let left = total - kept.len();
     (kept, left)
-}
-
-/// One run of a batch: a scenario under one variant.
-#[derive(Debug, Clone)]
-pub struct RunItem<'a> {
-    pub scenario: &'a LoadedScenario,
-    pub variant: Option<&'a str>,
-    /// Test-only: break the target at one step of this run (see `fault`). None in real runs.
-    pub fault: Option<Fault>,
-}
-
-impl<'a> RunItem<'a> {
-    pub fn new(scenario: &'a LoadedScenario, variant: Option<&'a str>) -> Self {
-        Self {
-            scenario,
-            variant,
-            fault: None,
-        }
-    }
-
-    /// `scenario` or `scenario[variant]`.
-    pub fn name(&self) -> String {
-        crate::report::trial_name(self.scenario.scenario.name.value.as_str(), self.variant)
-    }
-}
-
-/// What a target runs: every run of a `selinux-harness run`, up to `jobs` at a time. `jobs` 1
-/// is a batch of width one: the runs go one after another, in order, as if alone on the host.
-#[derive(Debug, Clone)]
-pub struct Batch<'a> {
-    pub runs: Vec<RunItem<'a>>,
-    pub jobs: usize,
-}
-
-impl<'a> Batch<'a> {
-    pub fn new(runs: Vec<RunItem<'a>>, jobs: usize) -> Self {
-        Self {
-            runs,
-            jobs: jobs.max(1),
-        }
-    }
-
-    /// One run alone.
-    pub fn one(scenario: &'a LoadedScenario, variant: Option<&'a str>) -> Self {
-        Self::new(vec![RunItem::new(scenario, variant)], 1)
-    }
-
-    /// Whether runs may overlap (then they share the host through [`Concurrency`]).
-    pub fn is_parallel(&self) -> bool {
-        self.jobs > 1
-    }
-}
-
-/// Runs `batch` on this host; `on_event` gets every run's events in envelopes tagged with its
-/// index in the batch, on the calling thread. Returns the verdicts in the order of the batch:
-/// None for a run that never started because of Ctrl-C (it did nothing, and says nothing).
-/// With `jobs` > 1, ordinary runs go first and the ones that need the host alone after them (so
-/// they do not stall the others while they wait for the host).
-pub fn run_batch(
-    batch: &Batch<'_>,
-    target: &TargetInfo,
-    paths: &HostPaths,
-    on_event: &mut dyn FnMut(Envelope),
-) -> Vec<Option<Verdict>> {
-    let items = &batch.runs;
-    let paths = HostPaths {
-        concurrency: batch.is_parallel().then(|| Arc::new(Concurrency::new())),
-        ..paths.clone()
-    };
-    let mut order: Vec<usize> = (0..items.len()).collect();
-    if batch.is_parallel() {
-        order.sort_by_key(|&i| {
-            exclusive_reason(&items[i].scenario.scenario, items[i].variant).is_some()
-        });
-    }
-    let queue = Mutex::new(order.into_iter());
-    let mut verdicts: Vec<Option<Verdict>> = vec![None; items.len()];
-    let (tx, rx) = mpsc::channel::<Envelope>();
-    std::thread::scope(|scope| {
-        for _ in 0..batch.jobs.clamp(1, items.len().max(1)) {
-            let tx = tx.clone();
-            let (queue, paths) = (&queue, &paths);
-            // Unnamed on purpose: a thread inherits the process's comm, which the kernel logs
-            // in AVCs and the noise filter knows (`NoiseFilter::for_this_process`).
-            scope.spawn(move || loop {
-                if paths.interrupt.is_set() {
-                    break;
-                }
-                let next = queue.lock().unwrap_or_else(PoisonError::into_inner).next();
-                let Some(i) = next else { break };
-                let item = &items[i];
-                let mut sink = |e: Event| {
-                    // The receiver lives until every worker is done.
-                    let _ = tx.send(Envelope::now(i, e));
-                };
-                let paths = HostPaths {
-                    fault: item.fault.clone(),
-                    ..paths.clone()
-                };
-                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    execute(item.scenario, item.variant, target, &paths, &mut sink)
-                }));
-                if let Err(p) = run {
-                    let what = p
-                        .downcast_ref::<String>()
-                        .map(String::as_str)
-                        .or_else(|| p.downcast_ref::<&str>().copied())
-                        .unwrap_or("a panic");
-                    sink(Event::ScenarioFinished {
-                        verdict: Verdict::Error {
-                            reason: RunError::Panicked(what.to_string()).to_string(),
-                        },
-                        millis: 0,
-                    });
-                }
-            });
-        }
-        drop(tx);
-        for envelope in rx {
-            if let Some(v) = envelope.event.verdict() {
-                if let Some(slot) = verdicts.get_mut(envelope.run) {
-                    *slot = Some(v);
-                }
-            }
-            on_event(envelope);
-        }
-    });
-    verdicts
 }
 
 #[cfg(test)]

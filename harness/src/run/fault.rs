@@ -14,10 +14,9 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
-use crate::plan::Plan;
+use crate::host::layout::{AUDITD_PID, LIBVIRTD_PID};
+use crate::run::plan::Plan;
 
-const LIBVIRTD_PID: &str = "/run/libvirtd.pid";
-const AUDITD_PID: &str = "/run/auditd.pid";
 /// How long a killed process or a rotation may take to be visible.
 const SETTLE: Duration = Duration::from_secs(5);
 
@@ -77,7 +76,7 @@ impl Fault {
                     .iter()
                     .find(|(n, _)| n.as_str() == domain)
                     .ok_or_else(|| format!("the scenario has no domain {domain}"))?;
-                let pid = crate::libvirt::qemu_pid(&d.libvirt_name)
+                let pid = crate::host::libvirt::qemu_pid(&d.libvirt_name)
                     .ok_or_else(|| format!("{domain} has no QEMU process to kill"))?;
                 kill_and_wait(pid)?;
                 Ok(format!(

@@ -2,7 +2,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::*;
-use crate::audit::parse_record;
+use crate::evidence::audit::parse_record;
+use crate::scenario::LoadedScenario;
 
 /// Lines recorded on the Debian 12 guest and in the seed report (the same as in
 /// `audit/tests.rs`).
@@ -215,31 +216,6 @@ fn host_settings_and_the_probe_module_make_a_run_exclusive() {
     );
     let distinct = seed("distinct-dynamic-labels.yaml");
     assert_eq!(exclusive_reason(&distinct.scenario, None), None);
-}
-
-#[test]
-fn an_interrupted_batch_starts_no_run_and_says_nothing() {
-    let cross = seed("cross-attach.yaml");
-    let distinct = seed("distinct-dynamic-labels.yaml");
-    let items = vec![
-        RunItem::new(&cross, Some("remember_owner_0")),
-        RunItem::new(&distinct, None),
-        RunItem::new(&cross, Some("default")),
-    ];
-    let paths = HostPaths::default();
-    // Set before the batch: nothing may touch this host.
-    paths.interrupt.trigger();
-    for jobs in [1, 2] {
-        let mut seen = Vec::new();
-        let verdicts = run_batch(
-            &Batch::new(items.clone(), jobs),
-            &TargetInfo::default(),
-            &paths,
-            &mut |e| seen.push(e),
-        );
-        assert_eq!(verdicts, [None, None, None], "jobs {jobs}");
-        assert!(seen.is_empty(), "jobs {jobs}: {seen:?}");
-    }
 }
 
 #[test]

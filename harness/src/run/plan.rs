@@ -6,14 +6,11 @@ use std::path::{Path, PathBuf};
 
 use quick_xml::escape::escape;
 
+use crate::host::layout::MARKER;
 use crate::scenario::{
     Action, Disk, DiskSeclabel, Domain, HostSettings, LabelType, Name, QemuConfValue, Scenario,
     Seclabel,
 };
-
-/// Prefix of every libvirt domain and sandbox directory the harness creates: `doctor` finds
-/// leftovers of an interrupted run by it.
-pub const MARKER: &str = "selinux-harness";
 
 #[derive(Debug, Clone)]
 pub struct Plan {

@@ -7,30 +7,30 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::audit::{AuditLog, NoiseFilter};
-use crate::cleanup::{Cleanup, Undo, Undone};
-use crate::event::{Event, EventSink, TargetInfo};
+use crate::evidence::audit::{AuditLog, NoiseFilter};
+use crate::evidence::timeline::Timeline;
 use crate::evidence::{Evidence, Outcome};
-use crate::expect::{check_step, Captured, Captures};
-use crate::fault::{Fault, Moment};
-use crate::hoststate::{self, HostStatePaths};
+use crate::host::cleanup::{Cleanup, Undo, Undone};
+use crate::host::environment::TargetInfo;
+use crate::host::journal::Journal;
+use crate::host::layout::{Layout, AUDIT_LOG, IMAGES_ROOT, LIBVIRT_URI, QEMU_CONF, QEMU_PID_DIR};
+use crate::host::libvirt::Libvirt;
+use crate::host::sandbox::SandboxDir;
+use crate::host::state;
+use crate::host::{change, config, probe};
 use crate::interrupt::Interrupt;
-use crate::libvirt::Libvirt;
-use crate::parallel::{self, Concurrency};
-use crate::plan::Plan;
-use crate::sandbox::SandboxDir;
+use crate::run::event::{Event, EventSink};
+use crate::run::expect::{check_step, Captured, Captures};
+use crate::run::fault::{Fault, Moment};
+use crate::run::parallel::{self, Concurrency};
+use crate::run::plan::Plan;
+use crate::run::verdict::{applicable_known_bug, attribute_known_bug, Tally, Verdict};
 use crate::scenario::{Action, LoadedScenario, Name, Requirement, Step};
-use crate::timeline::Timeline;
-use crate::verdict::{applicable_known_bug, attribute_known_bug, Tally, Verdict};
-use crate::{doctor, hostconfig, probe, selinux_ops};
+use crate::selinux_ops;
 
-pub const LIBVIRT_URI: &str = "qemu:///system";
-pub const IMAGES_ROOT: &str = "/var/lib/libvirt/images";
-pub const AUDIT_LOG: &str = "/var/log/audit/audit.log";
-const QEMU_CONF: &str = "/etc/libvirt/qemu.conf";
 /// The test policy module a probe needs, shipped inside the binary so a host without the
 /// project's source can still load it.
-const PROBE_MODULE: &str = include_str!("../../policy-modules/harness-probe.cil");
+const PROBE_MODULE: &str = include_str!("../../../policy-modules/harness-probe.cil");
 const PROBE_MODULE_NAME: &str = "harness_probe";
 /// How long an expected denial may take to reach the audit log after the action returned.
 const AVC_GRACE: Duration = Duration::from_secs(3);
@@ -177,14 +177,14 @@ pub fn execute(
         variant: variant.map(str::to_string),
         target: target.clone(),
     });
-    let state_paths = HostStatePaths {
+    let state_paths = Layout {
         images_root: paths.images_root.clone(),
         libvirt_uri: Some(paths.libvirt_uri.clone()),
-        ..HostStatePaths::default()
+        ..Layout::default()
     };
     let before = paths
         .verify_host_state
-        .then(|| hoststate::snapshot(&state_paths));
+        .then(|| state::snapshot(&state_paths, true));
     let mut cleanup = Cleanup::new();
     let result = match Plan::new(s, variant, &run_id, &paths.images_root) {
         Ok(plan) => {
@@ -222,14 +222,14 @@ pub fn execute(
     }
     let changed = before
         .map(|b| {
-            let after = hoststate::snapshot(&state_paths);
+            let after = state::snapshot(&state_paths, true);
             let differences = match concurrency {
                 // Other runs of the batch come and go meanwhile; only their names are theirs.
                 Some(c) => {
                     let others = c.foreign_markers(&run_id);
-                    hoststate::diff(&b.without_runs(&others), &after.without_runs(&others))
+                    state::diff(&b.without_runs(&others), &after.without_runs(&others))
                 }
-                None => hoststate::diff(&b, &after),
+                None => state::diff(&b, &after),
             };
             sink.emit(Event::HostStateVerified {
                 differences: differences.clone(),
@@ -265,7 +265,7 @@ fn fixed_contexts(plan: &Plan) -> Vec<crate::context::Context> {
         .filter_map(|i| i.context.clone())
         .collect();
     for d in plan.domains.values() {
-        let (label, imagelabel) = crate::libvirt::seclabel_of(&d.xml);
+        let (label, imagelabel) = crate::host::libvirt::seclabel_of(&d.xml);
         out.extend(label.into_iter().chain(imagelabel));
     }
     out
@@ -355,7 +355,7 @@ impl Run<'_> {
     }
 
     fn ensure_probe_module(&mut self) -> Result<(), String> {
-        let installed = hostconfig::installed_modules().map_err(|e| e.to_string())?;
+        let installed = config::installed_modules().map_err(|e| e.to_string())?;
         if installed.iter().any(|m| m == PROBE_MODULE_NAME) {
             return Ok(());
         }
@@ -363,9 +363,10 @@ impl Run<'_> {
         let file = dir.path().join(format!("{PROBE_MODULE_NAME}.cil"));
         std::fs::write(&file, PROBE_MODULE).map_err(|e| e.to_string())?;
         // Recorded first, so `doctor` can remove it if this run dies before its cleanup.
-        doctor::record_module(Path::new(doctor::STATE_DIR), PROBE_MODULE_NAME)
+        Journal::default()
+            .record_module(PROBE_MODULE_NAME)
             .map_err(|e| format!("cannot record the module for `doctor`: {e}"))?;
-        hostconfig::install_module(&file, self.cleanup).map_err(|e| e.to_string())?;
+        change::install_module(&file, self.cleanup).map_err(|e| e.to_string())?;
         self.note(format!(
             "loaded policy module {PROBE_MODULE_NAME} for this run"
         ));
@@ -374,9 +375,10 @@ impl Run<'_> {
 
     fn apply_host_settings(&mut self) -> Result<(), RunError> {
         if !self.plan.qemu_conf.is_empty() {
-            doctor::backup_qemu_conf(Path::new(doctor::STATE_DIR), Path::new(QEMU_CONF))
+            Journal::default()
+                .backup_qemu_conf(Path::new(QEMU_CONF))
                 .map_err(|e| RunError::QemuConfBackup(e.to_string()))?;
-            hostconfig::QemuConf::new(QEMU_CONF)
+            change::QemuConf::new(QEMU_CONF)
                 .apply(&self.plan.qemu_conf, self.cleanup)
                 .map_err(|e| RunError::QemuConf(e.to_string()))?;
             let set: Vec<String> = self
@@ -391,7 +393,7 @@ impl Run<'_> {
             ));
         }
         for (name, value) in &self.plan.booleans {
-            hostconfig::set_boolean(name, *value, self.cleanup).map_err(|e| RunError::Boolean {
+            change::set_boolean(name, *value, self.cleanup).map_err(|e| RunError::Boolean {
                 name: name.clone(),
                 error: e.to_string(),
             })?;
@@ -668,7 +670,7 @@ impl Run<'_> {
                     error: e.to_string(),
                 })?;
             if let Some(c) = self.paths.concurrency.as_deref() {
-                c.observe_running(Path::new(crate::libvirt::QEMU_PID_DIR));
+                c.observe_running(Path::new(QEMU_PID_DIR));
                 (records, left_to_others) = c.keep_for(&self.plan.run_id, records);
             }
             let mut all = evidence.clone();
@@ -792,7 +794,7 @@ impl Run<'_> {
         let mut pids = std::collections::BTreeMap::new();
         let mut labels = Vec::new();
         for (name, d) in &self.plan.domains {
-            if let Some(pid) = crate::libvirt::qemu_pid(&d.libvirt_name) {
+            if let Some(pid) = crate::host::libvirt::qemu_pid(&d.libvirt_name) {
                 if let Ok(context) = selinux_ops::process_context(pid) {
                     pids.insert(pid, context);
                 }
@@ -813,7 +815,7 @@ impl Run<'_> {
         self.lv()
             .ok()
             .and_then(|lv| lv.live_xml(self.plan.domain_name(n)).ok())
-            .map(|xml| crate::libvirt::seclabel_of(&xml))
+            .map(|xml| crate::host::libvirt::seclabel_of(&xml))
             .unwrap_or((None, None))
     }
 
@@ -829,7 +831,7 @@ impl Run<'_> {
         }
         if self.libvirt.is_some() {
             for (name, d) in &self.plan.domains {
-                if let Some(pid) = crate::libvirt::qemu_pid(&d.libvirt_name) {
+                if let Some(pid) = crate::host::libvirt::qemu_pid(&d.libvirt_name) {
                     if let Ok(context) = selinux_ops::process_context(pid) {
                         out.push(Evidence::ProcessLabel {
                             domain: name.to_string(),

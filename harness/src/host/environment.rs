@@ -1,9 +1,35 @@
-//! Readings that describe the machine the agent runs on (the guest, or the local host).
+//! The facts that describe the machine a scenario runs on (the guest, or the local host), and
+//! how they are read there.
 
 use std::fs;
 use std::path::Path;
 
-use crate::event::TargetInfo;
+use serde::{Deserialize, Serialize};
+
+use crate::host::layout::{LIBVIRT_URI, QEMU_CONF};
+
+/// Facts about the machine a scenario ran on (kernel, SELinux mode, versions, accelerator ...).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TargetInfo {
+    /// "vm" or "local".
+    pub kind: String,
+    pub kernel: String,
+    /// Exactly what the kernel reports: "enforcing" or "permissive" (or "disabled").
+    pub selinux_mode: String,
+    pub policy_name: String,
+    pub policy_version: String,
+    pub mls: bool,
+    pub libvirt_version: String,
+    pub qemu_version: String,
+    pub secmodel: String,
+    /// Distribution of the target, e.g. "debian-12" (from os-release).
+    pub distro: String,
+    /// For a VM: "tcg" or "kvm", plus how it started ("cold" / "warm").
+    pub accelerator: String,
+    pub boot: String,
+    /// qemu.conf keys in force that the harness cares about.
+    pub qemu_conf: Vec<(String, String)>,
+}
 
 /// qemu.conf keys whose values change what libvirt's security driver does.
 const QEMU_CONF_KEYS: &[&str] = &[
@@ -44,7 +70,7 @@ pub fn collect(kind: &str) -> TargetInfo {
         distro: distro(),
         accelerator: String::new(),
         boot: String::new(),
-        qemu_conf: qemu_conf("/etc/libvirt/qemu.conf"),
+        qemu_conf: qemu_conf(QEMU_CONF),
     }
 }
 
@@ -98,7 +124,7 @@ fn parse_qemu_conf(text: &str) -> Vec<(String, String)> {
 /// reports them over qemu:///system.
 fn libvirt_facts() -> (String, String, String) {
     virt::error::clear_error_callback();
-    let conn = match virt::connect::Connect::open(Some("qemu:///system")) {
+    let conn = match virt::connect::Connect::open(Some(LIBVIRT_URI)) {
         Ok(c) => c,
         Err(e) => {
             let why = format!("unavailable: {}", e.message());

@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand, ValueEnum};
 
-use crate::event::TargetInfo;
-use crate::image::{self, recipe, BuildError, BuildOptions, Cache, Image, Progress};
-use crate::interrupt::Interrupt;
-use crate::protocol::{Reply, Request};
-use crate::vm::{AccelChoice, Vm, VmError, VmOptions, WarmPolicy};
+use selinux_harness::agent::protocol::{Reply, Request};
+use selinux_harness::host::environment::TargetInfo;
+use selinux_harness::image::{self, recipe, BuildError, BuildOptions, Cache, Image, Progress};
+use selinux_harness::interrupt::Interrupt;
+use selinux_harness::vm::{AccelChoice, Vm, VmError, VmOptions, WarmPolicy};
 
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
@@ -104,7 +104,7 @@ pub fn run_image(cmd: ImageCommand, interrupt: &Interrupt) -> anyhow::Result<()>
 }
 
 /// The cached images, each marked current when a build from the built-in recipes would give it.
-fn list_with_state(cache: &Cache) -> anyhow::Result<Vec<crate::image::cache::CacheEntry>> {
+fn list_with_state(cache: &Cache) -> anyhow::Result<Vec<image::cache::CacheEntry>> {
     let current: Vec<(String, String)> = recipe::builtin_names()
         .filter_map(|n| {
             let src = recipe::builtin(n).ok()?;
@@ -155,8 +155,9 @@ fn human_age(age: Duration) -> String {
     }
 }
 
+/// Targets `env` can describe (`run` also knows `auto`: see `TargetArg`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum TargetKind {
+pub enum EnvTarget {
     /// An SELinux-enforcing Debian guest under QEMU (the image is built when missing).
     Vm,
     /// This machine, as it is.
@@ -242,15 +243,15 @@ impl VmArgs {
 #[derive(Debug, Args)]
 pub struct EnvArgs {
     #[arg(long, value_enum, default_value = "vm")]
-    pub target: TargetKind,
+    pub target: EnvTarget,
     #[command(flatten)]
     pub vm: VmArgs,
 }
 
 /// Describes the target: kernel, SELinux mode, policy, versions and, for the VM, how it started.
 pub fn run_env(args: &EnvArgs, interrupt: &Interrupt) -> anyhow::Result<()> {
-    if args.target == TargetKind::Local {
-        print_target(&crate::environment::collect("local"));
+    if args.target == EnvTarget::Local {
+        print_target(&selinux_harness::host::environment::collect("local"));
         return Ok(());
     }
     let progress = Progress::stderr();
@@ -342,7 +343,7 @@ pub struct AgentArgs {
 
 /// The in-guest agent: environment readings and scenario execution (see `guest`).
 pub fn run_agent(args: &AgentArgs) -> anyhow::Result<()> {
-    let mut handler = crate::guest::handle;
-    crate::agent::serve(&args.port, &mut handler)?;
+    let mut handler = selinux_harness::agent::handler::handle;
+    selinux_harness::agent::guest_end::serve(&args.port, &mut handler)?;
     Ok(())
 }

@@ -18,33 +18,11 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-/// Where to look; the defaults are the target's.
-#[derive(Debug, Clone)]
-pub struct HostStatePaths {
-    /// None: skip libvirt.
-    pub libvirt_uri: Option<String>,
-    pub images_root: PathBuf,
-    /// None: skip `semodule -l` (slow inside the TCG guest: ~1 s; and absent off SELinux).
-    pub modules: bool,
-    pub booleans_dir: PathBuf,
-    pub qemu_conf: PathBuf,
-}
-
-impl Default for HostStatePaths {
-    fn default() -> Self {
-        Self {
-            libvirt_uri: Some(crate::executor::LIBVIRT_URI.to_string()),
-            images_root: crate::executor::IMAGES_ROOT.into(),
-            modules: true,
-            booleans_dir: "/sys/fs/selinux/booleans".into(),
-            qemu_conf: "/etc/libvirt/qemu.conf".into(),
-        }
-    }
-}
+use crate::host::layout::Layout;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostState {
@@ -82,17 +60,20 @@ pub enum FileKind {
 /// The images tree is a handful of entries; a deeper tree is not ours and not worth walking.
 const MAX_DEPTH: usize = 8;
 
-pub fn snapshot(paths: &HostStatePaths) -> HostState {
+/// The state of the host `paths` describes (no libvirt domains when `libvirt_uri` is None).
+/// `modules`: also list the policy modules (`semodule -l`: slow inside the TCG guest, ~1 s, and
+/// absent off SELinux).
+pub fn snapshot(paths: &Layout, modules: bool) -> HostState {
     let mut s = HostState::default();
     if let Some(uri) = &paths.libvirt_uri {
-        match crate::libvirt::Libvirt::connect(uri).and_then(|lv| lv.domain_names()) {
+        match crate::host::libvirt::Libvirt::connect(uri).and_then(|lv| lv.domain_names()) {
             Ok(names) => s.domains = names,
             Err(e) => s.errors.push(format!("libvirt domains: {}", e.message)),
         }
     }
     walk(&paths.images_root, &paths.images_root, 0, &mut s);
-    if paths.modules {
-        match crate::hostconfig::installed_modules() {
+    if modules {
+        match crate::host::config::installed_modules() {
             Ok(mut m) => {
                 m.sort();
                 s.modules = m;
@@ -520,14 +501,14 @@ mod tests {
         let bools = t.path().join("booleans");
         std::fs::create_dir(&bools).unwrap();
         std::fs::write(bools.join("virt_use_execmem"), "1 1").unwrap();
-        let paths = HostStatePaths {
+        let paths = Layout {
             libvirt_uri: None,
             images_root: root.clone(),
-            modules: false,
             booleans_dir: bools,
             qemu_conf: t.path().join("qemu.conf"),
+            ..Layout::default()
         };
-        let before = snapshot(&paths);
+        let before = snapshot(&paths, false);
         assert!(before.errors.is_empty(), "{:?}", before.errors);
         assert_eq!(before.images["selinux-harness-1/vm1.img"].size, 4096);
         // The symlink is recorded, not followed into /etc.
@@ -536,7 +517,7 @@ mod tests {
         assert_eq!(before.booleans["virt_use_execmem"], "1 1");
         assert_eq!(before.qemu_conf, None);
         std::fs::remove_dir_all(root.join("selinux-harness-1")).unwrap();
-        let after = snapshot(&paths);
+        let after = snapshot(&paths, false);
         let d = diff(&before, &after);
         assert_eq!(d.len(), 2, "{d:?}");
         // Modes and owners depend on the umask and user running the test.
@@ -552,19 +533,19 @@ mod tests {
 
     #[test]
     fn domains_through_the_test_driver() {
-        let Ok(lv) = crate::libvirt::Libvirt::connect("test:///default") else {
+        let Ok(lv) = crate::host::libvirt::Libvirt::connect("test:///default") else {
             eprintln!("libvirt test driver unavailable; skipped");
             return;
         };
         let t = tempfile::tempdir().unwrap();
-        let paths = HostStatePaths {
+        let paths = Layout {
             libvirt_uri: Some("test:///default".into()),
             images_root: t.path().join("none"),
-            modules: false,
             booleans_dir: t.path().join("none"),
             qemu_conf: t.path().join("none"),
+            ..Layout::default()
         };
-        let s = snapshot(&paths);
+        let s = snapshot(&paths, false);
         assert!(s.errors.is_empty(), "{:?}", s.errors);
         assert!(s.domains.contains(&"test".to_string()), "{:?}", s.domains);
         lv.close().unwrap();

@@ -5,16 +5,16 @@
 //! the parent's label). svirt_t is entered only through a qemu_exec_t file, so the binary runs
 //! from a copy labelled qemu_exec_t in a sandbox directory.
 
-use std::ffi::{CString, OsString};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use nix::errno::Errno;
-use selinux::SecurityContext;
 
-use crate::cleanup::{Cleanup, Undo};
 use crate::context::Context;
 use crate::evidence::Outcome;
+use crate::host::cleanup::{Cleanup, Undo};
+use crate::selinux_ops::ExecContextGuard;
 
 /// Name of the hidden subcommand the lead wires in main.rs.
 pub const SUBCOMMAND: &str = "probe";
@@ -110,29 +110,6 @@ pub fn probe_context(current: &Context, kind: &str, level: &str) -> Result<Conte
     format!("{}:{}:{kind}:{level}", current.user, current.role)
         .parse()
         .map_err(|e| format!("probe context with type {kind:?} level {level:?}: {e}"))
-}
-
-/// Sets this thread's exec context; resets it to the default when dropped. Keep it alive only
-/// across the spawn: the setting is per thread and sticks to every later exec on the thread.
-pub struct ExecContextGuard(());
-
-impl ExecContextGuard {
-    pub fn set(context: &Context) -> Result<Self, String> {
-        let c = CString::new(context.to_string()).map_err(|e| e.to_string())?;
-        SecurityContext::from_c_str(&c, true)
-            .set_for_next_exec()
-            .map_err(|e| format!("setexeccon({context}): {e}"))?;
-        Ok(Self(()))
-    }
-}
-
-impl Drop for ExecContextGuard {
-    fn drop(&mut self) {
-        if let Err(e) = SecurityContext::set_default_context_for_next_exec() {
-            // Leaving it set would run every later child of this thread in the probe context.
-            panic!("could not reset the exec context: {e}");
-        }
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
