@@ -156,7 +156,8 @@ impl<W: Write> Human<W> {
 
     fn check(&self, c: &Check, out: &mut Vec<u8>) -> std::io::Result<()> {
         let (mark, show) = match (c.passed, &c.known_bug) {
-            (true, _) => (self.paint(GREEN, "ok"), self.verbose),
+            (true, Some(_)) => (self.paint(RED, "known bug gone"), true),
+            (true, None) => (self.paint(GREEN, "ok"), self.verbose),
             (false, Some(_)) => (self.paint(YELLOW, "known bug"), true),
             (false, None) => (self.paint(RED, "FAILED"), true),
         };
@@ -164,7 +165,7 @@ impl<W: Write> Human<W> {
             return Ok(());
         }
         writeln!(out, "    {mark} {}", c.expectation)?;
-        if c.passed {
+        if c.passed && c.known_bug.is_none() {
             writeln!(out, "        {}", c.expected)?;
             return Ok(());
         }
