@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod context;
+pub mod dispatch;
 pub mod evidence;
 pub mod host;
 pub mod image;
