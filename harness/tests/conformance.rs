@@ -1087,6 +1087,7 @@ fn audit_faults(dir: &Path) -> Vec<Trial> {
     let quiet = load("quiet-step.yaml");
     let late = load("late-denial.yaml");
     let capture = load("capture-not-running.yaml");
+    let overflow = load("timeline-overflow.yaml");
     vec![
         injected_verdict(
             "capture-of-a-domain-not-running",
@@ -1138,6 +1139,16 @@ fn audit_faults(dir: &Path) -> Vec<Trial> {
             Some(Fault::Permissive { step: 1 }),
             "inconclusive",
             "switched to permissive during step 1",
+        ),
+        injected_verdict(
+            "timeline-overflow",
+            overflow,
+            Some(Fault::TimelineOverflow {
+                step: 1,
+                image: "a.img".into(),
+            }),
+            "fail",
+            "inotify queue overflowed",
         ),
         injected_verdict(
             "host-state-unreadable-both-times",

@@ -280,11 +280,7 @@ pub fn execute(
 
 /// Test-only: a fault that strikes around the run (see `fault`).
 fn inject_around_run(paths: &HostPaths, sink: &mut dyn EventSink) {
-    if let Some(f) = paths
-        .fault
-        .as_ref()
-        .filter(|f| f.moment() == Moment::AroundRun)
-    {
+    if let Some(f) = paths.fault.as_ref().filter(|f| f.around_run()) {
         let message = f
             .inject_around_run()
             .unwrap_or_else(|e| format!("cannot inject the fault {f:?}: {e}"));

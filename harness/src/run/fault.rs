@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::host::layout::{AUDITD_PID, LIBVIRTD_PID, LIBVIRT_SOCK};
 use crate::run::plan::Plan;
 
+const MAX_QUEUED_EVENTS: &str = "/proc/sys/fs/inotify/max_queued_events";
 const LIBVIRT_SOCK_HIDDEN: &str = "/run/libvirt/libvirt-sock.selinux-harness-fault";
 /// How long a killed process or a rotation may take to be visible.
 const SETTLE: Duration = Duration::from_secs(5);
@@ -50,6 +51,11 @@ pub enum Fault {
     /// libvirt unreachable for the host-state proof: its socket renamed away before the
     /// snapshot taken before the run, and back after the one taken after cleanup.
     HideLibvirtFromProof,
+    /// Overflow the inotify queue of step `step`'s label timeline: the run's inotify instances
+    /// get a queue of one event (`fs.inotify.max_queued_events`, set before the run and put
+    /// back after it), and before the action a burst of mode changes hits the watched `image`
+    /// (its mode put back after the burst).
+    TimelineOverflow { step: usize, image: String },
 }
 
 /// Where in a step a fault strikes.
@@ -72,7 +78,8 @@ impl Fault {
             | Fault::SuspendAuditd { step, .. }
             | Fault::LoseAuditRecords { step }
             | Fault::ExcludeAvcRecords { step, .. }
-            | Fault::TruncateAuditLog { step } => *step,
+            | Fault::TruncateAuditLog { step }
+            | Fault::TimelineOverflow { step, .. } => *step,
             Fault::HideLibvirtFromProof => 0,
         }
     }
@@ -84,7 +91,8 @@ impl Fault {
             | Fault::SuspendAuditd { .. }
             | Fault::LoseAuditRecords { .. }
             | Fault::ExcludeAvcRecords { .. }
-            | Fault::Permissive { .. } => Moment::BeforeAction,
+            | Fault::Permissive { .. }
+            | Fault::TimelineOverflow { .. } => Moment::BeforeAction,
             Fault::RotateAuditLog { .. } | Fault::TruncateAuditLog { .. } => Moment::AfterAction,
             Fault::HideLibvirtFromProof => Moment::AroundRun,
         }
@@ -96,9 +104,30 @@ impl Fault {
         self.step() == step && (self.moment() == moment || matches!(self, Fault::Permissive { .. }))
     }
 
-    /// The faults that strike around the run rather than in a step.
+    /// Whether the fault also strikes around the run (before the first host-state snapshot,
+    /// after the last): `inject_around_run`.
+    pub fn around_run(&self) -> bool {
+        matches!(
+            self,
+            Fault::HideLibvirtFromProof | Fault::TimelineOverflow { .. }
+        )
+    }
+
+    /// The faults that strike around the run rather than in a step; each call toggles.
     pub fn inject_around_run(&self) -> Result<String, String> {
         match self {
+            Fault::TimelineOverflow { .. } => {
+                let now = std::fs::read_to_string(MAX_QUEUED_EVENTS)
+                    .map_err(|e| format!("cannot read {MAX_QUEUED_EVENTS}: {e}"))?;
+                // The guest runs with the kernel's default; back to it after the run.
+                let to = if now.trim() == "1" { "16384" } else { "1" };
+                std::fs::write(MAX_QUEUED_EVENTS, to)
+                    .map_err(|e| format!("cannot write {to} to {MAX_QUEUED_EVENTS}: {e}"))?;
+                Ok(format!(
+                    "fault injected: {MAX_QUEUED_EVENTS} {} -> {to}",
+                    now.trim()
+                ))
+            }
             Fault::HideLibvirtFromProof => {
                 let (sock, hidden) = (Path::new(LIBVIRT_SOCK), Path::new(LIBVIRT_SOCK_HIDDEN));
                 let (from, to, what) = if sock.exists() {
@@ -165,6 +194,29 @@ impl Fault {
             }
             Fault::TruncateAuditLog { .. } => truncate_and_regrow(audit_log),
             Fault::HideLibvirtFromProof => self.inject_around_run(),
+            Fault::TimelineOverflow { image, .. } => {
+                use std::os::unix::fs::PermissionsExt;
+                let (_, img) = plan
+                    .images
+                    .iter()
+                    .find(|(n, _)| n.as_str() == image)
+                    .ok_or_else(|| format!("the scenario has no image {image}"))?;
+                let err = |e: std::io::Error| format!("{}: {e}", img.path.display());
+                let mode = std::fs::metadata(&img.path)
+                    .map_err(err)?
+                    .permissions()
+                    .mode();
+                for i in 0..2000 {
+                    let m = if i % 2 == 0 { mode ^ 0o040 } else { mode };
+                    std::fs::set_permissions(&img.path, std::fs::Permissions::from_mode(m))
+                        .map_err(err)?;
+                }
+                std::fs::set_permissions(&img.path, std::fs::Permissions::from_mode(mode))
+                    .map_err(err)?;
+                Ok(format!(
+                    "fault injected: 2000 mode changes on {image} against a queue of one event"
+                ))
+            }
             Fault::Permissive { .. } => {
                 let enforce = Path::new(crate::selinux_ops::ENFORCE_PATH);
                 let now = std::fs::read_to_string(enforce)
