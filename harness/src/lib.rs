@@ -32,3 +32,4 @@ pub mod target;
 pub mod timeline;
 pub mod verdict;
 pub mod vm;
+pub mod wait;
