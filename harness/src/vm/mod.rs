@@ -4,9 +4,8 @@
 //! [`Vm`] is dropped; QEMU is killed then too. The cached raw image is never written: a cold
 //! boot runs on a fresh qcow2 overlay, a warm start on a copy of the image's warm snapshot (an
 //! overlay holding `savevm ready`, taken after the first cold boot reached the bootstrap).
-
 //!
-//! Each file owns one part: [`options`] (what a caller chooses, what it learns), [`error`],
+//! Each file owns one part: `options` (what a caller chooses, what it learns), `error`,
 //! `launch` (one start, warm or cold, with the accelerator chosen in `accel`), `instance` (the
 //! running QEMU and its files), `channel` (the agent port as lines), `bootstrap` (the guest
 //! init's protocol up to the agent's hello), `request` (requests to the agent), `snapshot`,
@@ -15,11 +14,11 @@
 mod accel;
 mod bootstrap;
 mod channel;
-pub mod error;
+mod error;
 mod instance;
 mod launch;
 pub mod monitor;
-pub mod options;
+mod options;
 mod payload;
 pub mod qemu;
 mod request;

@@ -51,7 +51,7 @@ pub struct VmOptions {
     pub boot_timeout: Duration,
     /// Restore until the bootstrap answers, and each step of delivering the agent.
     pub handshake_timeout: Duration,
-    /// Default for [`Vm::request`].
+    /// Default for [`Vm::request`](super::Vm::request).
     pub request_timeout: Duration,
     /// Copy the guest console log here when the VM goes away (it lives in the run's temp dir).
     pub keep_console: Option<PathBuf>,
