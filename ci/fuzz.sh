@@ -36,18 +36,25 @@ trap 'rm -rf "$scratch"' EXIT
 
 cargo fuzz build --sanitizer "$SANITIZER"
 
+# libFuzzer's output (every new input, the recommended dictionary: hundreds of lines per target)
+# goes to a log per target; CI shows one line per target, and the log's end when one fails.
 status=0
 for t in $TARGETS; do
     mkdir -p "$scratch/$t"
-    echo "fuzz: $t for ${SECONDS_PER_TARGET}s (timeout ${PER_INPUT_TIMEOUT}s per input)" >&2
-    if ! cargo fuzz run --sanitizer "$SANITIZER" "$t" "$scratch/$t" "fuzz/corpus/$t" -- \
+    log="$scratch/$t.log"
+    if cargo fuzz run --sanitizer "$SANITIZER" "$t" "$scratch/$t" "fuzz/corpus/$t" -- \
         -max_total_time="$SECONDS_PER_TARGET" \
         -timeout="$PER_INPUT_TIMEOUT" \
         -rss_limit_mb=2048 \
         -max_len=65536 \
         -print_funcs=0 \
-        -print_final_stats=1 2>&1 | { grep -vE '^#[0-9]+\s+(NEW|REDUCE|pulse)' || true; }; then
-        echo "fuzz: $t FAILED; input in fuzz/artifacts/$t/" >&2
+        -print_final_stats=1 >"$log" 2>&1; then
+        runs=$(awk '/^stat::number_of_executed_units:/ { print $2 }' "$log")
+        cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -n 1)
+        echo "fuzz: $t ok: ${runs:-?} inputs in ${SECONDS_PER_TARGET}s, ${cov:-cov: ?}" >&2
+    else
+        echo "fuzz: $t FAILED; input in fuzz/artifacts/$t/; the end of libFuzzer's output:" >&2
+        grep -vE '^#[0-9]+\s+(NEW|REDUCE|pulse)|^"' "$log" | tail -n 60 >&2
         status=1
     fi
 done

@@ -11,6 +11,8 @@ step() { printf '\n== %s (%ss)\n' "$*" "$SECONDS"; }
 
 step "host set-up"
 ./ci/setup-host.sh
+step "set-up regression test (package decisions on recorded machine states)"
+./ci/test-setup-host.sh
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

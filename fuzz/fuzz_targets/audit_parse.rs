@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use selinux_harness::audit::{parse_record, parse_records};
+use selinux_harness::evidence::audit::{parse_record, parse_records};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

@@ -22,7 +22,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, BenchmarkId, Criterion};
-use selinux_harness::audit::{AuditLog, NoiseFilter};
+use selinux_harness::evidence::audit::{AuditLog, NoiseFilter};
 
 /// Epoch seconds of the first base record.
 const BASE_EPOCH: u64 = 1_795_600_000;

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use selinux_harness::context::Context;
+use selinux_harness::evidence::timeline::Timeline;
 use selinux_harness::selinux_ops::set_xattr;
-use selinux_harness::timeline::Timeline;
 
 const XATTR: &str = "user.selinux-harness-bench";
 const LABEL_A: &str = "system_u:object_r:svirt_image_t:s0:c146,c1010";

@@ -5,7 +5,7 @@
 //! starts the VM with the library (`selinux_harness::vm::Vm`), delivering *itself* as the agent
 //! (`VmOptions::agent_binary`, the ordinary delivery path: no new command in the product). In
 //! the guest the bootstrap runs it as `agent --port PORT`; it then answers `Run` requests for
-//! real scenarios with the product's own handler (`selinux_harness::guest::handle`, i.e. the
+//! real scenarios with the product's own handler (`selinux_harness::agent::handler::handle`, i.e. the
 //! executor), and a `Run` whose file is `bench:cross-attach.sh` by running
 //! bench/guest/cross-attach.sh, compiled in (never a script sent from the host).
 //!
@@ -17,14 +17,13 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use selinux_harness::cli_vm::{AccelArg, VmArgs};
-use selinux_harness::event::Event;
+use selinux_harness::agent::protocol::{Reply, Request};
 use selinux_harness::evidence::Evidence;
-use selinux_harness::image::Progress;
+use selinux_harness::image::{self, recipe, BuildOptions, Cache, Progress};
 use selinux_harness::interrupt::Interrupt;
-use selinux_harness::protocol::{Reply, Request};
-use selinux_harness::verdict::Verdict;
-use selinux_harness::vm::Vm;
+use selinux_harness::run::event::Event;
+use selinux_harness::run::verdict::Verdict;
+use selinux_harness::vm::{Vm, VmOptions};
 
 const SCRIPT_FILE: &str = "bench:cross-attach.sh";
 const SCRIPT: &str = include_str!("../../bench/guest/cross-attach.sh");
@@ -47,9 +46,9 @@ fn agent(args: &[String]) -> anyhow::Result<()> {
     };
     let mut handler = |req: Request, stop: &Interrupt, reply: &mut dyn FnMut(Reply)| match req {
         Request::Run { file, .. } if file == SCRIPT_FILE => run_script(reply),
-        other => selinux_harness::guest::handle(other, stop, reply),
+        other => selinux_harness::agent::handler::handle(other, stop, reply),
     };
-    selinux_harness::agent::serve(&port, &mut handler)?;
+    selinux_harness::agent::guest_end::serve(&port, &mut handler)?;
     Ok(())
 }
 
@@ -181,18 +180,29 @@ fn host(args: &[String]) -> anyhow::Result<()> {
     };
 
     let interrupt = Interrupt::new();
-    let vm_args = VmArgs {
-        distro: std::env::var("SELINUX_HARNESS_DISTRO").unwrap_or("debian-12".into()),
-        cold: false,
-        accel: AccelArg::Auto,
-        memory: 2048,
-        agent_binary: Some(std::env::current_exe()?),
-        boot_timeout: 300,
-        console_log: None,
-    };
+    let distro = std::env::var("SELINUX_HARNESS_DISTRO").unwrap_or("debian-12".into());
     let progress = Progress::stderr();
-    let image = vm_args.image(&progress, &interrupt)?;
-    let mut vm = Vm::start(&image, &vm_args.options(&interrupt), &progress)?;
+    // What `--distro` and the VM defaults give the binary's commands: the cached image (built
+    // when missing), a warm start, this executable as the agent.
+    let built = image::build(
+        &Cache::default_location()?,
+        &recipe::builtin(&distro)?,
+        &BuildOptions::default(),
+        &progress,
+        &interrupt,
+    )?;
+    if !built.cached {
+        progress.note(format!(
+            "built the {distro} image in {:.0} s",
+            built.elapsed.as_secs_f64()
+        ));
+    }
+    let options = VmOptions {
+        agent_binary: Some(std::env::current_exe()?),
+        interrupt: interrupt.clone(),
+        ..VmOptions::default()
+    };
+    let mut vm = Vm::start(&built.image, &options, &progress)?;
     progress.finish();
     let info = vm.info().clone();
     println!(

@@ -1,5 +1,7 @@
 //! `selinux-harness`: the command line over the library.
 
+mod cli;
+
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -7,13 +9,13 @@ use std::process::ExitCode;
 use anyhow::{bail, Context as _, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
-use selinux_harness::cli_vm;
 use selinux_harness::interrupt::Interrupt;
 use selinux_harness::report::human::{Blocks, Human};
-use selinux_harness::report::{junit, trial_name, Record};
+use selinux_harness::report::{junit, Record};
+use selinux_harness::run::trial_name;
+use selinux_harness::run::verdict::Verdict;
 use selinux_harness::scenario::{self, LoadedScenario};
 use selinux_harness::target::{self, Target, TargetKind};
-use selinux_harness::verdict::Verdict;
 
 #[derive(Parser)]
 #[command(
@@ -77,7 +79,7 @@ Exit status: 0 every verdict is pass or known-bug, 1 some verdict is not (skippe
         #[arg(long)]
         variant: Option<String>,
         #[arg(long, value_enum, env = target::TARGET_ENV, default_value = "auto")]
-        target: TargetKind,
+        target: cli::TargetArg,
         #[arg(long, env = target::LOCAL_OPT_IN_ENV)]
         allow_local_changes: bool,
     },
@@ -91,13 +93,13 @@ Exit status: 0 every verdict is pass or known-bug, 1 some verdict is not (skippe
     /// Build, list and remove the cached VM images.
     Image {
         #[command(subcommand)]
-        command: cli_vm::ImageCommand,
+        command: cli::vm::ImageCommand,
     },
     /// Describe a target (kernel, SELinux mode, policy, libvirt/QEMU, how the VM started).
-    Env(cli_vm::EnvArgs),
+    Env(cli::vm::EnvArgs),
     /// Inside the VM: serve the host's requests on the agent port (started by the guest's init).
     #[command(hide = true)]
-    Agent(cli_vm::AgentArgs),
+    Agent(cli::vm::AgentArgs),
 }
 
 #[derive(clap::Args)]
@@ -106,7 +108,7 @@ struct RunArgs {
     paths: Vec<PathBuf>,
     /// Where to run.
     #[arg(long, value_enum, env = target::TARGET_ENV, default_value = "auto")]
-    target: TargetKind,
+    target: cli::TargetArg,
     /// Allow the local target to change this host (define guests, relabel its sandbox, load a
     /// test policy module); everything is undone afterwards.
     #[arg(long, env = target::LOCAL_OPT_IN_ENV)]
@@ -169,7 +171,7 @@ fn main() -> ExitCode {
     // its one open(), so it is dispatched before anything else is set up.
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if args.get(1).is_some_and(|a| a == "probe") {
-        return ExitCode::from(selinux_harness::probe::probe_main(&args[2..]) as u8);
+        return ExitCode::from(selinux_harness::host::probe::probe_main(&args[2..]) as u8);
     }
     let cli = Cli::parse();
     match dispatch(cli) {
@@ -200,21 +202,27 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             variant,
             target,
             allow_local_changes,
-        } => repro(&scenario, output, variant, target, allow_local_changes),
+        } => repro(
+            &scenario,
+            output,
+            variant,
+            target.into(),
+            allow_local_changes,
+        ),
         Command::Doctor { dry_run } => doctor(dry_run),
         Command::Image { command } => {
             let interrupt = Interrupt::on_signals()?;
             // report(): exit 130 after a Ctrl-C (cleanup done), the error's own fix text otherwise.
-            Ok(cli_vm::run_image(command, &interrupt)
-                .map_or_else(|e| cli_vm::report(&e), |()| ExitCode::SUCCESS))
+            Ok(cli::vm::run_image(command, &interrupt)
+                .map_or_else(|e| cli::vm::report(&e), |()| ExitCode::SUCCESS))
         }
         Command::Env(args) => {
             let interrupt = Interrupt::on_signals()?;
-            Ok(cli_vm::run_env(&args, &interrupt)
-                .map_or_else(|e| cli_vm::report(&e), |()| ExitCode::SUCCESS))
+            Ok(cli::vm::run_env(&args, &interrupt)
+                .map_or_else(|e| cli::vm::report(&e), |()| ExitCode::SUCCESS))
         }
         Command::Agent(args) => {
-            cli_vm::run_agent(&args)?;
+            cli::vm::run_agent(&args)?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -268,13 +276,35 @@ fn load_all(paths: &[PathBuf]) -> Result<(Vec<LoadedScenario>, usize)> {
     Ok((loaded, errors))
 }
 
+/// Errors reject a file (exit 1); warnings - what loads but may check less than meant - are
+/// printed as `FILE:LINE:COL: warning: ...` and counted, and leave the exit status alone.
 fn check(paths: &[PathBuf]) -> Result<ExitCode> {
     let (loaded, errors) = load_all(paths)?;
+    let mut warned = 0;
+    for l in &loaded {
+        for w in scenario::warnings(&l.path, &l.scenario) {
+            eprintln!(
+                "{}:{}:{}: warning: {}",
+                w.file.display(),
+                w.line,
+                w.column,
+                w.message
+            );
+            warned += 1;
+        }
+    }
+    let warnings = match warned {
+        0 => String::new(),
+        n => format!(", {n} warning(s)"),
+    };
     if errors > 0 {
-        eprintln!("{errors} error(s); {} file(s) valid", loaded.len());
+        eprintln!(
+            "{errors} error(s){warnings}; {} file(s) valid",
+            loaded.len()
+        );
         return Ok(ExitCode::FAILURE);
     }
-    println!("{} scenario file(s) valid", loaded.len());
+    println!("{} scenario file(s) valid{warnings}", loaded.len());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -317,11 +347,11 @@ fn explain(path: &Path, variant: Option<&str>) -> Result<ExitCode> {
     let variant = variant
         .map(str::to_string)
         .or_else(|| s.variants.keys().next().map(|v| v.to_string()));
-    let plan = selinux_harness::plan::Plan::new(
+    let plan = selinux_harness::run::plan::Plan::new(
         s,
         variant.as_deref(),
         "RUN",
-        Path::new(selinux_harness::executor::IMAGES_ROOT),
+        Path::new(selinux_harness::host::layout::IMAGES_ROOT),
     )?;
     println!("{}: {}", s.name.value, s.description.trim());
     if let Some(v) = &variant {
@@ -384,14 +414,21 @@ fn explain(path: &Path, variant: Option<&str>) -> Result<ExitCode> {
         let e = &o.expect;
         match (&e.error, &e.access) {
             (Some(err), _) => println!(
-                "       expect libvirt error {}{}",
-                err.code
+                "       expect libvirt error {}{}{}",
+                err.value
+                    .code
                     .as_ref()
                     .map(|c| c.value.as_str())
                     .unwrap_or("(any code)"),
-                err.message
+                err.value
+                    .domain
                     .as_ref()
-                    .map(|m| format!(" containing {m:?}"))
+                    .map(|d| format!(" from {}", d.value))
+                    .unwrap_or_default(),
+                err.value
+                    .message
+                    .as_ref()
+                    .map(|m| format!(" containing {:?}", m.value))
                     .unwrap_or_default()
             ),
             (None, Some(a)) => println!("       expect access {a:?}"),
@@ -413,14 +450,24 @@ fn explain(path: &Path, variant: Option<&str>) -> Result<ExitCode> {
             println!("       check the AVC records logged during the step");
         }
         for kb in &o.known_bug {
+            let kb = &kb.value;
             println!(
-                "       known bug {} where {:?}",
+                "       known bug {} where {:?} excuses {}",
                 kb.reference,
                 kb.when
                     .variant
                     .iter()
                     .map(|v| v.value.to_string())
+                    .collect::<Vec<_>>(),
+                kb.expects
+                    .iter()
+                    .flatten()
+                    .map(|e| match &e.value.observed {
+                        Some(o) => format!("{} observing {o:?}", e.value.check.value),
+                        None => e.value.check.value.clone(),
+                    })
                     .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
     }
@@ -451,7 +498,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
 
     let interrupt = Interrupt::on_signals()?;
     let mut t = make_target(
-        args.target,
+        args.target.into(),
         args.allow_local_changes,
         args.cold,
         interrupt.clone(),
@@ -483,20 +530,18 @@ fn run(args: RunArgs) -> Result<ExitCode> {
             t.as_mut(),
             &selected,
             args.jobs.get(),
-            sink,
-            color,
-            args.verbose,
+            Blocks::new(sink, color, args.verbose),
             &mut events,
+            &mut std::io::stderr(),
         )
     } else {
         run_sequential(
             t.as_mut(),
             &selected,
-            sink,
-            color,
-            args.verbose,
+            Human::new(sink, color, args.verbose),
             &mut events,
             &interrupt,
+            &mut std::io::stderr(),
         )
     };
     drop(t);
@@ -514,7 +559,7 @@ type Selected<'a> = [(&'a LoadedScenario, Option<String>)];
 struct EventLog(Box<dyn std::io::Write>);
 
 impl EventLog {
-    fn write(&mut self, run: usize, e: &selinux_harness::event::Event) {
+    fn write(&mut self, run: usize, e: &selinux_harness::run::event::Event) {
         let mut value = serde_json::to_value(e).unwrap_or_default();
         if let Some(o) = value.as_object_mut() {
             o.insert("run".into(), run.into());
@@ -528,18 +573,16 @@ impl EventLog {
 fn run_sequential(
     t: &mut dyn Target,
     selected: &Selected<'_>,
-    sink: Box<dyn std::io::Write>,
-    color: bool,
-    verbose: bool,
+    mut human: Human<Box<dyn std::io::Write>>,
     events: &mut Option<EventLog>,
     interrupt: &Interrupt,
+    err: &mut dyn std::io::Write,
 ) -> (Vec<Verdict>, Record) {
-    let mut human = Human::new(sink, color, verbose);
     let mut record = Record::default();
     let mut verdicts = Vec::new();
     for (i, (l, variant)) in selected.iter().enumerate() {
         record.begin(&l.path.display().to_string());
-        let mut on_event = |e: selinux_harness::event::Event| {
+        let mut on_event = |e: selinux_harness::run::event::Event| {
             if let Some(log) = events.as_mut() {
                 log.write(i, &e);
             }
@@ -553,7 +596,8 @@ fn run_sequential(
                     reason: e.to_string(),
                 };
                 let name = trial_name(l.scenario.name.value.as_str(), variant.as_deref());
-                eprintln!("{}", human.verdict_line(&name, &v, 0));
+                // Nobody to tell if stderr is gone.
+                let _ = writeln!(err, "{}", human.verdict_line(&name, &v, 0));
                 record.conclude(
                     l.scenario.name.value.as_str(),
                     variant.as_deref(),
@@ -575,12 +619,10 @@ fn run_parallel(
     t: &mut dyn Target,
     selected: &Selected<'_>,
     jobs: usize,
-    sink: Box<dyn std::io::Write>,
-    color: bool,
-    verbose: bool,
+    mut blocks: Blocks<Box<dyn std::io::Write>>,
     events: &mut Option<EventLog>,
+    err: &mut dyn std::io::Write,
 ) -> (Vec<Verdict>, Record) {
-    let mut blocks = Blocks::new(sink, color, verbose);
     let mut record = Record::default();
     for (l, _) in selected {
         record.begin(&l.path.display().to_string());
@@ -602,7 +644,7 @@ fn run_parallel(
             };
             blocks.flush_run(i);
             let name = trial_name(l.scenario.name.value.as_str(), *variant);
-            eprintln!("{}", blocks.verdict_line(&name, &v, 0));
+            let _ = writeln!(err, "{}", blocks.verdict_line(&name, &v, 0));
             record.conclude_run(i, l.scenario.name.value.as_str(), *variant, v.clone());
             v
         });
@@ -686,7 +728,7 @@ fn repro(
     let result = t.run(
         &loaded,
         variant.as_deref(),
-        &mut |e: selinux_harness::event::Event| {
+        &mut |e: selinux_harness::run::event::Event| {
             human.event(&e);
             record.observe(&e);
         },
@@ -717,8 +759,8 @@ fn repro(
 }
 
 fn doctor(dry_run: bool) -> Result<ExitCode> {
-    use selinux_harness::doctor;
-    let leftovers = doctor::scan(&doctor::DoctorPaths::default());
+    use selinux_harness::host::doctor;
+    let leftovers = doctor::scan(&selinux_harness::host::layout::Layout::default());
     if leftovers.is_empty() {
         println!("nothing left behind by selinux-harness on this host");
         return Ok(ExitCode::SUCCESS);
@@ -743,4 +785,275 @@ fn summary(verdicts: &[Verdict]) -> String {
     }
     let parts: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
     format!("{} scenario run(s): {}", verdicts.len(), parts.join(", "))
+}
+
+/// The reports of `run`, pinned: recorded event streams (tests/data/events, in the
+/// `--format events` form) are played back through the run path by a target that replays them,
+/// and every report made from them is a snapshot.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use selinux_harness::host::environment::TargetInfo;
+    use selinux_harness::report::html;
+    use selinux_harness::run::event::{Event, EventSink};
+    use selinux_harness::target::TargetError;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    /// A writer the test reads back after handing it over as a `Box<dyn Write>`.
+    #[derive(Clone, Default)]
+    struct Shared(Rc<RefCell<Vec<u8>>>);
+
+    impl std::io::Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.borrow_mut().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Shared {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.borrow().clone()).expect("reports are UTF-8")
+        }
+    }
+
+    fn repo() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    }
+
+    /// A recorded stream: each event with the index of the run it belongs to.
+    fn recorded(name: &str) -> Vec<(usize, Event)> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/events")
+            .join(name);
+        let text = std::fs::read_to_string(&path).expect("the fixture exists");
+        text.lines()
+            .enumerate()
+            .map(|(n, line)| {
+                let mut v: serde_json::Value = serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("{}:{}: {e}", path.display(), n + 1));
+                let run = v
+                    .as_object_mut()
+                    .and_then(|o| o.remove("run"))
+                    .and_then(|r| r.as_u64())
+                    .unwrap_or_else(|| panic!("{}:{}: no run index", path.display(), n + 1));
+                let e = serde_json::from_value(v)
+                    .unwrap_or_else(|e| panic!("{}:{}: {e}", path.display(), n + 1));
+                (run as usize, e)
+            })
+            .collect()
+    }
+
+    /// Why a run whose stream stops before its verdict failed: its guest went away.
+    const TARGET_GONE: &str = "the guest stopped answering (agent channel closed)";
+
+    /// Plays a recorded stream back, as the VM target would deliver it.
+    struct Replay {
+        events: Vec<(usize, Event)>,
+        next: usize,
+    }
+
+    impl Replay {
+        fn result(&self, run: usize) -> Result<Verdict, TargetError> {
+            match self.events.iter().rev().find(|(i, _)| *i == run) {
+                Some((_, Event::ScenarioFinished { verdict, .. })) => Ok(verdict.clone()),
+                _ => Err(TargetError::Failed(TARGET_GONE.into())),
+            }
+        }
+    }
+
+    impl Target for Replay {
+        fn info(&mut self) -> Result<TargetInfo, TargetError> {
+            Err(TargetError::Unavailable(
+                "a replay describes no target".into(),
+            ))
+        }
+
+        fn run(
+            &mut self,
+            scenario: &LoadedScenario,
+            _: Option<&str>,
+            sink: &mut dyn EventSink,
+        ) -> Result<Verdict, TargetError> {
+            let run = self.next;
+            self.next += 1;
+            for (_, e) in self.events.iter().filter(|(i, _)| *i == run) {
+                if let Event::ScenarioStarted { scenario: s, .. } = e {
+                    assert_eq!(s, scenario.scenario.name.value.as_str(), "run {run}");
+                }
+                sink.emit(e.clone());
+            }
+            self.result(run)
+        }
+
+        fn run_many(
+            &mut self,
+            runs: &[(&LoadedScenario, Option<&str>)],
+            _: usize,
+            sink: &mut dyn FnMut(usize, Event),
+        ) -> Vec<Result<Verdict, TargetError>> {
+            for (i, e) in &self.events {
+                sink(*i, e.clone());
+            }
+            (0..runs.len()).map(|i| self.result(i)).collect()
+        }
+    }
+
+    /// Every scenario the recordings name, with its path as seen from the repository root.
+    fn catalogue() -> Vec<LoadedScenario> {
+        let dirs = [
+            repo().join("scenarios"),
+            repo().join("harness/tests/data/wrong"),
+        ];
+        scenario::discover(&dirs)
+            .expect("the scenario directories exist")
+            .into_iter()
+            .map(|f| {
+                let mut l = scenario::load_file(&f).expect("shipped scenarios load");
+                l.path = f.strip_prefix(repo()).unwrap_or(&f).to_path_buf();
+                l
+            })
+            .collect()
+    }
+
+    /// What `run` gave: the human report (stdout), stderr (target errors, then the summary
+    /// line), the `--format events` stream and the record the JSON, JUnit and HTML reports
+    /// are written from.
+    struct Outputs {
+        human: String,
+        stderr: String,
+        events: String,
+        record: Record,
+    }
+
+    fn replay(fixture: &str, jobs: usize, color: bool, verbose: bool) -> Outputs {
+        let events = recorded(fixture);
+        let catalogue = catalogue();
+        // The runs, in order: what `run` selected when the stream was recorded.
+        let selected: Vec<(&LoadedScenario, Option<String>)> = events
+            .iter()
+            .filter_map(|(_, e)| match e {
+                Event::ScenarioStarted {
+                    scenario, variant, ..
+                } => {
+                    let l = catalogue
+                        .iter()
+                        .find(|l| l.scenario.name.value.as_str() == scenario)
+                        .unwrap_or_else(|| panic!("no scenario named {scenario}"));
+                    Some((l, variant.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        let (human, log, mut err) = (Shared::default(), Shared::default(), Vec::new());
+        let mut target = Replay { events, next: 0 };
+        let mut log_sink = Some(EventLog(Box::new(log.clone())));
+        let (verdicts, record) = if jobs > 1 {
+            run_parallel(
+                &mut target,
+                &selected,
+                jobs,
+                Blocks::new(Box::new(human.clone()), color, verbose),
+                &mut log_sink,
+                &mut err,
+            )
+        } else {
+            run_sequential(
+                &mut target,
+                &selected,
+                Human::new(Box::new(human.clone()), color, verbose),
+                &mut log_sink,
+                &Interrupt::new(),
+                &mut err,
+            )
+        };
+        assert_eq!(verdicts.len(), selected.len());
+        let stderr = String::from_utf8(err).expect("UTF-8") + &summary(&verdicts) + "\n";
+        Outputs {
+            human: human.text(),
+            stderr,
+            events: log.text(),
+            record,
+        }
+    }
+
+    fn terminal(o: &Outputs) -> String {
+        format!("--- stdout ---\n{}--- stderr ---\n{}", o.human, o.stderr)
+    }
+
+    #[test]
+    fn human_sequential() {
+        insta::assert_snapshot!(terminal(&replay("sequential.jsonl", 1, false, false)));
+    }
+
+    /// --verbose in a terminal: every check and all evidence, in colour (ESC written as \e).
+    #[test]
+    fn human_sequential_verbose_colour() {
+        let o = replay("sequential.jsonl", 1, true, true);
+        insta::assert_snapshot!(terminal(&o).replace('\x1b', "\\e"));
+    }
+
+    #[test]
+    fn human_jobs_2() {
+        insta::assert_snapshot!(terminal(&replay("parallel.jsonl", 2, false, false)));
+    }
+
+    #[test]
+    fn events_sequential() {
+        insta::assert_snapshot!(replay("sequential.jsonl", 1, false, false).events);
+    }
+
+    #[test]
+    fn events_jobs_2() {
+        insta::assert_snapshot!(replay("parallel.jsonl", 2, false, false).events);
+    }
+
+    #[test]
+    fn json_sequential() {
+        insta::assert_snapshot!(replay("sequential.jsonl", 1, false, false).record.to_json());
+    }
+
+    #[test]
+    fn json_jobs_2() {
+        insta::assert_snapshot!(replay("parallel.jsonl", 2, false, false).record.to_json());
+    }
+
+    #[test]
+    fn junit_sequential() {
+        insta::assert_snapshot!(junit::render(
+            &replay("sequential.jsonl", 1, false, false).record
+        ));
+    }
+
+    #[test]
+    fn junit_jobs_2() {
+        insta::assert_snapshot!(junit::render(
+            &replay("parallel.jsonl", 2, false, false).record
+        ));
+    }
+
+    /// Streams recorded on the Debian 12 VM (`run --format events`, see tests/data/events):
+    /// every report `run` makes from them.
+    #[rstest::rstest]
+    #[case::seed("vm-seed", 1)]
+    #[case::seed_jobs_2("vm-seed-jobs-2", 2)]
+    #[case::wrong_image_level("vm-wrong-image-level", 1)]
+    fn recorded_on_the_vm(#[case] stream: &str, #[case] jobs: usize) {
+        let o = replay(&format!("{stream}.jsonl"), jobs, false, false);
+        insta::assert_snapshot!(format!("{stream}-human"), terminal(&o));
+        insta::assert_snapshot!(format!("{stream}-events"), o.events);
+        insta::assert_snapshot!(format!("{stream}-json"), o.record.to_json());
+        insta::assert_snapshot!(format!("{stream}-junit"), junit::render(&o.record));
+        insta::assert_snapshot!(format!("{stream}-html"), html::render(&o.record));
+    }
+
+    #[test]
+    fn html_sequential() {
+        insta::assert_snapshot!(html::render(
+            &replay("sequential.jsonl", 1, false, false).record
+        ));
+    }
 }

@@ -112,6 +112,29 @@ pub fn process_context(pid: u32) -> Result<Context> {
     parse_raw(format!("context of pid {pid}"), ctx.as_bytes())
 }
 
+/// Sets this thread's exec context; resets it to the default when dropped. Keep it alive only
+/// across the spawn: the setting is per thread and sticks to every later exec on the thread.
+pub struct ExecContextGuard(());
+
+impl ExecContextGuard {
+    pub fn set(context: &Context) -> std::result::Result<Self, String> {
+        let c = CString::new(context.to_string()).map_err(|e| e.to_string())?;
+        SecurityContext::from_c_str(&c, true)
+            .set_for_next_exec()
+            .map_err(|e| format!("setexeccon({context}): {e}"))?;
+        Ok(Self(()))
+    }
+}
+
+impl Drop for ExecContextGuard {
+    fn drop(&mut self) {
+        if let Err(e) = SecurityContext::set_default_context_for_next_exec() {
+            // Leaving it set would run every later child of this thread in the probe context.
+            panic!("could not reset the exec context: {e}");
+        }
+    }
+}
+
 /// libvirt's remembered-owner xattrs (`trusted.libvirt.security.*`) on `path`, sorted by name.
 /// Reading trusted.* needs CAP_SYS_ADMIN; without it the kernel hides them and this is empty.
 pub fn remembered_owner(path: &Path) -> Result<Vec<(String, String)>> {

@@ -5,10 +5,10 @@
 
 use std::path::PathBuf;
 
-use selinux_harness::event::TargetInfo;
+use selinux_harness::agent::protocol::{Reply, Request};
+use selinux_harness::host::environment::TargetInfo;
 use selinux_harness::image::{self, recipe, BuildOptions, Cache, Progress};
 use selinux_harness::interrupt::Interrupt;
-use selinux_harness::protocol::{Reply, Request};
 use selinux_harness::vm::{Vm, VmOptions};
 
 fn enabled() -> bool {

@@ -14,6 +14,7 @@ use super::guest::{AGENT_DIR, GUEST_FILES};
 use super::progress::Progress;
 use super::recipe::{modules_for, RecipeError, RecipeSource};
 use super::tools::{self, MissingTools, BUILD_TOOLS};
+use crate::host::layout::QEMU_CONF;
 use crate::interrupt::Interrupt;
 
 #[derive(Debug, Clone, Default)]
@@ -400,7 +401,7 @@ impl Builder<'_> {
             Err(e) => return Err(io_err("configure", "cannot remove", &net)(e)),
         }
         if !r.fixes.qemu_conf.is_empty() {
-            let conf = self.path("/etc/libvirt/qemu.conf");
+            let conf = self.path(QEMU_CONF);
             let mut text =
                 fs::read_to_string(&conf).map_err(io_err("configure", "cannot read", &conf))?;
             text.push_str("\n# selinux-harness recipe fixes\n");

@@ -11,10 +11,10 @@ use std::fmt::Write as _;
 
 use super::{Record, ScenarioRecord, StepRecord};
 use crate::context::Context;
-use crate::event::TargetInfo;
 use crate::evidence::{Evidence, LabelChange, Outcome};
-use crate::expect::avc_line;
-use crate::verdict::{Check, Verdict};
+use crate::host::environment::TargetInfo;
+use crate::run::expect::avc_line;
+use crate::run::verdict::{Check, Verdict};
 
 /// Colours for distinct labels, in order of first appearance. Chosen to stay tellable apart
 /// on screen and in greyscale print; beyond them the palette repeats with a hatch.
@@ -715,6 +715,8 @@ pub(crate) mod tests {
         let vm1_img = "system_u:object_r:svirt_image_t:s0:c146,c1010";
         let vm2_img = "system_u:object_r:svirt_image_t:s0:c161,c423";
         let check = |expectation: &str, expected: &str, observed: &str, passed: bool| Check {
+            key: crate::scenario::CheckKey::Succeeds,
+            evidence_missing: false,
             expectation: expectation.into(),
             expected: expected.into(),
             observed: observed.into(),

@@ -3,10 +3,12 @@
 use std::io::Write;
 
 use crate::context::Context;
-use crate::event::{Event, TargetInfo};
 use crate::evidence::{Evidence, Outcome};
-use crate::expect::avc_line;
-use crate::verdict::{Check, Verdict};
+use crate::host::environment::TargetInfo;
+use crate::run::event::Event;
+use crate::run::expect::avc_line;
+use crate::run::trial_name;
+use crate::run::verdict::{Check, Verdict};
 
 pub struct Human<W: Write> {
     out: W,
@@ -52,7 +54,7 @@ impl<W: Write> Human<W> {
                 variant,
                 target,
             } => {
-                self.current = super::trial_name(scenario, variant.as_deref());
+                self.current = trial_name(scenario, variant.as_deref());
                 let head = self.paint(BOLD, &self.current);
                 writeln!(self.out, "{head}  on {}", describe_target(target))?;
             }
@@ -112,7 +114,8 @@ impl<W: Write> Human<W> {
 
     fn check(&mut self, c: &Check) -> std::io::Result<()> {
         let (mark, show) = match (c.passed, &c.known_bug) {
-            (true, _) => (self.paint(GREEN, "ok"), self.verbose),
+            (true, Some(_)) => (self.paint(RED, "known bug gone"), true),
+            (true, None) => (self.paint(GREEN, "ok"), self.verbose),
             (false, Some(_)) => (self.paint(YELLOW, "known bug"), true),
             (false, None) => (self.paint(RED, "FAILED"), true),
         };
@@ -120,7 +123,7 @@ impl<W: Write> Human<W> {
             return Ok(());
         }
         writeln!(self.out, "    {mark} {}", c.expectation)?;
-        if c.passed {
+        if c.passed && c.known_bug.is_none() {
             writeln!(self.out, "        {}", c.expected)?;
             return Ok(());
         }

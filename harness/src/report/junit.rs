@@ -4,8 +4,8 @@ use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
 use super::{Record, ScenarioRecord};
 use crate::evidence::Evidence;
-use crate::expect::avc_line;
-use crate::verdict::Verdict;
+use crate::run::expect::avc_line;
+use crate::run::verdict::Verdict;
 
 fn details(s: &ScenarioRecord) -> String {
     let mut out = String::new();

@@ -11,9 +11,9 @@ use std::fmt::Write as _;
 
 use super::{ScenarioRecord, StepRecord};
 use crate::context::Context;
-use crate::event::TargetInfo;
 use crate::evidence::{Evidence, LabelChange, Outcome};
-use crate::verdict::{Check, Verdict};
+use crate::host::environment::TargetInfo;
+use crate::run::verdict::{Check, Verdict};
 
 /// The longest run of backticks in `s`.
 fn longest_backtick_run(s: &str) -> usize {

@@ -10,9 +10,11 @@ pub mod markdown;
 
 use serde::Serialize;
 
-use crate::event::{Event, TargetInfo};
 use crate::evidence::Evidence;
-use crate::verdict::{Check, Verdict};
+use crate::host::environment::TargetInfo;
+use crate::run::event::Event;
+use crate::run::trial_name;
+use crate::run::verdict::{Check, Verdict};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StepRecord {
@@ -39,13 +41,6 @@ impl ScenarioRecord {
     /// `scenario` or `scenario[variant]`: the name trials and test cases use.
     pub fn id(&self) -> String {
         trial_name(&self.scenario, self.variant.as_deref())
-    }
-}
-
-pub fn trial_name(scenario: &str, variant: Option<&str>) -> String {
-    match variant {
-        Some(v) => format!("{scenario}[{v}]"),
-        None => scenario.to_string(),
     }
 }
 

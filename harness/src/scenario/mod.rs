@@ -4,7 +4,9 @@ mod load;
 mod model;
 mod validate;
 
-pub use load::{discover, load_file, load_str, Diagnostic, LoadedScenario};
+pub use load::{
+    discover, load_file, load_str, load_with_warnings, warnings, Diagnostic, LoadedScenario,
+};
 pub use model::*;
 pub use validate::default_target;
 
@@ -21,6 +23,13 @@ mod tests {
 
     fn repo() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    }
+
+    /// What `selinux-harness schema` prints (editors validate scenarios against it).
+    #[test]
+    fn schema_snapshot() {
+        let schema = serde_json::to_string_pretty(&json_schema()).expect("a JSON value prints");
+        insta::assert_snapshot!(schema);
     }
 
     #[test]

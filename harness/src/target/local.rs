@@ -2,11 +2,12 @@
 //! harness to change it (define guests, relabel files in its sandbox, load a test module).
 
 use super::{Target, TargetError};
-use crate::event::{Event, EventSink, TargetInfo};
-use crate::executor::{execute, HostPaths};
+use crate::host::environment::TargetInfo;
 use crate::interrupt::Interrupt;
+use crate::run::event::{Event, EventSink};
+use crate::run::executor::{execute, HostPaths};
+use crate::run::verdict::Verdict;
 use crate::scenario::LoadedScenario;
-use crate::verdict::Verdict;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HostStatus {
@@ -69,7 +70,7 @@ impl Local {
 
 impl Target for Local {
     fn info(&mut self) -> Result<TargetInfo, TargetError> {
-        Ok(crate::environment::collect("local"))
+        Ok(crate::host::environment::collect("local"))
     }
 
     fn run(
@@ -88,15 +89,15 @@ impl Target for Local {
         jobs: usize,
         sink: &mut dyn FnMut(usize, Event),
     ) -> Vec<Result<Verdict, TargetError>> {
-        let info = crate::environment::collect("local");
-        let items: Vec<crate::parallel::RunItem<'_>> = runs
+        let info = crate::host::environment::collect("local");
+        let items: Vec<crate::run::parallel::RunItem<'_>> = runs
             .iter()
-            .map(|(l, v)| crate::parallel::RunItem {
+            .map(|(l, v)| crate::run::parallel::RunItem {
                 scenario: l,
                 variant: *v,
             })
             .collect();
-        crate::parallel::run_many(&items, jobs, &info, &self.paths, sink)
+        crate::run::batch::run_many(&items, jobs, &info, &self.paths, sink)
             .into_iter()
             .map(Ok)
             .collect()

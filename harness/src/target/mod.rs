@@ -4,9 +4,10 @@
 pub mod local;
 pub mod vm;
 
-use crate::event::{Event, EventSink, TargetInfo};
+use crate::host::environment::TargetInfo;
+use crate::run::event::{Event, EventSink};
+use crate::run::verdict::Verdict;
 use crate::scenario::LoadedScenario;
-use crate::verdict::Verdict;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
@@ -44,7 +45,7 @@ pub trait Target {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TargetKind {
     /// This host when SELinux enforces here and local changes are allowed; else the VM.
     Auto,

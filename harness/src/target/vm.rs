@@ -6,14 +6,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{Target, TargetError};
-use crate::event::{Event, EventSink, TargetInfo};
-use crate::fault::Fault;
+use crate::agent::protocol::{Reply, Request, RunSpec};
+use crate::host::environment::TargetInfo;
 use crate::image::{self, BuildOptions, Cache, Progress};
 use crate::interrupt::Interrupt;
-use crate::protocol::{Reply, Request, RunSpec};
-use crate::report::trial_name;
+use crate::run::event::{Event, EventSink};
+use crate::run::fault::Fault;
+use crate::run::trial_name;
+use crate::run::verdict::Verdict;
 use crate::scenario::LoadedScenario;
-use crate::verdict::Verdict;
 use crate::vm::{Vm, VmOptions, Wait, WarmPolicy};
 
 /// Selects the image recipe (same names as `image build --distro`).
@@ -158,7 +159,7 @@ impl Target for VmTarget {
         self.run_with_fault(scenario, variant, None, sink)
     }
 
-    /// One request for the whole batch: the guest runs it with `parallel::run_many`. If the
+    /// One request for the whole batch: the guest runs it with `batch::run_many`. If the
     /// guest breaks, runs that had finished keep their verdicts and the others get the error.
     fn run_many(
         &mut self,

@@ -9,7 +9,7 @@ use super::channel::Channel;
 use super::error::VmError;
 use super::instance::Guest;
 use super::options::StartKind;
-use crate::agent::HELLO;
+use crate::agent::protocol::HELLO;
 use crate::image::command::tail_lines;
 use crate::image::Progress;
 

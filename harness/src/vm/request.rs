@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use super::error::{io_err, VmError};
 use super::Vm;
+use crate::agent::protocol::{Reply, Request};
 use crate::interrupt::Interrupt;
-use crate::protocol::{Reply, Request};
 
 impl Vm {
     /// Sends one request and passes every reply to `on_reply` until the final one

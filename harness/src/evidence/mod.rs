@@ -1,0 +1,107 @@
+//! What was observed on the target. The types here are pure data: gathered by the executor,
+//! judged by `verdict`. The readers that gather them sit beside: `audit` (AVC records a step
+//! caused) and `timeline` (the labels a watched file took during a step).
+
+pub mod audit;
+pub mod timeline;
+
+use serde::{Deserialize, Serialize};
+
+use crate::context::Context;
+
+/// A libvirt error as libvirt reported it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LibvirtError {
+    /// Symbolic code, e.g. "VIR_ERR_OPERATION_INVALID".
+    pub code: String,
+    /// Raw numeric code (virErrorNumber).
+    pub number: i32,
+    /// Symbolic domain, e.g. "VIR_FROM_SECURITY".
+    pub domain: String,
+    pub message: String,
+}
+
+/// How an action ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    Ok,
+    Libvirt(LibvirtError),
+    /// A probe's open() failed with this errno (e.g. "EACCES").
+    Errno {
+        errno: String,
+    },
+    /// Anything else that failed (a harness or host problem, not a policy outcome).
+    Other {
+        message: String,
+    },
+}
+
+/// One AVC / USER_AVC / SELINUX_ERR record from the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AvcRecord {
+    /// "AVC", "USER_AVC" or "SELINUX_ERR".
+    pub record_type: String,
+    /// true for `denied`, false for `granted`.
+    pub denied: bool,
+    pub perms: Vec<String>,
+    pub scontext: Option<Context>,
+    pub tcontext: Option<Context>,
+    pub tclass: Option<String>,
+    pub permissive: bool,
+    pub comm: Option<String>,
+    /// `name=` or `path=` of the record, when present.
+    pub target: Option<String>,
+    /// The line as it stood in the log.
+    pub raw: String,
+}
+
+/// One observed value of a watched file's label during a step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabelChange {
+    /// Microseconds since the step started.
+    pub at_us: u64,
+    /// None when the file had no label or could not be read (then `error` says why).
+    pub context: Option<Context>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Evidence {
+    /// The step's action and how it ended.
+    Action { action: String, outcome: Outcome },
+    /// A file's label after the step (file is the scenario's name for it).
+    FileContext {
+        file: String,
+        path: String,
+        context: Option<Context>,
+    },
+    /// The running QEMU process of a domain.
+    ProcessLabel {
+        domain: String,
+        pid: u32,
+        context: Context,
+    },
+    /// The live domain XML's seclabel.
+    DomainSeclabel {
+        domain: String,
+        label: Option<Context>,
+        imagelabel: Option<Context>,
+    },
+    /// Records logged while the step ran (after noise filtering), and how many were filtered out.
+    Avcs {
+        records: Vec<AvcRecord>,
+        filtered: usize,
+    },
+    /// Every label a watched file carried during the step, first value = label at step start.
+    Timeline {
+        file: String,
+        changes: Vec<LabelChange>,
+    },
+    /// libvirt's remembered-owner xattrs (trusted.libvirt.security.*) on a file.
+    RememberedOwner {
+        file: String,
+        xattrs: Vec<(String, String)>,
+    },
+}

@@ -1,0 +1,149 @@
+//! Changes a run makes to the target's configuration, each with its undo registered in a
+//! `Cleanup` before the change is made (see `config` for the settings themselves).
+
+use std::path::{Path, PathBuf};
+
+use crate::host::cleanup::{Cleanup, Undo};
+use crate::host::config::{
+    get_boolean, installed_modules, io_err, module_name, restart_libvirtd, run, set_conf_key,
+    setsebool, write_in_place, HostError, Result,
+};
+use crate::host::layout::QEMU_CONF;
+
+/// qemu.conf (or another libvirt config file with the same syntax).
+#[derive(Debug, Clone)]
+pub struct QemuConf {
+    pub path: PathBuf,
+}
+
+impl Default for QemuConf {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from(QEMU_CONF),
+        }
+    }
+}
+
+impl QemuConf {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+
+    /// Set keys and restart libvirtd so they take effect. The undo (restore the original bytes,
+    /// restart again) is registered before the file is touched.
+    pub fn apply(&self, settings: &[(String, String)], cleanup: &mut Cleanup) -> Result<()> {
+        self.edit(settings, cleanup)?;
+        restart_libvirtd().map(|_| ())
+    }
+
+    /// Only the file edit, no restart (tests; callers that restart themselves).
+    pub fn edit(&self, settings: &[(String, String)], cleanup: &mut Cleanup) -> Result<()> {
+        let original = std::fs::read(&self.path).map_err(io_err("read", &self.path))?;
+        let text = std::str::from_utf8(&original).map_err(|_| HostError::Invalid {
+            what: "config file",
+            value: self.path.display().to_string(),
+            why: "not UTF-8; refusing to edit",
+        })?;
+        let mut edited = text.to_string();
+        for (k, v) in settings {
+            edited = set_conf_key(&edited, k, v)?;
+        }
+        cleanup.push(Undo::RestoreFile {
+            path: self.path.clone(),
+            original: Some(original),
+            restart_libvirtd: true,
+        });
+        write_in_place(&self.path, edited.as_bytes()).map_err(io_err("write", &self.path))
+    }
+}
+
+/// Set a boolean for this run; the previous value comes back on cleanup. No-op if equal.
+pub fn set_boolean(name: &str, value: bool, cleanup: &mut Cleanup) -> Result<()> {
+    let old = get_boolean(name)?;
+    if old == value {
+        return Ok(());
+    }
+    cleanup.push(Undo::SetBoolean {
+        name: name.to_string(),
+        value: old,
+    });
+    setsebool(name, value)
+}
+
+/// Install a module unless one of that name is already there (then it is not ours to remove).
+/// Returns whether it was installed.
+pub fn install_module(file: &Path, cleanup: &mut Cleanup) -> Result<bool> {
+    let name = module_name(file)?;
+    if installed_modules()?.contains(&name) {
+        return Ok(false);
+    }
+    let f = file.to_str().ok_or_else(|| HostError::Invalid {
+        what: "module path",
+        value: file.display().to_string(),
+        why: "not UTF-8",
+    })?;
+    // Register first: a semodule that fails half-way may still have installed it.
+    cleanup.push(Undo::RemoveModule { name });
+    run("semodule", &["-i", f]).map(|_| true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::config::get_conf_key;
+    use crate::host::config::tests::DEBIAN_SNIPPET;
+
+    #[test]
+    fn edit_then_cleanup_restores_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("qemu.conf");
+        // No trailing newline and a CR: the restore must not "fix" anything.
+        let original = format!("{DEBIAN_SNIPPET}# end\r\nx = 1");
+        std::fs::write(&path, &original).unwrap();
+        let conf = QemuConf::new(&path);
+        let mut cleanup = Cleanup::new();
+        conf.edit(
+            &[
+                ("remember_owner".into(), "0".into()),
+                ("namespaces".into(), "[ ]".into()),
+            ],
+            &mut cleanup,
+        )
+        .unwrap();
+        let edited = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            get_conf_key(&edited, "remember_owner").as_deref(),
+            Some("0")
+        );
+        assert_ne!(edited, original);
+        // Restore without the libvirtd restart (there is none here): take the action out.
+        let pending: Vec<Undo> = cleanup.pending().cloned().collect();
+        let notes = cleanup.run_with(&mut |a: &Undo| match a {
+            Undo::RestoreFile {
+                path,
+                original: Some(b),
+                restart_libvirtd: true,
+            } => write_in_place(path, b).map_err(|e| e.to_string()),
+            other => Err(format!("unexpected {other:?}")),
+        });
+        assert_eq!(pending.len(), 1, "{notes:?}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), original);
+    }
+
+    #[test]
+    fn edit_with_invalid_value_changes_nothing_and_registers_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("qemu.conf");
+        std::fs::write(&path, DEBIAN_SNIPPET).unwrap();
+        let mut cleanup = Cleanup::new();
+        let err = QemuConf::new(&path)
+            .edit(
+                &[("user".into(), "\"x\"\ngroup = \"root\"".into())],
+                &mut cleanup,
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("control characters"), "{err}");
+        assert!(cleanup.is_empty());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), DEBIAN_SNIPPET);
+    }
+}

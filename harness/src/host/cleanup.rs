@@ -1,0 +1,342 @@
+//! Undo stack for every change a scenario makes to the target.
+//!
+//! Each change is registered *before or as* it is made, as data (an `Undo` value), so the stack
+//! can be listed, serialised into a report and tested without touching a host. `Cleanup::run`
+//! undoes in reverse order; `Drop` runs whatever is left, so a panic unwinding through a
+//! scenario still restores the host.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::context::Context;
+
+/// One thing to undo.
+// A Context is ~300 bytes (two category bitmaps); an undo list holds a handful of entries.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "undo", rename_all = "snake_case")]
+pub enum Undo {
+    /// A domain was defined: destroy it if running, then undefine it.
+    Domain { uri: String, name: String },
+    /// A file was created.
+    RemoveFile { path: PathBuf },
+    /// A directory was created (removed with its content).
+    RemoveDir { path: PathBuf },
+    /// A file was relabelled; put its label back (None: it had none, use the policy default).
+    RestoreLabel {
+        path: PathBuf,
+        context: Option<Context>,
+    },
+    /// A policy module was installed.
+    RemoveModule { name: String },
+    /// A boolean was changed; set it back to `value`.
+    SetBoolean { name: String, value: bool },
+    /// A file's content was changed; write `original` back byte for byte (None: it did not
+    /// exist, remove it). `restart_libvirtd` when the file is libvirt configuration: the
+    /// restart has to follow the restore, so both live in one action.
+    RestoreFile {
+        path: PathBuf,
+        original: Option<Vec<u8>>,
+        restart_libvirtd: bool,
+    },
+    /// libvirtd was restarted for a reason that undoes itself; restart it again.
+    RestartLibvirtd,
+}
+
+impl Undo {
+    /// One line for humans (reports, notes).
+    pub fn describe(&self) -> String {
+        match self {
+            Undo::Domain { uri, name } => format!("destroy and undefine domain {name} ({uri})"),
+            Undo::RemoveFile { path } => format!("remove file {}", path.display()),
+            Undo::RemoveDir { path } => format!("remove directory {}", path.display()),
+            Undo::RestoreLabel { path, context } => match context {
+                Some(c) => format!("relabel {} to {c}", path.display()),
+                None => format!("restore default label of {}", path.display()),
+            },
+            Undo::RemoveModule { name } => format!("remove policy module {name}"),
+            Undo::SetBoolean { name, value } => {
+                format!("set boolean {name} back to {}", u8::from(*value))
+            }
+            Undo::RestoreFile {
+                path,
+                original,
+                restart_libvirtd,
+            } => {
+                let what = match original {
+                    Some(b) => format!("restore {} ({} bytes)", path.display(), b.len()),
+                    None => format!("remove {} (did not exist)", path.display()),
+                };
+                if *restart_libvirtd {
+                    format!("{what}, then restart libvirtd")
+                } else {
+                    what
+                }
+            }
+            Undo::RestartLibvirtd => "restart libvirtd".to_string(),
+        }
+    }
+}
+
+/// Performs undo actions. The real one touches the host; tests record.
+pub trait UndoExecutor {
+    fn undo(&mut self, action: &Undo) -> Result<(), String>;
+}
+
+impl<F: FnMut(&Undo) -> Result<(), String>> UndoExecutor for F {
+    fn undo(&mut self, action: &Undo) -> Result<(), String> {
+        self(action)
+    }
+}
+
+/// How long cleanup waits for libvirtd to come back (systemd, or the VM's init, restarts a
+/// libvirtd that died; a run whose libvirtd died must still remove its domains).
+const LIBVIRTD_RETURN: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn connect_patiently(uri: &str) -> Result<crate::host::libvirt::Libvirt, String> {
+    use crate::wait::{wait_until, Waited};
+    let mut last = String::new();
+    // Not interruptible: this is the cleanup a Ctrl-C asked for.
+    let connected = wait_until(
+        Some(std::time::Instant::now() + LIBVIRTD_RETURN),
+        std::time::Duration::from_millis(250),
+        None,
+        || {
+            crate::host::libvirt::Libvirt::connect(uri)
+                .map_err(|e| last = e.message)
+                .ok()
+        },
+    );
+    match connected {
+        Waited::Met(lv) => Ok(lv),
+        Waited::TimedOut | Waited::Interrupted => Err(format!(
+            "libvirtd did not answer within {LIBVIRTD_RETURN:?}: {last}"
+        )),
+    }
+}
+
+/// The executor that acts on this host.
+#[derive(Debug, Default)]
+pub struct HostUndo;
+
+impl UndoExecutor for HostUndo {
+    fn undo(&mut self, action: &Undo) -> Result<(), String> {
+        match action {
+            Undo::Domain { uri, name } => {
+                let lv = connect_patiently(uri)?;
+                if lv.exists(name).map_err(|e| e.message)? {
+                    // Not running is fine: destroy only matters for an active domain. It may
+                    // stop between the two calls (a libvirtd that just restarted is still
+                    // reconnecting to its QEMUs), so a failed destroy of a domain that is no
+                    // longer active is no failure.
+                    if lv.is_active(name).map_err(|e| e.message)? {
+                        if let Err(e) = lv.destroy(name) {
+                            if lv.is_active(name).unwrap_or(true) {
+                                return Err(e.message);
+                            }
+                        }
+                    }
+                    lv.undefine(name).map_err(|e| e.message)?;
+                }
+                Ok(())
+            }
+            Undo::RemoveFile { path } => ignore_missing(std::fs::remove_file(path), path),
+            Undo::RemoveDir { path } => ignore_missing(std::fs::remove_dir_all(path), path),
+            Undo::RestoreLabel { path, context } => match context {
+                Some(c) => crate::selinux_ops::set_file_context(path, c),
+                None => crate::selinux_ops::restore_default_context(path),
+            }
+            .map_err(|e| e.to_string()),
+            Undo::RemoveModule { name } => crate::host::config::remove_module(name)
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Undo::SetBoolean { name, value } => {
+                crate::host::config::setsebool(name, *value).map_err(|e| e.to_string())
+            }
+            Undo::RestoreFile {
+                path,
+                original,
+                restart_libvirtd,
+            } => {
+                match original {
+                    Some(bytes) => crate::host::config::write_in_place(path, bytes)
+                        .map_err(|e| e.to_string())?,
+                    None => ignore_missing(std::fs::remove_file(path), path)?,
+                }
+                if *restart_libvirtd {
+                    crate::host::config::restart_libvirtd()
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            }
+            Undo::RestartLibvirtd => crate::host::config::restart_libvirtd()
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
+
+fn ignore_missing(r: std::io::Result<()>, path: &Path) -> Result<(), String> {
+    match r {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(format!("{}: {e}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The undo stack.
+#[derive(Debug, Default)]
+pub struct Cleanup {
+    actions: Vec<Undo>,
+}
+
+impl Cleanup {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Register a change that has been (or is about to be) made.
+    pub fn push(&mut self, action: Undo) {
+        self.actions.push(action);
+    }
+
+    /// What would be undone, in the order it would be undone.
+    pub fn pending(&self) -> impl Iterator<Item = &Undo> {
+        self.actions.iter().rev()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.actions.is_empty()
+    }
+
+    /// Undo everything on this host, newest first. One note per action: what was done or
+    /// why it failed. A failure does not stop the rest: each undo is independent.
+    pub fn run(mut self) -> Vec<String> {
+        self.run_with(&mut HostUndo)
+    }
+
+    /// Undo everything with the given executor (tests, dry runs).
+    pub fn run_with(&mut self, exec: &mut dyn UndoExecutor) -> Vec<String> {
+        let mut notes = Vec::new();
+        while let Some(action) = self.actions.pop() {
+            let what = action.describe();
+            // A panic inside one undo must not skip the others (Drop may already be unwinding).
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| exec.undo(&action)));
+            match r {
+                Ok(Ok(())) => notes.push(format!("cleanup: {what}")),
+                Ok(Err(e)) => notes.push(format!("cleanup FAILED: {what}: {e}")),
+                Err(_) => notes.push(format!("cleanup PANICKED: {what}")),
+            }
+        }
+        notes
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if self.actions.is_empty() {
+            return;
+        }
+        // Nobody is left to hand the notes to: stderr is the only place a human will see them.
+        for note in self.run_with(&mut HostUndo) {
+            eprintln!("{note}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Vec<Undo> {
+        vec![
+            Undo::RestoreFile {
+                path: crate::host::layout::QEMU_CONF.into(),
+                original: Some(b"a = 1\n".to_vec()),
+                restart_libvirtd: true,
+            },
+            Undo::SetBoolean {
+                name: "virt_use_execmem".into(),
+                value: false,
+            },
+            Undo::RemoveFile {
+                path: "/var/lib/libvirt/images/vm1.img".into(),
+            },
+            Undo::Domain {
+                uri: "qemu:///system".into(),
+                name: "vm1".into(),
+            },
+        ]
+    }
+
+    #[test]
+    fn undoes_newest_first_and_empties() {
+        let mut c = Cleanup::new();
+        for a in sample() {
+            c.push(a);
+        }
+        let listed: Vec<Undo> = c.pending().cloned().collect();
+        let mut seen = Vec::new();
+        let notes = c.run_with(&mut |a: &Undo| {
+            seen.push(a.clone());
+            Ok(())
+        });
+        let mut expected = sample();
+        expected.reverse();
+        assert_eq!(seen, expected);
+        assert_eq!(listed, expected);
+        assert_eq!(notes.len(), 4);
+        assert!(c.is_empty());
+        // Nothing left for Drop to do on the host.
+        drop(c);
+    }
+
+    #[test]
+    fn a_failure_or_panic_does_not_stop_the_rest() {
+        let mut c = Cleanup::new();
+        for a in sample() {
+            c.push(a);
+        }
+        let mut count = 0;
+        let notes = c.run_with(&mut |a: &Undo| {
+            count += 1;
+            match a {
+                Undo::Domain { .. } => Err("no libvirtd".to_string()),
+                Undo::RemoveFile { .. } => panic!("boom"),
+                _ => Ok(()),
+            }
+        });
+        assert_eq!(count, 4);
+        assert!(notes[0].starts_with("cleanup FAILED: destroy and undefine domain vm1"));
+        assert!(notes[1].starts_with("cleanup PANICKED: remove file"));
+        assert!(notes[3].contains("then restart libvirtd"));
+    }
+
+    #[test]
+    fn drop_runs_remaining_actions_on_the_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let created = dir.path().join("created");
+        let edited = dir.path().join("edited");
+        std::fs::write(&created, b"new").unwrap();
+        std::fs::write(&edited, b"changed").unwrap();
+        {
+            let mut c = Cleanup::new();
+            c.push(Undo::RestoreFile {
+                path: edited.clone(),
+                original: Some(b"orig\r\nno newline at end".to_vec()),
+                restart_libvirtd: false,
+            });
+            c.push(Undo::RemoveFile {
+                path: created.clone(),
+            });
+        }
+        assert!(!created.exists());
+        assert_eq!(
+            std::fs::read(&edited).unwrap(),
+            b"orig\r\nno newline at end"
+        );
+    }
+}

@@ -1,0 +1,59 @@
+//! Where things are on an SELinux host: every path and name the harness reads, changes or
+//! creates there, written out once. The defaults are libvirt's, auditd's and the harness's own
+//! (the VM image is built to match them).
+
+use std::path::PathBuf;
+
+/// The libvirt connection scenarios run against.
+pub const LIBVIRT_URI: &str = "qemu:///system";
+/// libvirt's images directory: every run's sandbox directory is made here.
+pub const IMAGES_ROOT: &str = "/var/lib/libvirt/images";
+/// libvirt's QEMU driver configuration, which scenarios may edit for a run.
+pub const QEMU_CONF: &str = "/etc/libvirt/qemu.conf";
+/// Where the QEMU driver writes each running domain's QEMU pid.
+pub const QEMU_PID_DIR: &str = "/run/libvirt/qemu";
+pub const LIBVIRTD: &str = "/usr/sbin/libvirtd";
+pub const LIBVIRTD_PID: &str = "/run/libvirtd.pid";
+pub const LIBVIRT_SOCK: &str = "/run/libvirt/libvirt-sock";
+pub const AUDIT_LOG: &str = "/var/log/audit/audit.log";
+pub const AUDITD_PID: &str = "/run/auditd.pid";
+/// One file per SELinux boolean: "current pending".
+pub const BOOLEANS_DIR: &str = "/sys/fs/selinux/booleans";
+/// Where the harness records changes that a name cannot mark (see `journal`). Under /var/lib,
+/// not /run: a module install and a qemu.conf edit survive a reboot, so their records must too.
+pub const STATE_DIR: &str = "/var/lib/selinux-harness";
+/// The harness init's control FIFO in the guest (see `harness/guest/harness-init2`).
+pub const INIT_CONTROL: &str = "/run/selinux-harness/control";
+/// Where the harness init answers control requests.
+pub const INIT_STATUS: &str = "/run/selinux-harness/status";
+/// Prefix of every libvirt domain and sandbox directory the harness creates: `doctor` finds
+/// leftovers of an interrupted run by it.
+pub const MARKER: &str = "selinux-harness";
+
+/// Where things are on one SELinux host, for what reads and restores it (`state`, `doctor`).
+/// `Default` is the host the constants above describe; tests point it into a temporary
+/// directory.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// None: leave libvirt alone (no daemon, or a test): list no domains, restart nothing.
+    pub libvirt_uri: Option<String>,
+    pub images_root: PathBuf,
+    pub audit_log: PathBuf,
+    pub qemu_conf: PathBuf,
+    pub booleans_dir: PathBuf,
+    /// The crash journal's directory (see `journal`).
+    pub state_dir: PathBuf,
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Self {
+            libvirt_uri: Some(LIBVIRT_URI.to_string()),
+            images_root: IMAGES_ROOT.into(),
+            audit_log: AUDIT_LOG.into(),
+            qemu_conf: QEMU_CONF.into(),
+            booleans_dir: BOOLEANS_DIR.into(),
+            state_dir: STATE_DIR.into(),
+        }
+    }
+}

@@ -1,0 +1,469 @@
+//! libvirt through its C API (virt 0.5): the operations scenarios perform, each failure turned
+//! into an `evidence::LibvirtError` carrying libvirt's own symbolic code and domain.
+//!
+//! virt's `Connect` and `Domain` panic in `Drop` when the free call fails (e.g. the daemon went
+//! away mid-scenario, which a libvirtd restart does on purpose). Both are held in `ManuallyDrop`
+//! here and released by hand; a failed release becomes a note, never a panic.
+
+use std::mem::ManuallyDrop;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+
+use virt::connect::Connect;
+use virt::domain::Domain;
+use virt::error::Error as VirtError;
+use virt::sys;
+
+use crate::context::Context;
+use crate::evidence::LibvirtError;
+use crate::host::layout::QEMU_PID_DIR;
+
+include!("libvirt_codes.rs");
+
+/// Symbolic name of a virErrorNumber, as in virterror.h; unknown numbers print as VIR_ERR_<n>.
+pub fn error_code_name(number: i32) -> String {
+    usize::try_from(number)
+        .ok()
+        .and_then(|i| ERROR_NUMBERS.get(i))
+        .map_or_else(|| format!("VIR_ERR_{number}"), |s| s.to_string())
+}
+
+/// Whether a scenario's `code:` can ever match: a name from virterror.h, or VIR_ERR_<n> for a
+/// number newer than the header (as `error_code_name` prints it).
+pub fn is_error_code(name: &str) -> bool {
+    ERROR_NUMBERS.contains(&name)
+        || name
+            .strip_prefix("VIR_ERR_")
+            .is_some_and(|n| n.parse::<u32>().is_ok())
+}
+
+/// Whether a scenario's `domain:` can ever match (see `is_error_code`).
+pub fn is_error_domain(name: &str) -> bool {
+    ERROR_DOMAINS.contains(&name)
+        || name
+            .strip_prefix("VIR_FROM_")
+            .is_some_and(|n| n.parse::<u32>().is_ok())
+}
+
+/// Symbolic name of a virErrorDomain; unknown numbers print as VIR_FROM_<n>.
+pub fn error_domain_name(number: i32) -> String {
+    usize::try_from(number)
+        .ok()
+        .and_then(|i| ERROR_DOMAINS.get(i))
+        .map_or_else(|| format!("VIR_FROM_{number}"), |s| s.to_string())
+}
+
+/// Convert virt's error, keeping libvirt's message word for word.
+pub fn convert_error(e: &VirtError) -> LibvirtError {
+    let number = e.code().to_raw() as i32;
+    let domain = e.domain().to_raw() as i32;
+    LibvirtError {
+        code: error_code_name(number),
+        number,
+        domain: error_domain_name(domain),
+        message: e.message().to_string(),
+    }
+}
+
+/// A failure on our side of the API (bad input), in the same shape as libvirt's errors.
+fn harness_error(message: String) -> LibvirtError {
+    LibvirtError {
+        code: error_code_name(sys::VIR_ERR_INVALID_ARG as i32),
+        number: sys::VIR_ERR_INVALID_ARG as i32,
+        domain: error_domain_name(sys::VIR_FROM_NONE as i32),
+        message,
+    }
+}
+
+type Result<T> = std::result::Result<T, LibvirtError>;
+
+fn lv<T>(r: std::result::Result<T, VirtError>) -> Result<T> {
+    r.map_err(|e| convert_error(&e))
+}
+
+/// A domain reference released without virt's panicking Drop.
+struct Dom(ManuallyDrop<Domain>);
+
+impl Deref for Dom {
+    type Target = Domain;
+    fn deref(&self) -> &Domain {
+        &self.0
+    }
+}
+
+impl Drop for Dom {
+    fn drop(&mut self) {
+        // SAFETY: the pointer is a live reference we own; ManuallyDrop keeps virt from freeing
+        // it a second time. A failed free leaks one reference, which is harmless here.
+        unsafe {
+            sys::virDomainFree(self.0.as_ptr());
+        }
+    }
+}
+
+/// One connection to libvirtd.
+pub struct Libvirt {
+    conn: ManuallyDrop<Connect>,
+    closed: bool,
+}
+
+impl Libvirt {
+    /// Connect to `uri` (e.g. "qemu:///system"). Silences libvirt's default error printing to
+    /// stderr: errors reach the caller as values.
+    pub fn connect(uri: &str) -> Result<Libvirt> {
+        virt::error::clear_error_callback();
+        let conn = lv(Connect::open(Some(uri)))?;
+        Ok(Libvirt {
+            conn: ManuallyDrop::new(conn),
+            closed: false,
+        })
+    }
+
+    /// Close explicitly and learn whether it went well (Drop can only ignore the result).
+    pub fn close(mut self) -> Result<()> {
+        self.close_inner()
+    }
+
+    fn close_inner(&mut self) -> Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        self.closed = true;
+        // SAFETY: the connection pointer is live and owned by us; ManuallyDrop prevents virt's
+        // own close in Drop.
+        let r = unsafe { sys::virConnectClose(self.conn.as_ptr()) };
+        if r < 0 {
+            Err(convert_error(&VirtError::last_error()))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn domain(&self, name: &str) -> Result<Dom> {
+        lv(self.conn.lookup_domain_by_name(name)).map(|d| Dom(ManuallyDrop::new(d)))
+    }
+
+    pub fn define(&self, xml: &str) -> Result<()> {
+        lv(self.conn.define_domain_xml(xml)).map(|d| drop(Dom(ManuallyDrop::new(d))))
+    }
+
+    pub fn start(&self, name: &str) -> Result<()> {
+        lv(self.domain(name)?.create()).map(|_| ())
+    }
+
+    /// Hotplug a device into the running domain only (VIR_DOMAIN_AFFECT_LIVE).
+    pub fn attach_disk_live(&self, name: &str, disk_xml: &str) -> Result<()> {
+        lv(self
+            .domain(name)?
+            .attach_device_flags(disk_xml, sys::VIR_DOMAIN_AFFECT_LIVE))
+    }
+
+    /// Detach from the running domain (`live`) or from its persistent config. A live detach
+    /// only asks the guest OS: without one the disk stays attached (see the facts).
+    pub fn detach_disk(&self, name: &str, disk_xml: &str, live: bool) -> Result<()> {
+        let flags = if live {
+            sys::VIR_DOMAIN_AFFECT_LIVE
+        } else {
+            sys::VIR_DOMAIN_AFFECT_CONFIG
+        };
+        lv(self.domain(name)?.detach_device_flags(disk_xml, flags))
+    }
+
+    pub fn destroy(&self, name: &str) -> Result<()> {
+        lv(self.domain(name)?.destroy())
+    }
+
+    /// Hard reset: the firmware restarts and reads its disks again.
+    pub fn reset(&self, name: &str) -> Result<()> {
+        lv(self.domain(name)?.reset())
+    }
+
+    pub fn undefine(&self, name: &str) -> Result<()> {
+        lv(self.domain(name)?.undefine())
+    }
+
+    pub fn is_active(&self, name: &str) -> Result<bool> {
+        lv(self.domain(name)?.is_active())
+    }
+
+    /// The domain's state and why, as libvirt words it (e.g. "shutoff (crashed)").
+    pub fn state(&self, name: &str) -> Result<String> {
+        let (state, reason) = lv(self.domain(name)?.state())?;
+        Ok(format!("{state} ({reason})"))
+    }
+
+    /// Whether a domain of that name is defined or running.
+    pub fn exists(&self, name: &str) -> Result<bool> {
+        match self.domain(name) {
+            Ok(_) => Ok(true),
+            Err(e) if e.number == sys::VIR_ERR_NO_DOMAIN as i32 => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Names of every domain libvirt knows, running or only defined (doctor and host-state
+    /// snapshots look for the harness's marker among them).
+    pub fn domain_names(&self) -> Result<Vec<String>> {
+        let doms = lv(self.conn.list_all_domains(0))?;
+        // Wrap each reference first so all are released even if one name cannot be read.
+        let doms: Vec<Dom> = doms
+            .into_iter()
+            .map(|d| Dom(ManuallyDrop::new(d)))
+            .collect();
+        let mut names = doms
+            .iter()
+            .map(|d| lv(d.name()))
+            .collect::<Result<Vec<_>>>()?;
+        names.sort();
+        Ok(names)
+    }
+
+    /// The live XML (what a running domain really got: dynamic labels filled in).
+    pub fn live_xml(&self, name: &str) -> Result<String> {
+        lv(self.domain(name)?.xml_desc(0))
+    }
+
+    /// (libvirt version, hypervisor version), e.g. ("9.0.0", "7.2.0").
+    /// Whether the connection still reaches libvirtd (false once the daemon died under it).
+    pub fn is_alive(&self) -> bool {
+        self.conn.is_alive().unwrap_or(false)
+    }
+
+    pub fn version(&self) -> Result<(String, String)> {
+        let lib = lv(self.conn.lib_version())?;
+        let hyp = lv(self.conn.hyp_version())?;
+        Ok((version_string(lib), version_string(hyp)))
+    }
+}
+
+impl Drop for Libvirt {
+    fn drop(&mut self) {
+        // Nothing to report to from Drop; call close() to see errors.
+        let _ = self.close_inner();
+    }
+}
+
+/// libvirt's packed version (major * 1_000_000 + minor * 1_000 + release) as "major.minor.release".
+pub fn version_string(v: u32) -> String {
+    format!("{}.{}.{}", v / 1_000_000, (v / 1_000) % 1_000, v % 1_000)
+}
+
+/// Path of the QEMU pid file of a domain; None for names that are not a single path component.
+pub fn qemu_pid_path(name: &str) -> Option<PathBuf> {
+    let ok = !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0']);
+    ok.then(|| Path::new(QEMU_PID_DIR).join(format!("{name}.pid")))
+}
+
+/// The QEMU process of a running domain, from libvirt's pid file.
+pub fn qemu_pid(name: &str) -> Option<u32> {
+    let text = std::fs::read_to_string(qemu_pid_path(name)?).ok()?;
+    text.trim().parse().ok()
+}
+
+/// The domain-level SELinux `<label>` and `<imagelabel>` of a (live) domain XML.
+/// Per-device `<seclabel>` elements and other models (dac) are ignored.
+pub fn seclabel_of(xml: &str) -> (Option<Context>, Option<Context>) {
+    let Ok(doc) = roxmltree::Document::parse(xml) else {
+        return (None, None);
+    };
+    let Some(sec) = doc.root_element().children().find(|n| {
+        n.has_tag_name("seclabel") && n.attribute("model").is_none_or(|m| m == "selinux")
+    }) else {
+        return (None, None);
+    };
+    let text_of = |tag: &str| {
+        sec.children()
+            .find(|n| n.has_tag_name(tag))
+            .and_then(|n| n.text())
+            .and_then(|t| t.trim().parse::<Context>().ok())
+    };
+    (text_of("label"), text_of("imagelabel"))
+}
+
+/// Check a domain name before it goes into a libvirt call or a path.
+pub fn validate_domain_name(name: &str) -> Result<()> {
+    if qemu_pid_path(name).is_some() {
+        Ok(())
+    } else {
+        Err(harness_error(format!("invalid domain name {name:?}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    /// libvirt 9.0 `virsh dumpxml` of a running dynamic-label domain, shaped as libvirt 9.0
+    /// writes it (element order, dac seclabel second); labels are those recorded in the
+    /// reference run (vm1 svirt_t:s0:c539,c810).
+    const LIVE_XML: &str = r#"<domain type='qemu' id='1'>
+  <name>vm1</name>
+  <uuid>6d3c2f0e-2b0e-4c47-9a8e-0c6a3b1f7e21</uuid>
+  <memory unit='KiB'>65536</memory>
+  <currentMemory unit='KiB'>65536</currentMemory>
+  <vcpu placement='static'>1</vcpu>
+  <resource>
+    <partition>/machine</partition>
+  </resource>
+  <os>
+    <type arch='x86_64' machine='pc-i440fx-7.2'>hvm</type>
+    <boot dev='hd'/>
+  </os>
+  <features>
+    <acpi/>
+  </features>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source file='/var/lib/libvirt/images/vm1.img' index='1'>
+        <seclabel model='selinux' relabel='no'/>
+      </source>
+      <backingStore/>
+      <target dev='vda' bus='virtio'/>
+      <alias name='virtio-disk0'/>
+      <address type='pci' domain='0x0000' bus='0x00' slot='0x03' function='0x0'/>
+    </disk>
+    <memballoon model='none'/>
+  </devices>
+  <seclabel type='dynamic' model='selinux' relabel='yes'>
+    <label>system_u:system_r:svirt_t:s0:c539,c810</label>
+    <imagelabel>system_u:object_r:svirt_image_t:s0:c539,c810</imagelabel>
+  </seclabel>
+  <seclabel type='dynamic' model='dac' relabel='yes'>
+    <label>+64055:+64055</label>
+    <imagelabel>+64055:+64055</imagelabel>
+  </seclabel>
+</domain>
+"#;
+
+    #[test]
+    fn seclabel_of_live_xml() {
+        let (label, image) = seclabel_of(LIVE_XML);
+        assert_eq!(
+            label.unwrap().to_string(),
+            "system_u:system_r:svirt_t:s0:c539,c810"
+        );
+        assert_eq!(
+            image.unwrap().to_string(),
+            "system_u:object_r:svirt_image_t:s0:c539,c810"
+        );
+    }
+
+    #[test]
+    fn seclabel_of_inactive_or_other_models() {
+        // An inactive dynamic domain has no label yet.
+        let inactive = "<domain type='qemu'><name>x</name>\
+            <seclabel type='dynamic' model='selinux' relabel='yes'/></domain>";
+        assert_eq!(seclabel_of(inactive), (None, None));
+        let dac_only = "<domain><seclabel type='static' model='dac'>\
+            <label>+0:+0</label></seclabel></domain>";
+        assert_eq!(seclabel_of(dac_only), (None, None));
+        assert_eq!(seclabel_of("not xml"), (None, None));
+        let dac_first = LIVE_XML.replacen("model='selinux' relabel='yes'>", "model='x'>", 1);
+        assert_eq!(seclabel_of(&dac_first), (None, None));
+    }
+
+    #[rstest]
+    #[case(55, "VIR_ERR_OPERATION_INVALID")]
+    #[case(67, "VIR_ERR_CONFIG_UNSUPPORTED")]
+    #[case(42, "VIR_ERR_NO_DOMAIN")]
+    #[case(1, "VIR_ERR_INTERNAL_ERROR")]
+    #[case(9999, "VIR_ERR_9999")]
+    #[case(-1, "VIR_ERR_-1")]
+    fn error_codes(#[case] n: i32, #[case] name: &str) {
+        assert_eq!(error_code_name(n), name);
+    }
+
+    #[test]
+    fn tables_agree_with_the_bindings() {
+        // The tables are generated text; the bindings are what the library is compiled against.
+        for (n, name) in [
+            (sys::VIR_ERR_OPERATION_INVALID, "VIR_ERR_OPERATION_INVALID"),
+            (
+                sys::VIR_ERR_CONFIG_UNSUPPORTED,
+                "VIR_ERR_CONFIG_UNSUPPORTED",
+            ),
+            (sys::VIR_ERR_OPERATION_FAILED, "VIR_ERR_OPERATION_FAILED"),
+            (sys::VIR_ERR_XML_ERROR, "VIR_ERR_XML_ERROR"),
+            (sys::VIR_ERR_SYSTEM_ERROR, "VIR_ERR_SYSTEM_ERROR"),
+            (sys::VIR_ERR_NO_SECURITY_MODEL, "VIR_ERR_NO_SECURITY_MODEL"),
+            (sys::VIR_ERR_MULTIPLE_DOMAINS, "VIR_ERR_MULTIPLE_DOMAINS"),
+        ] {
+            assert_eq!(error_code_name(n as i32), name);
+        }
+        for (n, name) in [
+            (sys::VIR_FROM_SECURITY, "VIR_FROM_SECURITY"),
+            (sys::VIR_FROM_QEMU, "VIR_FROM_QEMU"),
+            (sys::VIR_FROM_DOMAIN, "VIR_FROM_DOMAIN"),
+            (sys::VIR_FROM_CH, "VIR_FROM_CH"),
+        ] {
+            assert_eq!(error_domain_name(n as i32), name);
+        }
+        assert_eq!(error_domain_name(999), "VIR_FROM_999");
+    }
+
+    #[test]
+    fn versions() {
+        assert_eq!(version_string(9_000_000), "9.0.0");
+        assert_eq!(version_string(7_002_001), "7.2.1");
+        assert_eq!(version_string(11_003_000), "11.3.0");
+    }
+
+    #[rstest]
+    #[case("vm1", true)]
+    #[case("../etc/passwd", false)]
+    #[case("..", false)]
+    #[case("", false)]
+    fn pid_paths(#[case] name: &str, #[case] ok: bool) {
+        assert_eq!(qemu_pid_path(name).is_some(), ok);
+        assert_eq!(validate_domain_name(name).is_ok(), ok);
+    }
+
+    /// libvirt's built-in test driver needs no daemon: it runs the real client library, error
+    /// conversion and the manual release paths. Skips itself where the driver is not built in.
+    #[test]
+    fn test_driver_round_trip() {
+        let Ok(lv) = Libvirt::connect("test:///default") else {
+            eprintln!("libvirt test driver unavailable; skipped");
+            return;
+        };
+        assert!(lv.is_alive());
+        assert!(lv.exists("test").unwrap());
+        assert!(!lv.exists("no-such-domain").unwrap());
+        assert!(lv.domain_names().unwrap().contains(&"test".to_string()));
+        let err = lv.start("no-such-domain").unwrap_err();
+        assert_eq!(err.code, "VIR_ERR_NO_DOMAIN", "{err:?}");
+        // The test driver words "already running" as an internal error of its own domain.
+        let err = lv.start("test").unwrap_err();
+        assert_eq!(
+            (err.code.as_str(), err.domain.as_str()),
+            ("VIR_ERR_INTERNAL_ERROR", "VIR_FROM_TEST"),
+            "{err:?}"
+        );
+        assert!(lv.is_active("test").unwrap());
+        lv.destroy("test").unwrap();
+        assert!(!lv.is_active("test").unwrap());
+        lv.start("test").unwrap();
+        let xml = lv.live_xml("test").unwrap();
+        assert!(xml.contains("<name>test</name>"));
+        let (libv, _hyp) = lv.version().unwrap();
+        assert!(libv.starts_with(|c: char| c.is_ascii_digit()));
+        let err = lv.define("<domain").unwrap_err();
+        assert_eq!(err.code, "VIR_ERR_XML_DETAIL", "{err:?}");
+        // The seed's define error comes from the shared XML parser, so the test driver gives
+        // it word for word as libvirtd does.
+        let dynamic_norelabel = "<domain type='test'><name>seed-vm3</name>\
+            <memory>65536</memory><os><type>hvm</type></os>\
+            <seclabel type='dynamic' model='selinux' relabel='no'/></domain>";
+        let err = lv.define(dynamic_norelabel).unwrap_err();
+        assert_eq!(err.code, "VIR_ERR_CONFIG_UNSUPPORTED", "{err:?}");
+        assert!(
+            err.message
+                .contains("dynamic label type must use resource relabeling"),
+            "{err:?}"
+        );
+        lv.close().unwrap();
+    }
+}

@@ -1,0 +1,781 @@
+//! Runs a plan on the machine it is on, which must be an SELinux host: the VM's guest agent
+//! calls this, and so does the local target. Emits the event stream; gathers evidence for
+//! every step; undoes every change it made, whatever happens.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::evidence::audit::{AuditLog, NoiseFilter};
+use crate::evidence::timeline::Timeline;
+use crate::evidence::{Evidence, Outcome};
+use crate::host::cleanup::{Cleanup, Undo};
+use crate::host::environment::TargetInfo;
+use crate::host::journal::Journal;
+use crate::host::layout::{Layout, AUDIT_LOG, IMAGES_ROOT, LIBVIRT_URI, QEMU_CONF, QEMU_PID_DIR};
+use crate::host::libvirt::Libvirt;
+use crate::host::sandbox::SandboxDir;
+use crate::host::state;
+use crate::host::{change, config, probe};
+use crate::interrupt::Interrupt;
+use crate::run::event::{Event, EventSink};
+use crate::run::expect::{check_step, Captured, Captures};
+use crate::run::fault::{Fault, Moment};
+use crate::run::parallel::{self, Concurrency};
+use crate::run::plan::Plan;
+use crate::run::verdict::{applicable_known_bugs, attribute_known_bugs, Tally, Verdict};
+use crate::scenario::{Action, CheckKind, LoadedScenario, Name, Requirement, Step};
+use crate::selinux_ops;
+
+/// The test policy module a probe needs, shipped inside the binary so a host without the
+/// project's source can still load it.
+const PROBE_MODULE: &str = include_str!("../../../policy-modules/harness-probe.cil");
+const PROBE_MODULE_NAME: &str = "harness_probe";
+/// How long an expected denial may take to reach the audit log after the action returned.
+const AVC_GRACE: Duration = Duration::from_secs(3);
+
+/// Where things are on this host (the defaults are libvirt's and auditd's), and how to run.
+#[derive(Debug, Clone)]
+pub struct HostPaths {
+    pub images_root: PathBuf,
+    pub audit_log: PathBuf,
+    pub libvirt_uri: String,
+    /// The binary a probe runs as (this harness itself).
+    pub probe_binary: PathBuf,
+    /// Snapshot the host state that matters (domains, sandbox files with their labels and
+    /// xattrs, modules, booleans, qemu.conf) before and after, and call any difference an
+    /// error: the proof that cleanup put everything back.
+    pub verify_host_state: bool,
+    /// Set by SIGINT/SIGTERM (in the VM: by the host's `Interrupt` request): the run stops at
+    /// its next check - between steps, after a step's action, in a settle window - and cleans up.
+    pub interrupt: Interrupt,
+    /// Test-only: break the target at one step (see `fault`). None in every real run.
+    pub fault: Option<Fault>,
+    /// Set when this run is one of several running at once on the host (`parallel`).
+    pub concurrency: Option<Arc<Concurrency>>,
+}
+
+impl Default for HostPaths {
+    fn default() -> Self {
+        Self {
+            images_root: IMAGES_ROOT.into(),
+            audit_log: AUDIT_LOG.into(),
+            libvirt_uri: LIBVIRT_URI.into(),
+            probe_binary: std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into()),
+            verify_host_state: false,
+            interrupt: Interrupt::new(),
+            fault: None,
+            concurrency: None,
+        }
+    }
+}
+
+/// Run one scenario under one variant; returns the verdict it also emitted.
+pub fn execute(
+    loaded: &LoadedScenario,
+    variant: Option<&str>,
+    target: &TargetInfo,
+    paths: &HostPaths,
+    sink: &mut dyn EventSink,
+) -> Verdict {
+    let concurrency = paths.concurrency.as_deref();
+    let run_id = match concurrency {
+        Some(c) => c.register(run_id),
+        None => run_id(),
+    };
+    // Waiting for the host is not part of the run's time.
+    let _turn = concurrency.map(|c| {
+        c.enter(
+            &run_id,
+            parallel::exclusive_reason(&loaded.scenario, variant),
+        )
+    });
+    if _turn.is_some() && paths.interrupt.is_set() {
+        // Ctrl-C came while this run waited for the host: it must not begin changing it now.
+        let item = parallel::RunItem {
+            scenario: loaded,
+            variant,
+        };
+        return parallel::not_started(item, target, &mut |e| sink.emit(e));
+    }
+    let started = Instant::now();
+    let s = &loaded.scenario;
+    sink.emit(Event::ScenarioStarted {
+        scenario: s.name.value.to_string(),
+        variant: variant.map(str::to_string),
+        target: target.clone(),
+    });
+    let state_paths = Layout {
+        images_root: paths.images_root.clone(),
+        libvirt_uri: Some(paths.libvirt_uri.clone()),
+        ..Layout::default()
+    };
+    let before = paths
+        .verify_host_state
+        .then(|| state::snapshot(&state_paths, true));
+    let mut cleanup = Cleanup::new();
+    let result = match Plan::new(s, variant, &run_id, &paths.images_root) {
+        Ok(plan) => {
+            if let Some(c) = concurrency {
+                c.fix_levels(&run_id, fixed_contexts(&plan));
+            }
+            let mut run = Run {
+                loaded,
+                plan: &plan,
+                variant,
+                target,
+                paths,
+                sink: &mut *sink,
+                cleanup: &mut cleanup,
+                captures: Captures::new(),
+                libvirt: None,
+                prober: None,
+                running: BTreeSet::new(),
+            };
+            let r = run.all();
+            // Close the connection before cleanup restarts libvirtd under it.
+            drop(run.libvirt.take());
+            r
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    let notes = cleanup.run();
+    let failed_cleanup: Vec<&String> = notes
+        .iter()
+        .filter(|n| !n.starts_with("cleanup: "))
+        .collect();
+    for n in &notes {
+        sink.emit(Event::Note { message: n.clone() });
+    }
+    let verified = before.is_some();
+    let changed = before
+        .map(|b| {
+            let after = state::snapshot(&state_paths, true);
+            match concurrency {
+                // Other runs of the batch come and go meanwhile; only their names are theirs.
+                Some(c) => {
+                    let others = c.foreign_markers(&run_id);
+                    state::diff(&b.without_runs(&others), &after.without_runs(&others))
+                }
+                None => state::diff(&b, &after),
+            }
+        })
+        .unwrap_or_default();
+    if verified && changed.is_empty() {
+        sink.emit(Event::Note {
+            message: "host state after cleanup equals the state before the run".into(),
+        });
+    }
+    let mut problems = Vec::new();
+    if !changed.is_empty() {
+        problems.push(format!(
+            "the host differs from before the run after cleanup: {}",
+            changed.join("; ")
+        ));
+    }
+    if !failed_cleanup.is_empty() {
+        problems.push(format!(
+            "cleanup failed, the host may hold leftovers (run `selinux-harness doctor`): {}",
+            failed_cleanup
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
+    }
+    let verdict = match result {
+        Ok(v) if problems.is_empty() => v,
+        Ok(_) => Verdict::Error {
+            reason: problems.join("; "),
+        },
+        // The first cause first: what broke the run is what a reader needs to see.
+        Err(reason) if problems.is_empty() => Verdict::Error { reason },
+        Err(reason) => Verdict::Error {
+            reason: format!("{reason}; then {}", problems.join("; ")),
+        },
+    };
+    sink.emit(Event::ScenarioFinished {
+        verdict: verdict.clone(),
+        millis: started.elapsed().as_millis() as u64,
+    });
+    verdict
+}
+
+/// Contexts a plan fixes before anything runs: static domain labels and image labels.
+fn fixed_contexts(plan: &Plan) -> Vec<crate::context::Context> {
+    let mut out: Vec<crate::context::Context> = plan
+        .images
+        .values()
+        .filter_map(|i| i.context.clone())
+        .collect();
+    for d in plan.domains.values() {
+        let (label, imagelabel) = crate::host::libvirt::seclabel_of(&d.xml);
+        out.extend(label.into_iter().chain(imagelabel));
+    }
+    out
+}
+
+/// Short, unique enough among concurrent runs on one host, and safe in names.
+fn run_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{:x}{:05x}", std::process::id() & 0xffff, nanos & 0xfffff)
+}
+
+struct Run<'a> {
+    loaded: &'a LoadedScenario,
+    plan: &'a Plan,
+    variant: Option<&'a str>,
+    target: &'a TargetInfo,
+    paths: &'a HostPaths,
+    sink: &'a mut dyn EventSink,
+    cleanup: &'a mut Cleanup,
+    captures: Captures,
+    libvirt: Option<Libvirt>,
+    prober: Option<probe::Prober>,
+    /// Domains a step started and no step has destroyed since: their QEMU must be alive.
+    running: BTreeSet<Name>,
+}
+
+impl Run<'_> {
+    fn note(&mut self, message: String) {
+        self.sink.emit(Event::Note { message });
+    }
+
+    fn all(&mut self) -> Result<Verdict, String> {
+        let mut tally = Tally::default();
+        match selinux_ops::is_enforcing() {
+            Ok(true) => {}
+            Ok(false) => tally.inconclusive = Some("SELinux is permissive on the target".into()),
+            Err(e) => return Err(format!("cannot read the SELinux mode: {e}")),
+        }
+        if let Some(reason) = self.unmet_requirements() {
+            return Ok(Verdict::Skipped { reason });
+        }
+        self.apply_host_settings()?;
+        if !self.plan.domains.is_empty() {
+            self.libvirt = Some(
+                Libvirt::connect(&self.paths.libvirt_uri)
+                    .map_err(|e| format!("cannot connect to libvirt: {}", e.message))?,
+            );
+        }
+        self.make_sandbox()?;
+        let mut audit = AuditLog::open(&self.paths.audit_log)
+            .map_err(|e| format!("cannot read the audit log: {e}"))?;
+        let noise = NoiseFilter::for_this_process();
+        for (i, step) in self.loaded.scenario.steps.iter().enumerate() {
+            if self.paths.interrupt.is_set() {
+                return Err(format!("interrupted before step {}; cleaned up", i + 1));
+            }
+            self.step(i + 1, step, &mut audit, &noise, &mut tally)?;
+        }
+        Ok(tally.verdict())
+    }
+
+    fn unmet_requirements(&mut self) -> Option<String> {
+        for r in &self.loaded.scenario.requires {
+            match r {
+                Requirement::Enforcing => {}
+                Requirement::Mcs => {
+                    if !selinux_ops::mls_enabled() {
+                        return Some("the target's policy has no MLS/MCS".into());
+                    }
+                }
+                Requirement::Libvirt => {
+                    if let Err(e) = Libvirt::connect(&self.paths.libvirt_uri) {
+                        return Some(format!("libvirt is not available: {}", e.message));
+                    }
+                }
+                Requirement::ProbeModule => {
+                    if let Err(e) = self.ensure_probe_module() {
+                        return Some(format!("cannot load the probe policy module: {e}"));
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    fn ensure_probe_module(&mut self) -> Result<(), String> {
+        let installed = config::installed_modules().map_err(|e| e.to_string())?;
+        if installed.iter().any(|m| m == PROBE_MODULE_NAME) {
+            return Ok(());
+        }
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let file = dir.path().join(format!("{PROBE_MODULE_NAME}.cil"));
+        std::fs::write(&file, PROBE_MODULE).map_err(|e| e.to_string())?;
+        // Recorded first, so `doctor` can remove it if this run dies before its cleanup.
+        Journal::default()
+            .record_module(PROBE_MODULE_NAME)
+            .map_err(|e| format!("cannot record the module for `doctor`: {e}"))?;
+        change::install_module(&file, self.cleanup).map_err(|e| e.to_string())?;
+        self.note(format!(
+            "loaded policy module {PROBE_MODULE_NAME} for this run"
+        ));
+        Ok(())
+    }
+
+    fn apply_host_settings(&mut self) -> Result<(), String> {
+        if !self.plan.qemu_conf.is_empty() {
+            Journal::default()
+                .backup_qemu_conf(Path::new(QEMU_CONF))
+                .map_err(|e| format!("cannot back up qemu.conf for `doctor`: {e}"))?;
+            change::QemuConf::new(QEMU_CONF)
+                .apply(&self.plan.qemu_conf, self.cleanup)
+                .map_err(|e| format!("cannot apply qemu.conf settings: {e}"))?;
+            let set: Vec<String> = self
+                .plan
+                .qemu_conf
+                .iter()
+                .map(|(k, v)| format!("{k} = {v}"))
+                .collect();
+            self.note(format!(
+                "qemu.conf: {} (libvirtd restarted)",
+                set.join(", ")
+            ));
+        }
+        for (name, value) in &self.plan.booleans {
+            change::set_boolean(name, *value, self.cleanup)
+                .map_err(|e| format!("cannot set boolean {name}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    fn make_sandbox(&mut self) -> Result<(), String> {
+        let path = &self.plan.sandbox;
+        // Never through a symlink, never over an existing file: see `sandbox`.
+        let dir = SandboxDir::create(path, 0o755).map_err(|e| e.to_string())?;
+        self.cleanup.push(Undo::RemoveDir { path: path.clone() });
+        selinux_ops::restore_default_context(path).map_err(|e| e.to_string())?;
+        for (name, img) in &self.plan.images {
+            dir.create_image(name.as_str(), img.size)
+                .map_err(|e| e.to_string())?;
+            match &img.context {
+                Some(c) => selinux_ops::set_file_context(&img.path, c),
+                None => selinux_ops::restore_default_context(&img.path),
+            }
+            .map_err(|e| format!("cannot label {}: {e}", img.path.display()))?;
+        }
+        Ok(())
+    }
+
+    /// The probe binary is a qemu_exec_t copy of this one, made on first use.
+    fn prober(&mut self) -> Result<&probe::Prober, String> {
+        if self.prober.is_none() {
+            let p = probe::Prober::prepare_from(
+                &self.paths.probe_binary,
+                &self.plan.sandbox,
+                self.cleanup,
+            )
+            .map_err(|e| e.to_string())?;
+            self.prober = Some(p);
+        }
+        self.prober.as_ref().ok_or_else(|| "no prober".to_string())
+    }
+
+    fn lv(&self) -> Result<&Libvirt, String> {
+        self.libvirt
+            .as_ref()
+            .ok_or_else(|| "this scenario has no domains, so no libvirt connection".to_string())
+    }
+
+    fn define(&mut self, n: &Name) -> Outcome {
+        let d = &self.plan.domains[n];
+        let Ok(lv) = self.lv() else {
+            return Outcome::Other {
+                message: "no libvirt connection".into(),
+            };
+        };
+        match lv.define(&d.xml) {
+            Ok(()) => {
+                self.cleanup.push(Undo::Domain {
+                    uri: self.paths.libvirt_uri.clone(),
+                    name: d.libvirt_name.clone(),
+                });
+                Outcome::Ok
+            }
+            Err(e) => Outcome::Libvirt(e),
+        }
+    }
+
+    /// Perform a step's action; one Action evidence per domain or probe it touched.
+    fn act(&mut self, action: &Action) -> Vec<Evidence> {
+        let plan = self.plan;
+        let mut out = Vec::new();
+        let mut push = |what: String, outcome: Outcome| {
+            out.push(Evidence::Action {
+                action: what,
+                outcome,
+            })
+        };
+        let lv_outcome = |r: Result<(), crate::evidence::LibvirtError>| match r {
+            Ok(()) => Outcome::Ok,
+            Err(e) => Outcome::Libvirt(e),
+        };
+        match action {
+            Action::Define(t) => {
+                for n in t.names() {
+                    let o = self.define(&n.value);
+                    push(format!("define {}", n.value), o);
+                }
+            }
+            Action::Start(t) => {
+                for n in t.names() {
+                    let name = plan.domain_name(&n.value);
+                    let defined = self.lv().map(|lv| lv.exists(name).unwrap_or(false));
+                    let mut o = Outcome::Ok;
+                    if let Ok(false) = defined {
+                        o = self.define(&n.value);
+                    }
+                    if o == Outcome::Ok {
+                        o = match self.lv() {
+                            Ok(lv) => lv_outcome(lv.start(name)),
+                            Err(message) => Outcome::Other { message },
+                        };
+                    }
+                    if o == Outcome::Ok {
+                        self.running.insert(n.value.clone());
+                    }
+                    push(format!("start {}", n.value), o);
+                }
+            }
+            Action::Reset(t) | Action::Destroy(t) | Action::Undefine(t) => {
+                for n in t.names() {
+                    let name = plan.domain_name(&n.value);
+                    let o = match self.lv() {
+                        Ok(lv) => lv_outcome(match action {
+                            Action::Reset(_) => lv.reset(name),
+                            Action::Destroy(_) => lv.destroy(name),
+                            _ => lv.undefine(name),
+                        }),
+                        Err(message) => Outcome::Other { message },
+                    };
+                    if matches!(action, Action::Destroy(_)) && o == Outcome::Ok {
+                        self.running.remove(&n.value);
+                    }
+                    push(format!("{} {}", action.keyword(), n.value), o);
+                }
+            }
+            Action::AttachDisk(a) => {
+                let xml = plan.attach_xml(a);
+                let o = match self.lv() {
+                    Ok(lv) => {
+                        lv_outcome(lv.attach_disk_live(plan.domain_name(&a.domain.value), &xml))
+                    }
+                    Err(message) => Outcome::Other { message },
+                };
+                push(
+                    format!(
+                        "attach_disk {} -> {} ({})",
+                        a.image.value, a.domain.value, a.target.value
+                    ),
+                    o,
+                );
+            }
+            Action::DetachDisk(d) => {
+                let xml = plan.detach_xml(&d.target.value);
+                let o = match self.lv() {
+                    Ok(lv) => {
+                        lv_outcome(lv.detach_disk(plan.domain_name(&d.domain.value), &xml, d.live))
+                    }
+                    Err(message) => Outcome::Other { message },
+                };
+                push(
+                    format!("detach_disk {} from {}", d.target.value, d.domain.value),
+                    o,
+                );
+            }
+            Action::Relabel(r) => {
+                let path = plan.image_path(&r.image.value);
+                let o = match selinux_ops::set_file_context(path, &r.context) {
+                    Ok(()) => Outcome::Ok,
+                    Err(e) => Outcome::Other {
+                        message: e.to_string(),
+                    },
+                };
+                push(format!("relabel {} to {}", r.image.value, r.context), o);
+            }
+            Action::Probe(p) => {
+                let path = plan.image_path(&p.image.value);
+                let access = match p.access {
+                    crate::scenario::Access::Read => probe::Access::Read,
+                    crate::scenario::Access::Write => probe::Access::Write,
+                    crate::scenario::Access::Getattr => probe::Access::Getattr,
+                };
+                let o =
+                    match self.prober() {
+                        Ok(prober) => prober.run(&p.context, access, path).unwrap_or_else(|e| {
+                            Outcome::Other {
+                                message: e.to_string(),
+                            }
+                        }),
+                        Err(message) => Outcome::Other { message },
+                    };
+                push(
+                    format!("probe {:?} of {} as {}", p.access, p.image.value, p.context)
+                        .to_lowercase(),
+                    o,
+                );
+            }
+        }
+        out
+    }
+
+    fn step(
+        &mut self,
+        index: usize,
+        step: &Step,
+        audit: &mut AuditLog,
+        noise: &NoiseFilter,
+        tally: &mut Tally,
+    ) -> Result<(), String> {
+        let o = &step.options;
+        let title = o
+            .title
+            .clone()
+            .unwrap_or_else(|| self.plan.virsh(&step.action).join("; "));
+        self.sink.emit(Event::StepStarted { step: index, title });
+        let started = Instant::now();
+        let offset = audit.offset().map_err(|e| format!("audit log: {e}"))?;
+        let watched: Vec<(String, PathBuf)> = o
+            .watch
+            .iter()
+            .map(|w| {
+                (
+                    w.value.to_string(),
+                    self.plan.image_path(&w.value).to_path_buf(),
+                )
+            })
+            .collect();
+        let timeline = if watched.is_empty() {
+            None
+        } else {
+            Some(
+                Timeline::watch(&watched, "security.selinux")
+                    .map_err(|e| format!("cannot watch labels: {e}"))?,
+            )
+        };
+
+        self.inject_fault(index, Moment::BeforeAction)?;
+        let mut evidence = self.act(&step.action);
+        self.publish_live();
+        self.target_intact(index, "after its action")?;
+        self.inject_fault(index, Moment::AfterAction)?;
+        if let Some(d) = o.settle {
+            // The scenario asked for a window (see StepOptions::settle); Ctrl-C cuts it short.
+            let until = Instant::now() + d.0;
+            crate::wait::wait_until(
+                Some(until),
+                Duration::from_millis(50),
+                Some(&self.paths.interrupt),
+                || false,
+            );
+            self.target_intact(index, "in its settle window")?;
+        }
+        if let Some(t) = timeline {
+            for (file, changes) in t.finish() {
+                evidence.push(Evidence::Timeline { file, changes });
+            }
+        }
+        for (name, dom) in &o.capture {
+            let (label, imagelabel) = self.live_seclabel(&dom.value);
+            evidence.push(Evidence::DomainSeclabel {
+                domain: dom.value.to_string(),
+                label: label.clone(),
+                imagelabel: imagelabel.clone(),
+            });
+            if let Some(label) = label {
+                self.captures
+                    .insert(name.clone(), Captured { label, imagelabel });
+            }
+        }
+        evidence.extend(self.labels());
+        for (name, path) in &watched {
+            if let Ok(xattrs) = selinux_ops::remembered_owner(path) {
+                evidence.push(Evidence::RememberedOwner {
+                    file: name.clone(),
+                    xattrs,
+                });
+            }
+        }
+
+        let is_probe = matches!(step.action, Action::Probe(_));
+        let ignore = &self.loaded.scenario.ignore_avc;
+        let deadline = Instant::now() + AVC_GRACE;
+        let mut left_to_others = 0;
+        let (avcs, checks) = loop {
+            let mut records = audit
+                .records_since(offset)
+                .map_err(|e| format!("step {index}'s AVC evidence is incomplete: {e}"))?;
+            if let Some(c) = self.paths.concurrency.as_deref() {
+                c.observe_running(Path::new(QEMU_PID_DIR));
+                (records, left_to_others) = c.keep_for(&self.plan.run_id, records);
+            }
+            let mut all = evidence.clone();
+            let avcs = noise.apply(records).into_evidence();
+            all.push(avcs.clone());
+            let checks = check_step(&o.expect, is_probe, &all, &self.captures, ignore);
+            // An expected denial may still be on its way to the log: wait for it, briefly.
+            let waiting = o.expect.avc.is_some()
+                && checks
+                    .iter()
+                    .any(|c| !c.passed && c.key.kind() == CheckKind::AvcDenial);
+            if !waiting || Instant::now() >= deadline || self.paths.interrupt.is_set() {
+                break (avcs, checks);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        if let Evidence::Avcs { records, .. } = &avcs {
+            if records.iter().any(|r| r.permissive) {
+                tally.inconclusive = Some(format!(
+                    "step {index} logged permissive=1 records: the domain is permissive"
+                ));
+            }
+        }
+        evidence.push(avcs);
+        if left_to_others > 0 {
+            self.note(format!(
+                "step {index}: {left_to_others} AVC record(s) left out: their pid, MCS level or path belongs to another run of this batch"
+            ));
+        }
+        for e in evidence {
+            self.sink.emit(Event::Evidence {
+                step: index,
+                evidence: e,
+            });
+        }
+        let mut checks = checks;
+        let bugs = applicable_known_bugs(&o.known_bug, self.variant, self.target);
+        let bugs = attribute_known_bugs(&mut checks, &bugs, &self.captures);
+        tally.add_step(&checks, &bugs);
+        for c in checks {
+            self.sink.emit(Event::ExpectationChecked {
+                step: index,
+                check: c,
+            });
+        }
+        self.sink.emit(Event::StepFinished {
+            step: index,
+            millis: started.elapsed().as_millis() as u64,
+        });
+        Ok(())
+    }
+
+    fn inject_fault(&mut self, index: usize, moment: Moment) -> Result<(), String> {
+        let Some(fault) = self
+            .paths
+            .fault
+            .as_ref()
+            .filter(|f| f.strikes(index, moment))
+        else {
+            return Ok(());
+        };
+        let done = fault
+            .inject(self.plan, &self.paths.audit_log)
+            .map_err(|e| format!("cannot inject the fault {fault:?}: {e}"))?;
+        self.note(done);
+        Ok(())
+    }
+
+    /// After each part of a step: was the run interrupted, is libvirtd still there, does every
+    /// domain that should be running still run? A target that broke under the step is an
+    /// error, not a policy outcome: what the step observed says nothing about labelling.
+    fn target_intact(&self, index: usize, moment: &str) -> Result<(), String> {
+        if self.paths.interrupt.is_set() {
+            return Err(format!(
+                "interrupted during step {index}, {moment}; the step was not checked"
+            ));
+        }
+        let Some(lv) = self.libvirt.as_ref() else {
+            return Ok(());
+        };
+        if !lv.is_alive() {
+            return Err(format!(
+                "the connection to libvirtd was lost during step {index}: libvirtd died or was restarted under the run"
+            ));
+        }
+        for n in &self.running {
+            let name = self.plan.domain_name(n);
+            match lv.is_active(name) {
+                Ok(true) => {}
+                Ok(false) => {
+                    let state = lv
+                        .state(name)
+                        .unwrap_or_else(|e| format!("state unknown: {}", e.message));
+                    return Err(format!(
+                        "the QEMU of domain {n} exited during step {index} though no step stopped it (libvirt: {state})"
+                    ));
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "cannot tell whether domain {n} still runs after step {index}: {}",
+                        e.message
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Tells the other runs of a batch which QEMU processes and levels are this run's now.
+    fn publish_live(&self) {
+        let Some(c) = self.paths.concurrency.as_deref() else {
+            return;
+        };
+        let mut pids = std::collections::BTreeMap::new();
+        let mut labels = Vec::new();
+        for (name, d) in &self.plan.domains {
+            if let Some(pid) = crate::host::libvirt::qemu_pid(&d.libvirt_name) {
+                if let Ok(context) = selinux_ops::process_context(pid) {
+                    pids.insert(pid, context);
+                }
+            }
+            let (label, imagelabel) = self.live_seclabel(name);
+            labels.extend(label.into_iter().chain(imagelabel));
+        }
+        c.publish_live(&self.plan.run_id, pids, labels);
+    }
+
+    fn live_seclabel(
+        &self,
+        n: &Name,
+    ) -> (
+        Option<crate::context::Context>,
+        Option<crate::context::Context>,
+    ) {
+        self.lv()
+            .ok()
+            .and_then(|lv| lv.live_xml(self.plan.domain_name(n)).ok())
+            .map(|xml| crate::host::libvirt::seclabel_of(&xml))
+            .unwrap_or((None, None))
+    }
+
+    /// Every image's label and every running domain's process label.
+    fn labels(&self) -> Vec<Evidence> {
+        let mut out = Vec::new();
+        for (name, img) in &self.plan.images {
+            out.push(Evidence::FileContext {
+                file: name.to_string(),
+                path: img.path.display().to_string(),
+                context: selinux_ops::file_context(&img.path).ok().flatten(),
+            });
+        }
+        if self.libvirt.is_some() {
+            for (name, d) in &self.plan.domains {
+                if let Some(pid) = crate::host::libvirt::qemu_pid(&d.libvirt_name) {
+                    if let Ok(context) = selinux_ops::process_context(pid) {
+                        out.push(Evidence::ProcessLabel {
+                            domain: name.to_string(),
+                            pid,
+                            context,
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,21 @@
+//! One scenario run on an SELinux host: the plan, the executor that carries it out, the
+//! expectations it checks, the verdict, and the events it emits on the way.
+
+pub(crate) mod batch;
+pub mod event;
+pub(crate) mod executor;
+pub(crate) mod expect;
+pub mod fault;
+pub mod parallel;
+pub mod plan;
+pub mod verdict;
+
+/// The name of a trial, one scenario under one variant: `scenario[variant]`, or the scenario's
+/// name alone when it has no variants. Reports, the conformance suite and the targets all
+/// call a run by it.
+pub fn trial_name(scenario: &str, variant: Option<&str>) -> String {
+    match variant {
+        Some(v) => format!("{scenario}[{v}]"),
+        None => scenario.to_string(),
+    }
+}
