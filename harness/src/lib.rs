@@ -15,3 +15,4 @@ pub mod scenario;
 pub mod selinux_ops;
 pub mod target;
 pub mod vm;
+pub mod wait;

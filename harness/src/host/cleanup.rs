@@ -95,18 +95,24 @@ impl<F: FnMut(&Undo) -> Result<(), String>> UndoExecutor for F {
 const LIBVIRTD_RETURN: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn connect_patiently(uri: &str) -> Result<crate::host::libvirt::Libvirt, String> {
-    let deadline = std::time::Instant::now() + LIBVIRTD_RETURN;
-    loop {
-        match crate::host::libvirt::Libvirt::connect(uri) {
-            Ok(lv) => return Ok(lv),
-            Err(e) if std::time::Instant::now() >= deadline => {
-                return Err(format!(
-                    "libvirtd did not answer within {LIBVIRTD_RETURN:?}: {}",
-                    e.message
-                ))
-            }
-            Err(_) => std::thread::sleep(std::time::Duration::from_millis(250)),
-        }
+    use crate::wait::{wait_until, Waited};
+    let mut last = String::new();
+    // Not interruptible: this is the cleanup a Ctrl-C asked for.
+    let connected = wait_until(
+        Some(std::time::Instant::now() + LIBVIRTD_RETURN),
+        std::time::Duration::from_millis(250),
+        None,
+        || {
+            crate::host::libvirt::Libvirt::connect(uri)
+                .map_err(|e| last = e.message)
+                .ok()
+        },
+    );
+    match connected {
+        Waited::Met(lv) => Ok(lv),
+        Waited::TimedOut | Waited::Interrupted => Err(format!(
+            "libvirtd did not answer within {LIBVIRTD_RETURN:?}: {last}"
+        )),
     }
 }
 

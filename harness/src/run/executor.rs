@@ -725,9 +725,12 @@ impl Run<'_> {
         if let Some(d) = o.settle {
             // The scenario asked for a window (see StepOptions::settle); Ctrl-C cuts it short.
             let until = Instant::now() + d.0;
-            while Instant::now() < until && !self.paths.interrupt.is_set() {
-                std::thread::sleep(Duration::from_millis(50).min(until - Instant::now()));
-            }
+            crate::wait::wait_until(
+                Some(until),
+                Duration::from_millis(50),
+                Some(&self.paths.interrupt),
+                || false,
+            );
             self.target_intact(index, "in its settle window")?;
         }
         if let Some(mut t) = timeline {
