@@ -417,3 +417,26 @@ fn audit_status_and_what_makes_records_go_missing() {
     assert!(s.loss_since(&other).unwrap().contains("231 -> 400"));
     assert_eq!(AuditStatus::parse("enabled 1\n"), None);
 }
+
+#[test]
+fn default_noise_file_parses_and_names_the_harness() {
+    let f = NoiseFilter::defaults("selinux-harness");
+    assert_eq!(f.rules().len(), 12);
+    assert!(f.rules().iter().all(|r| !r.reason.is_empty()));
+    assert!(f
+        .rules()
+        .iter()
+        .any(|r| r.comm.as_deref() == Some("selinux-harness")));
+    assert!(f
+        .rules()
+        .iter()
+        .all(|r| r.comm.as_deref() != Some("$harness")));
+}
+
+#[test]
+fn noise_file_rules_need_a_reason_and_known_keys() {
+    let err = parse_noise_rules("- {scontext_type: udev_t}\n").unwrap_err();
+    assert!(err.contains("no reason"), "{err}");
+    let err = parse_noise_rules("- {reason: x, scontext: udev_t}\n").unwrap_err();
+    assert!(err.contains("scontext"), "{err}");
+}
