@@ -712,6 +712,14 @@ fn repro(
 ) -> Result<ExitCode> {
     let loaded = load_one(path)?;
     let variant = variant.or_else(|| loaded.variants().into_iter().next().flatten());
+    // Planned before the target starts: an unknown variant is bad input, not a failed run.
+    let plan = selinux_harness::run::plan::Plan::new(
+        &loaded.scenario,
+        variant.as_deref(),
+        "RUN",
+        Path::new(selinux_harness::host::layout::IMAGES_ROOT),
+    )?;
+    let by_hand = by_hand(&loaded, &plan);
     let interrupt = Interrupt::on_signals()?;
     let mut t = make_target(kind, allow_local, false, interrupt.clone())?;
     let mut human = Human::new(std::io::stderr(), std::io::stderr().is_terminal(), false);
@@ -740,7 +748,8 @@ fn repro(
             trial_name(loaded.scenario.name.value.as_str(), variant.as_deref())
         ))
     });
-    let bundle = selinux_harness::report::markdown::repro(&record.scenarios[0], &loaded.source);
+    let bundle =
+        selinux_harness::report::markdown::repro(&record.scenarios[0], &loaded.source, &by_hand);
     std::fs::write(&out, bundle).with_context(|| format!("cannot write {}", out.display()))?;
     eprintln!("{}: {}", verdict.label(), out.display());
     Ok(if interrupt.is_set() {
@@ -748,6 +757,52 @@ fn repro(
     } else {
         ExitCode::from(repro_status(&verdict))
     })
+}
+
+/// The scenario as shell and virsh commands for the repro bundle: what `explain` shows.
+fn by_hand(
+    loaded: &LoadedScenario,
+    plan: &selinux_harness::run::plan::Plan,
+) -> selinux_harness::report::markdown::ByHand {
+    let mut setup = vec![format!("mkdir -p {}", plan.sandbox.display())];
+    for img in plan.images.values() {
+        setup.push(format!("truncate -s {} {}", img.size, img.path.display()));
+        if let Some(c) = &img.context {
+            setup.push(format!("chcon {c} {}", img.path.display()));
+        }
+    }
+    for (k, v) in &plan.qemu_conf {
+        setup.push(format!(
+            "# /etc/libvirt/qemu.conf: {k} = {v}, then restart the daemon serving qemu:///system (libvirtd or virtqemud)"
+        ));
+    }
+    for (k, v) in &plan.booleans {
+        setup.push(format!("setsebool {k} {}", u8::from(*v)));
+    }
+    for d in plan.domains.values() {
+        setup.push(format!("virsh define {}.xml", d.libvirt_name));
+    }
+    selinux_harness::report::markdown::ByHand {
+        setup,
+        domains: plan
+            .domains
+            .iter()
+            .map(|(n, d)| (n.to_string(), d.libvirt_name.clone(), d.xml.clone()))
+            .collect(),
+        steps: loaded
+            .scenario
+            .steps
+            .iter()
+            .map(|step| {
+                let title = step
+                    .options
+                    .title
+                    .clone()
+                    .unwrap_or_else(|| step.action.keyword().to_string());
+                (title, plan.virsh(&step.action))
+            })
+            .collect(),
+    }
 }
 
 /// `repro` answers "does the bug reproduce?", not "is CI green?": a known bug that reproduces

@@ -17,6 +17,8 @@ pub const LIBVIRTD_PID: &str = "/run/libvirtd.pid";
 pub const LIBVIRT_SOCK: &str = "/run/libvirt/libvirt-sock";
 /// The modular QEMU daemon's socket: when it exists, libvirt's client connects qemu:///system to
 /// virtqemud, and libvirt-sock (if any) is virtproxyd's.
+/// Where libvirt's QEMU driver writes each guest's log, NAME.log (command line first).
+pub const QEMU_LOG_DIR: &str = "/var/log/libvirt/qemu";
 pub const VIRTQEMUD_SOCK: &str = "/run/libvirt/virtqemud-sock";
 pub const VIRTQEMUD_PID: &str = "/run/virtqemud.pid";
 pub const AUDIT_LOG: &str = "/var/log/audit/audit.log";

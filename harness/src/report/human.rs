@@ -77,6 +77,13 @@ impl<W: Write> Human<W> {
             Event::ExpectationChecked { check, .. } => self.check(check)?,
             Event::StepFinished { .. } => {}
             Event::Note { message } => writeln!(self.out, "  note: {message}")?,
+            // The whole log belongs in the JSON report and the repro bundle; say where it is.
+            Event::GuestLog { domain, path, text } if self.verbose => writeln!(
+                self.out,
+                "  guest log of {domain}: {path} ({} lines)",
+                text.lines().count()
+            )?,
+            Event::GuestLog { .. } => {}
             Event::ScenarioFinished { verdict, millis } => {
                 let line = self.verdict_line(&self.current.clone(), verdict, *millis);
                 writeln!(self.out, "{line}\n")?;

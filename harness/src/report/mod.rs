@@ -25,6 +25,14 @@ pub struct StepRecord {
     pub checks: Vec<Check>,
 }
 
+/// A guest's QEMU log, as [`Event::GuestLog`] carried it.
+#[derive(Debug, Clone, Serialize)]
+pub struct GuestLog {
+    pub domain: String,
+    pub path: String,
+    pub text: String,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ScenarioRecord {
     pub scenario: String,
@@ -35,6 +43,10 @@ pub struct ScenarioRecord {
     pub millis: u64,
     pub notes: Vec<String>,
     pub steps: Vec<StepRecord>,
+    /// The guests' QEMU logs (command line first), for repro bundles; absent in records of
+    /// runs where no guest started.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub guest_logs: Vec<GuestLog>,
 }
 
 impl ScenarioRecord {
@@ -62,6 +74,7 @@ impl Record {
             millis: 0,
             notes: Vec::new(),
             steps: Vec::new(),
+            guest_logs: Vec::new(),
         });
     }
 
@@ -134,6 +147,11 @@ impl Record {
                 }
             }
             Event::Note { message } => s.notes.push(message.clone()),
+            Event::GuestLog { domain, path, text } => s.guest_logs.push(GuestLog {
+                domain: domain.clone(),
+                path: path.clone(),
+                text: text.clone(),
+            }),
             Event::ScenarioFinished { verdict, millis } => {
                 s.verdict = Some(verdict.clone());
                 s.millis = *millis;
