@@ -69,6 +69,26 @@ Exit status: 0 explained, 2 the scenario cannot be read or is invalid, or has no
         #[arg(long)]
         variant: Option<String>,
     },
+    /// Write a scenario skeleton from libvirt domain XML, as bug reports attach it: each domain
+    /// with its seclabel and file disks, the disks' files as images, a start and a destroy step.
+    /// Says (on stderr and in the file) what it could not map.
+    #[command(after_long_help = "\
+The skeleton loads as it is (`selinux-harness check` accepts it); what must hold after each
+step (`expect:`) is for you to add.
+
+Exit status: 0 written (also when parts were not mapped: they are listed), 2 an XML file cannot
+be read or is not a domain, the output exists already, or the name is not a scenario name.")]
+    New {
+        /// A domain's XML (`virsh dumpxml NAME`); once per guest.
+        #[arg(long = "from-xml", required = true, value_name = "FILE")]
+        from_xml: Vec<PathBuf>,
+        /// Write the scenario here (never over an existing file); default: stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// The scenario's name (default: the output file's name without .yaml, or from-xml).
+        #[arg(long)]
+        name: Option<String>,
+    },
     /// Print the JSON Schema of the scenario language (for editors).
     #[command(after_long_help = "Exit status: 0.")]
     Schema,
@@ -218,6 +238,11 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Check { paths } => check(&paths),
         Command::List { paths } => list(&paths),
         Command::Explain { scenario, variant } => explain(&scenario, variant.as_deref()),
+        Command::New {
+            from_xml,
+            output,
+            name,
+        } => new_from_xml(&from_xml, output.as_deref(), name),
         Command::Schema => {
             println!(
                 "{}",
@@ -347,6 +372,50 @@ fn load_one(path: &Path) -> Result<LoadedScenario> {
             .collect::<Vec<_>>()
             .join("\n"))
     })
+}
+
+fn new_from_xml(xml: &[PathBuf], output: Option<&Path>, name: Option<String>) -> Result<ExitCode> {
+    let name = name
+        .or_else(|| output.and_then(|o| o.file_stem()?.to_str().map(str::to_string)))
+        .unwrap_or_else(|| "from-xml".into());
+    name.parse::<scenario::Name>()
+        .map_err(|e| anyhow::anyhow!("--name: {e}"))?;
+    let mut files = Vec::new();
+    for p in xml {
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+        files.push((p.display().to_string(), text));
+    }
+    let s = scenario::from_xml::skeleton(&name, &files)?;
+    // The promise is a file `check` accepts: hold the skeleton to it before writing anything.
+    let shown = output.unwrap_or(Path::new("new.yaml"));
+    if let Err(diags) = scenario::load_str(shown, &s.yaml) {
+        let all: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+        bail!(
+            "the skeleton does not load (a bug in `new`):\n{}\n{}",
+            all.join("\n"),
+            s.yaml
+        );
+    }
+    match output {
+        Some(p) => {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(p)
+                .with_context(|| {
+                    format!("cannot create {} (it is never overwritten)", p.display())
+                })?;
+            std::io::Write::write_all(&mut f, s.yaml.as_bytes())
+                .with_context(|| format!("cannot write {}", p.display()))?;
+            eprintln!("wrote {}", p.display());
+        }
+        None => print!("{}", s.yaml),
+    }
+    for u in &s.unmapped {
+        eprintln!("not mapped: {u}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn explain(path: &Path, variant: Option<&str>) -> Result<ExitCode> {

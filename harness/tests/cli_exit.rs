@@ -135,6 +135,36 @@ fn image_and_env_statuses() {
 }
 
 #[test]
+fn new_writes_what_check_accepts_and_refuses_the_rest() {
+    let d = tempfile::tempdir().unwrap();
+    let xml = d.path().join("vm1.xml");
+    std::fs::write(
+        &xml,
+        "<domain type='kvm'><name>vm1</name><seclabel type='dynamic' model='selinux'/>\
+         <devices><disk type='file' device='disk'><source file='/var/lib/libvirt/images/a.img'/>\
+         <target dev='vda'/></disk><graphics type='vnc'/></devices></domain>",
+    )
+    .unwrap();
+    let out = d.path().join("from-report.yaml");
+    let (xml, out_s) = (xml.to_str().unwrap(), out.to_str().unwrap());
+    assert_status(&["new", "--from-xml", xml, "-o", out_s], 0, "not mapped: ");
+    assert_status(&["check", out_s], 0, "1 scenario file(s) valid");
+    assert_status(
+        &["new", "--from-xml", xml, "-o", out_s],
+        2,
+        "never overwritten",
+    );
+    let net = d.path().join("net.xml");
+    std::fs::write(&net, "<network><name>default</name></network>").unwrap();
+    assert_status(
+        &["new", "--from-xml", net.to_str().unwrap()],
+        2,
+        "not <domain>",
+    );
+    assert_status(&["new"], 2, "--from-xml");
+}
+
+#[test]
 fn usage_errors_are_2() {
     assert_status(&["run", "--no-such-flag"], 2, "--no-such-flag");
     assert_status(&["no-such-command"], 2, "no-such-command");
@@ -143,7 +173,7 @@ fn usage_errors_are_2() {
 #[test]
 fn every_command_documents_its_exit_status() {
     for cmd in [
-        "check", "list", "explain", "schema", "run", "repro", "doctor", "image", "env",
+        "check", "list", "explain", "new", "schema", "run", "repro", "doctor", "image", "env",
     ] {
         let (got, text) = status(&[cmd, "--help"]);
         assert_eq!(got, 0, "{cmd} --help:\n{text}");
