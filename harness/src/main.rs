@@ -331,13 +331,35 @@ fn load_all(paths: &[PathBuf]) -> Result<(Vec<LoadedScenario>, usize)> {
     Ok((loaded, errors))
 }
 
+/// Errors reject a file (exit 1); warnings - what loads but may check less than meant - are
+/// printed as `FILE:LINE:COL: warning: ...` and counted, and leave the exit status alone.
 fn check(paths: &[PathBuf]) -> Result<ExitCode> {
     let (loaded, errors) = load_all(paths)?;
+    let mut warned = 0;
+    for l in &loaded {
+        for w in scenario::warnings(&l.path, &l.scenario) {
+            eprintln!(
+                "{}:{}:{}: warning: {}",
+                w.file.display(),
+                w.line,
+                w.column,
+                w.message
+            );
+            warned += 1;
+        }
+    }
+    let warnings = match warned {
+        0 => String::new(),
+        n => format!(", {n} warning(s)"),
+    };
     if errors > 0 {
-        eprintln!("{errors} error(s); {} file(s) valid", loaded.len());
+        eprintln!(
+            "{errors} error(s){warnings}; {} file(s) valid",
+            loaded.len()
+        );
         return Ok(ExitCode::FAILURE);
     }
-    println!("{} scenario file(s) valid", loaded.len());
+    println!("{} scenario file(s) valid{warnings}", loaded.len());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -491,14 +513,21 @@ fn explain(path: &Path, variant: Option<&str>) -> Result<ExitCode> {
         let e = &o.expect;
         match (&e.error, &e.access) {
             (Some(err), _) => println!(
-                "       expect libvirt error {}{}",
-                err.code
+                "       expect libvirt error {}{}{}",
+                err.value
+                    .code
                     .as_ref()
                     .map(|c| c.value.as_str())
                     .unwrap_or("(any code)"),
-                err.message
+                err.value
+                    .domain
                     .as_ref()
-                    .map(|m| format!(" containing {m:?}"))
+                    .map(|d| format!(" from {}", d.value))
+                    .unwrap_or_default(),
+                err.value
+                    .message
+                    .as_ref()
+                    .map(|m| format!(" containing {:?}", m.value))
                     .unwrap_or_default()
             ),
             (None, Some(a)) => println!("       expect access {a:?}"),
@@ -520,14 +549,24 @@ fn explain(path: &Path, variant: Option<&str>) -> Result<ExitCode> {
             println!("       check the AVC records logged during the step");
         }
         for kb in &o.known_bug {
+            let kb = &kb.value;
             println!(
-                "       known bug {} where {:?}",
+                "       known bug {} where {:?} excuses {}",
                 kb.reference,
                 kb.when
                     .variant
                     .iter()
                     .map(|v| v.value.to_string())
+                    .collect::<Vec<_>>(),
+                kb.expects
+                    .iter()
+                    .flatten()
+                    .map(|e| match &e.value.observed {
+                        Some(o) => format!("{} observing {o:?}", e.value.check.value),
+                        None => e.value.check.value.clone(),
+                    })
                     .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
     }

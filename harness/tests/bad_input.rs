@@ -238,3 +238,84 @@ fn non_utf8_files_are_an_error_not_a_panic() {
     let errs = load_file(&p).unwrap_err();
     assert!(errs[0].message.contains("cannot read"), "{errs:?}");
 }
+
+/// A load error speaks to the scenario's author: what is wrong in the file and how to fix it,
+/// at its place - never serde-saphyr's advice to its caller (Options, DuplicateKeyPolicy,
+/// from_str_multiple) or parser states ("expected mapping start").
+#[test]
+fn load_errors_speak_to_the_author() {
+    for (src, line, column, text) in [
+        ("name: a\nname: b\n", 2, 1, "`name` is given twice"),
+        ("- a\n- b\n", 1, 1, "a scenario file is a mapping of keys"),
+        ("# a comment\njust text\n", 2, 1, "a scenario file is a mapping of keys"),
+        ("", 1, 1, "the file is empty"),
+        (
+            "name: a\ndescription: d\nsteps: [{define: vm}]\n---\nname: b\n",
+            5,
+            1,
+            "holds one YAML document",
+        ),
+        ("name: a\ndescription: d\nsteps: 3\n", 3, 8, "a list is needed here"),
+        (
+            "name: a\ndescription: d\ndomains: {vm: {}}\nsteps: [{define: vm, expect: {file: {a: 3}}}]\n",
+            4,
+            41,
+            "a mapping is needed here",
+        ),
+        ("name: [a]\n", 1, 7, "a single value is needed here"),
+        (
+            "name: a\ndescription: d\ndomains: {vm: {}}\nsteps: [{define: vm, expect: {avc: nope}}]\n",
+            4,
+            36,
+            "write `avc: none`",
+        ),
+        (
+            "name: a\ndescription: d\nimages: {a: {}}\nsteps: [{define: vm}]\n",
+            3,
+            13,
+            "missing key `size`",
+        ),
+    ] {
+        let errs = errors(src);
+        let all: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        for e in &errs {
+            for programmer in [
+                "DuplicateKeyPolicy",
+                "Options",
+                "mapping start",
+                "sequence start",
+                "untagged enum",
+                "from_str_multiple",
+                " at line ",
+            ] {
+                assert!(!e.message.contains(programmer), "{src:?}: {e}");
+            }
+        }
+        assert!(
+            errs.iter()
+                .any(|e| (e.line, e.column) == (line, column) && e.message.contains(text)),
+            "wanted {line}:{column}: {text:?}, got {all:#?}\nfor:\n{src}"
+        );
+    }
+}
+
+/// What loads but checks less than it seems is a warning with its place (and `check` prints it).
+#[test]
+fn a_message_of_few_words_is_a_warning() {
+    use selinux_harness::scenario::load_with_warnings;
+    let src = |error: &str| {
+        format!("name: a\ndescription: d\ndomains: {{vm: {{}}}}\nsteps:\n  - define: vm\n    expect:\n      error: {error}\n")
+    };
+    let (_, w) = load_with_warnings(Path::new("w.yaml"), &src("{message: write}")).unwrap();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!((w[0].line, w[0].column), (7, 24));
+    assert!(w[0].message.contains("1 word(s)"), "{w:?}");
+    for pinned in [
+        "{message: Permission denied, code: VIR_ERR_SYSTEM_ERROR}",
+        "{message: write, domain: VIR_FROM_QEMU}",
+        "{message: which is already in use}",
+    ] {
+        let (_, w) = load_with_warnings(Path::new("w.yaml"), &src(pinned)).unwrap();
+        assert!(w.is_empty(), "{pinned}: {w:?}");
+    }
+}

@@ -13,7 +13,7 @@ use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use selinux_harness::report::{html, human::Human, junit, Record};
 use selinux_harness::run::event::Event;
 use selinux_harness::run::verdict::Verdict;
-use selinux_harness::scenario::{self, LoadedScenario};
+use selinux_harness::scenario::{self, CheckKind, LoadedScenario};
 use selinux_harness::target::{self, Target, TargetKind};
 
 /// The target, started by the first trial that needs it; or why there is none.
@@ -153,39 +153,120 @@ fn trial(
     .with_kind(kind)
 }
 
-/// A scenario from tests/data/wrong: its expectations are deliberately wrong, so the trial
-/// passes only if the harness says "fail" and its report shows the difference
-/// (the `# must fail: TEXT` line of the file).
+/// What a scenario of tests/data/wrong must end in, from its header lines: `# verdict: LABEL`,
+/// `# check: KIND` (the kind of check the verdict comes from: a failure no known bug excuses,
+/// or for known-bug-gone a passing check a known bug names) and `# must show: TEXT` (what the
+/// human report must show, e.g. the expected and the observed value).
+struct Wanted {
+    verdict: String,
+    kind: String,
+    shows: Vec<String>,
+}
+
+fn wanted(l: &LoadedScenario) -> Result<Wanted, String> {
+    let header = |key: &str| -> Vec<String> {
+        l.source
+            .lines()
+            .filter_map(|x| x.strip_prefix(key))
+            .map(|x| x.trim().to_string())
+            .collect()
+    };
+    let one = |key: &str| {
+        let mut v = header(key);
+        match v.len() {
+            1 => Ok(v.remove(0)),
+            _ => Err(format!(
+                "{}: needs exactly one `{key}` line",
+                l.path.display()
+            )),
+        }
+    };
+    let kind = one("# check: ")?;
+    if !CheckKind::ALL.iter().any(|k| k.label() == kind) {
+        return Err(format!("{}: unknown check kind {kind:?}", l.path.display()));
+    }
+    Ok(Wanted {
+        verdict: one("# verdict: ")?,
+        kind,
+        shows: header("# must show: "),
+    })
+}
+
+/// A scenario from tests/data/wrong: wrong in exactly one way, so the trial passes only if the
+/// harness ends it in the verdict its header names, because of a check of the kind it names,
+/// and the report shows the difference.
 fn must_fail(l: Arc<LoadedScenario>, shared: Shared) -> Trial {
     let name = format!("must_fail::{}", l.scenario.name.value);
     Trial::ignorable_test(name, move || {
-        let wanted: Vec<String> = l
-            .source
-            .lines()
-            .filter_map(|x| x.strip_prefix("# must fail: "))
-            .map(str::to_string)
-            .collect();
-        let (verdict, text, _) = match run_shared(&shared, &l, None) {
+        let want = wanted(&l)?;
+        let (verdict, text, record) = match run_shared(&shared, &l, None) {
             Ok(r) => r,
             Err(done) => return done,
         };
-        match verdict {
-            Verdict::Fail { .. } => {}
-            Verdict::Skipped { reason } => {
-                return Ok(Completion::ignored_with(format!("skipped: {reason}")))
-            }
-            v => {
-                return Err(
-                    format!("a wrong expectation gave {}, not fail:\n{text}", v.label()).into(),
-                )
-            }
+        if let Verdict::Skipped { reason } = verdict {
+            return Ok(Completion::ignored_with(format!("skipped: {reason}")));
         }
-        for w in &wanted {
+        if verdict.label() != want.verdict {
+            return Err(format!(
+                "a scenario wrong in one way gave {}, not {}:\n{text}",
+                verdict.label(),
+                want.verdict
+            )
+            .into());
+        }
+        let gone = matches!(verdict, Verdict::KnownBugGone { .. });
+        let culprit = record
+            .scenarios
+            .iter()
+            .flat_map(|s| &s.steps)
+            .flat_map(|st| &st.checks)
+            .any(|c| {
+                let counts = if gone {
+                    c.passed && c.known_bug.is_some()
+                } else {
+                    !c.passed && c.known_bug.is_none()
+                };
+                counts && c.key.kind().label() == want.kind
+            });
+        if !culprit {
+            return Err(format!(
+                "the {} does not come from a check of kind {}:\n{text}",
+                want.verdict, want.kind
+            )
+            .into());
+        }
+        for w in &want.shows {
             if !text.contains(w.as_str()) {
                 return Err(format!("the report does not show {w:?}:\n{text}").into());
             }
         }
         Ok(Completion::Completed)
+    })
+    .with_kind("must_fail")
+}
+
+/// Every kind of check has a negative control in tests/data/wrong (a must_fail trial that ends
+/// in its verdict because of a check of that kind). Needs no target.
+fn negative_controls(wrong: Vec<Arc<LoadedScenario>>) -> Trial {
+    Trial::test("must_fail::every-kind-of-check", move || {
+        let mut covered = std::collections::BTreeSet::new();
+        for l in &wrong {
+            covered.insert(wanted(l)?.kind);
+        }
+        let missing: Vec<&str> = CheckKind::ALL
+            .iter()
+            .map(|k| k.label())
+            .filter(|k| !covered.contains(*k))
+            .collect();
+        if !missing.is_empty() {
+            return Err(format!("no negative control for: {}", missing.join(", ")).into());
+        }
+        eprintln!(
+            "checks per kind with a negative control: {}/{}",
+            covered.len(),
+            CheckKind::ALL.len()
+        );
+        Ok(())
     })
     .with_kind("must_fail")
 }
@@ -507,6 +588,57 @@ fn injected(
     .with_kind("fault")
 }
 
+/// The negative control for `inconclusive`: SELinux really goes permissive for step 1's probe
+/// of faults/permissive.yaml (a fault: no scenario can ask for it) and enforcing again after
+/// it. The run must end inconclusive - never pass or fail - because of the permissive=1
+/// records, with the guest proven put back. Uses a VM of its own.
+fn permissive_is_inconclusive(l: Arc<LoadedScenario>) -> Trial {
+    Trial::ignorable_test("must_fail::permissive-is-inconclusive", move || {
+        use selinux_harness::run::fault::Fault;
+        let mut vm = match own_vm(None) {
+            Ok(vm) => vm,
+            Err(skip) => return Ok(skip),
+        };
+        let mut notes = Vec::new();
+        let result = vm.run_with_fault(
+            &l,
+            None,
+            Some(Fault::Permissive { step: 1 }),
+            &mut |e: Event| {
+                if let Event::Note { message } = e {
+                    notes.push(message);
+                }
+            },
+        );
+        let verdict = result.map_err(|e| format!("the target broke instead: {e}"))?;
+        let injected = notes
+            .iter()
+            .filter(|n| n.starts_with("fault injected"))
+            .count();
+        if injected != 2 {
+            return Err(format!("permissive was not set and put back; notes: {notes:?}").into());
+        }
+        match &verdict {
+            Verdict::Inconclusive { reason } if reason.contains("permissive") => {}
+            v => {
+                return Err(format!(
+                    "a run under a permissive kernel gave {}, not inconclusive; notes: {notes:?}",
+                    v.label()
+                )
+                .into())
+            }
+        }
+        if !notes.iter().any(|n| n == HOST_STATE_EQUAL) {
+            return Err(
+                format!("no proof that cleanup put the guest back; notes: {notes:?}").into(),
+            );
+        }
+        nothing_left(vm)?;
+        Ok(Completion::Completed)
+    })
+    .with_kind("must_fail")
+}
+
 /// Fault: SIGINT to `selinux-harness run` while the guest is in the middle of a step (a 60 s
 /// settle window). The interrupt must be passed on to the guest, the scenario must stop there,
 /// clean up and prove the guest's state equal to before, and the process must exit with 130
@@ -719,9 +851,14 @@ fn main() {
         .collect();
     let mut trials = trials;
     let wrong = scenario::discover(&[repo().join("harness/tests/data/wrong")]).unwrap_or_default();
+    let mut controls = Vec::new();
     for f in wrong {
         match scenario::load_file(&f) {
-            Ok(l) => trials.push(must_fail(Arc::new(l), shared.clone())),
+            Ok(l) => {
+                let l = Arc::new(l);
+                trials.push(must_fail(l.clone(), shared.clone()));
+                controls.push(l);
+            }
             Err(ds) => {
                 for d in ds {
                     eprintln!("{d}");
@@ -730,6 +867,7 @@ fn main() {
             }
         }
     }
+    trials.push(negative_controls(controls));
     trials.push(vm_never_boots());
     let seed_dir = repo().join("scenarios/seed");
     trials.push(parallel_seed(
@@ -747,6 +885,15 @@ fn main() {
         trials.push(agent_stops_answering(l.clone()));
     }
     let faults = repo().join("harness/tests/data/faults");
+    match scenario::load_file(&faults.join("permissive.yaml")) {
+        Ok(l) => trials.push(permissive_is_inconclusive(Arc::new(l))),
+        Err(ds) => {
+            for d in ds {
+                eprintln!("{d}");
+            }
+            std::process::exit(2)
+        }
+    }
     trials.push(sigint_mid_step(faults.join("interrupted.yaml"), 1));
     trials.push(sigint_mid_step(faults.join("interrupted.yaml"), 2));
     match scenario::load_file(&faults.join("broken-target.yaml")) {

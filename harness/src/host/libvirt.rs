@@ -28,6 +28,23 @@ pub fn error_code_name(number: i32) -> String {
         .map_or_else(|| format!("VIR_ERR_{number}"), |s| s.to_string())
 }
 
+/// Whether a scenario's `code:` can ever match: a name from virterror.h, or VIR_ERR_<n> for a
+/// number newer than the header (as `error_code_name` prints it).
+pub fn is_error_code(name: &str) -> bool {
+    ERROR_NUMBERS.contains(&name)
+        || name
+            .strip_prefix("VIR_ERR_")
+            .is_some_and(|n| n.parse::<u32>().is_ok())
+}
+
+/// Whether a scenario's `domain:` can ever match (see `is_error_code`).
+pub fn is_error_domain(name: &str) -> bool {
+    ERROR_DOMAINS.contains(&name)
+        || name
+            .strip_prefix("VIR_FROM_")
+            .is_some_and(|n| n.parse::<u32>().is_ok())
+}
+
 /// Symbolic name of a virErrorDomain; unknown numbers print as VIR_FROM_<n>.
 pub fn error_domain_name(number: i32) -> String {
     usize::try_from(number)

@@ -715,6 +715,8 @@ pub(crate) mod tests {
         let vm1_img = "system_u:object_r:svirt_image_t:s0:c146,c1010";
         let vm2_img = "system_u:object_r:svirt_image_t:s0:c161,c423";
         let check = |expectation: &str, expected: &str, observed: &str, passed: bool| Check {
+            key: crate::scenario::CheckKey::Succeeds,
+            evidence_missing: false,
             expectation: expectation.into(),
             expected: expected.into(),
             observed: observed.into(),

@@ -121,7 +121,8 @@ impl<W: Write> Human<W> {
 
     fn check(&mut self, c: &Check) -> std::io::Result<()> {
         let (mark, show) = match (c.passed, &c.known_bug) {
-            (true, _) => (self.paint(GREEN, "ok"), self.verbose),
+            (true, Some(_)) => (self.paint(RED, "known bug gone"), true),
+            (true, None) => (self.paint(GREEN, "ok"), self.verbose),
             (false, Some(_)) => (self.paint(YELLOW, "known bug"), true),
             (false, None) => (self.paint(RED, "FAILED"), true),
         };
@@ -129,7 +130,7 @@ impl<W: Write> Human<W> {
             return Ok(());
         }
         writeln!(self.out, "    {mark} {}", c.expectation)?;
-        if c.passed {
+        if c.passed && c.known_bug.is_none() {
             writeln!(self.out, "        {}", c.expected)?;
             return Ok(());
         }

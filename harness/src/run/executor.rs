@@ -26,8 +26,8 @@ use crate::run::expect::{check_step, Captured, Captures};
 use crate::run::fault::{Fault, Moment};
 use crate::run::parallel::{self, Concurrency};
 use crate::run::plan::Plan;
-use crate::run::verdict::{applicable_known_bug, attribute_known_bug, Tally, Verdict};
-use crate::scenario::{Action, LoadedScenario, Name, Requirement, Step};
+use crate::run::verdict::{applicable_known_bugs, attribute_known_bugs, Tally, Verdict};
+use crate::scenario::{Action, CheckKind, LoadedScenario, Name, Requirement, Step};
 use crate::selinux_ops;
 
 /// The test policy module a probe needs, shipped inside the binary so a host without the
@@ -666,7 +666,7 @@ impl Run<'_> {
             let waiting = o.expect.avc.is_some()
                 && checks
                     .iter()
-                    .any(|c| !c.passed && c.expectation == "denial logged");
+                    .any(|c| !c.passed && c.key.kind() == CheckKind::AvcDenial);
             if !waiting || Instant::now() >= deadline || self.paths.interrupt.is_set() {
                 break (avcs, checks);
             }
@@ -692,11 +692,9 @@ impl Run<'_> {
             });
         }
         let mut checks = checks;
-        let bug = applicable_known_bug(&o.known_bug, self.variant, self.target);
-        if let Some(b) = bug {
-            attribute_known_bug(&mut checks, b);
-        }
-        tally.add_step(&checks, bug);
+        let bugs = applicable_known_bugs(&o.known_bug, self.variant, self.target);
+        let bugs = attribute_known_bugs(&mut checks, &bugs, &self.captures);
+        tally.add_step(&checks, &bugs);
         for c in checks {
             self.sink.emit(Event::ExpectationChecked {
                 step: index,

@@ -1,13 +1,15 @@
 //! Judging one step: each expectation of the scenario against the evidence the step produced.
-//! Pure functions, so recorded evidence can be replayed through them in tests.
+//! Pure functions, so recorded evidence can be replayed through them in tests. One function per
+//! kind of check; `check_step` runs them in the order `Expect::keys` lists them.
 
 use std::collections::BTreeMap;
 
-use crate::context::{Context, Level};
+use crate::context::{Context, Level, MlsRange};
 use crate::evidence::{AvcRecord, Evidence, LabelChange, Outcome};
 use crate::run::verdict::Check;
 use crate::scenario::{
-    AccessOutcome, AvcExpect, AvcMatch, ContextMatch, Expect, Name, TimelineMatch, Valued,
+    AccessOutcome, At, AvcExpect, AvcMatch, CaptureRef, CheckKey, ContextMatch, ErrorMatch, Expect,
+    Name, TimelineCheck, TimelineMatch, Valued,
 };
 
 /// A domain's live seclabel, remembered by `capture:`.
@@ -22,41 +24,79 @@ pub type Captures = BTreeMap<Name, Captured>;
 /// A reference that cannot be resolved makes its check fail with this text as the observation.
 type Unresolved = String;
 
-fn resolve_context(v: &Valued<Context>, caps: &Captures) -> Result<Context, Unresolved> {
-    match v {
-        Valued::Literal(c) => Ok(c.clone()),
-        Valued::Capture(r) => {
-            let c = caps
-                .get(&r.name)
-                .ok_or_else(|| format!("{r} was not captured (the domain had no live label)"))?;
-            if r.imagelabel {
-                c.imagelabel
-                    .clone()
-                    .ok_or_else(|| format!("{r}: the domain's live XML had no imagelabel"))
-            } else {
-                Ok(c.label.clone())
-            }
-        }
+fn resolve_capture(r: &CaptureRef, caps: &Captures) -> Result<Context, Unresolved> {
+    let c = caps
+        .get(&r.name)
+        .ok_or_else(|| format!("{r} was not captured (the domain had no live label)"))?;
+    if r.imagelabel {
+        c.imagelabel
+            .clone()
+            .ok_or_else(|| format!("{r}: the domain's live XML had no imagelabel"))
+    } else {
+        Ok(c.label.clone())
     }
 }
 
-fn resolve_level(v: &Valued<Level>, caps: &Captures) -> Result<Level, Unresolved> {
+fn resolve_context(v: &Valued<Context>, caps: &Captures) -> Result<Context, Unresolved> {
+    match v {
+        Valued::Literal(c) => Ok(c.clone()),
+        Valued::Capture(r) => resolve_capture(r, caps),
+    }
+}
+
+/// The whole MLS range a literal or a capture stands for.
+fn resolve_range(v: &Valued<MlsRange>, caps: &Captures) -> Result<MlsRange, Unresolved> {
     match v {
         Valued::Literal(l) => Ok(l.clone()),
         Valued::Capture(r) => {
-            let c = resolve_context(&Valued::Capture(r.clone()), caps)?;
-            c.level()
-                .cloned()
+            let c = resolve_capture(r, caps)?;
+            c.range
+                .clone()
                 .ok_or_else(|| format!("{r} ({c}) has no MLS level"))
         }
     }
 }
 
-fn describe_level(v: &Valued<Level>, caps: &Captures) -> String {
-    match (v, resolve_level(v, caps)) {
-        (Valued::Capture(r), Ok(l)) => format!("{l} ({r})"),
-        _ => v.to_string(),
+/// One end of the range a literal or a capture stands for (`high` picks the clearance).
+fn resolve_end(v: &Valued<Level>, high: bool, caps: &Captures) -> Result<Level, Unresolved> {
+    match v {
+        Valued::Literal(l) => Ok(l.clone()),
+        Valued::Capture(r) => {
+            let c = resolve_capture(r, caps)?;
+            let range = c
+                .range
+                .as_ref()
+                .ok_or_else(|| format!("{r} ({c}) has no MLS level"))?;
+            Ok(if high { &range.high } else { &range.low }.clone())
+        }
     }
+}
+
+fn describe<T: std::fmt::Display>(v: &Valued<T>, resolved: &impl std::fmt::Display) -> String {
+    match v {
+        Valued::Capture(r) => format!("{resolved} ({r})"),
+        Valued::Literal(_) => resolved.to_string(),
+    }
+}
+
+/// The text a known bug's `observed:` stands for: each `$NAME` / `$NAME.imagelabel` replaced by
+/// that capture's MLS range, as labels print it.
+pub fn expand_captures(text: &str, caps: &Captures) -> Result<String, Unresolved> {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        let end = tail[1..]
+            .find(|c: char| !(c.is_ascii_alphanumeric() || "_.-".contains(c)))
+            .map_or(tail.len(), |e| e + 1);
+        let token = tail[..end].trim_end_matches('.');
+        let r: CaptureRef = token.parse()?;
+        out.push_str(&resolve_range(&Valued::Capture(r), caps)?.to_string());
+        rest = &tail[token.len()..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// Whether `c` satisfies `m`; the text says what was expected.
@@ -70,10 +110,7 @@ pub fn context_matches(
     if let Some(v) = &m.context {
         let e = resolve_context(&v.value, caps)?;
         ok &= &e == c;
-        want.push(match &v.value {
-            Valued::Capture(r) => format!("{e} ({r})"),
-            Valued::Literal(_) => e.to_string(),
-        });
+        want.push(describe(&v.value, &e));
     }
     for (field, wanted, actual) in [
         ("user", &m.user, &c.user),
@@ -85,38 +122,70 @@ pub fn context_matches(
             want.push(format!("{field} {w}"));
         }
     }
+    // A level expectation is the whole range: s0:c1,c2 is not s0:c1,c2-s0:c0.c1023.
     if let Some(v) = &m.level {
-        let l = resolve_level(&v.value, caps)?;
-        ok &= c.level() == Some(&l);
-        want.push(format!("level {}", describe_level(&v.value, caps)));
+        let l = resolve_range(&v.value, caps)?;
+        ok &= c.range.as_ref() == Some(&l);
+        want.push(format!("level {}", describe(&v.value, &l)));
     }
     if let Some(v) = &m.not_level {
-        let l = resolve_level(&v.value, caps)?;
-        ok &= c.level() != Some(&l);
-        want.push(format!(
-            "level other than {}",
-            describe_level(&v.value, caps)
-        ));
+        let l = resolve_range(&v.value, caps)?;
+        ok &= c.range.as_ref() != Some(&l);
+        want.push(format!("level other than {}", describe(&v.value, &l)));
+    }
+    for (field, v, high) in [("low", &m.low, false), ("high", &m.high, true)] {
+        if let Some(v) = v {
+            let l = resolve_end(&v.value, high, caps)?;
+            let actual = c
+                .range
+                .as_ref()
+                .map(|r| if high { &r.high } else { &r.low });
+            ok &= actual == Some(&l);
+            want.push(format!("{field} level {}", describe(&v.value, &l)));
+        }
     }
     Ok((ok, want.join(", ")))
 }
 
-fn check(expectation: String, expected: String, observed: String, passed: bool) -> Check {
+fn check(
+    key: CheckKey,
+    expectation: String,
+    expected: String,
+    observed: String,
+    passed: bool,
+) -> Check {
     Check {
+        key,
         expectation,
         expected,
         observed,
         passed,
+        evidence_missing: false,
         known_bug: None,
     }
 }
 
-fn context_check(what: String, m: &ContextMatch, c: Option<&Context>, caps: &Captures) -> Check {
+/// A check that cannot be judged: the evidence it needs is missing or a reference did not
+/// resolve. It fails, and no known bug excuses it.
+fn missing(key: CheckKey, expectation: String, expected: String, why: String) -> Check {
+    Check {
+        evidence_missing: true,
+        ..check(key, expectation, expected, why, false)
+    }
+}
+
+fn context_check(
+    key: CheckKey,
+    what: String,
+    m: &ContextMatch,
+    c: Option<&Context>,
+    caps: &Captures,
+) -> Check {
     match c {
-        None => check(what, describe_match(m, caps), "no label".into(), false),
+        None => missing(key, what, describe_match(m, caps), "no label".into()),
         Some(c) => match context_matches(m, c, caps) {
-            Ok((ok, want)) => check(what, want, c.to_string(), ok),
-            Err(why) => check(what, describe_match(m, caps), why, false),
+            Ok((ok, want)) => check(key, what, want, c.to_string(), ok),
+            Err(why) => missing(key, what, describe_match(m, caps), why),
         },
     }
 }
@@ -214,43 +283,307 @@ fn timeline_text(changes: &[LabelChange]) -> String {
         .join(" -> ")
 }
 
+fn describe_outcome(o: &Outcome) -> String {
+    match o {
+        Outcome::Ok => "succeeded".to_string(),
+        Outcome::Libvirt(e) => format!("{} ({}): {}", e.code, e.domain, e.message),
+        Outcome::Errno { errno } => errno.clone(),
+        Outcome::Other { message } => message.clone(),
+    }
+}
+
+/// The step's actions and how each ended.
+fn outcomes(evidence: &[Evidence]) -> Vec<(&String, &Outcome)> {
+    evidence
+        .iter()
+        .filter_map(|e| match e {
+            Evidence::Action { action, outcome } => Some((action, outcome)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// An action that left no outcome cannot pass its check.
+fn no_outcome(key: CheckKey, expected: &str) -> Check {
+    missing(
+        key,
+        "the action".into(),
+        expected.into(),
+        "the step recorded no outcome of its action".into(),
+    )
+}
+
+/// `access: allowed|denied` of a probe step: denied means the open failed with EACCES (the
+/// kernel's answer to a policy denial), not any error.
+fn access_checks(access: AccessOutcome, evidence: &[Evidence]) -> Vec<Check> {
+    let expected = match access {
+        AccessOutcome::Allowed => "allowed",
+        AccessOutcome::Denied => "denied (EACCES)",
+    };
+    let outs = outcomes(evidence);
+    if outs.is_empty() {
+        return vec![no_outcome(CheckKey::Access, expected)];
+    }
+    outs.into_iter()
+        .map(|(action, o)| {
+            let allowed = matches!(o, Outcome::Ok);
+            let passed = match access {
+                AccessOutcome::Allowed => allowed,
+                AccessOutcome::Denied => {
+                    matches!(o, Outcome::Errno { errno } if errno == "EACCES")
+                }
+            };
+            check(
+                CheckKey::Access,
+                format!("access by {action}"),
+                expected.into(),
+                if allowed {
+                    "allowed".into()
+                } else {
+                    describe_outcome(o)
+                },
+                passed,
+            )
+        })
+        .collect()
+}
+
+/// `error: {code, domain, message}`: the action failed with this libvirt error.
+fn error_checks(em: &ErrorMatch, evidence: &[Evidence]) -> Vec<Check> {
+    let mut want = Vec::new();
+    if let Some(c) = &em.code {
+        want.push(c.value.clone());
+    }
+    if let Some(d) = &em.domain {
+        want.push(format!("from {}", d.value));
+    }
+    if let Some(m) = &em.message {
+        want.push(format!("message containing {:?}", m.value));
+    }
+    let expected = format!("libvirt error {}", want.join(", "));
+    let outs = outcomes(evidence);
+    if outs.is_empty() {
+        return vec![no_outcome(CheckKey::Error, &expected)];
+    }
+    outs.into_iter()
+        .map(|(action, o)| {
+            let passed = match o {
+                Outcome::Libvirt(e) => {
+                    em.code.as_ref().is_none_or(|c| c.value == e.code)
+                        && em.domain.as_ref().is_none_or(|d| d.value == e.domain)
+                        && em
+                            .message
+                            .as_ref()
+                            .is_none_or(|m| e.message.contains(&m.value))
+                }
+                _ => false,
+            };
+            check(
+                CheckKey::Error,
+                format!("{action} fails"),
+                expected.clone(),
+                describe_outcome(o),
+                passed,
+            )
+        })
+        .collect()
+}
+
+/// Without `error:`, every action of the step must succeed.
+fn success_checks(evidence: &[Evidence]) -> Vec<Check> {
+    let outs = outcomes(evidence);
+    if outs.is_empty() {
+        return vec![no_outcome(CheckKey::Succeeds, "succeeded")];
+    }
+    outs.into_iter()
+        .map(|(action, o)| {
+            check(
+                CheckKey::Succeeds,
+                format!("{action} succeeds"),
+                "succeeded".into(),
+                describe_outcome(o),
+                matches!(o, Outcome::Ok),
+            )
+        })
+        .collect()
+}
+
+/// `process: {DOMAIN: MATCH}`: the label of the domain's QEMU process.
+fn process_check(domain: &Name, m: &ContextMatch, evidence: &[Evidence], caps: &Captures) -> Check {
+    let found = evidence.iter().find_map(|e| match e {
+        Evidence::ProcessLabel {
+            domain: d, context, ..
+        } if d == domain.as_str() => Some(context),
+        _ => None,
+    });
+    context_check(
+        CheckKey::Process(domain.to_string()),
+        format!("process of {domain}"),
+        m,
+        found,
+        caps,
+    )
+}
+
+/// `file: {IMAGE: MATCH}`: the label of the image after the step.
+fn file_check(file: &Name, m: &ContextMatch, evidence: &[Evidence], caps: &Captures) -> Check {
+    let found = evidence.iter().find_map(|e| match e {
+        Evidence::FileContext {
+            file: f, context, ..
+        } if f == file.as_str() => Some(context.as_ref()),
+        _ => None,
+    });
+    context_check(
+        CheckKey::File(file.to_string()),
+        format!("label of {file}"),
+        m,
+        found.flatten(),
+        caps,
+    )
+}
+
+/// `never_level` / `saw_level`: whether the file carried a range at some moment of the step.
+fn timeline_level_check(
+    file: &Name,
+    which: TimelineCheck,
+    v: &Valued<MlsRange>,
+    changes: &[LabelChange],
+    caps: &Captures,
+) -> Check {
+    let never = which == TimelineCheck::NeverLevel;
+    let want = if never {
+        "never carried level"
+    } else {
+        "carried level"
+    };
+    let key = CheckKey::Timeline(file.to_string(), which);
+    let what = format!("timeline of {file}");
+    match resolve_range(v, caps) {
+        Ok(l) => {
+            let seen = changes
+                .iter()
+                .any(|c| c.context.as_ref().and_then(|c| c.range.as_ref()) == Some(&l));
+            check(
+                key,
+                what,
+                format!("{want} {}", describe(v, &l)),
+                timeline_text(changes),
+                seen != never,
+            )
+        }
+        Err(why) => missing(key, what, want.into(), why),
+    }
+}
+
+/// `unchanged: true`: the label never changed during the step.
+fn timeline_unchanged_check(file: &Name, changes: &[LabelChange]) -> Check {
+    let steady = changes.windows(2).all(|w| w[0].context == w[1].context);
+    check(
+        CheckKey::Timeline(file.to_string(), TimelineCheck::Unchanged),
+        format!("timeline of {file}"),
+        "label unchanged".into(),
+        timeline_text(changes),
+        steady,
+    )
+}
+
 fn timeline_checks(
     file: &Name,
     m: &TimelineMatch,
-    changes: &[LabelChange],
+    evidence: &[Evidence],
     caps: &Captures,
 ) -> Vec<Check> {
-    let observed = timeline_text(changes);
-    let levels: Vec<Option<&Level>> = changes
+    let changes = evidence.iter().find_map(|e| match e {
+        Evidence::Timeline { file: f, changes } if f == file.as_str() => Some(changes),
+        _ => None,
+    });
+    let mut wanted = Vec::new();
+    if let Some(v) = &m.never_level {
+        wanted.push((TimelineCheck::NeverLevel, Some(&v.value)));
+    }
+    if let Some(v) = &m.saw_level {
+        wanted.push((TimelineCheck::SawLevel, Some(&v.value)));
+    }
+    if m.unchanged == Some(true) {
+        wanted.push((TimelineCheck::Unchanged, None));
+    }
+    wanted
+        .into_iter()
+        .map(|(which, v)| match (changes, v) {
+            (None, _) => missing(
+                CheckKey::Timeline(file.to_string(), which),
+                format!("timeline of {file}"),
+                "a label timeline".into(),
+                "the file was not watched".into(),
+            ),
+            (Some(c), Some(v)) => timeline_level_check(file, which, v, c, caps),
+            (Some(c), None) => timeline_unchanged_check(file, c),
+        })
+        .collect()
+}
+
+/// The step's denials, less the scenario's `ignore_avc`.
+fn denials<'e>(
+    evidence: &'e [Evidence],
+    caps: &Captures,
+    ignore: &[At<AvcMatch>],
+) -> Vec<&'e AvcRecord> {
+    evidence
         .iter()
-        .map(|c| c.context.as_ref().and_then(|c| c.level()))
+        .filter_map(|e| match e {
+            Evidence::Avcs { records, .. } => Some(records),
+            _ => None,
+        })
+        .flatten()
+        .filter(|r| r.denied && !ignore.iter().any(|m| avc_matches(&m.value, r, caps)))
+        .collect()
+}
+
+/// `avc: none`: no denial at all was logged during the step.
+fn avc_none_check(records: &[&AvcRecord]) -> Check {
+    check(
+        CheckKey::AvcNone,
+        "no denials".into(),
+        "no AVC denials".into(),
+        avc_lines(records),
+        records.is_empty(),
+    )
+}
+
+/// `avc: [...]`: the N-th listed denial was logged.
+fn avc_denial_check(n: usize, m: &AvcMatch, records: &[&AvcRecord], caps: &Captures) -> Check {
+    let hits: Vec<&AvcRecord> = records
+        .iter()
+        .copied()
+        .filter(|r| avc_matches(m, r, caps))
         .collect();
-    let mut out = Vec::new();
-    let what = format!("timeline of {file}");
-    for (want, v, never) in [
-        ("never carried level", &m.never_level, true),
-        ("carried level", &m.saw_level, false),
-    ] {
-        if let Some(v) = v {
-            match resolve_level(&v.value, caps) {
-                Ok(l) => {
-                    let seen = levels.contains(&Some(&l));
-                    out.push(check(
-                        what.clone(),
-                        format!("{want} {}", describe_level(&v.value, caps)),
-                        observed.clone(),
-                        seen != never,
-                    ))
-                }
-                Err(why) => out.push(check(what.clone(), want.into(), why, false)),
-            }
-        }
-    }
-    if let Some(true) = m.unchanged {
-        let distinct = changes.windows(2).all(|w| w[0].context == w[1].context);
-        out.push(check(what, "label unchanged".into(), observed, distinct));
-    }
-    out
+    check(
+        CheckKey::AvcDenial(n),
+        "denial logged".into(),
+        describe_avc(m, caps),
+        if hits.is_empty() {
+            format!("no such denial; logged: {}", avc_lines(records))
+        } else {
+            avc_lines(&hits)
+        },
+        !hits.is_empty(),
+    )
+}
+
+/// `no_avc: [...]`: the N-th pattern matched no denial.
+fn no_avc_check(n: usize, m: &AvcMatch, records: &[&AvcRecord], caps: &Captures) -> Check {
+    let hits: Vec<&AvcRecord> = records
+        .iter()
+        .copied()
+        .filter(|r| avc_matches(m, r, caps))
+        .collect();
+    check(
+        CheckKey::NoAvc(n),
+        "no such denial".into(),
+        format!("none of: {}", describe_avc(m, caps)),
+        avc_lines(&hits),
+        hits.is_empty(),
+    )
 }
 
 /// Everything one step must show, compared with what it showed. `is_probe` steps are judged
@@ -260,177 +593,39 @@ pub fn check_step(
     is_probe: bool,
     evidence: &[Evidence],
     caps: &Captures,
-    ignore: &[AvcMatch],
+    ignore: &[At<AvcMatch>],
 ) -> Vec<Check> {
     let mut out = Vec::new();
-    let outcomes: Vec<(&String, &Outcome)> = evidence
-        .iter()
-        .filter_map(|e| match e {
-            Evidence::Action { action, outcome } => Some((action, outcome)),
-            _ => None,
-        })
-        .collect();
-    let describe_outcome = |o: &Outcome| match o {
-        Outcome::Ok => "succeeded".to_string(),
-        Outcome::Libvirt(e) => format!("{}: {}", e.code, e.message),
-        Outcome::Errno { errno } => errno.clone(),
-        Outcome::Other { message } => message.clone(),
-    };
-
     if is_probe {
         if let Some(access) = expect.access {
-            for (action, o) in &outcomes {
-                let allowed = matches!(o, Outcome::Ok);
-                let denied =
-                    matches!(o, Outcome::Errno { errno } if errno == "EACCES" || errno == "EPERM");
-                let passed = match access {
-                    AccessOutcome::Allowed => allowed,
-                    AccessOutcome::Denied => denied,
-                };
-                let expected = match access {
-                    AccessOutcome::Allowed => "allowed",
-                    AccessOutcome::Denied => "denied (EACCES)",
-                };
-                out.push(check(
-                    format!("access by {action}"),
-                    expected.into(),
-                    if allowed {
-                        "allowed".into()
-                    } else {
-                        describe_outcome(o)
-                    },
-                    passed,
-                ));
-            }
+            out.extend(access_checks(access, evidence));
         }
     } else if let Some(em) = &expect.error {
-        let mut want = Vec::new();
-        if let Some(c) = &em.code {
-            want.push(c.value.clone());
-        }
-        if let Some(m) = &em.message {
-            want.push(format!("message containing {m:?}"));
-        }
-        let expected = format!("libvirt error {}", want.join(", "));
-        for (action, o) in &outcomes {
-            let passed = match o {
-                Outcome::Libvirt(e) => {
-                    em.code.as_ref().is_none_or(|c| c.value == e.code)
-                        && em.message.as_ref().is_none_or(|m| e.message.contains(m))
-                }
-                _ => false,
-            };
-            out.push(check(
-                format!("{action} fails"),
-                expected.clone(),
-                describe_outcome(o),
-                passed,
-            ));
-        }
+        out.extend(error_checks(&em.value, evidence));
     } else {
-        for (action, o) in &outcomes {
-            out.push(check(
-                format!("{action} succeeds"),
-                "succeeded".into(),
-                describe_outcome(o),
-                matches!(o, Outcome::Ok),
-            ));
-        }
+        out.extend(success_checks(evidence));
     }
-
     for (domain, m) in &expect.process {
-        let found = evidence.iter().find_map(|e| match e {
-            Evidence::ProcessLabel {
-                domain: d, context, ..
-            } if d == domain.value.as_str() => Some(context),
-            _ => None,
-        });
-        out.push(context_check(
-            format!("process of {}", domain.value),
-            m,
-            found,
-            caps,
-        ));
+        out.push(process_check(&domain.value, m, evidence, caps));
     }
     for (file, m) in &expect.file {
-        let found = evidence.iter().find_map(|e| match e {
-            Evidence::FileContext {
-                file: f, context, ..
-            } if f == file.value.as_str() => Some(context.as_ref()),
-            _ => None,
-        });
-        out.push(context_check(
-            format!("label of {}", file.value),
-            m,
-            found.flatten(),
-            caps,
-        ));
+        out.push(file_check(&file.value, m, evidence, caps));
     }
     for (file, m) in &expect.timeline {
-        let changes = evidence.iter().find_map(|e| match e {
-            Evidence::Timeline { file: f, changes } if f == file.value.as_str() => Some(changes),
-            _ => None,
-        });
-        match changes {
-            Some(c) => out.extend(timeline_checks(&file.value, m, c, caps)),
-            None => out.push(check(
-                format!("timeline of {}", file.value),
-                "a label timeline".into(),
-                "the file was not watched".into(),
-                false,
-            )),
-        }
+        out.extend(timeline_checks(&file.value, m, evidence, caps));
     }
-
-    let records: Vec<&AvcRecord> = evidence
-        .iter()
-        .filter_map(|e| match e {
-            Evidence::Avcs { records, .. } => Some(records),
-            _ => None,
-        })
-        .flatten()
-        .filter(|r| r.denied && !ignore.iter().any(|m| avc_matches(m, r, caps)))
-        .collect();
+    let records = denials(evidence, caps, ignore);
     match &expect.avc {
-        Some(AvcExpect::None(_)) => out.push(check(
-            "no denials".into(),
-            "no AVC denials".into(),
-            avc_lines(&records),
-            records.is_empty(),
-        )),
+        Some(AvcExpect::None) => out.push(avc_none_check(&records)),
         Some(AvcExpect::Denials(list)) => {
-            for m in list {
-                let hits: Vec<&AvcRecord> = records
-                    .iter()
-                    .copied()
-                    .filter(|r| avc_matches(m, r, caps))
-                    .collect();
-                out.push(check(
-                    "denial logged".into(),
-                    describe_avc(m, caps),
-                    if hits.is_empty() {
-                        format!("no such denial; logged: {}", avc_lines(&records))
-                    } else {
-                        avc_lines(&hits)
-                    },
-                    !hits.is_empty(),
-                ));
+            for (n, m) in list.iter().enumerate() {
+                out.push(avc_denial_check(n, &m.value, &records, caps));
             }
         }
         None => {}
     }
-    for m in &expect.no_avc {
-        let hits: Vec<&AvcRecord> = records
-            .iter()
-            .copied()
-            .filter(|r| avc_matches(m, r, caps))
-            .collect();
-        out.push(check(
-            "no such denial".into(),
-            format!("none of: {}", describe_avc(m, caps)),
-            avc_lines(&hits),
-            hits.is_empty(),
-        ));
+    for (n, m) in expect.no_avc.iter().enumerate() {
+        out.push(no_avc_check(n, &m.value, &records, caps));
     }
     out
 }
@@ -469,6 +664,13 @@ mod tests {
             },
         );
         c
+    }
+
+    fn acted() -> Evidence {
+        Evidence::Action {
+            action: "start".into(),
+            outcome: Outcome::Ok,
+        }
     }
 
     fn change(at_us: u64, c: &str) -> LabelChange {
@@ -519,7 +721,7 @@ mod tests {
             file: "vm1.img".into(),
             changes: vec![change(0, "system_u:object_r:svirt_image_t:s0:c146,c1010")],
         };
-        let checks = check_step(&s[0].options.expect, false, &[ev], &caps(), &[]);
+        let checks = check_step(&s[0].options.expect, false, &[acted(), ev], &caps(), &[]);
         assert!(checks.iter().all(|c| c.passed), "{checks:#?}");
     }
 
@@ -534,7 +736,7 @@ mod tests {
         let ok = check_step(
             &s[0].options.expect,
             false,
-            &[ev("system_u:object_r:svirt_image_t:s0:c146,c1010")],
+            &[acted(), ev("system_u:object_r:svirt_image_t:s0:c146,c1010")],
             &caps(),
             &[],
         );
@@ -542,7 +744,7 @@ mod tests {
         let bad = check_step(
             &s[0].options.expect,
             false,
-            &[ev("system_u:object_r:svirt_image_t:s0:c161,c423")],
+            &[acted(), ev("system_u:object_r:svirt_image_t:s0:c161,c423")],
             &caps(),
             &[],
         );
@@ -596,8 +798,14 @@ mod tests {
             .expect
             .no_avc
             .clone();
-        let checks = check_step(&s[0].options.expect, false, &[ev], &caps(), &ignore);
-        assert!(checks.iter().all(|c| c.passed));
+        let checks = check_step(
+            &s[0].options.expect,
+            false,
+            &[acted(), ev],
+            &caps(),
+            &ignore,
+        );
+        assert!(checks.iter().all(|c| c.passed), "{checks:#?}");
     }
 
     #[test]
@@ -632,7 +840,198 @@ mod tests {
             context: Some(ctx("system_u:object_r:svirt_image_t:s0:c1,c2")),
         };
         let checks = check_step(&s[0].options.expect, false, &[ev], &Captures::new(), &[]);
-        assert!(!checks[0].passed);
-        assert!(checks[0].observed.contains("was not captured"));
+        let c = checks
+            .iter()
+            .find(|c| c.key == CheckKey::File("vm1.img".into()))
+            .unwrap();
+        assert!(!c.passed && c.evidence_missing);
+        assert!(c.observed.contains("was not captured"));
+    }
+
+    fn file_is(expect_yaml: &str, label: &str, caps: &Captures) -> bool {
+        let s = steps(&format!("      file: {{vm1.img: {expect_yaml}}}\n"));
+        let ev = Evidence::FileContext {
+            file: "vm1.img".into(),
+            path: "/x".into(),
+            context: Some(ctx(label)),
+        };
+        let checks = check_step(&s[0].options.expect, false, &[acted(), ev], caps, &[]);
+        checks.iter().all(|c| c.passed)
+    }
+
+    /// `level:` is the whole MLS range: a QEMU or a file at s0:c1,c2-s0:c0.c1023 is not at
+    /// s0:c1,c2; `low:` and `high:` compare one end only.
+    #[rstest::rstest]
+    #[case("{level: \"s0:c1,c2\"}", "s0:c1,c2", true)]
+    #[case("{level: \"s0:c1,c2\"}", "s0:c1,c2-s0:c0.c1023", false)]
+    #[case("{level: \"s0:c1,c2-s0:c0.c1023\"}", "s0:c1,c2-s0:c0.c1023", true)]
+    #[case("{level: \"s0:c1,c2-s0:c0.c1023\"}", "s0:c1,c2", false)]
+    #[case("{low: \"s0:c1,c2\"}", "s0:c1,c2-s0:c0.c1023", true)]
+    #[case("{low: \"s0:c1,c2\"}", "s0:c3-s0:c0.c1023", false)]
+    #[case("{high: \"s0:c0.c1023\"}", "s0:c1,c2-s0:c0.c1023", true)]
+    #[case("{high: \"s0:c0.c1023\"}", "s0:c1,c2", false)]
+    #[case("{not_level: \"s0:c1,c2\"}", "s0:c1,c2-s0:c0.c1023", true)]
+    #[case("{not_level: \"s0:c1,c2\"}", "s0:c1,c2", false)]
+    fn level_compares_the_whole_range(
+        #[case] expect_yaml: &str,
+        #[case] range: &str,
+        #[case] passes: bool,
+    ) {
+        let label = format!("system_u:object_r:svirt_image_t:{range}");
+        assert_eq!(file_is(expect_yaml, &label, &caps()), passes);
+    }
+
+    #[test]
+    fn a_captured_level_is_the_captured_range() {
+        let mut c = caps();
+        c.insert(
+            "vm1".parse().unwrap(),
+            Captured {
+                label: ctx("system_u:system_r:svirt_t:s0:c1,c2-s0:c0.c1023"),
+                imagelabel: None,
+            },
+        );
+        let img = "system_u:object_r:svirt_image_t";
+        assert!(!file_is("{level: $vm1}", &format!("{img}:s0:c1,c2"), &c));
+        assert!(file_is(
+            "{level: $vm1}",
+            &format!("{img}:s0:c1,c2-s0:c0.c1023"),
+            &c
+        ));
+        assert!(file_is("{low: $vm1}", &format!("{img}:s0:c1,c2"), &c));
+        assert!(file_is(
+            "{high: $vm1}",
+            &format!("{img}:s0-s0:c0.c1023"),
+            &c
+        ));
+        // The timeline compares whole ranges too.
+        let s = steps("      timeline: {vm1.img: {saw_level: $vm1}}\n");
+        let tl = |r: &str| Evidence::Timeline {
+            file: "vm1.img".into(),
+            changes: vec![change(0, &format!("{img}:{r}"))],
+        };
+        let e = &s[0].options.expect;
+        let seen = |r: &str| {
+            check_step(e, false, &[acted(), tl(r)], &c, &[])
+                .iter()
+                .all(|c| c.passed)
+        };
+        assert!(!seen("s0:c1,c2"));
+        assert!(seen("s0:c1,c2-s0:c0.c1023"));
+    }
+
+    fn probe_access(expect_yaml: &str, errno: Option<&str>) -> Check {
+        let src = format!(
+            "name: t\ndescription: d\nrequires: [probe_module]\nimages: {{a: {{size: 1M}}}}\nsteps:\n  - probe: {{context: \"u:r:svirt_t:s0\", image: a, access: read}}\n    expect: {expect_yaml}\n"
+        );
+        let s = load_str(Path::new("t.yaml"), &src).unwrap();
+        let ev = Evidence::Action {
+            action: "probe".into(),
+            outcome: match errno {
+                None => Outcome::Ok,
+                Some(e) => Outcome::Errno { errno: e.into() },
+            },
+        };
+        check_step(&s.steps[0].options.expect, true, &[ev], &caps(), &[]).remove(0)
+    }
+
+    /// `access: denied` is the kernel's EACCES; an EPERM (a capability check, a read-only
+    /// mount) or any other failure is not a policy denial.
+    #[test]
+    fn access_denied_means_eacces_only() {
+        assert!(probe_access("{access: denied}", Some("EACCES")).passed);
+        let c = probe_access("{access: denied}", Some("EPERM"));
+        assert!(!c.passed);
+        assert_eq!(c.observed, "EPERM");
+        assert!(!probe_access("{access: denied}", None).passed);
+        assert!(probe_access("{access: allowed}", None).passed);
+        assert!(!probe_access("{access: allowed}", Some("EACCES")).passed);
+    }
+
+    #[test]
+    fn the_error_domain_is_compared_when_given() {
+        let failed = |domain: &str| Evidence::Action {
+            action: "define".into(),
+            outcome: Outcome::Libvirt(crate::evidence::LibvirtError {
+                code: "VIR_ERR_CONFIG_UNSUPPORTED".into(),
+                number: 67,
+                domain: domain.into(),
+                message:
+                    "unsupported configuration: dynamic label type must use resource relabeling"
+                        .into(),
+            }),
+        };
+        let s = steps("      error: {code: VIR_ERR_CONFIG_UNSUPPORTED, domain: VIR_FROM_DOMAIN}\n");
+        let e = &s[0].options.expect;
+        assert!(check_step(e, false, &[failed("VIR_FROM_DOMAIN")], &caps(), &[])[0].passed);
+        let c = check_step(e, false, &[failed("VIR_FROM_QEMU")], &caps(), &[]).remove(0);
+        assert!(!c.passed);
+        assert!(
+            c.expected.contains("from VIR_FROM_DOMAIN"),
+            "{}",
+            c.expected
+        );
+        assert!(c.observed.contains("(VIR_FROM_QEMU)"), "{}", c.observed);
+        // Without a domain, any domain does.
+        let s = steps("      error: {code: VIR_ERR_CONFIG_UNSUPPORTED}\n");
+        assert!(
+            check_step(
+                &s[0].options.expect,
+                false,
+                &[failed("VIR_FROM_QEMU")],
+                &caps(),
+                &[]
+            )[0]
+            .passed
+        );
+    }
+
+    #[test]
+    fn an_action_without_an_outcome_fails() {
+        let s = steps("      file: {vm1.img: {type: svirt_image_t}}\n");
+        let checks = check_step(&s[0].options.expect, false, &[], &caps(), &[]);
+        assert_eq!(checks[0].key, CheckKey::Succeeds);
+        assert!(!checks[0].passed && checks[0].evidence_missing);
+    }
+
+    /// The keys a known bug may name are exactly the checks `check_step` makes.
+    #[test]
+    fn check_step_makes_the_checks_expect_keys_lists() {
+        let s = steps(
+            "      process: {vm1: {type: svirt_t}}\n      file: {vm1.img: {type: svirt_image_t}}\n      timeline: {vm1.img: {never_level: $vm2, saw_level: $vm1, unchanged: true}}\n      avc: [{perms: [read]}, {perms: [write]}]\n      no_avc: [{comm: x}]\n",
+        );
+        let e = &s[0].options.expect;
+        let got: Vec<CheckKey> = check_step(e, false, &[acted()], &caps(), &[])
+            .into_iter()
+            .map(|c| c.key)
+            .collect();
+        assert_eq!(got, e.keys(false));
+        let names: Vec<String> = got.iter().map(|k| k.to_string()).collect();
+        assert_eq!(
+            names,
+            [
+                "succeeds",
+                "process.vm1",
+                "file.vm1.img",
+                "timeline.vm1.img.never_level",
+                "timeline.vm1.img.saw_level",
+                "timeline.vm1.img.unchanged",
+                "avc.0",
+                "avc.1",
+                "no_avc.0"
+            ]
+        );
+        for k in got {
+            assert_eq!(k.to_string().parse::<CheckKey>().unwrap(), k);
+        }
+    }
+
+    #[test]
+    fn observed_shapes_name_capture_ranges() {
+        assert_eq!(
+            expand_captures("svirt_image_t:$vm2 then $vm1.imagelabel.", &caps()).unwrap(),
+            "svirt_image_t:s0:c161,c423 then s0:c146,c1010."
+        );
+        assert!(expand_captures("$vm9", &caps()).is_err());
     }
 }

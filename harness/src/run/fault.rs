@@ -30,6 +30,10 @@ pub enum Fault {
     KillQemu { step: usize, domain: String },
     /// Make auditd rotate its log after step `step`'s action, before its records are read.
     RotateAuditLog { step: usize },
+    /// SELinux permissive (`setenforce 0`) for step `step`'s action, enforcing again right
+    /// after it: what a denial logged then shows (`permissive=1`) must make the verdict
+    /// inconclusive.
+    Permissive { step: usize },
 }
 
 /// Where in a step a fault strikes.
@@ -44,7 +48,8 @@ impl Fault {
         match self {
             Fault::KillLibvirtd { step }
             | Fault::KillQemu { step, .. }
-            | Fault::RotateAuditLog { step } => *step,
+            | Fault::RotateAuditLog { step }
+            | Fault::Permissive { step } => *step,
         }
     }
 
@@ -52,12 +57,14 @@ impl Fault {
         match self {
             Fault::KillLibvirtd { .. } | Fault::KillQemu { .. } => Moment::BeforeAction,
             Fault::RotateAuditLog { .. } => Moment::AfterAction,
+            Fault::Permissive { .. } => Moment::BeforeAction,
         }
     }
 
-    /// Whether this fault strikes at `moment` of step `step`.
+    /// Whether this fault strikes at `moment` of step `step`. Permissive strikes twice: it
+    /// goes permissive before the action and puts enforcing back after it.
     pub fn strikes(&self, step: usize, moment: Moment) -> bool {
-        self.step() == step && self.moment() == moment
+        self.step() == step && (self.moment() == moment || matches!(self, Fault::Permissive { .. }))
     }
 
     /// Break the target; returns what was done, for the run's notes.
@@ -82,6 +89,19 @@ impl Fault {
                 Ok(format!(
                     "fault injected: {domain}'s QEMU (pid {pid}) killed with SIGKILL"
                 ))
+            }
+            Fault::Permissive { .. } => {
+                let enforce = Path::new(crate::selinux_ops::ENFORCE_PATH);
+                let now = std::fs::read_to_string(enforce)
+                    .map_err(|e| format!("cannot read {}: {e}", enforce.display()))?;
+                // Before the action the kernel enforces (the run checked); after it, not.
+                let (to, what) = match now.trim() {
+                    "1" => ("0", "SELinux set permissive for the action"),
+                    _ => ("1", "SELinux set enforcing again after the action"),
+                };
+                std::fs::write(enforce, to)
+                    .map_err(|e| format!("cannot write {to} to {}: {e}", enforce.display()))?;
+                Ok(format!("fault injected: {what}"))
             }
             Fault::RotateAuditLog { .. } => {
                 let before = inode(audit_log)?;
@@ -159,6 +179,11 @@ mod tests {
         assert!(!rotate.strikes(2, Moment::AfterAction));
         let kill = Fault::KillLibvirtd { step: 1 };
         assert!(kill.strikes(1, Moment::BeforeAction));
+        // Permissive before the action, enforcing again after it.
+        let permissive = Fault::Permissive { step: 1 };
+        assert!(permissive.strikes(1, Moment::BeforeAction));
+        assert!(permissive.strikes(1, Moment::AfterAction));
+        assert!(!permissive.strikes(2, Moment::BeforeAction));
     }
 
     #[test]

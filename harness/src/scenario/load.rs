@@ -90,6 +90,28 @@ pub fn load_file(path: &Path) -> Result<LoadedScenario, Vec<Diagnostic>> {
 
 /// Parse and validate; `file` only names the source in diagnostics.
 pub fn load_str(file: &Path, source: &str) -> Result<Scenario, Vec<Diagnostic>> {
+    load_with_warnings(file, source).map(|(s, _)| s)
+}
+
+/// What in a scenario that loaded may check less than its author meant (`check` shows these).
+pub fn warnings(file: &Path, scenario: &Scenario) -> Vec<Diagnostic> {
+    validate::validate(scenario)
+        .1
+        .into_iter()
+        .map(|p| Diagnostic {
+            file: file.to_path_buf(),
+            line: p.line,
+            column: p.column,
+            message: p.message,
+        })
+        .collect()
+}
+
+/// Parse and validate, keeping the warnings of a file that loads.
+pub fn load_with_warnings(
+    file: &Path,
+    source: &str,
+) -> Result<(Scenario, Vec<Diagnostic>), Vec<Diagnostic>> {
     let scenario: Scenario = serde_saphyr::from_str(source).map_err(|e| {
         let (line, column) = e
             .location()
@@ -99,37 +121,108 @@ pub fn load_str(file: &Path, source: &str) -> Result<Scenario, Vec<Diagnostic>> 
             file: file.to_path_buf(),
             line,
             column,
-            message: clean_message(&e.without_snippet().to_string()),
+            message: author_message(&e, (line, column), root_at(source) == Some(line)),
         }]
     })?;
-    let problems = validate::validate(&scenario);
+    let located = |p: validate::Problem| Diagnostic {
+        file: file.to_path_buf(),
+        line: p.line,
+        column: p.column,
+        message: p.message,
+    };
+    let (problems, warnings) = validate::validate(&scenario);
     if problems.is_empty() {
-        Ok(scenario)
+        Ok((scenario, warnings.into_iter().map(located).collect()))
     } else {
-        Err(problems
-            .into_iter()
-            .map(|p| Diagnostic {
-                file: file.to_path_buf(),
-                line: p.line,
-                column: p.column,
-                message: p.message,
-            })
-            .collect())
+        Err(problems.into_iter().map(located).collect())
     }
 }
 
-/// serde-saphyr appends its own " at line X column Y"; ours is in front already. Its terse
-/// scalar messages get the fix added.
-fn clean_message(m: &str) -> String {
-    let m = m.trim();
+/// serde-saphyr words its errors for the programmer who calls it ("set DuplicateKeyPolicy in
+/// Options", "expected mapping start"); a scenario's author needs what is wrong in the file and
+/// how to fix it. The place is given in front already, so its " at line X, column Y" goes.
+fn author_message(e: &serde_saphyr::Error, at: (usize, usize), at_root: bool) -> String {
+    use serde_saphyr::Error as E;
+    let e = e.without_snippet();
+    let e = match e {
+        E::WithSnippet { error, .. } => error.as_ref(),
+        other => other,
+    };
+    match e {
+        E::DuplicateMappingKey { key: Some(k), .. } => {
+            return format!("`{k}` is given twice in the same mapping: keep one of them")
+        }
+        E::DuplicateMappingKey { key: None, .. } => {
+            return "a key is given twice in the same mapping: keep one of them".into()
+        }
+        E::Eof { .. } if at <= (1, 1) => {
+            return "the file is empty: a scenario needs at least `name:`, `description:` and `steps:`".into()
+        }
+        E::Eof { .. } => {
+            return "the file ends in the middle of a value: close the open bracket or quote".into()
+        }
+        E::MultipleDocuments { .. } => {
+            return "a scenario file holds one YAML document: remove the `---` before this line and all that follows it, or move it into a file of its own".into()
+        }
+        E::Unexpected { expected, .. } => {
+            return match *expected {
+                "mapping start" if at_root && at.1 == 1 => {
+                    "a scenario file is a mapping of keys (`name:`, `description:`, `steps:` ...), not a list or a single value".into()
+                }
+                "mapping start" => {
+                    "a mapping is needed here (`key: value` lines, or `{key: value}`), not a list or a single value".into()
+                }
+                "sequence start" => {
+                    "a list is needed here (`[a, b]`, or lines starting with `- `), not a single value or a mapping".into()
+                }
+                "string scalar" | "scalar" => {
+                    "a single value is needed here (quote it if it holds `:`, `[` or `{`), not a list or a mapping".into()
+                }
+                other => format!("expected {other} here"),
+            }
+        }
+        _ => {}
+    }
+    let text = e.render_with_formatter(&serde_saphyr::UserMessageFormatter);
+    let m = text.trim();
     let m = match m.rfind(" at line ") {
         Some(i) if m[i..].contains("column") => &m[..i],
         _ => m,
     };
-    match m {
-        "invalid boolean" => "invalid boolean: write true or false".to_string(),
-        _ => m.to_string(),
+    if m.contains("found a tab") {
+        return format!("{m}: indent with spaces, YAML does not allow tabs there");
     }
+    if m.starts_with("invalid boolean") {
+        return "invalid boolean: write true or false".into();
+    }
+    if let Some(rest) = m.strip_prefix("unknown field ") {
+        return format!("unknown key {rest}");
+    }
+    if let Some(rest) = m.strip_prefix("missing field ") {
+        return format!("missing key {rest}: add it here");
+    }
+    if let Some(rest) = m.strip_prefix("unknown variant ") {
+        return format!("unknown value {rest}");
+    }
+    if let Some(kind) = m.strip_prefix("data did not match any variant of untagged enum ") {
+        return match kind {
+            "DiskSpec" => "a disk is an image name, or `{image: NAME, target: vdb, ...}`".into(),
+            "QemuConfValue" => "a qemu.conf value is a number, true/false or a string".into(),
+            other => format!("this value does not fit `{other}`: see `selinux-harness schema`"),
+        };
+    }
+    m.to_string()
+}
+
+/// The line the file's top-level value starts on (after comments, blank lines and `---`).
+fn root_at(source: &str) -> Option<usize> {
+    source
+        .lines()
+        .position(|l| {
+            let t = l.trim();
+            !(t.is_empty() || t.starts_with('#') || t == "---")
+        })
+        .map(|i| i + 1)
 }
 
 /// Every scenario file named, or found below a named directory (*.yaml, *.yml), sorted.

@@ -5,7 +5,9 @@ mod load;
 mod model;
 mod validate;
 
-pub use load::{discover, load_file, load_str, Diagnostic, LoadedScenario};
+pub use load::{
+    discover, load_file, load_str, load_with_warnings, warnings, Diagnostic, LoadedScenario,
+};
 pub use model::*;
 pub use validate::default_target;
 

@@ -8,7 +8,7 @@ use std::str::FromStr;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::context::{Context, Level};
+use crate::context::{Context, Level, MlsRange};
 
 /// A value with the place in the file it came from, for errors found after parsing
 /// (dangling references, duplicate targets). Wraps serde-saphyr's `Spanned` so the JSON Schema
@@ -163,7 +163,7 @@ pub struct Scenario {
     pub variants: BTreeMap<Name, HostSettings>,
     /// AVC records to ignore on top of the built-in noise filter.
     #[serde(default)]
-    pub ignore_avc: Vec<AvcMatch>,
+    pub ignore_avc: Vec<At<AvcMatch>>,
     pub steps: Vec<Step>,
 }
 
@@ -490,7 +490,7 @@ pub struct StepOptions {
     pub expect: Expect,
     /// Known bugs: expectations of this step that fail on some platform or variant.
     #[serde(default)]
-    pub known_bug: Vec<KnownBug>,
+    pub known_bug: Vec<At<KnownBug>>,
 }
 
 const ACTIONS: &[&str] = &[
@@ -774,20 +774,39 @@ pub struct ContextMatch {
     pub role: Option<String>,
     #[serde(rename = "type")]
     pub kind: Option<String>,
-    /// The (low) MCS level, e.g. s0:c1,c2 or $vm1 for the captured domain's level.
-    pub level: Option<At<Valued<Level>>>,
-    /// The level must differ from this one.
-    pub not_level: Option<At<Valued<Level>>>,
+    /// The whole MLS range, e.g. s0:c1,c2, s0-s0:c0.c1023, or $vm1 for the captured domain's.
+    /// `s0:c1,c2` does not match `s0:c1,c2-s0:c0.c1023`: say `low:` to compare the low level only.
+    pub level: Option<At<Valued<MlsRange>>>,
+    /// The whole range must differ from this one.
+    pub not_level: Option<At<Valued<MlsRange>>>,
+    /// The low level of the range only (what MCS constraints compare for files).
+    pub low: Option<At<Valued<Level>>>,
+    /// The high level (clearance) of the range only.
+    pub high: Option<At<Valued<Level>>>,
+}
+
+impl ContextMatch {
+    /// Whether the match says nothing (and so matches any context).
+    pub fn is_empty(&self) -> bool {
+        self.context.is_none()
+            && self.user.is_none()
+            && self.role.is_none()
+            && self.kind.is_none()
+            && self.level.is_none()
+            && self.not_level.is_none()
+            && self.low.is_none()
+            && self.high.is_none()
+    }
 }
 
 /// What a watched file's label may do during the step.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TimelineMatch {
-    /// The file never carried this level, not even for a moment.
-    pub never_level: Option<At<Valued<Level>>>,
-    /// The file carried this level at some moment.
-    pub saw_level: Option<At<Valued<Level>>>,
+    /// The file never carried this MLS range, not even for a moment.
+    pub never_level: Option<At<Valued<MlsRange>>>,
+    /// The file carried this MLS range at some moment.
+    pub saw_level: Option<At<Valued<MlsRange>>>,
     /// The label never changed during the step.
     pub unchanged: Option<bool>,
 }
@@ -805,18 +824,73 @@ pub struct AvcMatch {
     pub comm: Option<String>,
 }
 
-/// `avc: none` or a list of denials that must all be seen.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(untagged)]
-pub enum AvcExpect {
-    None(NoneKeyword),
-    Denials(Vec<AvcMatch>),
+impl AvcMatch {
+    /// Whether the pattern says nothing (and so matches every denial).
+    pub fn is_empty(&self) -> bool {
+        self.perms.is_empty()
+            && self.scontext.is_none()
+            && self.tcontext.is_none()
+            && self.tclass.is_none()
+            && self.comm.is_none()
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum NoneKeyword {
+/// `avc: none` or a list of denials that must all be seen.
+#[derive(Debug, Clone)]
+pub enum AvcExpect {
     None,
+    Denials(Vec<At<AvcMatch>>),
+}
+
+// Read element by element (not as an untagged enum, which buffers the value): each pattern
+// keeps its place in the file, and a wrong value gets a message an author can act on.
+impl<'de> Deserialize<'de> for AvcExpect {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = AvcExpect;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("`none` or a list of AVC patterns")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<AvcExpect, E> {
+                match v {
+                    "none" => Ok(AvcExpect::None),
+                    other => Err(E::custom(format!(
+                        "`avc: {other}`: write `avc: none`, or a list of denials such as `avc: [{{perms: [read], scontext: {{type: svirt_t}}}}]`"
+                    ))),
+                }
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<AvcExpect, A::Error> {
+                let mut v = Vec::new();
+                while let Some(m) = seq.next_element()? {
+                    v.push(m);
+                }
+                if v.is_empty() {
+                    return Err(serde::de::Error::custom(
+                        "`avc: []` expects nothing: write `avc: none` for no denial, or list the denials",
+                    ));
+                }
+                Ok(AvcExpect::Denials(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for AvcExpect {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "AvcExpect".into()
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let list = g.subschema_for::<Vec<AvcMatch>>();
+        schemars::json_schema!({
+            "description": "`none`, or a list of denials that must all be logged",
+            "anyOf": [{"const": "none"}, list]
+        })
+    }
 }
 
 /// The libvirt error an action must end with.
@@ -825,8 +899,10 @@ pub enum NoneKeyword {
 pub struct ErrorMatch {
     /// Symbolic libvirt error code, e.g. VIR_ERR_OPERATION_INVALID.
     pub code: Option<At<String>>,
+    /// Symbolic libvirt error domain (the part of libvirt that raised it), e.g. VIR_FROM_SECURITY.
+    pub domain: Option<At<String>>,
     /// Text the message must contain.
-    pub message: Option<String>,
+    pub message: Option<At<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -840,7 +916,7 @@ pub enum AccessOutcome {
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Expect {
-    pub error: Option<ErrorMatch>,
+    pub error: Option<At<ErrorMatch>>,
     /// Labels of the domains' QEMU processes.
     #[serde(default)]
     pub process: BTreeMap<At<Name>, ContextMatch>,
@@ -854,12 +930,12 @@ pub struct Expect {
     pub avc: Option<AvcExpect>,
     /// Denials that must not be logged during the step.
     #[serde(default)]
-    pub no_avc: Vec<AvcMatch>,
+    pub no_avc: Vec<At<AvcMatch>>,
     /// For a probe step: whether the open was allowed.
     pub access: Option<AccessOutcome>,
 }
 
-/// Marks the expectations of a step as a known bug where `when` holds.
+/// Marks named expectations of a step as a known bug where `when` holds.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KnownBug {
@@ -868,6 +944,272 @@ pub struct KnownBug {
     pub summary: Option<String>,
     #[serde(default)]
     pub when: Platform,
+    /// The expectations the bug makes fail (`timeline.vm1.img.never_level`, `error`, ...),
+    /// each optionally with what it observes when the bug reproduces. Required: a failure of
+    /// any other expectation of the step is a `fail`.
+    pub expects: Option<Vec<At<Excuse>>>,
+}
+
+/// One expectation a known bug excuses: a check key, or `{check: KEY, observed: TEXT}` when
+/// only a failure whose observation contains TEXT is the bug (`$NAME` in TEXT stands for the
+/// MLS range of capture NAME, `$NAME.imagelabel` for its image label's).
+#[derive(Debug, Clone, JsonSchema)]
+pub struct Excuse {
+    pub check: At<String>,
+    pub observed: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExcuseFull {
+    check: At<String>,
+    observed: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for Excuse {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Excuse;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a check key (e.g. timeline.vm1.img) or {check: KEY, observed: TEXT}")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Excuse, E> {
+                Ok(Excuse {
+                    check: At::new(v.to_string()),
+                    observed: None,
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Excuse, A::Error> {
+                let f = ExcuseFull::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(Excuse {
+                    check: f.check,
+                    observed: f.observed,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Which check of a timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TimelineCheck {
+    NeverLevel,
+    SawLevel,
+    Unchanged,
+}
+
+impl TimelineCheck {
+    fn keyword(self) -> &'static str {
+        match self {
+            TimelineCheck::NeverLevel => "never_level",
+            TimelineCheck::SawLevel => "saw_level",
+            TimelineCheck::Unchanged => "unchanged",
+        }
+    }
+}
+
+/// One check a step makes, named the way a scenario names it in `known_bug: [{expects: ...}]`:
+/// `succeeds`, `error`, `access`, `process.DOMAIN`, `file.IMAGE`,
+/// `timeline.IMAGE.never_level|saw_level|unchanged`, `avc` (for `avc: none`), `avc.N` (the
+/// N-th listed denial, from 0), `no_avc.N`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CheckKey {
+    Succeeds,
+    Error,
+    Access,
+    Process(String),
+    File(String),
+    Timeline(String, TimelineCheck),
+    AvcNone,
+    AvcDenial(usize),
+    NoAvc(usize),
+}
+
+/// The kinds of check, for counting and for the negative controls of the conformance suite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CheckKind {
+    Succeeds,
+    Error,
+    Access,
+    Process,
+    File,
+    TimelineNeverLevel,
+    TimelineSawLevel,
+    TimelineUnchanged,
+    AvcNone,
+    AvcDenial,
+    NoAvc,
+}
+
+impl CheckKind {
+    pub const ALL: [CheckKind; 11] = [
+        CheckKind::Succeeds,
+        CheckKind::Error,
+        CheckKind::Access,
+        CheckKind::Process,
+        CheckKind::File,
+        CheckKind::TimelineNeverLevel,
+        CheckKind::TimelineSawLevel,
+        CheckKind::TimelineUnchanged,
+        CheckKind::AvcNone,
+        CheckKind::AvcDenial,
+        CheckKind::NoAvc,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            CheckKind::Succeeds => "succeeds",
+            CheckKind::Error => "error",
+            CheckKind::Access => "access",
+            CheckKind::Process => "process",
+            CheckKind::File => "file",
+            CheckKind::TimelineNeverLevel => "timeline_never_level",
+            CheckKind::TimelineSawLevel => "timeline_saw_level",
+            CheckKind::TimelineUnchanged => "timeline_unchanged",
+            CheckKind::AvcNone => "avc_none",
+            CheckKind::AvcDenial => "avc_denial",
+            CheckKind::NoAvc => "no_avc",
+        }
+    }
+}
+
+impl CheckKey {
+    pub fn kind(&self) -> CheckKind {
+        match self {
+            CheckKey::Succeeds => CheckKind::Succeeds,
+            CheckKey::Error => CheckKind::Error,
+            CheckKey::Access => CheckKind::Access,
+            CheckKey::Process(_) => CheckKind::Process,
+            CheckKey::File(_) => CheckKind::File,
+            CheckKey::Timeline(_, TimelineCheck::NeverLevel) => CheckKind::TimelineNeverLevel,
+            CheckKey::Timeline(_, TimelineCheck::SawLevel) => CheckKind::TimelineSawLevel,
+            CheckKey::Timeline(_, TimelineCheck::Unchanged) => CheckKind::TimelineUnchanged,
+            CheckKey::AvcNone => CheckKind::AvcNone,
+            CheckKey::AvcDenial(_) => CheckKind::AvcDenial,
+            CheckKey::NoAvc(_) => CheckKind::NoAvc,
+        }
+    }
+
+    /// Whether `name` (from a known bug's `expects`) names this check: its key, or for a
+    /// timeline `timeline.IMAGE`, every check of that image's timeline.
+    pub fn named_by(&self, name: &str) -> bool {
+        match self {
+            CheckKey::Timeline(file, _) if name == format!("timeline.{file}") => true,
+            _ => self.to_string() == name,
+        }
+    }
+}
+
+impl fmt::Display for CheckKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CheckKey::Succeeds => f.write_str("succeeds"),
+            CheckKey::Error => f.write_str("error"),
+            CheckKey::Access => f.write_str("access"),
+            CheckKey::Process(d) => write!(f, "process.{d}"),
+            CheckKey::File(i) => write!(f, "file.{i}"),
+            CheckKey::Timeline(i, t) => write!(f, "timeline.{i}.{}", t.keyword()),
+            CheckKey::AvcNone => f.write_str("avc"),
+            CheckKey::AvcDenial(n) => write!(f, "avc.{n}"),
+            CheckKey::NoAvc(n) => write!(f, "no_avc.{n}"),
+        }
+    }
+}
+
+impl FromStr for CheckKey {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not a check key");
+        let index = |n: &str| n.parse::<usize>().map_err(|_| bad());
+        Ok(match s.split_once('.') {
+            None => match s {
+                "succeeds" => CheckKey::Succeeds,
+                "error" => CheckKey::Error,
+                "access" => CheckKey::Access,
+                "avc" => CheckKey::AvcNone,
+                _ => return Err(bad()),
+            },
+            Some(("process", d)) => CheckKey::Process(d.to_string()),
+            Some(("file", i)) => CheckKey::File(i.to_string()),
+            Some(("avc", n)) => CheckKey::AvcDenial(index(n)?),
+            Some(("no_avc", n)) => CheckKey::NoAvc(index(n)?),
+            Some(("timeline", rest)) => {
+                let (i, t) = rest.rsplit_once('.').ok_or_else(bad)?;
+                let t = match t {
+                    "never_level" => TimelineCheck::NeverLevel,
+                    "saw_level" => TimelineCheck::SawLevel,
+                    "unchanged" => TimelineCheck::Unchanged,
+                    _ => return Err(bad()),
+                };
+                CheckKey::Timeline(i.to_string(), t)
+            }
+            _ => return Err(bad()),
+        })
+    }
+}
+
+impl Serialize for CheckKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for CheckKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl Expect {
+    /// The checks this expectation makes, in the order `expect::check_step` makes them (a
+    /// probe step is judged by `access`, any other by `error` or success).
+    pub fn keys(&self, is_probe: bool) -> Vec<CheckKey> {
+        let mut out = Vec::new();
+        if is_probe {
+            if self.access.is_some() {
+                out.push(CheckKey::Access);
+            }
+        } else if self.error.is_some() {
+            out.push(CheckKey::Error);
+        } else {
+            out.push(CheckKey::Succeeds);
+        }
+        out.extend(
+            self.process
+                .keys()
+                .map(|d| CheckKey::Process(d.value.to_string())),
+        );
+        out.extend(
+            self.file
+                .keys()
+                .map(|i| CheckKey::File(i.value.to_string())),
+        );
+        for (i, t) in &self.timeline {
+            let i = i.value.to_string();
+            if t.never_level.is_some() {
+                out.push(CheckKey::Timeline(i.clone(), TimelineCheck::NeverLevel));
+            }
+            if t.saw_level.is_some() {
+                out.push(CheckKey::Timeline(i.clone(), TimelineCheck::SawLevel));
+            }
+            if t.unchanged == Some(true) {
+                out.push(CheckKey::Timeline(i, TimelineCheck::Unchanged));
+            }
+        }
+        match &self.avc {
+            Some(AvcExpect::None) => out.push(CheckKey::AvcNone),
+            Some(AvcExpect::Denials(list)) => {
+                out.extend((0..list.len()).map(CheckKey::AvcDenial));
+            }
+            None => {}
+        }
+        out.extend((0..self.no_avc.len()).map(CheckKey::NoAvc));
+        out
+    }
 }
 
 /// Where a known bug applies. Every field given must hold; an empty `when` holds everywhere.

@@ -11,22 +11,31 @@ pub(super) struct Problem {
     pub message: String,
 }
 
+/// A `message:` to match with fewer words than this is probably too weak to tell one error
+/// from another (`write`, `Permission denied`), unless a code or domain pins it as well.
+const MESSAGE_MIN_WORDS: usize = 3;
+
 struct Checker<'a> {
     s: &'a Scenario,
     problems: Vec<Problem>,
+    /// Things that load but may not check what the author meant.
+    warnings: Vec<Problem>,
     /// Captures made so far, with the step that made them.
     captured: BTreeSet<Name>,
 }
 
-pub(super) fn validate(s: &Scenario) -> Vec<Problem> {
+/// The errors (the file is rejected) and the warnings of a scenario, each in file order.
+pub(super) fn validate(s: &Scenario) -> (Vec<Problem>, Vec<Problem>) {
     let mut c = Checker {
         s,
         problems: Vec::new(),
+        warnings: Vec::new(),
         captured: BTreeSet::new(),
     };
     c.scenario();
     c.problems.sort_by_key(|p| (p.line, p.column));
-    c.problems
+    c.warnings.sort_by_key(|p| (p.line, p.column));
+    (c.problems, c.warnings)
 }
 
 fn one_of<'n>(names: impl Iterator<Item = &'n Name>) -> String {
@@ -94,15 +103,142 @@ impl Checker<'_> {
         }
     }
 
-    fn context_match(&mut self, m: &ContextMatch) {
+    fn warning<T>(&mut self, at: &At<T>, message: String) {
+        self.warnings.push(Problem {
+            line: at.line,
+            column: at.column,
+            message,
+        });
+    }
+
+    /// `at` is where the match stands (its key), for a match that says nothing.
+    fn context_match<T>(&mut self, at: &At<T>, what: &str, m: &ContextMatch) {
+        if m.is_empty() {
+            let msg = format!(
+                "`{what}: {{}}` matches any label, so it checks nothing: give at least one of type, level, low, high, user, role, context"
+            );
+            self.problem(at, msg);
+        }
         self.capture_ref(&m.context);
         self.capture_ref(&m.level);
         self.capture_ref(&m.not_level);
+        self.capture_ref(&m.low);
+        self.capture_ref(&m.high);
     }
 
-    fn avc_match(&mut self, m: &AvcMatch) {
-        for c in [&m.scontext, &m.tcontext].into_iter().flatten() {
-            self.context_match(c);
+    fn avc_match(&mut self, m: &At<AvcMatch>, list: &str) {
+        if m.value.is_empty() {
+            let msg = format!(
+                "an empty AVC pattern in `{list}` matches every denial: give at least one of perms, scontext, tcontext, tclass, comm"
+            );
+            self.problem(m, msg);
+        }
+        if let Some(c) = &m.value.scontext {
+            self.context_match(m, "scontext", c);
+        }
+        if let Some(c) = &m.value.tcontext {
+            self.context_match(m, "tcontext", c);
+        }
+    }
+
+    fn error_match(&mut self, e: &At<ErrorMatch>) {
+        let m = &e.value;
+        if m.code.is_none() && m.domain.is_none() && m.message.is_none() {
+            self.problem(
+                e,
+                "`error: {}` matches any error, so it checks nothing: give the libvirt error `code:` (e.g. VIR_ERR_OPERATION_INVALID), `domain:` (e.g. VIR_FROM_SECURITY) and/or text the `message:` contains".into(),
+            );
+        }
+        if let Some(c) = &m.code {
+            if !crate::host::libvirt::is_error_code(&c.value) {
+                let msg = format!(
+                    "`{}` is not a libvirt error code: use a virErrorNumber name such as VIR_ERR_OPERATION_INVALID",
+                    c.value
+                );
+                self.problem(c, msg);
+            }
+        }
+        if let Some(d) = &m.domain {
+            if !crate::host::libvirt::is_error_domain(&d.value) {
+                let msg = format!(
+                    "`{}` is not a libvirt error domain: use a virErrorDomain name such as VIR_FROM_SECURITY",
+                    d.value
+                );
+                self.problem(d, msg);
+            }
+        }
+        if let Some(text) = &m.message {
+            let words = text.value.split_whitespace().count();
+            if words < MESSAGE_MIN_WORDS && m.code.is_none() && m.domain.is_none() {
+                let msg = format!(
+                    "`message: {}` is {words} word(s) and no `code:` or `domain:` pins the error: another error can contain it too; quote more of libvirt's message or add the code",
+                    text.value
+                );
+                self.warning(text, msg);
+            }
+        }
+    }
+
+    /// A known bug names the checks it excuses, among those the step makes.
+    fn known_bug(&mut self, kb: &At<KnownBug>, keys: &[CheckKey]) {
+        let listed: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        let Some(expects) = &kb.value.expects else {
+            let msg = format!(
+                "known bug `{}` does not say which expectations it excuses: add `expects: [KEY, ...]` (this step's checks: {})",
+                kb.value.reference,
+                listed.join(", ")
+            );
+            self.problem(kb, msg);
+            return;
+        };
+        if expects.is_empty() {
+            self.problem(
+                kb,
+                format!(
+                    "`expects: []` excuses nothing: name the checks the bug makes fail (this step's: {})",
+                    listed.join(", ")
+                ),
+            );
+        }
+        for e in expects {
+            let name = &e.value.check.value;
+            if !keys.iter().any(|k| k.named_by(name)) {
+                let at = if e.value.check.line > 0 {
+                    &e.value.check
+                } else {
+                    &At {
+                        value: String::new(),
+                        line: e.line,
+                        column: e.column,
+                    }
+                };
+                let msg = format!(
+                    "`{name}` is not a check this step makes: use one of {}",
+                    listed.join(", ")
+                );
+                self.problem(at, msg);
+            }
+            if let Some(text) = &e.value.observed {
+                if text.trim().is_empty() {
+                    self.problem(e, "an empty `observed:` matches any failure: remove it, or give the text the failing check observes when the bug reproduces".into());
+                }
+                for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || "$_.-".contains(c)))
+                {
+                    let Some(reference) = word.strip_prefix('$') else {
+                        continue;
+                    };
+                    match format!("${}", reference.trim_end_matches('.')).parse::<CaptureRef>() {
+                        Ok(c) if self.captured.contains(&c.name) => {}
+                        Ok(c) => {
+                            let msg = format!(
+                                "`{c}` in `observed:` is not captured by this step or an earlier one"
+                            );
+                            self.problem(e, msg);
+                        }
+                        Err(why) => self.problem(e, why),
+                    }
+                }
+            }
         }
     }
 
@@ -137,6 +273,11 @@ impl Checker<'_> {
 
     fn scenario(&mut self) {
         let s = self.s;
+        for m in &s.ignore_avc {
+            if m.value.is_empty() {
+                self.problem(m, "an empty AVC pattern in `ignore_avc` hides every denial: give at least one of perms, scontext, tcontext, tclass, comm".into());
+            }
+        }
         self.host(&s.host);
         for settings in s.variants.values() {
             self.host(settings);
@@ -203,6 +344,12 @@ impl Checker<'_> {
             Action::Relabel(r) => self.image(&r.image),
             Action::Probe(p) => {
                 self.image(&p.image);
+                if step.options.expect.access.is_none() {
+                    self.problem(
+                        &at,
+                        "a probe step must say what the open should do: add `expect: {access: allowed}` or `expect: {access: denied}`".into(),
+                    );
+                }
                 if !self.s.requires.contains(&Requirement::ProbeModule) {
                     self.problem(
                         &at,
@@ -224,13 +371,16 @@ impl Checker<'_> {
             }
         }
         let e = &o.expect;
+        if let Some(em) = &e.error {
+            self.error_match(em);
+        }
         for (d, m) in &e.process {
             self.domain(d);
-            self.context_match(m);
+            self.context_match(d, &d.value.to_string(), m);
         }
         for (f, m) in &e.file {
             self.image(f);
-            self.context_match(m);
+            self.context_match(f, &f.value.to_string(), m);
         }
         for (f, t) in &e.timeline {
             self.image(f);
@@ -241,16 +391,23 @@ impl Checker<'_> {
                 );
                 self.problem(f, m);
             }
+            if t.never_level.is_none() && t.saw_level.is_none() && t.unchanged != Some(true) {
+                let m = format!(
+                    "the timeline of `{}` checks nothing: give `never_level`, `saw_level` or `unchanged: true`",
+                    f.value
+                );
+                self.problem(f, m);
+            }
             self.capture_ref(&t.never_level);
             self.capture_ref(&t.saw_level);
         }
         if let Some(AvcExpect::Denials(list)) = &e.avc {
             for m in list {
-                self.avc_match(m);
+                self.avc_match(m, "avc");
             }
         }
         for m in &e.no_avc {
-            self.avc_match(m);
+            self.avc_match(m, "no_avc");
         }
         if e.access.is_some() && !matches!(step.action, Action::Probe(_)) {
             self.problem(&at, "`access` can only be expected of a probe step".into());
@@ -261,10 +418,12 @@ impl Checker<'_> {
                 "a probe step reports `access: allowed|denied`, not a libvirt `error`".into(),
             );
         }
+        let keys = e.keys(matches!(step.action, Action::Probe(_)));
         for kb in &o.known_bug {
-            for v in &kb.when.variant {
+            for v in &kb.value.when.variant {
                 self.variant(v);
             }
+            self.known_bug(kb, &keys);
         }
     }
 }
