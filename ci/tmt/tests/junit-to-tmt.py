@@ -18,9 +18,13 @@ from pathlib import Path
 
 
 def trial_name(case: ET.Element) -> str:
-    """classname 'selinux-harness.scenarios/seed/a.yaml' + name 'a[default]' ->
+    """classname 'selinux-harness.[/abs/path/]scenarios/seed/a.yaml' + name 'a[default]' ->
     '/scenarios/seed/a/default': unique across directories, and a path as tmt names are."""
     path = case.get("classname", "").removeprefix("selinux-harness.").removesuffix(".yaml")
+    # The suite names files by where it found them (an absolute path under tmt): keep the
+    # part from the scenarios directory on, so names do not depend on the checkout's place.
+    at = path.rfind("scenarios/")
+    path = path[at:] if at >= 0 else path
     name = case.get("name", "unnamed")
     variant = re.search(r"\[([^\]]*)\]$", name)
     base = path if path else name.split("[")[0]
