@@ -50,7 +50,10 @@ start_libvirt() {
       systemctl enable --now "virt${drv}d.socket" "virt${drv}d-ro.socket" "virt${drv}d-admin.socket"
     fi
   done
-  systemctl enable --now virtproxyd.socket
+  # virtproxyd (a package of its own on recent Fedora) only serves the old socket's clients.
+  if systemctl cat virtproxyd.socket >/dev/null 2>&1; then
+    systemctl enable --now virtproxyd.socket
+  fi
 }
 
 start_services() {
