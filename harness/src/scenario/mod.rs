@@ -2,6 +2,7 @@
 
 mod load;
 mod model;
+pub mod mutate;
 mod validate;
 
 pub use load::{

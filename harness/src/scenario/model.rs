@@ -491,6 +491,19 @@ pub struct StepOptions {
     /// Known bugs: expectations of this step that fail on some platform or variant.
     #[serde(default)]
     pub known_bug: Vec<At<KnownBug>>,
+    /// Mutants of this step (`selinux-harness mutants`) that may survive, each with the reason
+    /// the scenario cannot tell them from itself.
+    #[serde(default)]
+    pub mutants_survive: Vec<At<Survivor>>,
+}
+
+/// A mutant a step lets survive: its name as `selinux-harness mutants` prints it
+/// (`file.vm1.img/type`) and why no run can kill it.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Survivor {
+    pub mutant: At<String>,
+    pub reason: String,
 }
 
 const ACTIONS: &[&str] = &[
@@ -504,7 +517,15 @@ const ACTIONS: &[&str] = &[
     "relabel",
     "probe",
 ];
-const STEP_OPTIONS: &[&str] = &["title", "capture", "watch", "settle", "expect", "known_bug"];
+const STEP_OPTIONS: &[&str] = &[
+    "title",
+    "capture",
+    "watch",
+    "settle",
+    "expect",
+    "known_bug",
+    "mutants_survive",
+];
 
 // serde's `flatten` would buffer the step into an untyped map, which loses both
 // `deny_unknown_fields` and the source locations the error messages need; so a step is read
@@ -534,6 +555,7 @@ impl<'de> Deserialize<'de> for Step {
                         "settle" => o.settle = Some(map.next_value()?),
                         "expect" => o.expect = map.next_value()?,
                         "known_bug" => o.known_bug = map.next_value()?,
+                        "mutants_survive" => o.mutants_survive = map.next_value()?,
                         k if ACTIONS.contains(&k) => {
                             if let Some((prev, ..)) = &action {
                                 return Err(Error::custom(format!(
@@ -612,6 +634,7 @@ impl JsonSchema for Step {
             "settle": g.subschema_for::<Option<Duration>>(),
             "expect": g.subschema_for::<Expect>(),
             "known_bug": g.subschema_for::<Vec<KnownBug>>(),
+            "mutants_survive": g.subschema_for::<Vec<Survivor>>(),
         });
         let one_of: Vec<_> = ACTIONS
             .iter()
