@@ -16,7 +16,10 @@ use selinux_harness::target::Target;
 pub enum Fate {
     Killed(String),
     /// Survived; a listed survivor carries the scenario's reason.
-    Survived { saw: String, listed: Option<String> },
+    Survived {
+        saw: String,
+        listed: Option<String>,
+    },
     /// Nothing to compare: the original did not succeed in that variant, or the mutant's run
     /// ended in `error` (the target broke, nothing was judged).
     NotJudged(String),
@@ -66,7 +69,10 @@ pub fn fates(plan: &Plan<'_>, verdicts: &[Verdict], checks: &[Vec<(usize, Check)
             let mut saw = Vec::new();
             for &r in idx {
                 let variant = &plan.runs[r].1;
-                let original = plan.originals.get(&(*si, variant.clone())).map(|&o| &verdicts[o]);
+                let original = plan
+                    .originals
+                    .get(&(*si, variant.clone()))
+                    .map(|&o| &verdicts[o]);
                 let name = trial_name("", variant.as_deref());
                 match original {
                     Some(o) if o.is_success() => {}
@@ -168,7 +174,9 @@ impl Tally {
         self.generated += 1;
         match f {
             Fate::Killed(_) => self.killed += 1,
-            Fate::Survived { listed: Some(_), .. } => self.listed += 1,
+            Fate::Survived {
+                listed: Some(_), ..
+            } => self.listed += 1,
             Fate::Survived { listed: None, .. } => self.survived += 1,
             Fate::NotJudged(_) => self.not_judged += 1,
         }
@@ -194,11 +202,7 @@ impl Tally {
 
 /// The report: per scenario, per kind of check, every survivor and unjudged mutant with why,
 /// and the total. Returns the text and the total.
-pub fn report(
-    scenarios: &[LoadedScenario],
-    plan: &Plan<'_>,
-    fates: &[Fate],
-) -> (String, Tally) {
+pub fn report(scenarios: &[LoadedScenario], plan: &Plan<'_>, fates: &[Fate]) -> (String, Tally) {
     let mut per_scenario: BTreeMap<String, Tally> = BTreeMap::new();
     let mut per_kind: BTreeMap<MutatedKind, Tally> = BTreeMap::new();
     let mut total = Tally::default();
@@ -274,7 +278,11 @@ mod tests {
         let f = fates(&p, &verdicts, &checks);
         assert_eq!(f[0], Fate::Killed("fail".into()));
         assert!(matches!(f[1], Fate::NotJudged(_)), "{:?}", f[1]);
-        assert!(matches!(f[2], Fate::Survived { listed: None, .. }), "{:?}", f[2]);
+        assert!(
+            matches!(f[2], Fate::Survived { listed: None, .. }),
+            "{:?}",
+            f[2]
+        );
         let (text, total) = report(&s, &p, &f);
         assert_eq!((total.killed, total.not_judged), (1, 1));
         assert!(text.contains("SURVIVED"), "{text}");

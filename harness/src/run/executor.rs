@@ -252,7 +252,7 @@ impl Run<'_> {
             Ok(false) => tally.inconclusive = Some("SELinux is permissive on the target".into()),
             Err(e) => return Err(format!("cannot read the SELinux mode: {e}")),
         }
-        if let Some(reason) = self.unmet_requirements() {
+        if let Some(reason) = self.unmet_requirements()? {
             return Ok(Verdict::Skipped { reason });
         }
         self.apply_host_settings()?;
@@ -275,28 +275,34 @@ impl Run<'_> {
         Ok(tally.verdict())
     }
 
-    fn unmet_requirements(&mut self) -> Option<String> {
+    /// What the target lacks for good (no MCS policy: a skip), or `Err` when what it should
+    /// offer is broken - a libvirtd that does not answer, a probe module that does not load -
+    /// which is an `error`: a skip there would let a broken target look green.
+    fn unmet_requirements(&mut self) -> Result<Option<String>, String> {
         for r in &self.loaded.scenario.requires {
             match r {
                 Requirement::Enforcing => {}
                 Requirement::Mcs => {
                     if !selinux_ops::mls_enabled() {
-                        return Some("the target's policy has no MLS/MCS".into());
+                        return Ok(Some("the target's policy has no MLS/MCS".into()));
                     }
                 }
                 Requirement::Libvirt => {
                     if let Err(e) = Libvirt::connect(&self.paths.libvirt_uri) {
-                        return Some(format!("libvirt is not available: {}", e.message));
+                        return Err(format!(
+                            "the scenario requires libvirt, but libvirtd does not answer: {}",
+                            e.message
+                        ));
                     }
                 }
                 Requirement::ProbeModule => {
                     if let Err(e) = self.ensure_probe_module() {
-                        return Some(format!("cannot load the probe policy module: {e}"));
+                        return Err(format!("cannot load the probe policy module: {e}"));
                     }
                 }
             }
         }
-        None
+        Ok(None)
     }
 
     fn ensure_probe_module(&mut self) -> Result<(), String> {

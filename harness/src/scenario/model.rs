@@ -164,7 +164,29 @@ pub struct Scenario {
     /// AVC records to ignore on top of the built-in noise filter.
     #[serde(default)]
     pub ignore_avc: Vec<At<AvcMatch>>,
+    /// Targets the scenario does not apply to, each with the reason. Its conformance trials
+    /// there are not run and say why; anything else that keeps a trial from running fails it.
+    #[serde(default)]
+    pub not_applicable: Vec<NotApplicable>,
     pub steps: Vec<Step>,
+}
+
+/// A target kind a scenario is not meant for.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NotApplicable {
+    pub target: TargetName,
+    /// Shown in place of a verdict.
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetName {
+    /// The embedded VM.
+    Vm,
+    /// The host the harness runs on.
+    Local,
 }
 
 /// What a target must offer.

@@ -254,7 +254,15 @@ pub fn step_mutations(s: &Scenario, i: usize) -> Vec<Mutation> {
                         index: n,
                     }],
                 );
-                avc_match_mutations(&mut b, &key, CheckKind::AvcDenial, &m.value, &captures, n, "avc");
+                avc_match_mutations(
+                    &mut b,
+                    &key,
+                    CheckKind::AvcDenial,
+                    &m.value,
+                    &captures,
+                    n,
+                    "avc",
+                );
             }
         }
         None => {}
@@ -271,7 +279,15 @@ pub fn step_mutations(s: &Scenario, i: usize) -> Vec<Mutation> {
                 index: n,
             }],
         );
-        avc_match_mutations(&mut b, &key, CheckKind::NoAvc, &m.value, &captures, n, "no_avc");
+        avc_match_mutations(
+            &mut b,
+            &key,
+            CheckKind::NoAvc,
+            &m.value,
+            &captures,
+            n,
+            "no_avc",
+        );
     }
 
     for (k, kb) in step.options.known_bug.iter().enumerate() {
@@ -434,7 +450,10 @@ fn match_mutations(
         out.push((
             "invert".to_string(),
             format!("not_level {text} -> level {text}"),
-            vec![Op::Remove(field("not_level")), Op::Set(field("level"), json!(text))],
+            vec![
+                Op::Remove(field("not_level")),
+                Op::Set(field("level"), json!(text)),
+            ],
         ));
         if let Valued::Capture(_) = &l.value {
             let to = shifted(&l.value, captures);
@@ -680,5 +699,239 @@ fn keep_known_excuses(step: &mut Value, is_probe: bool) {
         if let Some(o) = step.as_object_mut() {
             o.remove("known_bug");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::{discover, load_file};
+    use std::path::{Path, PathBuf};
+
+    fn repo() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    }
+
+    fn loaded(source: &str) -> LoadedScenario {
+        let path = PathBuf::from("inline.yaml");
+        let scenario = load_str(&path, source).unwrap_or_else(|e| panic!("{e:?}"));
+        LoadedScenario {
+            path,
+            source: source.to_string(),
+            scenario,
+        }
+    }
+
+    const SCENARIO: &str = r#"
+name: one
+description: every kind of check
+requires: [enforcing, mcs, libvirt, probe_module]
+images:
+  a.img: {size: 1M}
+  b.img: {size: 1M, context: "system_u:object_r:svirt_image_t:s0:c1,c2"}
+domains:
+  vm1: {disks: [a.img]}
+  vm2: {}
+variants:
+  default: {}
+  other: {qemu_conf: {remember_owner: 0}}
+steps:
+  - start: [vm1, vm2]
+    capture: {vm1: vm1, vm2: vm2}
+    watch: [a.img]
+    expect:
+      process:
+        vm1: {type: svirt_t, not_level: $vm2}
+      file:
+        a.img: {context: $vm1.imagelabel, level: $vm1}
+      timeline:
+        a.img: {never_level: $vm2, unchanged: true}
+      avc: none
+  - attach_disk: {domain: vm2, image: a.img, target: vdb}
+    expect:
+      error: {code: VIR_ERR_OPERATION_INVALID, domain: VIR_FROM_SECURITY, message: which is already in use}
+      no_avc:
+        - {scontext: {type: svirt_t}}
+    known_bug:
+      - reference: bug 1
+        when: {variant: [other]}
+        expects: [error]
+  - probe: {context: "unconfined_u:unconfined_r:svirt_t:s0:c3,c4", image: b.img, access: read}
+    expect:
+      access: denied
+      avc:
+        - {perms: [read], scontext: {level: "s0:c3,c4"}, tcontext: {type: svirt_image_t}}
+"#;
+
+    fn by_id(ms: &[Mutant], step: usize, id: &str) -> Mutant {
+        ms.iter()
+            .find(|m| m.mutation.step == step && m.mutation.id == id)
+            .unwrap_or_else(|| {
+                let all: Vec<_> = ms
+                    .iter()
+                    .map(|m| (m.mutation.step, &m.mutation.id))
+                    .collect();
+                panic!("no mutant {id} of step {step} in {all:?}")
+            })
+            .clone()
+    }
+
+    fn expect(m: &Mutant) -> &Expect {
+        &m.scenario.scenario.steps[m.mutation.step].options.expect
+    }
+
+    #[test]
+    fn each_kind_of_mutation_changes_exactly_its_expectation() {
+        let ms = mutants(&loaded(SCENARIO)).expect("every mutant loads");
+
+        let m = by_id(&ms, 0, "succeeds/invert");
+        assert_eq!(
+            expect(&m)
+                .error
+                .as_ref()
+                .and_then(|e| e.value.code.clone())
+                .map(|c| c.value),
+            Some(SOME_ERROR.to_string())
+        );
+        // steps after the mutated one are left out, and the name is the scenario's own
+        assert_eq!(m.scenario.scenario.steps.len(), 1);
+        assert!(m.scenario.scenario.name.value.as_str().starts_with("one.m"));
+
+        let m = by_id(&ms, 0, "process.vm1/type");
+        assert_eq!(
+            expect(&m).process.values().next().unwrap().kind.as_deref(),
+            Some("svirt_tcg_t")
+        );
+        let m = by_id(&ms, 0, "process.vm1/invert");
+        let p = expect(&m).process.values().next().unwrap();
+        assert!(p.not_level.is_none());
+        assert_eq!(p.level.as_ref().unwrap().value.to_string(), "$vm2");
+        let m = by_id(&ms, 0, "process.vm1/not_level");
+        let p = expect(&m).process.values().next().unwrap();
+        assert_eq!(p.not_level.as_ref().unwrap().value.to_string(), "$vm1");
+
+        // a level moves to another capture
+        let m = by_id(&ms, 0, "file.a.img/level");
+        let f = expect(&m).file.values().next().unwrap();
+        assert_eq!(f.level.as_ref().unwrap().value.to_string(), "$vm2");
+        let m = by_id(&ms, 0, "file.a.img/context");
+        let f = expect(&m).file.values().next().unwrap();
+        assert_eq!(f.context.as_ref().unwrap().value.to_string(), "$vm1");
+
+        let m = by_id(&ms, 0, "timeline.a.img.never_level/invert");
+        let t = expect(&m).timeline.values().next().unwrap();
+        assert!(t.never_level.is_none());
+        assert_eq!(t.saw_level.as_ref().unwrap().value.to_string(), "$vm2");
+        assert_eq!(t.unchanged, Some(true));
+        let m = by_id(&ms, 0, "timeline.a.img.never_level/level");
+        let t = expect(&m).timeline.values().next().unwrap();
+        assert_eq!(t.never_level.as_ref().unwrap().value.to_string(), "$vm1");
+
+        let m = by_id(&ms, 0, "avc/denial");
+        assert!(matches!(&expect(&m).avc, Some(AvcExpect::Denials(l)) if l.len() == 1));
+
+        let m = by_id(&ms, 1, "error/removed");
+        assert!(expect(&m).error.is_none());
+        // the known bug named only `error`, which the mutant no longer checks: it goes too
+        assert!(m.scenario.scenario.steps[1].options.known_bug.is_empty());
+        assert_eq!(m.variants, vec![Some("default".to_string())]);
+        for (id, field) in [
+            ("error/code", "code"),
+            ("error/domain", "domain"),
+            ("error/message", "message"),
+        ] {
+            let m = by_id(&ms, 1, id);
+            let e = &expect(&m).error.as_ref().unwrap().value;
+            let got = match field {
+                "code" => e.code.as_ref().map(|c| c.value.clone()),
+                "domain" => e.domain.as_ref().map(|c| c.value.clone()),
+                _ => e.message.as_ref().map(|c| c.value.clone()),
+            };
+            assert_eq!(
+                got.as_deref(),
+                Some(match field {
+                    "code" => "VIR_ERR_OPERATION_FAILED",
+                    "domain" => "VIR_FROM_QEMU",
+                    _ => SHIFTED_MESSAGE,
+                })
+            );
+        }
+        let m = by_id(&ms, 1, "no_avc.0/invert");
+        assert!(expect(&m).no_avc.is_empty());
+        assert!(matches!(&expect(&m).avc, Some(AvcExpect::Denials(l)) if l.len() == 1));
+
+        // a dropped known bug runs where the bug applies
+        let m = by_id(&ms, 1, "known_bug.0/dropped");
+        assert!(m.scenario.scenario.steps[1].options.known_bug.is_empty());
+        assert_eq!(m.variants, vec![Some("other".to_string())]);
+
+        let m = by_id(&ms, 2, "access/invert");
+        assert_eq!(expect(&m).access, Some(AccessOutcome::Allowed));
+        let m = by_id(&ms, 2, "avc.0/invert");
+        assert!(expect(&m).avc.is_none());
+        assert_eq!(expect(&m).no_avc.len(), 1);
+        let m = by_id(&ms, 2, "avc.0/scontext.level");
+        let Some(AvcExpect::Denials(l)) = &expect(&m).avc else {
+            panic!("avc list expected")
+        };
+        let sc = l[0].value.scontext.as_ref().unwrap();
+        assert_eq!(
+            sc.level.as_ref().unwrap().value.to_string(),
+            SHIFTED_LEVELS[0]
+        );
+        let m = by_id(&ms, 2, "avc.0/tcontext.type");
+        let Some(AvcExpect::Denials(l)) = &expect(&m).avc else {
+            panic!("avc list expected")
+        };
+        assert_eq!(
+            l[0].value.tcontext.as_ref().unwrap().kind.as_deref(),
+            Some("virt_image_t")
+        );
+
+        // every mutant differs from the scenario in its own way
+        let mut sources: Vec<&str> = ms.iter().map(|m| m.scenario.source.as_str()).collect();
+        sources.sort();
+        sources.dedup();
+        assert_eq!(sources.len(), ms.len());
+    }
+
+    #[test]
+    fn every_mutant_of_every_shipped_scenario_passes_check() {
+        let files = discover(&[repo().join("scenarios")]).unwrap();
+        let mut n = 0;
+        for f in files {
+            let l = load_file(&f).unwrap_or_else(|e| panic!("{e:?}"));
+            let ms = mutants(&l).unwrap_or_else(|e| panic!("{}: {e:?}", f.display()));
+            for m in &ms {
+                // what the guest does with the text it gets
+                load_str(&m.scenario.path, &m.scenario.source)
+                    .unwrap_or_else(|e| panic!("{}: {e:?}", m.mutation.id));
+            }
+            n += ms.len();
+        }
+        assert!(n >= 50, "only {n} mutants");
+    }
+
+    #[test]
+    fn a_listed_survivor_must_name_a_mutant_of_its_step_and_say_why() {
+        let ok = SCENARIO.replace(
+            "      avc: none\n",
+            "      avc: none\n    mutants_survive:\n      - {mutant: timeline.a.img.never_level/level, reason: the file starts at vm1 level}\n",
+        );
+        let ms = mutants(&loaded(&ok)).unwrap();
+        let m = by_id(&ms, 0, "timeline.a.img.never_level/level");
+        assert_eq!(m.listed.as_deref(), Some("the file starts at vm1 level"));
+        assert!(by_id(&ms, 0, "avc/denial").listed.is_none());
+
+        let unknown = ok.replace("never_level/level", "never_level/type");
+        let errs = load_str(Path::new("x.yaml"), &unknown).unwrap_err();
+        assert!(
+            errs[0].message.contains("is not a mutant of this step")
+                && errs[0].message.contains("avc/denial"),
+            "{errs:?}"
+        );
+        let terse = ok.replace("the file starts at vm1 level", "because");
+        let errs = load_str(Path::new("x.yaml"), &terse).unwrap_err();
+        assert!(errs[0].message.contains("reason"), "{errs:?}");
     }
 }

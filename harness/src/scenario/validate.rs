@@ -334,7 +334,13 @@ impl Checker<'_> {
                 self.problem(id, m);
             }
             if sv.value.reason.split_whitespace().count() < 3 {
-                self.problem(sv, format!("say why mutant `{}` cannot be killed: a `reason:` of a few words at least", id.value));
+                self.problem(
+                    sv,
+                    format!(
+                        "say why mutant `{}` cannot be killed: a `reason:` of a few words at least",
+                        id.value
+                    ),
+                );
             }
         }
     }
