@@ -579,6 +579,175 @@ fn ends_in_proven_error(verdict: &Verdict, notes: &[String], cause: &str) -> Res
     Ok(())
 }
 
+/// The VM of the policy-fault stage: one for all its trials (loading a module costs ~35 s
+/// under TCG, a boot more), started by the first of them.
+type StageVm = Arc<Mutex<Option<Result<target::vm::VmTarget, String>>>>;
+
+/// What a policy fault must be caught by: a scenario, the verdicts it may end in (never pass,
+/// never known-bug), and the text the report must show as the cause.
+struct Catch {
+    fault: selinux_harness::run::fault::PolicyFault,
+    name: &'static str,
+    scenario: &'static str,
+    verdicts: &'static [&'static str],
+    cause: &'static str,
+}
+
+const CATCHES: &[Catch] = {
+    use selinux_harness::run::fault::PolicyFault;
+    &[
+        Catch {
+            fault: PolicyFault::SvirtPermissive,
+            name: "svirt_t-permissive",
+            scenario: "mcs-probe",
+            verdicts: &["inconclusive", "fail"],
+            cause: "permissive=1",
+        },
+        Catch {
+            fault: PolicyFault::SvirtMcsExempt,
+            name: "svirt_t-exempt-from-mcs",
+            scenario: "mcs-probe",
+            verdicts: &["fail"],
+            cause: "observed: allowed",
+        },
+        Catch {
+            fault: PolicyFault::VirtUseExecmemOff,
+            name: "virt_use_execmem-off",
+            scenario: "distinct-dynamic-labels",
+            verdicts: &["fail"],
+            cause: "execmem",
+        },
+    ]
+};
+
+/// Runs one scenario in the stage's VM, with or without a policy fault: verdict, the human
+/// report, the notes.
+fn stage_run(
+    vm: &StageVm,
+    l: &LoadedScenario,
+    policy: Option<selinux_harness::run::fault::PolicyFault>,
+) -> Result<(Verdict, String, Vec<String>), Result<Completion, Failed>> {
+    let mut guard = vm
+        .lock()
+        .map_err(|_| Err(Failed::from("stage VM lock poisoned")))?;
+    let start = || {
+        if std::env::var(target::TARGET_ENV).is_ok_and(|t| t == "local") {
+            return Err("a VM stage; the target is local".to_string());
+        }
+        let options = target::vm::VmTargetOptions {
+            binary: Some(PathBuf::from(env!("CARGO_BIN_EXE_selinux-harness"))),
+            ..Default::default()
+        };
+        target::vm::VmTarget::start(&options)
+            .map_err(|e| format!("the VM target cannot run here: {e}"))
+    };
+    let t = match guard.get_or_insert_with(start) {
+        Ok(t) => t,
+        Err(why) => return Err(Ok(Completion::ignored_with(why.clone()))),
+    };
+    let mut text = Vec::new();
+    let mut human = Human::new(&mut text, false, true);
+    let mut notes = Vec::new();
+    let fault = policy.map(|policy| selinux_harness::run::fault::Fault::Policy { policy });
+    let result = t.run_with_fault(l, None, fault, &mut |e: Event| {
+        if let Event::Note { message } = &e {
+            notes.push(message.clone());
+        }
+        human.event(&e);
+    });
+    drop(human);
+    let verdict = result.map_err(|e| Err(Failed::from(format!("the target broke: {e}"))))?;
+    Ok((verdict, String::from_utf8_lossy(&text).into_owned(), notes))
+}
+
+/// The policy-fault stage, part 1: the scenarios the faults must be caught by pass on the clean
+/// image in the stage's VM (no false alarm), before any fault is made there.
+fn policy_clean(scenarios: Vec<Arc<LoadedScenario>>, vm: StageVm) -> Trial {
+    Trial::ignorable_test("policy_fault::clean-image-no-false-alarm", move || {
+        for l in &scenarios {
+            let (verdict, text, notes) = match stage_run(&vm, l, None) {
+                Ok(r) => r,
+                Err(done) => return done,
+            };
+            if verdict != Verdict::Pass {
+                return Err(format!(
+                    "{} on the clean image gave {}, not pass:
+{text}",
+                    l.scenario.name.value,
+                    verdict.label()
+                )
+                .into());
+            }
+            if !notes.iter().any(|n| n == HOST_STATE_EQUAL) {
+                return Err(
+                    format!("no proof that cleanup put the guest back; notes: {notes:?}").into(),
+                );
+            }
+        }
+        Ok(Completion::Completed)
+    })
+    .with_kind("fault")
+}
+
+/// The policy-fault stage, part 2: with the policy broken in one way, the scenario must end in
+/// one of the verdicts named (never pass), its report must name the cause, and the guest must
+/// be put back (the module removed, the boolean reset: proven by the host-state check).
+fn policy_fault(c: &'static Catch, l: Arc<LoadedScenario>, vm: StageVm) -> Trial {
+    Trial::ignorable_test(
+        format!("policy_fault::{}::{}", c.name, c.scenario),
+        move || {
+            let started = std::time::Instant::now();
+            let (verdict, text, notes) = match stage_run(&vm, &l, Some(c.fault)) {
+                Ok(r) => r,
+                Err(done) => return done,
+            };
+            let took = started.elapsed();
+            if !notes.iter().any(|n| n.starts_with("fault injected")) {
+                return Err(format!(
+                    "the policy was not broken; notes: {notes:?}
+{text}"
+                )
+                .into());
+            }
+            if !c.verdicts.contains(&verdict.label()) {
+                return Err(format!(
+                    "a broken policy ({:?}) gave {}, not {}:
+{text}",
+                    c.fault,
+                    verdict.label(),
+                    c.verdicts.join(" or ")
+                )
+                .into());
+            }
+            let reason = match &verdict {
+                Verdict::Inconclusive { reason } => reason.clone(),
+                _ => String::new(),
+            };
+            if !text.contains(c.cause) && !reason.contains(c.cause) {
+                return Err(format!(
+                    "the report does not name the cause {:?}:
+{text}",
+                    c.cause
+                )
+                .into());
+            }
+            if !notes.iter().any(|n| n == HOST_STATE_EQUAL) {
+                return Err(
+                    format!("no proof that cleanup put the policy back; notes: {notes:?}").into(),
+                );
+            }
+            eprintln!(
+                "policy_fault::{}: {} ({:.0} s)",
+                c.name,
+                verdict.label(),
+                took.as_secs_f64()
+            );
+            Ok(Completion::Completed)
+        },
+    )
+    .with_kind("fault")
+}
+
 /// The executor's note when the host state after cleanup equals the one before the run.
 const HOST_STATE_EQUAL: &str = "host state after cleanup equals the state before the run";
 
@@ -932,6 +1101,31 @@ fn main() {
             std::process::exit(2)
         }
     }
+    let stage: StageVm = Arc::new(Mutex::new(None));
+    let named = |n: &str| {
+        loaded
+            .iter()
+            .find(|l| l.scenario.name.value.as_str() == n)
+            .cloned()
+    };
+    let mut clean: Vec<Arc<LoadedScenario>> = Vec::new();
+    for c in CATCHES {
+        if let Some(l) = named(c.scenario) {
+            if !clean.iter().any(|x| Arc::ptr_eq(x, &l)) {
+                clean.push(l);
+            }
+        }
+    }
+    trials.push(policy_clean(clean, stage.clone()));
+    for c in CATCHES {
+        match named(c.scenario) {
+            Some(l) => trials.push(policy_fault(c, l, stage.clone())),
+            None => {
+                eprintln!("the policy-fault stage needs scenario {}", c.scenario);
+                std::process::exit(2)
+            }
+        }
+    }
     trials.push(sigint_mid_step(faults.join("interrupted.yaml"), 1));
     trials.push(sigint_mid_step(faults.join("interrupted.yaml"), 2));
     match scenario::load_file(&faults.join("broken-target.yaml")) {
@@ -969,8 +1163,11 @@ fn main() {
     }
     let total = trials.len();
     let conclusion = libtest_mimic::run(&args, trials);
-    // Shut the VM down before writing reports.
+    // Shut the VMs down before writing reports.
     if let Ok(mut g) = shared.lock() {
+        g.take();
+    }
+    if let Ok(mut g) = stage.lock() {
         g.take();
     }
 

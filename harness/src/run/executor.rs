@@ -256,6 +256,12 @@ impl Run<'_> {
             return Ok(Verdict::Skipped { reason });
         }
         self.apply_host_settings()?;
+        if let Some(policy) = self.paths.fault.as_ref().and_then(Fault::policy) {
+            let done = policy
+                .apply(self.cleanup)
+                .map_err(|e| format!("cannot break the policy ({policy:?}): {e}"))?;
+            self.note(done);
+        }
         if !self.plan.domains.is_empty() {
             self.libvirt = Some(
                 Libvirt::connect(&self.paths.libvirt_uri)
