@@ -88,13 +88,26 @@ pub fn fates(plan: &Plan<'_>, verdicts: &[Verdict], checks: &[Vec<(usize, Check)
                 if let Verdict::Error { reason } = v {
                     return Fate::NotJudged(format!("the mutant's run ended in error: {reason}"));
                 }
+                // Events number steps from 1.
+                let step = m.mutation.step + 1;
                 if !v.is_success() {
-                    return Fate::Killed(v.label().to_string());
+                    // Killed by its own step, not by a failure somewhere else in the run.
+                    let failed: Vec<String> = checks[r]
+                        .iter()
+                        .filter(|(s, c)| *s == step && !c.passed)
+                        .map(|(_, c)| c.key.to_string())
+                        .collect();
+                    if failed.is_empty() && matches!(v, Verdict::Fail { .. }) {
+                        return Fate::NotJudged(format!(
+                            "the mutant's run failed, but not at the mutated step {step}"
+                        ));
+                    }
+                    return Fate::Killed(format!("{} ({})", v.label(), failed.join(", ")));
                 }
                 let key = m.mutation.id.split('/').next().unwrap_or_default();
                 let seen: Vec<String> = checks[r]
                     .iter()
-                    .filter(|(step, c)| *step == m.mutation.step && c.key.to_string() == key)
+                    .filter(|(s, c)| *s == step && c.key.to_string() == key)
                     .map(|(_, c)| {
                         format!(
                             "{} {} (expected {}, observed {}{})",
@@ -269,14 +282,24 @@ mod tests {
         let p = plan(&s, &ms);
         assert_eq!(p.runs.len(), 1 + ms[0].len());
         let n = p.runs.len();
-        let checks = vec![Vec::new(); n];
+        let mut checks = vec![Vec::new(); n];
+        let failing = Check {
+            key: selinux_harness::scenario::CheckKey::Access,
+            expectation: "access by probe".into(),
+            expected: "allowed".into(),
+            observed: "denied".into(),
+            passed: false,
+            evidence_missing: false,
+            known_bug: None,
+        };
+        checks[1].push((1, failing.clone()));
         let mut verdicts = vec![Verdict::Pass; n];
         verdicts[1] = Verdict::Fail { failed: 1 };
         verdicts[2] = Verdict::Error {
             reason: "vm died".into(),
         };
         let f = fates(&p, &verdicts, &checks);
-        assert_eq!(f[0], Fate::Killed("fail".into()));
+        assert_eq!(f[0], Fate::Killed("fail (access)".into()));
         assert!(matches!(f[1], Fate::NotJudged(_)), "{:?}", f[1]);
         assert!(
             matches!(f[2], Fate::Survived { listed: None, .. }),
@@ -286,6 +309,11 @@ mod tests {
         let (text, total) = report(&s, &p, &f);
         assert_eq!((total.killed, total.not_judged), (1, 1));
         assert!(text.contains("SURVIVED"), "{text}");
+
+        // a failure at another step than the mutated one kills nothing
+        checks[1][0].0 = 2;
+        let f = fates(&p, &verdicts, &checks);
+        assert!(matches!(f[0], Fate::NotJudged(_)), "{:?}", f[0]);
 
         // the original failing: nothing of its mutants is judged
         verdicts[0] = Verdict::Fail { failed: 1 };
