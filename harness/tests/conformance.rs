@@ -1132,6 +1132,13 @@ fn main() {
         Ok(l) => {
             use selinux_harness::run::fault::Fault;
             let l = Arc::new(l);
+            // A skip here would let a target whose libvirtd is down look green.
+            trials.push(injected(
+                "libvirtd-down-is-an-error-not-a-skip",
+                l.clone(),
+                Fault::KillLibvirtd { step: 0 },
+                "the scenario requires libvirt, but libvirtd does not answer",
+            ));
             trials.push(injected(
                 "libvirtd-killed-mid-step",
                 l.clone(),

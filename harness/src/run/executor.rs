@@ -252,6 +252,9 @@ impl Run<'_> {
             Ok(false) => tally.inconclusive = Some("SELinux is permissive on the target".into()),
             Err(e) => return Err(format!("cannot read the SELinux mode: {e}")),
         }
+        // A fault for "step 0" strikes before the requirements are looked at (a libvirtd that
+        // is down when the run begins).
+        self.inject_fault(0, Moment::BeforeAction)?;
         if let Some(reason) = self.unmet_requirements()? {
             return Ok(Verdict::Skipped { reason });
         }

@@ -23,7 +23,8 @@ const SETTLE: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "fault", rename_all = "snake_case")]
 pub enum Fault {
-    /// SIGKILL libvirtd after step `step` started, before its action.
+    /// SIGKILL libvirtd after step `step` started, before its action (step 0: before the
+    /// run looks at what the scenario `requires`).
     KillLibvirtd { step: usize },
     /// SIGKILL the QEMU of the scenario's domain `domain` after step `step` started, before
     /// its action.
@@ -144,7 +145,7 @@ impl Fault {
             | Fault::KillQemu { step, .. }
             | Fault::RotateAuditLog { step }
             | Fault::Permissive { step } => *step,
-            // Made before step 1 (see `Fault::policy`), never at a step.
+            // Made before step 1 (see `Fault::policy`), never at a step (see `strikes`).
             Fault::Policy { .. } => 0,
         }
     }
@@ -160,7 +161,9 @@ impl Fault {
     /// Whether this fault strikes at `moment` of step `step`. Permissive strikes twice: it
     /// goes permissive before the action and puts enforcing back after it.
     pub fn strikes(&self, step: usize, moment: Moment) -> bool {
-        self.step() == step && (self.moment() == moment || matches!(self, Fault::Permissive { .. }))
+        !matches!(self, Fault::Policy { .. })
+            && self.step() == step
+            && (self.moment() == moment || matches!(self, Fault::Permissive { .. }))
     }
 
     /// The policy fault of the run, made before its first step.
