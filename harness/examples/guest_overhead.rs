@@ -2,11 +2,12 @@
 //! the same guest, alternately.
 //!
 //! This one binary plays both ends, the way `selinux-harness` itself does. On the host it
-//! starts the VM with the library (`selinux_harness::vm::Vm`), delivering *itself* as the agent
-//! (`VmOptions::agent_binary`, the ordinary delivery path: no new command in the product). In
-//! the guest the bootstrap runs it as `agent --port PORT`; it then answers `Run` requests for
-//! real scenarios with the product's own handler (`selinux_harness::agent::handler::handle`, i.e. the
-//! executor), and a `Run` whose file is `bench:cross-attach.sh` by running
+//! starts the VM target with the library (`selinux_harness::target::vm::VmTarget`), delivering
+//! *itself* as the agent (`VmTargetOptions::binary`, the ordinary delivery path: no new command
+//! in the product), and runs both sides through the product's dispatcher. In the guest the
+//! bootstrap runs it as `agent --port PORT`; it then answers `Run` requests for real scenarios
+//! with the product's own handler (`selinux_harness::agent::handler::handle`, i.e. the executor), and a
+//! `Run` whose one run's file is `bench:cross-attach.sh` by running
 //! bench/guest/cross-attach.sh, compiled in (never a script sent from the host).
 //!
 //! Run (from the repo root, as root, with the debian-12 image built):
@@ -16,14 +17,16 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 use selinux_harness::agent::protocol::{Reply, Request};
+use selinux_harness::dispatch::dispatch;
 use selinux_harness::evidence::Evidence;
-use selinux_harness::image::{self, recipe, BuildOptions, Cache, Progress};
 use selinux_harness::interrupt::Interrupt;
-use selinux_harness::run::event::Event;
+use selinux_harness::run::batch::Batch;
+use selinux_harness::run::event::{Envelope, Event};
 use selinux_harness::run::verdict::Verdict;
-use selinux_harness::vm::{Vm, VmOptions};
+use selinux_harness::scenario::LoadedScenario;
+use selinux_harness::target::vm::{VmTarget, VmTargetOptions};
 
 const SCRIPT_FILE: &str = "bench:cross-attach.sh";
 const SCRIPT: &str = include_str!("../../bench/guest/cross-attach.sh");
@@ -45,7 +48,9 @@ fn agent(args: &[String]) -> anyhow::Result<()> {
         _ => bail!("usage: guest_overhead agent --port PORT"),
     };
     let mut handler = |req: Request, stop: &Interrupt, reply: &mut dyn FnMut(Reply)| match req {
-        Request::Run { file, .. } if file == SCRIPT_FILE => run_script(reply),
+        Request::Run { runs, .. } if runs.first().is_some_and(|r| r.file == SCRIPT_FILE) => {
+            run_script(reply)
+        }
         other => selinux_harness::agent::handler::handle(other, stop, reply),
     };
     selinux_harness::agent::guest_end::serve(&port, &mut handler)?;
@@ -66,9 +71,12 @@ fn run_script(reply: &mut dyn FnMut(Reply)) {
                 .lines()
                 .chain(String::from_utf8_lossy(&out.stderr).lines())
             {
-                reply(Reply::Event(Event::Note {
-                    message: line.to_string(),
-                }));
+                reply(Reply::Event(Envelope::now(
+                    0,
+                    Event::Note {
+                        message: line.to_string(),
+                    },
+                )));
             }
             let verdict = if out.status.success() {
                 Verdict::Pass
@@ -77,7 +85,10 @@ fn run_script(reply: &mut dyn FnMut(Reply)) {
                     reason: format!("script {}", out.status),
                 }
             };
-            reply(Reply::Event(Event::ScenarioFinished { verdict, millis }));
+            reply(Reply::Event(Envelope::now(
+                0,
+                Event::ScenarioFinished { verdict, millis },
+            )));
             reply(Reply::Done);
         }
         Err(e) => reply(Reply::Failed {
@@ -99,32 +110,28 @@ struct Measured {
     evidence: Vec<String>,
 }
 
-fn measure(vm: &mut Vm, request: &Request) -> anyhow::Result<Measured> {
+fn measure(vm: &mut VmTarget, batch: &Batch<'_>) -> anyhow::Result<Measured> {
     let t = Instant::now();
     let mut in_guest_ms = 0;
     let mut verdict = String::from("none");
     let mut kinds: std::collections::BTreeMap<&'static str, usize> = Default::default();
     let mut lines = Vec::new();
     let mut failed = None;
-    vm.request(request, |reply| match reply {
-        Reply::Event(Event::ScenarioFinished { verdict: v, millis }) => {
-            in_guest_ms = millis;
-            verdict = serde_json::to_value(&v)
-                .ok()
-                .and_then(|j| j["verdict"].as_str().map(str::to_string))
-                .unwrap_or_default();
+    let mut collect = |e: &Envelope| match &e.event {
+        Event::ScenarioFinished { verdict: v, millis } => {
+            in_guest_ms = *millis;
+            verdict = v.label().to_string();
         }
-        Reply::Event(Event::Evidence { evidence, .. }) => {
-            *kinds.entry(evidence_kind(&evidence)).or_default() += 1;
+        Event::Evidence { evidence, .. } => {
+            *kinds.entry(evidence_kind(evidence)).or_default() += 1;
         }
-        Reply::Event(Event::Note { message }) if !message.starts_with("cleanup: ") => {
-            lines.push(message)
-        }
-        Reply::Failed { message } => failed = Some(message),
+        Event::Note { message } => lines.push(message.clone()),
+        Event::TargetFailed { reason, .. } => failed = Some(reason.clone()),
         _ => {}
-    })?;
+    };
+    dispatch(vm, batch, &mut [&mut collect]);
     if let Some(m) = failed {
-        bail!("the agent refused the request: {m}");
+        bail!("the target failed: {m}");
     }
     let mut evidence: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
     evidence.extend(lines);
@@ -164,47 +171,26 @@ fn host(args: &[String]) -> anyhow::Result<()> {
     let scenario =
         PathBuf::from(opt(args, "--scenario").unwrap_or("scenarios/seed/cross-attach.yaml".into()));
     let variant = opt(args, "--variant").unwrap_or("default".into());
-    let source = std::fs::read_to_string(&scenario)
-        .with_context(|| format!("cannot read {}", scenario.display()))?;
-    let harness_req = Request::Run {
-        file: scenario.display().to_string(),
-        source,
-        variant: Some(variant.clone()),
-        fault: None,
+    let loaded = selinux_harness::scenario::load_file(&scenario).map_err(|ds| {
+        anyhow::anyhow!(ds
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("\n"))
+    })?;
+    // The guest's handler knows the script by this file name; the scenario only carries it.
+    let script = LoadedScenario {
+        path: SCRIPT_FILE.into(),
+        ..loaded.clone()
     };
-    let script_req = Request::Run {
-        file: SCRIPT_FILE.into(),
-        source: String::new(),
-        variant: None,
-        fault: None,
-    };
+    let harness_req = Batch::one(&loaded, Some(&variant));
+    let script_req = Batch::one(&script, None);
 
-    let interrupt = Interrupt::new();
-    let distro = std::env::var("SELINUX_HARNESS_DISTRO").unwrap_or("debian-12".into());
-    let progress = Progress::stderr();
-    // What `--distro` and the VM defaults give the binary's commands: the cached image (built
-    // when missing), a warm start, this executable as the agent.
-    let built = image::build(
-        &Cache::default_location()?,
-        &recipe::builtin(&distro)?,
-        &BuildOptions::default(),
-        &progress,
-        &interrupt,
-    )?;
-    if !built.cached {
-        progress.note(format!(
-            "built the {distro} image in {:.0} s",
-            built.elapsed.as_secs_f64()
-        ));
-    }
-    let options = VmOptions {
-        agent_binary: Some(std::env::current_exe()?),
-        interrupt: interrupt.clone(),
-        ..VmOptions::default()
-    };
-    let mut vm = Vm::start(&built.image, &options, &progress)?;
-    progress.finish();
-    let info = vm.info().clone();
+    let mut vm = VmTarget::start(&VmTargetOptions {
+        binary: Some(std::env::current_exe()?),
+        ..VmTargetOptions::default()
+    })?;
+    let info = vm.boot().clone();
     println!(
         "guest_overhead: {} start on {}, agent ready after {:.1} s; {reps} alternating reps of {} ({variant}) vs bench/guest/cross-attach.sh",
         info.start.name(),
@@ -216,7 +202,7 @@ fn host(args: &[String]) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for i in 0..reps {
         // Alternate which goes first, so neither always runs on a freshly restored guest.
-        let order: [(&str, &Request); 2] = if i % 2 == 0 {
+        let order: [(&str, &Batch<'_>); 2] = if i % 2 == 0 {
             [("harness", &harness_req), ("script", &script_req)]
         } else {
             [("script", &script_req), ("harness", &harness_req)]
@@ -233,7 +219,7 @@ fn host(args: &[String]) -> anyhow::Result<()> {
             rows.push((i, who, m));
         }
     }
-    let _ = vm.request_within(&Request::Shutdown, Duration::from_secs(10), |_| {});
+    drop(vm);
 
     println!("| rep | who | in guest (s) | round trip from host (s) | verdict |");
     println!("|---|---|---|---|---|");

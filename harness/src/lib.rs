@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod context;
+pub mod dispatch;
 pub mod evidence;
 pub mod host;
 pub mod image;
@@ -14,3 +15,4 @@ pub mod scenario;
 pub mod selinux_ops;
 pub mod target;
 pub mod vm;
+pub mod wait;

@@ -9,9 +9,11 @@ use std::process::ExitCode;
 use anyhow::{bail, Context as _, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
+use selinux_harness::dispatch::dispatch;
 use selinux_harness::interrupt::Interrupt;
-use selinux_harness::report::human::{Blocks, Human};
-use selinux_harness::report::{junit, Record};
+use selinux_harness::report::human::Human;
+use selinux_harness::report::{junit, EventLines, Record, Reporter};
+use selinux_harness::run::batch::{Batch, RunItem};
 use selinux_harness::run::trial_name;
 use selinux_harness::run::verdict::Verdict;
 use selinux_harness::scenario::{self, LoadedScenario};
@@ -189,7 +191,8 @@ enum Format {
     /// JUnit XML: one test case per scenario and variant, for CI systems.
     Junit,
     /// One JSON object per event (scenario started, step started, evidence, expectation
-    /// checked, verdict ...), written as it happens: the stream every report is made from.
+    /// checked, cleanup, verdict ...) with its run's index and a timestamp, written as it
+    /// happens: the stream every report is made from.
     Events,
 }
 
@@ -201,7 +204,7 @@ fn main() -> ExitCode {
         return ExitCode::from(selinux_harness::host::probe::probe_main(&args[2..]) as u8);
     }
     let cli = Cli::parse();
-    match dispatch(cli) {
+    match command(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -210,7 +213,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn dispatch(cli: Cli) -> Result<ExitCode> {
+fn command(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Check { paths } => check(&paths),
         Command::List { paths } => list(&paths),
@@ -533,10 +536,10 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     )?;
     // The live event stream, for tools that follow a run as it happens.
     let mut events = match (args.format, &args.output) {
-        (Format::Events, Some(p)) => Some(EventLog(Box::new(
+        (Format::Events, Some(p)) => Some(EventLines(Box::new(
             std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
-        ))),
-        (Format::Events, None) => Some(EventLog(Box::new(std::io::stdout()))),
+        ) as Box<dyn std::io::Write>)),
+        (Format::Events, None) => Some(EventLines(Box::new(std::io::stdout()) as _)),
         _ => None,
     };
 
@@ -548,30 +551,20 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         } else {
             std::io::stderr().is_terminal()
         };
-    let sink: Box<dyn std::io::Write> = if to_stdout {
+    let out: Box<dyn std::io::Write> = if to_stdout {
         Box::new(std::io::stdout())
     } else {
         Box::new(std::io::stderr())
     };
-    let (verdicts, record) = if args.jobs.get() > 1 {
-        run_parallel(
-            t.as_mut(),
-            &selected,
-            args.jobs.get(),
-            Blocks::new(sink, color, args.verbose),
-            &mut events,
-            &mut std::io::stderr(),
-        )
-    } else {
-        run_sequential(
-            t.as_mut(),
-            &selected,
-            Human::new(sink, color, args.verbose),
-            &mut events,
-            &interrupt,
-            &mut std::io::stderr(),
-        )
-    };
+    let batch = Batch::new(
+        selected
+            .iter()
+            .map(|(l, v)| RunItem::new(l, v.as_deref()))
+            .collect(),
+        args.jobs.get(),
+    );
+    let human = Human::new(out, color, args.verbose).for_jobs(batch.jobs);
+    let (verdicts, record) = run_batch(t.as_mut(), &batch, human, events.as_mut());
     drop(t);
     let not_started = selected.len() - verdicts.len();
     if interrupt.is_set() && not_started > 0 {
@@ -580,104 +573,24 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     report(&args, &verdicts, &record, interrupt.is_set())
 }
 
-type Selected<'a> = [(&'a LoadedScenario, Option<String>)];
-
-/// `--format events`: each event as one JSON line, with the index of the run it belongs to
-/// (runs of `--jobs N` interleave), flushed at once.
-struct EventLog(Box<dyn std::io::Write>);
-
-impl EventLog {
-    fn write(&mut self, run: usize, e: &selinux_harness::run::event::Event) {
-        let mut value = serde_json::to_value(e).unwrap_or_default();
-        if let Some(o) = value.as_object_mut() {
-            o.insert("run".into(), run.into());
-        }
-        // A reader that went away must not stop the run (and its cleanup).
-        let w = &mut self.0;
-        let _ = writeln!(w, "{value}").and_then(|()| w.flush());
-    }
-}
-
-fn run_sequential(
+/// The run path: the batch on the target through the one dispatcher, to the human report, the
+/// record the JSON, JUnit and HTML reports are written from, and the `--format events` lines.
+/// The verdicts of the runs that started, in the order of the batch.
+fn run_batch(
     t: &mut dyn Target,
-    selected: &Selected<'_>,
+    batch: &Batch<'_>,
     mut human: Human<Box<dyn std::io::Write>>,
-    events: &mut Option<EventLog>,
-    interrupt: &Interrupt,
-    err: &mut dyn std::io::Write,
+    events: Option<&mut EventLines<Box<dyn std::io::Write>>>,
 ) -> (Vec<Verdict>, Record) {
-    let mut record = Record::default();
-    let mut verdicts = Vec::new();
-    for (i, (l, variant)) in selected.iter().enumerate() {
-        record.begin(&l.path.display().to_string());
-        let mut on_event = |e: selinux_harness::run::event::Event| {
-            if let Some(log) = events.as_mut() {
-                log.write(i, &e);
-            }
-            human.event(&e);
-            record.observe(&e);
-        };
-        let verdict = match t.run(l, variant.as_deref(), &mut on_event) {
-            Ok(v) => v,
-            Err(e) => {
-                let v = Verdict::Error {
-                    reason: e.to_string(),
-                };
-                let name = trial_name(l.scenario.name.value.as_str(), variant.as_deref());
-                // Nobody to tell if stderr is gone.
-                let _ = writeln!(err, "{}", human.verdict_line(&name, &v, 0));
-                record.conclude(
-                    l.scenario.name.value.as_str(),
-                    variant.as_deref(),
-                    v.clone(),
-                );
-                v
-            }
-        };
-        verdicts.push(verdict);
-        if interrupt.is_set() {
-            break;
-        }
+    let mut record = Record::for_batch(batch);
+    let mut reporters: Vec<&mut dyn Reporter> = vec![&mut human, &mut record];
+    if let Some(events) = events {
+        reporters.push(events);
     }
-    (verdicts, record)
-}
-
-/// `--jobs N`: one batch; each run's report is printed as a block when it finishes.
-fn run_parallel(
-    t: &mut dyn Target,
-    selected: &Selected<'_>,
-    jobs: usize,
-    mut blocks: Blocks<Box<dyn std::io::Write>>,
-    events: &mut Option<EventLog>,
-    err: &mut dyn std::io::Write,
-) -> (Vec<Verdict>, Record) {
-    let mut record = Record::default();
-    for (l, _) in selected {
-        record.begin(&l.path.display().to_string());
-    }
-    let runs: Vec<(&LoadedScenario, Option<&str>)> =
-        selected.iter().map(|(l, v)| (*l, v.as_deref())).collect();
-    let results = t.run_many(&runs, jobs, &mut |i, e| {
-        if let Some(log) = events.as_mut() {
-            log.write(i, &e);
-        }
-        blocks.event(i, &e);
-        record.observe_run(i, &e);
-    });
-    let mut verdicts = Vec::new();
-    for (i, (result, (l, variant))) in results.into_iter().zip(&runs).enumerate() {
-        let verdict = result.unwrap_or_else(|e| {
-            let v = Verdict::Error {
-                reason: e.to_string(),
-            };
-            blocks.flush_run(i);
-            let name = trial_name(l.scenario.name.value.as_str(), *variant);
-            let _ = writeln!(err, "{}", blocks.verdict_line(&name, &v, 0));
-            record.conclude_run(i, l.scenario.name.value.as_str(), *variant, v.clone());
-            v
-        });
-        verdicts.push(verdict);
-    }
+    let verdicts = dispatch(t, batch, &mut reporters)
+        .into_iter()
+        .flatten()
+        .collect();
     (verdicts, record)
 }
 
@@ -817,32 +730,26 @@ fn repro(
     let variant = variant.or_else(|| loaded.variants().into_iter().next().flatten());
     let mut t = make_target(kind, allow_local, false, Interrupt::on_signals()?)?;
     let mut human = Human::new(std::io::stderr(), std::io::stderr().is_terminal(), false);
-    let mut record = Record::default();
-    record.begin(&path.display().to_string());
-    let result = t.run(
-        &loaded,
-        variant.as_deref(),
-        &mut |e: selinux_harness::run::event::Event| {
-            human.event(&e);
-            record.observe(&e);
-        },
-    );
+    let batch = Batch::one(&loaded, variant.as_deref());
+    let mut record = Record::for_batch(&batch);
+    let verdict = dispatch(
+        t.as_mut(),
+        &batch,
+        &mut [&mut human as &mut dyn Reporter, &mut record],
+    )
+    .pop()
+    .flatten();
     drop(t);
-    let verdict = result.unwrap_or_else(|e| Verdict::Error {
-        reason: e.to_string(),
-    });
-    record.conclude(
-        loaded.scenario.name.value.as_str(),
-        variant.as_deref(),
-        verdict.clone(),
-    );
+    let (Some(verdict), Some(scenario)) = (verdict, record.scenarios.first()) else {
+        bail!("interrupted before the scenario started; nothing was written");
+    };
     let out = output.unwrap_or_else(|| {
         PathBuf::from(format!(
             "{}.repro.md",
             trial_name(loaded.scenario.name.value.as_str(), variant.as_deref())
         ))
     });
-    let bundle = selinux_harness::report::markdown::repro(&record.scenarios[0], &loaded.source);
+    let bundle = selinux_harness::report::markdown::repro(scenario, &loaded.source);
     std::fs::write(&out, bundle).with_context(|| format!("cannot write {}", out.display()))?;
     eprintln!("{}: {}", verdict.label(), out.display());
     Ok(if verdict.is_success() {
@@ -889,7 +796,7 @@ mod tests {
     use super::*;
     use selinux_harness::host::environment::TargetInfo;
     use selinux_harness::report::html;
-    use selinux_harness::run::event::{Event, EventSink};
+    use selinux_harness::run::event::{Envelope, Event};
     use selinux_harness::target::TargetError;
     use std::cell::RefCell;
     use std::rc::Rc;
@@ -918,8 +825,9 @@ mod tests {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
     }
 
-    /// A recorded stream: each event with the index of the run it belongs to.
-    fn recorded(name: &str) -> Vec<(usize, Event)> {
+    /// A recorded stream: each event in its envelope (the index of the run it belongs to, a
+    /// timestamp).
+    fn recorded(name: &str) -> Vec<Envelope> {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/data/events")
             .join(name);
@@ -927,16 +835,8 @@ mod tests {
         text.lines()
             .enumerate()
             .map(|(n, line)| {
-                let mut v: serde_json::Value = serde_json::from_str(line)
-                    .unwrap_or_else(|e| panic!("{}:{}: {e}", path.display(), n + 1));
-                let run = v
-                    .as_object_mut()
-                    .and_then(|o| o.remove("run"))
-                    .and_then(|r| r.as_u64())
-                    .unwrap_or_else(|| panic!("{}:{}: no run index", path.display(), n + 1));
-                let e = serde_json::from_value(v)
-                    .unwrap_or_else(|e| panic!("{}:{}: {e}", path.display(), n + 1));
-                (run as usize, e)
+                serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("{}:{}: {e}", path.display(), n + 1))
             })
             .collect()
     }
@@ -944,19 +844,10 @@ mod tests {
     /// Why a run whose stream stops before its verdict failed: its guest went away.
     const TARGET_GONE: &str = "the guest stopped answering (agent channel closed)";
 
-    /// Plays a recorded stream back, as the VM target would deliver it.
+    /// Plays a recorded stream back, as the VM target would deliver it: every envelope as
+    /// recorded, then the error of a target that broke if a run has no verdict.
     struct Replay {
-        events: Vec<(usize, Event)>,
-        next: usize,
-    }
-
-    impl Replay {
-        fn result(&self, run: usize) -> Result<Verdict, TargetError> {
-            match self.events.iter().rev().find(|(i, _)| *i == run) {
-                Some((_, Event::ScenarioFinished { verdict, .. })) => Ok(verdict.clone()),
-                _ => Err(TargetError::Failed(TARGET_GONE.into())),
-            }
-        }
+        events: Vec<Envelope>,
     }
 
     impl Target for Replay {
@@ -968,31 +859,25 @@ mod tests {
 
         fn run(
             &mut self,
-            scenario: &LoadedScenario,
-            _: Option<&str>,
-            sink: &mut dyn EventSink,
-        ) -> Result<Verdict, TargetError> {
-            let run = self.next;
-            self.next += 1;
-            for (_, e) in self.events.iter().filter(|(i, _)| *i == run) {
-                if let Event::ScenarioStarted { scenario: s, .. } = e {
-                    assert_eq!(s, scenario.scenario.name.value.as_str(), "run {run}");
+            batch: &Batch<'_>,
+            sink: &mut dyn FnMut(Envelope),
+        ) -> Result<(), TargetError> {
+            for e in &self.events {
+                if let Event::ScenarioStarted { scenario: s, .. } = &e.event {
+                    let asked = &batch.runs[e.run].scenario.scenario.name.value;
+                    assert_eq!(s, asked.as_str(), "run {}", e.run);
                 }
-                sink.emit(e.clone());
+                sink(e.clone());
             }
-            self.result(run)
-        }
-
-        fn run_many(
-            &mut self,
-            runs: &[(&LoadedScenario, Option<&str>)],
-            _: usize,
-            sink: &mut dyn FnMut(usize, Event),
-        ) -> Vec<Result<Verdict, TargetError>> {
-            for (i, e) in &self.events {
-                sink(*i, e.clone());
+            let finished = |run: usize| {
+                self.events
+                    .iter()
+                    .any(|e| e.run == run && matches!(e.event, Event::ScenarioFinished { .. }))
+            };
+            match (0..batch.runs.len()).all(finished) {
+                true => Ok(()),
+                false => Err(TargetError::Failed(TARGET_GONE.into())),
             }
-            (0..runs.len()).map(|i| self.result(i)).collect()
         }
     }
 
@@ -1013,8 +898,8 @@ mod tests {
             .collect()
     }
 
-    /// What `run` gave: the human report (stdout), stderr (target errors, then the summary
-    /// line), the `--format events` stream and the record the JSON, JUnit and HTML reports
+    /// What `run` gave: the human report (stdout), stderr (the summary line), the
+    /// `--format events` stream and the record the JSON, JUnit and HTML reports
     /// are written from.
     struct Outputs {
         human: String,
@@ -1027,9 +912,9 @@ mod tests {
         let events = recorded(fixture);
         let catalogue = catalogue();
         // The runs, in order: what `run` selected when the stream was recorded.
-        let selected: Vec<(&LoadedScenario, Option<String>)> = events
+        let mut started: Vec<(usize, &LoadedScenario, Option<String>)> = events
             .iter()
-            .filter_map(|(_, e)| match e {
+            .filter_map(|e| match &e.event {
                 Event::ScenarioStarted {
                     scenario, variant, ..
                 } => {
@@ -1037,41 +922,65 @@ mod tests {
                         .iter()
                         .find(|l| l.scenario.name.value.as_str() == scenario)
                         .unwrap_or_else(|| panic!("no scenario named {scenario}"));
-                    Some((l, variant.clone()))
+                    Some((e.run, l, variant.clone()))
                 }
                 _ => None,
             })
             .collect();
-        let (human, log, mut err) = (Shared::default(), Shared::default(), Vec::new());
-        let mut target = Replay { events, next: 0 };
-        let mut log_sink = Some(EventLog(Box::new(log.clone())));
-        let (verdicts, record) = if jobs > 1 {
-            run_parallel(
-                &mut target,
-                &selected,
-                jobs,
-                Blocks::new(Box::new(human.clone()), color, verbose),
-                &mut log_sink,
-                &mut err,
+        started.sort_by_key(|(run, ..)| *run);
+        let batch = Batch::new(
+            started
+                .iter()
+                .map(|(_, l, v)| RunItem::new(l, v.as_deref()))
+                .collect(),
+            jobs,
+        );
+        let (human, log) = (Shared::default(), Shared::default());
+        let mut target = Replay { events };
+        let mut lines = EventLines(Box::new(log.clone()) as Box<dyn std::io::Write>);
+        let (verdicts, record) = run_batch(
+            &mut target,
+            &batch,
+            Human::new(
+                Box::new(human.clone()) as Box<dyn std::io::Write>,
+                color,
+                verbose,
             )
-        } else {
-            run_sequential(
-                &mut target,
-                &selected,
-                Human::new(Box::new(human.clone()), color, verbose),
-                &mut log_sink,
-                &Interrupt::new(),
-                &mut err,
-            )
-        };
-        assert_eq!(verdicts.len(), selected.len());
-        let stderr = String::from_utf8(err).expect("UTF-8") + &summary(&verdicts) + "\n";
+            .for_jobs(jobs),
+            Some(&mut lines),
+        );
+        assert_eq!(verdicts.len(), batch.runs.len());
+        let stderr = summary(&verdicts) + "\n";
         Outputs {
             human: human.text(),
             stderr,
-            events: log.text(),
+            events: stamped_now(&log.text()),
             record,
         }
+    }
+
+    /// The stream with the dispatcher's own events (a broken target's `target_failed`, stamped
+    /// when the replay ran) stamped `[now]`: every other timestamp is the recording's.
+    fn stamped_now(events: &str) -> String {
+        events
+            .lines()
+            .map(|line| {
+                let mut e: Envelope = serde_json::from_str(line).expect("an envelope per line");
+                if !matches!(e.event, Event::TargetFailed { .. }) {
+                    return format!("{line}\n");
+                }
+                e.timestamp = Default::default();
+                let epoch = serde_json::to_string(&e.timestamp).expect("a timestamp");
+                format!(
+                    "{}\n",
+                    serde_json::to_string(&e).expect("an envelope").replacen(
+                        &epoch,
+                        "\"[now]\"",
+                        1
+                    )
+                )
+            })
+            .collect()
     }
 
     fn terminal(o: &Outputs) -> String {

@@ -13,11 +13,44 @@ use std::sync::{Arc, Mutex};
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
-use selinux_harness::report::{human::Human, junit, Record};
-use selinux_harness::run::event::Event;
+use selinux_harness::dispatch::dispatch;
+use selinux_harness::report::{human::Human, junit, Record, Reporter};
+use selinux_harness::run::batch::{Batch, RunItem};
+use selinux_harness::run::event::{Envelope, Event};
 use selinux_harness::run::verdict::Verdict;
 use selinux_harness::scenario::{self, CheckKind, LoadedScenario};
 use selinux_harness::target::{self, Target, TargetKind};
+
+/// What a trial checks in a run's event stream besides the verdict.
+#[derive(Debug, Default)]
+struct Facts {
+    /// What differed between the host state before the run and after its cleanup; None if
+    /// the run never compared them.
+    host_state: Option<Vec<String>>,
+    notes: Vec<String>,
+    /// The reason the target gave when it broke.
+    target_failed: Option<String>,
+}
+
+impl Facts {
+    /// The executor compared the target's state after cleanup with the state before, and
+    /// found them equal: without this no trial passes.
+    fn proven(&self) -> bool {
+        self.host_state.as_ref().is_some_and(Vec::is_empty)
+    }
+}
+
+impl Reporter for Facts {
+    fn event(&mut self, e: &Envelope) {
+        match &e.event {
+            Event::HostStateVerified { differences } => self.host_state = Some(differences.clone()),
+            Event::Note { message } => self.notes.push(message.clone()),
+            Event::CleanedUp(undone) => self.notes.push(undone.to_string()),
+            Event::TargetFailed { reason, .. } => self.target_failed = Some(reason.clone()),
+            _ => {}
+        }
+    }
+}
 
 /// The target, started by the first trial that needs it; or why there is none.
 type Shared = Arc<Mutex<Option<Result<Box<dyn Target + Send>, String>>>>;
@@ -79,29 +112,33 @@ fn run_shared(
         Ok(t) => t,
         Err(why) => return Err(Ok(Completion::ignored_with(why.clone()))),
     };
-    let mut text = Vec::new();
-    let mut human = Human::new(&mut text, false, false);
-    let mut record = Record::default();
-    record.begin(&l.path.display().to_string());
-    let mut proven = false;
-    let result = target.run(l, variant, &mut |e: Event| {
-        proven |= matches!(&e, Event::Note { message } if message == HOST_STATE_EQUAL);
-        human.event(&e);
-        record.observe(&e);
-    });
-    drop(human);
-    let verdict = match result {
-        Ok(Verdict::Skipped { reason }) => Verdict::Skipped { reason },
-        Ok(_) if !proven => Verdict::Error {
-            reason: format!("no proof that cleanup put the target back (\"{HOST_STATE_EQUAL}\")"),
+    let batch = Batch::one(l, variant);
+    let mut human = Human::new(Vec::new(), false, false);
+    let mut record = Record::for_batch(&batch);
+    let mut facts = Facts::default();
+    let verdict = dispatch(
+        target.as_mut(),
+        &batch,
+        &mut [&mut human as &mut dyn Reporter, &mut record, &mut facts],
+    )
+    .pop()
+    .flatten();
+    let verdict = match verdict {
+        Some(Verdict::Skipped { reason }) => Verdict::Skipped { reason },
+        Some(Verdict::Error { reason }) => Verdict::Error { reason },
+        Some(_) if !facts.proven() => Verdict::Error {
+            reason: format!(
+                "no proof that cleanup put the target back (host state: {:?})",
+                facts.host_state
+            ),
         },
-        Ok(v) => v,
-        Err(e) => Verdict::Error {
-            reason: e.to_string(),
+        Some(v) => v,
+        None => Verdict::Error {
+            reason: "the run never started".into(),
         },
     };
-    record.conclude(l.scenario.name.value.as_str(), variant, verdict.clone());
-    Ok((verdict, String::from_utf8_lossy(&text).into_owned(), record))
+    let text = String::from_utf8_lossy(&human.into_inner()).into_owned();
+    Ok((verdict, text, record))
 }
 
 fn reports_dir() -> PathBuf {
@@ -340,7 +377,8 @@ fn vm_dies_mid_step(l: Arc<LoadedScenario>) -> Trial {
             kill_qemu_of(&marker)
         });
         let started = std::time::Instant::now();
-        let result = vm.run(&l, Some("default"), &mut |_e: Event| {});
+        let mut facts = Facts::default();
+        let verdict = dispatch(&mut vm, &Batch::one(&l, Some("default")), &mut [&mut facts]);
         let killed = killer
             .join()
             .map_err(|_| Failed::from("killer thread panicked"))?;
@@ -348,9 +386,8 @@ fn vm_dies_mid_step(l: Arc<LoadedScenario>) -> Trial {
             return Err("found no QEMU process to kill".into());
         }
         let took = started.elapsed();
-        match result {
-            Err(e) => {
-                let text = e.to_string();
+        match facts.target_failed {
+            Some(text) => {
                 if !text.contains("guest console") {
                     return Err(format!("the error does not show the guest console: {text}").into());
                 }
@@ -360,7 +397,7 @@ fn vm_dies_mid_step(l: Arc<LoadedScenario>) -> Trial {
                 nothing_left(vm)?;
                 Ok(Completion::Completed)
             }
-            Ok(v) => Err(format!("a run whose VM died gave a verdict: {}", v.label()).into()),
+            None => Err(format!("a run whose VM died gave a verdict: {verdict:?}").into()),
         }
     })
     .with_kind("fault")
@@ -435,7 +472,8 @@ fn agent_stops_answering(l: Arc<LoadedScenario>) -> Trial {
             signal_qemu_of(&marker, nix::sys::signal::Signal::SIGSTOP)
         });
         let started = std::time::Instant::now();
-        let result = vm.run(&l, Some("default"), &mut |_e: Event| {});
+        let mut facts = Facts::default();
+        let verdict = dispatch(&mut vm, &Batch::one(&l, Some("default")), &mut [&mut facts]);
         let took = started.elapsed();
         let frozen = freezer
             .join()
@@ -448,16 +486,16 @@ fn agent_stops_answering(l: Arc<LoadedScenario>) -> Trial {
         if !frozen || !thawed {
             return Err("found no QEMU process to freeze".into());
         }
-        match result {
-            Err(e) if e.to_string().contains("guest console") => {
+        match facts.target_failed {
+            Some(e) if e.contains("guest console") => {
                 if took > std::time::Duration::from_secs(60) {
                     return Err(format!("the 15 s deadline was noticed after {took:?}").into());
                 }
                 nothing_left(vm)?;
                 Ok(Completion::Completed)
             }
-            Err(e) => Err(format!("the error does not show the guest console: {e}").into()),
-            Ok(v) => Err(format!("a run whose agent froze gave a verdict: {}", v.label()).into()),
+            Some(e) => Err(format!("the error does not show the guest console: {e}").into()),
+            None => Err(format!("a run whose agent froze gave a verdict: {verdict:?}").into()),
         }
     })
     .with_kind("fault")
@@ -483,30 +521,37 @@ fn parallel_seed(seed: Vec<Arc<LoadedScenario>>) -> Trial {
         if runs.len() < 2 {
             return Err("fewer than two seed runs: nothing to run in parallel".into());
         }
-        let mut blocks = selinux_harness::report::human::Blocks::new(Vec::new(), false, false);
+        let batch = Batch::new(runs.iter().map(|(l, v)| RunItem::new(l, *v)).collect(), 3);
+        let mut blocks = Human::new(Vec::new(), false, false).for_jobs(batch.jobs);
         // (sequence number of the run's first event, of its verdict) per run.
         let mut spans: Vec<(Option<usize>, Option<usize>)> = vec![(None, None); runs.len()];
         let mut problems = Vec::new();
         let mut seq = 0;
-        let results = vm.run_many(&runs, 3, &mut |i, e| {
+        let mut overlap_check = |e: &Envelope| {
             seq += 1;
-            blocks.event(i, &e);
+            let i = e.run;
             let span = &mut spans[i];
-            match &e {
+            match &e.event {
                 Event::ScenarioStarted { .. } if span.0.is_none() => span.0 = Some(seq),
                 Event::ScenarioFinished { .. } if span.1.is_none() => span.1 = Some(seq),
                 _ if span.0.is_none() || span.1.is_some() => problems.push(format!(
-                    "run {i}: event outside its start and finish: {e:?}"
+                    "run {i}: event outside its start and finish: {:?}",
+                    e.event
                 )),
                 _ => {}
             }
-        });
-        let name = |i: usize| report_name(runs[i].0, runs[i].1);
+        };
+        let results = dispatch(
+            &mut vm,
+            &batch,
+            &mut [&mut blocks as &mut dyn Reporter, &mut overlap_check],
+        );
+        let name = |i: usize| batch.runs[i].name();
         for (i, r) in results.iter().enumerate() {
             match r {
-                Ok(v) if v.is_success() => {}
-                Ok(v) => problems.push(format!("{}: {}", name(i), v.label())),
-                Err(e) => problems.push(format!("{}: target error: {e}", name(i))),
+                Some(v) if v.is_success() => {}
+                Some(v) => problems.push(format!("{}: {}", name(i), v.label())),
+                None => problems.push(format!("{}: never started", name(i))),
             }
         }
         let span = |i: usize| match spans[i] {
@@ -545,21 +590,14 @@ fn parallel_seed(seed: Vec<Arc<LoadedScenario>>) -> Trial {
         if problems.is_empty() {
             return Ok(Completion::Completed);
         }
-        for i in 0..runs.len() {
-            blocks.flush_run(i);
-        }
         let text = String::from_utf8_lossy(&blocks.into_inner()).into_owned();
         Err(format!("{}\n{text}", problems.join("\n")).into())
     })
     .with_kind("parallel")
 }
 
-fn report_name(l: &LoadedScenario, variant: Option<&str>) -> String {
-    selinux_harness::run::trial_name(l.scenario.name.value.as_str(), variant)
-}
-
 /// What every fault must end in: an error naming `cause`, with cleanup done and proven.
-fn ends_in_proven_error(verdict: &Verdict, notes: &[String], cause: &str) -> Result<(), Failed> {
+fn ends_in_proven_error(verdict: &Verdict, facts: &Facts, cause: &str) -> Result<(), Failed> {
     let Verdict::Error { reason } = verdict else {
         return Err(format!(
             "expected an error naming \"{cause}\", got {}",
@@ -570,9 +608,10 @@ fn ends_in_proven_error(verdict: &Verdict, notes: &[String], cause: &str) -> Res
     if !reason.contains(cause) {
         return Err(format!("the error does not name the cause \"{cause}\": {reason}").into());
     }
-    if !notes.iter().any(|n| n == HOST_STATE_EQUAL) {
+    if !facts.proven() {
         return Err(format!(
-            "no proof that cleanup put the guest back (\"{HOST_STATE_EQUAL}\"); notes: {notes:?}"
+            "no proof that cleanup put the guest back (host state: {:?}); notes: {:?}",
+            facts.host_state, facts.notes
         )
         .into());
     }
@@ -620,13 +659,13 @@ const CATCHES: &[Catch] = {
     ]
 };
 
-/// Runs one scenario in the stage's VM, with or without a policy fault: verdict, the human
-/// report, the notes.
+/// Runs one scenario in the stage's VM, with or without a policy fault: verdict, the verbose
+/// human report, and the facts (notes, host-state proof).
 fn stage_run(
     vm: &StageVm,
     l: &LoadedScenario,
     policy: Option<selinux_harness::run::fault::PolicyFault>,
-) -> Result<(Verdict, String, Vec<String>), Result<Completion, Failed>> {
+) -> Result<(Verdict, String, Facts), Result<Completion, Failed>> {
     let mut guard = vm
         .lock()
         .map_err(|_| Err(Failed::from("stage VM lock poisoned")))?;
@@ -645,19 +684,28 @@ fn stage_run(
         Ok(t) => t,
         Err(why) => return Err(Ok(Completion::ignored_with(why.clone()))),
     };
-    let mut text = Vec::new();
-    let mut human = Human::new(&mut text, false, true);
-    let mut notes = Vec::new();
-    let fault = policy.map(|policy| selinux_harness::run::fault::Fault::Policy { policy });
-    let result = t.run_with_fault(l, None, fault, &mut |e: Event| {
-        if let Event::Note { message } = &e {
-            notes.push(message.clone());
-        }
-        human.event(&e);
-    });
-    drop(human);
-    let verdict = result.map_err(|e| Err(Failed::from(format!("the target broke: {e}"))))?;
-    Ok((verdict, String::from_utf8_lossy(&text).into_owned(), notes))
+    let batch = Batch::new(
+        vec![RunItem {
+            fault: policy.map(|policy| selinux_harness::run::fault::Fault::Policy { policy }),
+            ..RunItem::new(l, None)
+        }],
+        1,
+    );
+    let mut human = Human::new(Vec::new(), false, true);
+    let mut facts = Facts::default();
+    let verdict = dispatch(
+        t,
+        &batch,
+        &mut [&mut human as &mut dyn Reporter, &mut facts],
+    )
+    .pop()
+    .flatten();
+    if let Some(e) = &facts.target_failed {
+        return Err(Err(Failed::from(format!("the target broke: {e}"))));
+    }
+    let verdict = verdict.ok_or_else(|| Err(Failed::from("the run never started")))?;
+    let text = String::from_utf8_lossy(&human.into_inner()).into_owned();
+    Ok((verdict, text, facts))
 }
 
 /// The policy-fault stage, part 1: the scenarios the faults must be caught by pass on the clean
@@ -665,7 +713,7 @@ fn stage_run(
 fn policy_clean(scenarios: Vec<Arc<LoadedScenario>>, vm: StageVm) -> Trial {
     Trial::ignorable_test("policy_fault::clean-image-no-false-alarm", move || {
         for l in &scenarios {
-            let (verdict, text, notes) = match stage_run(&vm, l, None) {
+            let (verdict, text, facts) = match stage_run(&vm, l, None) {
                 Ok(r) => r,
                 Err(done) => return done,
             };
@@ -678,10 +726,12 @@ fn policy_clean(scenarios: Vec<Arc<LoadedScenario>>, vm: StageVm) -> Trial {
                 )
                 .into());
             }
-            if !notes.iter().any(|n| n == HOST_STATE_EQUAL) {
-                return Err(
-                    format!("no proof that cleanup put the guest back; notes: {notes:?}").into(),
-                );
+            if !facts.proven() {
+                return Err(format!(
+                    "no proof that cleanup put the guest back (host state: {:?})",
+                    facts.host_state
+                )
+                .into());
             }
         }
         Ok(Completion::Completed)
@@ -697,22 +747,21 @@ fn policy_fault(c: &'static Catch, l: Arc<LoadedScenario>, vm: StageVm) -> Trial
         format!("policy_fault::{}::{}", c.name, c.scenario),
         move || {
             let started = std::time::Instant::now();
-            let (verdict, text, notes) = match stage_run(&vm, &l, Some(c.fault)) {
+            let (verdict, text, facts) = match stage_run(&vm, &l, Some(c.fault)) {
                 Ok(r) => r,
                 Err(done) => return done,
             };
             let took = started.elapsed();
-            if !notes.iter().any(|n| n.starts_with("fault injected")) {
+            if !facts.notes.iter().any(|n| n.starts_with("fault injected")) {
                 return Err(format!(
-                    "the policy was not broken; notes: {notes:?}
-{text}"
+                    "the policy was not broken; notes: {:?}\n{text}",
+                    facts.notes
                 )
                 .into());
             }
             if !c.verdicts.contains(&verdict.label()) {
                 return Err(format!(
-                    "a broken policy ({:?}) gave {}, not {}:
-{text}",
+                    "a broken policy ({:?}) gave {}, not {}:\n{text}",
                     c.fault,
                     verdict.label(),
                     c.verdicts.join(" or ")
@@ -724,17 +773,16 @@ fn policy_fault(c: &'static Catch, l: Arc<LoadedScenario>, vm: StageVm) -> Trial
                 _ => String::new(),
             };
             if !text.contains(c.cause) && !reason.contains(c.cause) {
+                return Err(
+                    format!("the report does not name the cause {:?}:\n{text}", c.cause).into(),
+                );
+            }
+            if !facts.proven() {
                 return Err(format!(
-                    "the report does not name the cause {:?}:
-{text}",
-                    c.cause
+                    "no proof that cleanup put the policy back (host state: {:?})",
+                    facts.host_state
                 )
                 .into());
-            }
-            if !notes.iter().any(|n| n == HOST_STATE_EQUAL) {
-                return Err(
-                    format!("no proof that cleanup put the policy back; notes: {notes:?}").into(),
-                );
             }
             eprintln!(
                 "policy_fault::{}: {} ({:.0} s)",
@@ -747,9 +795,6 @@ fn policy_fault(c: &'static Catch, l: Arc<LoadedScenario>, vm: StageVm) -> Trial
     )
     .with_kind("fault")
 }
-
-/// The executor's note when the host state after cleanup equals the one before the run.
-const HOST_STATE_EQUAL: &str = "host state after cleanup equals the state before the run";
 
 /// Fault injected in the guest at step 2 of broken-target.yaml (libvirtd or a QEMU killed,
 /// the audit log rotated): the run must end in an error naming `cause`, with every change
@@ -765,23 +810,29 @@ fn injected(
             Ok(vm) => vm,
             Err(skip) => return Ok(skip),
         };
-        let mut notes = Vec::new();
+        let mut facts = Facts::default();
         let started = std::time::Instant::now();
-        let result = vm.run_with_fault(&l, None, Some(fault.clone()), &mut |e: Event| {
-            if let Event::Note { message } = e {
-                notes.push(message);
-            }
-        });
+        let batch = Batch::new(
+            vec![RunItem {
+                fault: Some(fault.clone()),
+                ..RunItem::new(&l, None)
+            }],
+            1,
+        );
+        let verdict = dispatch(&mut vm, &batch, &mut [&mut facts]).pop().flatten();
         let took = started.elapsed();
-        let verdict = result.map_err(|e| format!("the target broke instead: {e}"))?;
-        if !notes.iter().any(|n| n.starts_with("fault injected")) {
-            return Err(format!("the fault was not injected; notes: {notes:?}").into());
+        if let Some(e) = &facts.target_failed {
+            return Err(format!("the target broke instead: {e}").into());
         }
-        ends_in_proven_error(&verdict, &notes, cause).map_err(|e| {
+        let verdict = verdict.ok_or("the run never started")?;
+        if !facts.notes.iter().any(|n| n.starts_with("fault injected")) {
+            return Err(format!("the fault was not injected; notes: {:?}", facts.notes).into());
+        }
+        ends_in_proven_error(&verdict, &facts, cause).map_err(|e| {
             format!(
                 "{}\nnotes of the run:\n  {}",
                 e.message().unwrap_or_default(),
-                notes.join("\n  ")
+                facts.notes.join("\n  ")
             )
         })?;
         if took > std::time::Duration::from_secs(120) {
@@ -804,18 +855,20 @@ fn permissive_is_inconclusive(l: Arc<LoadedScenario>) -> Trial {
             Ok(vm) => vm,
             Err(skip) => return Ok(skip),
         };
-        let mut notes = Vec::new();
-        let result = vm.run_with_fault(
-            &l,
-            None,
-            Some(Fault::Permissive { step: 1 }),
-            &mut |e: Event| {
-                if let Event::Note { message } = e {
-                    notes.push(message);
-                }
-            },
+        let mut facts = Facts::default();
+        let batch = Batch::new(
+            vec![RunItem {
+                fault: Some(Fault::Permissive { step: 1 }),
+                ..RunItem::new(&l, None)
+            }],
+            1,
         );
-        let verdict = result.map_err(|e| format!("the target broke instead: {e}"))?;
+        let verdict = dispatch(&mut vm, &batch, &mut [&mut facts]).pop().flatten();
+        if let Some(e) = &facts.target_failed {
+            return Err(format!("the target broke instead: {e}").into());
+        }
+        let verdict = verdict.ok_or("the run never started")?;
+        let notes = &facts.notes;
         let injected = notes
             .iter()
             .filter(|n| n.starts_with("fault injected"))
@@ -833,10 +886,12 @@ fn permissive_is_inconclusive(l: Arc<LoadedScenario>) -> Trial {
                 .into())
             }
         }
-        if !notes.iter().any(|n| n == HOST_STATE_EQUAL) {
-            return Err(
-                format!("no proof that cleanup put the guest back; notes: {notes:?}").into(),
-            );
+        if !facts.proven() {
+            return Err(format!(
+                "no proof that cleanup put the guest back (host state: {:?}); notes: {notes:?}",
+                facts.host_state
+            )
+            .into());
         }
         nothing_left(vm)?;
         Ok(Completion::Completed)
@@ -908,19 +963,17 @@ fn sigint_mid_step(path: PathBuf, jobs: usize) -> Trial {
         let mut interrupted_at = None;
         let mut finished_step_2 = false;
         let mut verdicts = vec![None; jobs];
-        let mut notes = vec![Vec::new(); jobs];
+        let mut facts: Vec<Facts> = (0..jobs).map(|_| Facts::default()).collect();
         for line in std::io::BufReader::new(stdout).lines() {
             let line = line.map_err(|e| e.to_string())?;
-            let value: serde_json::Value = serde_json::from_str(&line)
-                .map_err(|e| format!("not a JSON line ({e}): {line}"))?;
-            let run = value["run"]
-                .as_u64()
-                .map(|r| r as usize)
-                .filter(|r| *r < jobs)
-                .ok_or_else(|| format!("no run index in the event line: {line}"))?;
-            let event: Event = serde_json::from_value(value)
+            let envelope: Envelope = serde_json::from_str(&line)
                 .map_err(|e| format!("not an event line ({e}): {line}"))?;
-            match event {
+            let run = envelope.run;
+            let of_run = facts
+                .get_mut(run)
+                .ok_or_else(|| format!("run index out of range in the event line: {line}"))?;
+            of_run.event(&envelope);
+            match envelope.event {
                 Event::StepStarted { step: 2, .. } if interrupted_at.is_none() => {
                     // Well inside the 60 s window, past the step's action.
                     std::thread::sleep(Duration::from_secs(2));
@@ -929,7 +982,6 @@ fn sigint_mid_step(path: PathBuf, jobs: usize) -> Trial {
                     interrupted_at = Some(Instant::now());
                 }
                 Event::StepFinished { step: 2, .. } => finished_step_2 = true,
-                Event::Note { message } => notes[run].push(message),
                 Event::ScenarioFinished { verdict: v, .. } => verdicts[run] = Some(v),
                 _ => {}
             }
@@ -943,7 +995,7 @@ fn sigint_mid_step(path: PathBuf, jobs: usize) -> Trial {
         if finished_step_2 {
             return Err(format!("step 2 finished although it was interrupted{}", context()).into());
         }
-        for (run, (verdict, notes)) in verdicts.iter().zip(&notes).enumerate() {
+        for (run, (verdict, facts)) in verdicts.iter().zip(&facts).enumerate() {
             let verdict = verdict
                 .as_ref()
                 .ok_or_else(|| format!("run {run}: no verdict after SIGINT{}", context()))?;
@@ -953,7 +1005,7 @@ fn sigint_mid_step(path: PathBuf, jobs: usize) -> Trial {
             } else {
                 "interrupted"
             };
-            ends_in_proven_error(verdict, notes, cause).map_err(|e| {
+            ends_in_proven_error(verdict, facts, cause).map_err(|e| {
                 format!(
                     "run {run}: {}{}",
                     e.message().unwrap_or_default(),

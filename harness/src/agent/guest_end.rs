@@ -275,10 +275,8 @@ mod tests {
         let mut line = String::new();
         reader.read_line(&mut line).unwrap();
         let run = Request::Run {
-            file: "x.yaml".into(),
-            source: String::new(),
-            variant: None,
-            fault: None,
+            runs: vec![],
+            jobs: 1,
         };
         for r in [&run, &Request::Interrupt, &Request::Env] {
             writeln!(host, "{}", serde_json::to_string(r).unwrap()).unwrap();

@@ -5,71 +5,36 @@ use std::path::Path;
 
 use crate::agent::protocol::{Reply, Request, RunSpec};
 use crate::interrupt::Interrupt;
-use crate::run::batch::run_many;
-use crate::run::executor::{execute, HostPaths};
-use crate::run::parallel::RunItem;
+use crate::run::batch::{run_batch, Batch, RunItem};
+use crate::run::executor::HostPaths;
+use crate::run::fault::Fault;
 use crate::scenario::{load_str, LoadedScenario};
 
 /// Answer one request; `reply` sends one line back to the host.
 pub fn handle(req: Request, interrupt: &Interrupt, reply: &mut dyn FnMut(Reply)) {
     match req {
         Request::Env => reply(Reply::Env(crate::host::environment::collect("vm"))),
-        Request::Run {
-            file,
-            source,
-            variant,
-            fault,
-        } => match load_str(Path::new(&file), &source) {
-            Err(diags) => reply(Reply::Failed {
-                message: diags
-                    .iter()
-                    .map(|d| d.to_string())
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            }),
-            Ok(scenario) => {
-                let loaded = LoadedScenario {
-                    path: file.into(),
-                    source,
-                    scenario,
-                };
-                let info = crate::host::environment::collect("vm");
-                execute(
-                    &loaded,
-                    variant.as_deref(),
-                    &info,
-                    &HostPaths {
-                        verify_host_state: true,
-                        interrupt: interrupt.clone(),
-                        fault,
-                        ..HostPaths::default()
-                    },
-                    &mut |e| reply(Reply::Event(e)),
-                );
-                reply(Reply::Done);
-            }
-        },
-        Request::RunMany { runs, jobs } => match load_all(runs) {
+        Request::Run { runs, jobs } => match load_all(runs) {
             Err(message) => reply(Reply::Failed { message }),
             Ok(loaded) => {
                 let items: Vec<RunItem<'_>> = loaded
                     .iter()
-                    .map(|(l, v)| RunItem {
+                    .map(|(l, v, fault)| RunItem {
                         scenario: l,
                         variant: v.as_deref(),
+                        fault: fault.clone(),
                     })
                     .collect();
                 let info = crate::host::environment::collect("vm");
-                run_many(
-                    &items,
-                    jobs,
+                run_batch(
+                    &Batch::new(items, jobs),
                     &info,
                     &HostPaths {
                         verify_host_state: true,
                         interrupt: interrupt.clone(),
                         ..HostPaths::default()
                     },
-                    &mut |run, event| reply(Reply::RunEvent { run, event }),
+                    &mut |envelope| reply(Reply::Event(envelope)),
                 );
                 reply(Reply::Done);
             }
@@ -80,8 +45,10 @@ pub fn handle(req: Request, interrupt: &Interrupt, reply: &mut dyn FnMut(Reply))
     }
 }
 
+type Loaded = (LoadedScenario, Option<String>, Option<Fault>);
+
 /// Every run's scenario, validated again; or every diagnostic, each with its run's number.
-fn load_all(runs: Vec<RunSpec>) -> Result<Vec<(LoadedScenario, Option<String>)>, String> {
+fn load_all(runs: Vec<RunSpec>) -> Result<Vec<Loaded>, String> {
     let mut loaded = Vec::new();
     let mut errors = Vec::new();
     for (i, r) in runs.into_iter().enumerate() {
@@ -93,6 +60,7 @@ fn load_all(runs: Vec<RunSpec>) -> Result<Vec<(LoadedScenario, Option<String>)>,
                     scenario,
                 },
                 r.variant,
+                r.fault,
             )),
             Err(diags) => errors.extend(diags.iter().map(|d| format!("run {i}: {d}"))),
         }
@@ -114,17 +82,19 @@ mod tests {
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/seed/dynamic-relabel-no.yaml"),
         )
         .unwrap();
-        let req = Request::RunMany {
+        let req = Request::Run {
             runs: vec![
                 RunSpec {
                     file: "a.yaml".into(),
                     source: good.clone(),
                     variant: None,
+                    fault: None,
                 },
                 RunSpec {
                     file: "b.yaml".into(),
                     source: "name: b\n".into(),
                     variant: Some("x".into()),
+                    fault: Some(Fault::KillLibvirtd { step: 2 }),
                 },
             ],
             jobs: 2,
@@ -132,19 +102,36 @@ mod tests {
         let line = serde_json::to_string(&req).unwrap();
         assert!(!line.contains('\n'));
         assert_eq!(serde_json::from_str::<Request>(&line).unwrap(), req);
-        let Request::RunMany { runs, .. } = req else {
+        let Request::Run { runs, .. } = req else {
             unreachable!()
         };
         let err = load_all(runs.clone()).err().unwrap();
         assert!(err.lines().all(|l| l.starts_with("run 1: ")), "{err}");
         assert_eq!(load_all(runs[..1].to_vec()).unwrap().len(), 1);
-        let reply = Reply::RunEvent {
-            run: 1,
-            event: crate::run::event::Event::Note {
+        let events = [
+            crate::run::event::Event::Note {
                 message: "m".into(),
             },
-        };
-        let json = serde_json::to_string(&reply).unwrap();
-        assert_eq!(serde_json::from_str::<Reply>(&json).unwrap(), reply);
+            crate::run::event::Event::CleanedUp(crate::host::cleanup::Undone {
+                what: "remove directory /x".into(),
+                outcome: crate::host::cleanup::UndoOutcome::Failed("EBUSY".into()),
+            }),
+            crate::run::event::Event::CleanedUp(crate::host::cleanup::Undone {
+                what: "remove file /y".into(),
+                outcome: crate::host::cleanup::UndoOutcome::Done,
+            }),
+            crate::run::event::Event::HostStateVerified {
+                differences: vec!["domain d appeared".into()],
+            },
+        ];
+        for event in events {
+            let reply = Reply::Event(crate::run::event::Envelope::now(1, event));
+            let json = serde_json::to_string(&reply).unwrap();
+            assert!(
+                json.contains(r#""run":1"#) && json.contains(r#""timestamp":"#),
+                "{json}"
+            );
+            assert_eq!(serde_json::from_str::<Reply>(&json).unwrap(), reply);
+        }
     }
 }

@@ -2,59 +2,50 @@
 //!
 //! One JSON object per line in both directions. The host sends a [`Request`]; the agent answers
 //! with any number of [`Reply::Event`] lines and ends with exactly one [`Reply::Done`] or
-//! [`Reply::Failed`].
+//! [`Reply::Failed`] (or, for [`Request::Env`], one [`Reply::Env`]).
 
 use serde::{Deserialize, Serialize};
 
 use crate::host::environment::TargetInfo;
-use crate::run::event::Event;
+use crate::run::event::Envelope;
 use crate::run::fault::Fault;
 
 /// First word of the line the agent writes when it is ready for requests.
 pub const HELLO: &str = "selinux-harness-agent";
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case")]
 pub enum Request {
     /// Describe the target.
     Env,
-    /// Run one scenario (its YAML source, re-validated in the guest) under one variant.
-    Run {
-        file: String,
-        source: String,
-        variant: Option<String>,
-        /// Test-only: break the target at one step (see [`Fault`]). Never from a scenario.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        fault: Option<Fault>,
-    },
-    /// Stop the running scenario at its next check (the host got SIGINT or SIGTERM). No reply
-    /// of its own: the running request ends as usual, with a verdict, after its cleanup.
+    /// Run a batch of scenario runs, up to `jobs` at a time (see `parallel`); `jobs` 1 runs them
+    /// one after another. The agent answers with [`Reply::Event`] lines, each tagged with its
+    /// run's index in `runs`, then one [`Reply::Done`].
+    Run { runs: Vec<RunSpec>, jobs: usize },
+    /// Stop the running batch at its next check (the host got SIGINT or SIGTERM). No reply of
+    /// its own: the running request ends as usual, with verdicts, after its cleanups.
     Interrupt,
     /// Power the guest off.
     Shutdown,
-    /// Run several scenarios at once, up to `jobs` at a time (see `parallel`). The agent
-    /// answers with [`Reply::RunEvent`] lines tagged with the run's index in `runs`, then one
-    /// [`Reply::Done`].
-    RunMany { runs: Vec<RunSpec>, jobs: usize },
 }
 
-/// One run of a [`Request::RunMany`]: the same fields as [`Request::Run`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One run of a [`Request::Run`]: a scenario (its YAML source, validated again in the guest)
+/// under one variant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunSpec {
     pub file: String,
     pub source: String,
     pub variant: Option<String>,
+    /// Test-only: break the target at one step (see [`Fault`]). Never from a scenario.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<Fault>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum Reply {
-    Event(Event),
-    /// An event of run number `run` of a [`Request::RunMany`].
-    RunEvent {
-        run: usize,
-        event: Event,
-    },
+    /// An event of one run of the batch.
+    Event(Envelope),
     Env(TargetInfo),
     Done,
     /// The request could not be carried out at all (not a scenario failure).

@@ -4,7 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use selinux_harness::run::event::Event;
+use selinux_harness::dispatch::dispatch;
+use selinux_harness::report::Reporter;
+use selinux_harness::run::batch::{Batch, RunItem};
+use selinux_harness::run::event::{Envelope, Event};
 use selinux_harness::run::trial_name;
 use selinux_harness::run::verdict::{Check, Verdict};
 use selinux_harness::scenario::mutate::{Mutant, MutatedKind};
@@ -137,35 +140,44 @@ pub fn fates(plan: &Plan<'_>, verdicts: &[Verdict], checks: &[Vec<(usize, Check)
         .collect()
 }
 
-/// Runs the batch on `t`, up to `jobs` at once; progress goes to stderr.
+/// Runs the batch on `t` (`dispatch`), up to `jobs` at once; progress goes to stderr.
 pub fn run_batch(
     t: &mut dyn Target,
     plan: &Plan<'_>,
     jobs: usize,
 ) -> (Vec<Verdict>, Vec<Vec<(usize, Check)>>) {
-    let runs: Vec<(&LoadedScenario, Option<&str>)> =
-        plan.runs.iter().map(|(l, v)| (*l, v.as_deref())).collect();
-    let mut checks: Vec<Vec<(usize, Check)>> = vec![Vec::new(); runs.len()];
+    let batch = Batch::new(
+        plan.runs
+            .iter()
+            .map(|(l, v)| RunItem::new(l, v.as_deref()))
+            .collect(),
+        jobs,
+    );
+    let total = batch.runs.len();
+    let mut checks: Vec<Vec<(usize, Check)>> = vec![Vec::new(); total];
     let mut done = 0;
-    let total = runs.len();
-    let results = t.run_many(&runs, jobs, &mut |i, e| match e {
-        Event::ExpectationChecked { step, check } => checks[i].push((step, check)),
-        Event::ScenarioFinished { verdict, .. } => {
-            done += 1;
-            let (l, v) = runs[i];
-            eprintln!(
-                "[{done}/{total}] {} {}",
-                trial_name(l.scenario.name.value.as_str(), v),
-                verdict.label()
-            );
+    let mut collect = |e: &Envelope| match &e.event {
+        Event::ExpectationChecked { step, check } => {
+            if let Some(c) = checks.get_mut(e.run) {
+                c.push((*step, check.clone()));
+            }
         }
-        _ => {}
-    });
-    let verdicts = results
+        other => {
+            if let Some(v) = other.verdict() {
+                done += 1;
+                eprintln!(
+                    "[{done}/{total}] {} {}",
+                    batch.runs[e.run].name(),
+                    v.label()
+                );
+            }
+        }
+    };
+    let verdicts = dispatch(t, &batch, &mut [&mut collect as &mut dyn Reporter])
         .into_iter()
-        .map(|r| {
-            r.unwrap_or_else(|e| Verdict::Error {
-                reason: e.to_string(),
+        .map(|v| {
+            v.unwrap_or_else(|| Verdict::Error {
+                reason: "the run never started (interrupted)".into(),
             })
         })
         .collect();

@@ -95,18 +95,24 @@ impl<F: FnMut(&Undo) -> Result<(), String>> UndoExecutor for F {
 const LIBVIRTD_RETURN: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn connect_patiently(uri: &str) -> Result<crate::host::libvirt::Libvirt, String> {
-    let deadline = std::time::Instant::now() + LIBVIRTD_RETURN;
-    loop {
-        match crate::host::libvirt::Libvirt::connect(uri) {
-            Ok(lv) => return Ok(lv),
-            Err(e) if std::time::Instant::now() >= deadline => {
-                return Err(format!(
-                    "libvirtd did not answer within {LIBVIRTD_RETURN:?}: {}",
-                    e.message
-                ))
-            }
-            Err(_) => std::thread::sleep(std::time::Duration::from_millis(250)),
-        }
+    use crate::wait::{wait_until, Waited};
+    let mut last = String::new();
+    // Not interruptible: this is the cleanup a Ctrl-C asked for.
+    let connected = wait_until(
+        Some(std::time::Instant::now() + LIBVIRTD_RETURN),
+        std::time::Duration::from_millis(250),
+        None,
+        || {
+            crate::host::libvirt::Libvirt::connect(uri)
+                .map_err(|e| last = e.message)
+                .ok()
+        },
+    );
+    match connected {
+        Waited::Met(lv) => Ok(lv),
+        Waited::TimedOut | Waited::Interrupted => Err(format!(
+            "libvirtd did not answer within {LIBVIRTD_RETURN:?}: {last}"
+        )),
     }
 }
 
@@ -206,26 +212,64 @@ impl Cleanup {
         self.actions.is_empty()
     }
 
-    /// Undo everything on this host, newest first. One note per action: what was done or
-    /// why it failed. A failure does not stop the rest: each undo is independent.
-    pub fn run(mut self) -> Vec<String> {
+    /// Undo everything on this host, newest first. One [`Undone`] per action: what was done
+    /// and how it went. A failure does not stop the rest: each undo is independent.
+    pub fn run(mut self) -> Vec<Undone> {
         self.run_with(&mut HostUndo)
     }
 
     /// Undo everything with the given executor (tests, dry runs).
-    pub fn run_with(&mut self, exec: &mut dyn UndoExecutor) -> Vec<String> {
-        let mut notes = Vec::new();
+    pub fn run_with(&mut self, exec: &mut dyn UndoExecutor) -> Vec<Undone> {
+        let mut done = Vec::new();
         while let Some(action) = self.actions.pop() {
             let what = action.describe();
             // A panic inside one undo must not skip the others (Drop may already be unwinding).
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| exec.undo(&action)));
-            match r {
-                Ok(Ok(())) => notes.push(format!("cleanup: {what}")),
-                Ok(Err(e)) => notes.push(format!("cleanup FAILED: {what}: {e}")),
-                Err(_) => notes.push(format!("cleanup PANICKED: {what}")),
-            }
+            let outcome = match r {
+                Ok(Ok(())) => UndoOutcome::Done,
+                Ok(Err(error)) => UndoOutcome::Failed(error),
+                Err(_) => UndoOutcome::Panicked,
+            };
+            done.push(Undone { what, outcome });
         }
-        notes
+        done
+    }
+}
+
+/// One step of a cleanup: the change undone, and how that went.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Undone {
+    /// The undo, as [`Undo::describe`] says it.
+    pub what: String,
+    #[serde(flatten)]
+    pub outcome: UndoOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "outcome", content = "error", rename_all = "snake_case")]
+pub enum UndoOutcome {
+    Done,
+    /// The undo failed: the host may hold a leftover (`selinux-harness doctor` finds it).
+    Failed(String),
+    /// The undo panicked; the others still ran.
+    Panicked,
+}
+
+impl Undone {
+    pub fn succeeded(&self) -> bool {
+        self.outcome == UndoOutcome::Done
+    }
+}
+
+/// The line a person reads (the human report's note, the JSON report's notes).
+impl std::fmt::Display for Undone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = &self.what;
+        match &self.outcome {
+            UndoOutcome::Done => write!(f, "cleanup: {what}"),
+            UndoOutcome::Failed(e) => write!(f, "cleanup FAILED: {what}: {e}"),
+            UndoOutcome::Panicked => write!(f, "cleanup PANICKED: {what}"),
+        }
     }
 }
 
@@ -235,8 +279,8 @@ impl Drop for Cleanup {
             return;
         }
         // Nobody is left to hand the notes to: stderr is the only place a human will see them.
-        for note in self.run_with(&mut HostUndo) {
-            eprintln!("{note}");
+        for undone in self.run_with(&mut HostUndo) {
+            eprintln!("{undone}");
         }
     }
 }
@@ -304,9 +348,14 @@ mod tests {
             }
         });
         assert_eq!(count, 4);
-        assert!(notes[0].starts_with("cleanup FAILED: destroy and undefine domain vm1"));
-        assert!(notes[1].starts_with("cleanup PANICKED: remove file"));
-        assert!(notes[3].contains("then restart libvirtd"));
+        assert!(notes[0]
+            .to_string()
+            .starts_with("cleanup FAILED: destroy and undefine domain vm1"));
+        assert_eq!(notes[1].outcome, UndoOutcome::Panicked);
+        assert!(notes[1]
+            .to_string()
+            .starts_with("cleanup PANICKED: remove file"));
+        assert!(notes[3].succeeded() && notes[3].what.contains("then restart libvirtd"));
     }
 
     #[test]

@@ -18,6 +18,7 @@ use nix::unistd::Pid;
 
 use crate::context::Context;
 use crate::host::layout::{BOOLEANS_DIR, INIT_CONTROL, LIBVIRTD, LIBVIRTD_PID, LIBVIRT_SOCK};
+use crate::wait::{wait_until, Waited};
 
 /// libvirtd's first start probes QEMU capabilities (4.5-9 s under TCG): leave ample room.
 const LIBVIRTD_TIMEOUT: Duration = Duration::from_secs(60);
@@ -399,18 +400,25 @@ fn stop_process(pid: u32, timeout: Duration) -> Result<()> {
 /// Wait until a Unix socket accepts connections. libvirtd offers no readiness notification
 /// outside systemd, so this retries the connect at a short interval.
 pub fn wait_for_socket(path: &Path, timeout: Duration) -> Result<()> {
-    let start = Instant::now();
-    loop {
-        match std::os::unix::net::UnixStream::connect(path) {
-            Ok(_) => return Ok(()),
-            Err(e) if start.elapsed() >= timeout => {
-                return Err(HostError::Libvirtd(format!(
-                    "{} not accepting connections after {timeout:?}: {e}",
-                    path.display()
-                )))
+    let mut last = None;
+    let accepted = wait_until(
+        Some(Instant::now() + timeout),
+        Duration::from_millis(50),
+        None,
+        || match std::os::unix::net::UnixStream::connect(path) {
+            Ok(_) => true,
+            Err(e) => {
+                last = Some(e);
+                false
             }
-            Err(_) => std::thread::sleep(Duration::from_millis(50)),
-        }
+        },
+    );
+    match (accepted, last) {
+        (Waited::Met(()), _) | (_, None) => Ok(()),
+        (_, Some(e)) => Err(HostError::Libvirtd(format!(
+            "{} not accepting connections after {timeout:?}: {e}",
+            path.display()
+        ))),
     }
 }
 

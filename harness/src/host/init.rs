@@ -42,8 +42,10 @@ pub enum InitControlError {
 /// (unconfined_t) it could not get there. Returns once the daemon has a new pid and its socket
 /// exists; connecting is the caller's business.
 pub fn restart_daemon(daemon: Daemon, timeout: Duration) -> Result<(), InitControlError> {
+    use crate::wait::{wait_until, Waited};
     use std::os::unix::fs::OpenOptionsExt;
-    let deadline = std::time::Instant::now() + timeout;
+    const POLL: Duration = Duration::from_millis(50);
+    let deadline = Some(std::time::Instant::now() + timeout);
     let token = format!(
         "{}-{}",
         std::process::id(),
@@ -54,47 +56,44 @@ pub fn restart_daemon(daemon: Daemon, timeout: Duration) -> Result<(), InitContr
     );
     // Non-blocking open: ENXIO says PID 1 is not reading (an init that does not hold the FIFO
     // open itself is busy with a request).
-    let mut fifo = loop {
+    let opened = wait_until(deadline, POLL, None, || {
         match OpenOptions::new()
             .write(true)
             .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
             .open(INIT_CONTROL)
         {
-            Ok(f) => break f,
-            Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ENXIO as i32) => {
-                if std::time::Instant::now() >= deadline {
-                    return Err(InitControlError::Busy(timeout));
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Err(e) => return Err(InitControlError::NoControl(e)),
+            Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ENXIO as i32) => None,
+            other => Some(other),
         }
+    });
+    let mut fifo = match opened {
+        Waited::Met(opened) => opened.map_err(InitControlError::NoControl)?,
+        Waited::TimedOut | Waited::Interrupted => return Err(InitControlError::Busy(timeout)),
     };
     // One short line: a single atomic pipe write.
     fifo.write_all(format!("restart {} {token}\n", daemon.name()).as_bytes())
         .map_err(InitControlError::Write)?;
     drop(fifo);
-    loop {
-        if let Ok(status) = std::fs::read_to_string(INIT_STATUS) {
-            if let Some(rest) = status.trim().strip_prefix(token.as_str()) {
-                let rest = rest.trim();
-                return if rest == "ok" {
-                    Ok(())
-                } else {
-                    Err(InitControlError::Failed {
-                        daemon: daemon.name(),
-                        why: rest
-                            .strip_prefix("failed:")
-                            .unwrap_or(rest)
-                            .trim()
-                            .to_owned(),
-                    })
-                };
-            }
-        }
-        if std::time::Instant::now() >= deadline {
-            return Err(InitControlError::NoAnswer(timeout));
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    let answer = wait_until(deadline, POLL, None, || {
+        let status = std::fs::read_to_string(INIT_STATUS).ok()?;
+        Some(
+            status
+                .trim()
+                .strip_prefix(token.as_str())?
+                .trim()
+                .to_owned(),
+        )
+    });
+    match answer {
+        Waited::Met(rest) if rest == "ok" => Ok(()),
+        Waited::Met(rest) => Err(InitControlError::Failed {
+            daemon: daemon.name(),
+            why: rest
+                .strip_prefix("failed:")
+                .unwrap_or(&rest)
+                .trim()
+                .to_owned(),
+        }),
+        Waited::TimedOut | Waited::Interrupted => Err(InitControlError::NoAnswer(timeout)),
     }
 }

@@ -5,13 +5,14 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::guest::GuestFile;
 use super::recipe::PolicyModule;
+use crate::wait::{wait_until, Waited};
 
 /// Bumped whenever the builder changes what it puts into an image.
 pub const FORMAT_VERSION: u32 = 1;
@@ -365,18 +366,24 @@ pub fn remove_tree(path: &Path) -> Result<(), CacheError> {
                 .join(" "),
         });
     }
-    // A process that was just killed may still be closing files in the tree: retry briefly.
-    let mut attempt = 0;
-    loop {
-        match fs::remove_dir_all(path) {
-            Ok(()) => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(_) if attempt < 10 => {
-                attempt += 1;
-                std::thread::sleep(Duration::from_millis(300));
+    // A process that was just killed may still be closing files in the tree: retry briefly
+    // (ten retries 0.3 s apart).
+    let mut last = None;
+    let removed = wait_until(
+        Some(Instant::now() + Duration::from_secs(3)),
+        Duration::from_millis(300),
+        None,
+        || match fs::remove_dir_all(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                last = Some(e);
+                false
             }
-            Err(e) => return Err(io_err("cannot remove", path)(e)),
-        }
+            _ => true,
+        },
+    );
+    match (removed, last) {
+        (Waited::Met(()), _) | (_, None) => Ok(()),
+        (_, Some(e)) => Err(io_err("cannot remove", path)(e)),
     }
 }
 

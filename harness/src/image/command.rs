@@ -12,6 +12,7 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
 use crate::interrupt::Interrupt;
+use crate::wait::{wait_until, Waited};
 
 #[derive(Debug)]
 pub(crate) enum RunError {
@@ -93,19 +94,18 @@ pub(crate) fn run_capture(
 }
 
 fn wait_interruptibly(mut child: Child, interrupt: &Interrupt) -> Result<(), RunError> {
-    loop {
-        if let Some(status) = child.try_wait().map_err(RunError::Spawn)? {
-            return if status.success() {
-                Ok(())
-            } else {
-                Err(RunError::Failed(status))
-            };
-        }
-        if interrupt.is_set() {
+    let exited = wait_until(None, Duration::from_millis(100), Some(interrupt), || {
+        child.try_wait().transpose()
+    });
+    match exited {
+        Waited::Met(Ok(status)) if status.success() => Ok(()),
+        Waited::Met(Ok(status)) => Err(RunError::Failed(status)),
+        Waited::Met(Err(e)) => Err(RunError::Spawn(e)),
+        // Without a deadline only the interrupt ends the wait early.
+        Waited::Interrupted | Waited::TimedOut => {
             stop(&mut child);
-            return Err(RunError::Interrupted);
+            Err(RunError::Interrupted)
         }
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -119,12 +119,9 @@ fn stop(child: &mut Child) {
         let _ = killpg(g, Signal::SIGTERM);
     }
     let deadline = Instant::now() + Duration::from_secs(8);
-    while Instant::now() < deadline {
-        if matches!(child.try_wait(), Ok(Some(_))) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(Some(deadline), Duration::from_millis(100), None, || {
+        matches!(child.try_wait(), Ok(Some(_)))
+    });
     if let Some(g) = group {
         let _ = killpg(g, Signal::SIGKILL);
     }

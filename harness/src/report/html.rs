@@ -887,6 +887,7 @@ pub(crate) mod tests {
     fn record() -> Record {
         Record {
             scenarios: vec![cross_attach_record()],
+            ..Record::default()
         }
     }
 
@@ -933,7 +934,10 @@ pub(crate) mod tests {
                 message: "Permission denied <&>".into(),
             },
         };
-        let html = render(&Record { scenarios: vec![s] });
+        let html = render(&Record {
+            scenarios: vec![s],
+            ..Record::default()
+        });
         assert!(!html.contains("<script>alert"));
         assert!(!html.contains("<img src=x"));
         assert!(html

@@ -1,21 +1,35 @@
 //! The report a person reads in a terminal, printed as events arrive.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 
 use crate::context::Context;
 use crate::evidence::{Evidence, Outcome};
 use crate::host::environment::TargetInfo;
-use crate::run::event::Event;
+use crate::run::event::{Envelope, Event};
 use crate::run::expect::avc_line;
 use crate::run::trial_name;
 use crate::run::verdict::{Check, Verdict};
 
+/// The human report of a batch. With `--jobs 1` (the default) every line is printed as its
+/// event arrives; when runs overlap, each run's lines are held back and printed as one block
+/// when the run finishes, so blocks never interleave (a block is exactly what the run prints
+/// alone).
 pub struct Human<W: Write> {
     out: W,
     color: bool,
     /// Show passing checks and all evidence, not just failures.
     verbose: bool,
-    current: String,
+    /// Hold each run's lines until it finishes (runs overlap).
+    blocks: bool,
+    /// Per run: its trial name, and the lines held back.
+    runs: BTreeMap<usize, RunText>,
+}
+
+#[derive(Default)]
+struct RunText {
+    name: String,
+    held: Vec<u8>,
 }
 
 const RED: &str = "\x1b[31m";
@@ -25,94 +39,122 @@ const BOLD: &str = "\x1b[1m";
 const RESET: &str = "\x1b[0m";
 
 impl<W: Write> Human<W> {
+    /// Lines as events arrive (a batch of width one).
     pub fn new(out: W, color: bool, verbose: bool) -> Self {
         Self {
             out,
             color,
             verbose,
-            current: String::new(),
+            blocks: false,
+            runs: BTreeMap::new(),
         }
+    }
+
+    /// For a batch run `jobs` at a time: one block per run when `jobs` > 1.
+    pub fn for_jobs(mut self, jobs: usize) -> Self {
+        self.blocks = jobs > 1;
+        self
+    }
+
+    /// The writer, with whatever was printed.
+    pub fn into_inner(self) -> W {
+        self.out
     }
 
     fn paint(&self, code: &str, s: &str) -> String {
-        if self.color {
-            format!("{code}{s}{RESET}")
+        paint(self.color, code, s)
+    }
+
+    pub fn event(&mut self, e: &Envelope) {
+        let mut run = self.runs.remove(&e.run).unwrap_or_default();
+        let mut lines = Vec::new();
+        // Writing to a Vec cannot fail.
+        let _ = self.write_event(&mut run.name, &e.event, &mut lines);
+        let finished = e.event.verdict().is_some();
+        // A reporter that cannot write to its terminal has nobody to tell; ignore the error.
+        if !self.blocks {
+            let _ = self.out.write_all(&lines).and_then(|()| self.out.flush());
+        } else if finished {
+            run.held.extend(lines);
+            let _ = self
+                .out
+                .write_all(&run.held)
+                .and_then(|()| self.out.flush());
         } else {
-            s.to_string()
+            run.held.extend(lines);
+        }
+        if !finished {
+            self.runs.insert(e.run, run);
         }
     }
 
-    pub fn event(&mut self, e: &Event) {
-        // A reporter that cannot write to its terminal has nobody to tell; ignore the error.
-        let _ = self.write_event(e);
-    }
-
-    fn write_event(&mut self, e: &Event) -> std::io::Result<()> {
+    fn write_event(
+        &self,
+        current: &mut String,
+        e: &Event,
+        out: &mut Vec<u8>,
+    ) -> std::io::Result<()> {
         match e {
             Event::ScenarioStarted {
                 scenario,
                 variant,
                 target,
             } => {
-                self.current = trial_name(scenario, variant.as_deref());
-                let head = self.paint(BOLD, &self.current);
-                writeln!(self.out, "{head}  on {}", describe_target(target))?;
+                *current = trial_name(scenario, variant.as_deref());
+                let head = self.paint(BOLD, current);
+                writeln!(out, "{head}  on {}", describe_target(target))?;
             }
             Event::StepStarted { step, title } => {
-                writeln!(self.out, "  step {step}: {title}")?;
+                writeln!(out, "  step {step}: {title}")?;
             }
             Event::Evidence { evidence, .. } => {
                 if self.verbose {
                     for line in describe_evidence(evidence) {
-                        writeln!(self.out, "      · {line}")?;
+                        writeln!(out, "      · {line}")?;
                     }
                 } else if let Evidence::Action {
                     action,
                     outcome: Outcome::Other { message },
                 } = evidence
                 {
-                    writeln!(self.out, "      · {action}: {message}")?;
+                    writeln!(out, "      · {action}: {message}")?;
                 }
             }
-            Event::ExpectationChecked { check, .. } => self.check(check)?,
+            Event::ExpectationChecked { check, .. } => self.check(check, out)?,
             Event::StepFinished { .. } => {}
-            Event::Note { message } => writeln!(self.out, "  note: {message}")?,
+            Event::Note { message } => writeln!(out, "  note: {message}")?,
+            Event::CleanedUp(undone) => writeln!(out, "  note: {undone}")?,
+            Event::HostStateVerified { differences } => {
+                // A difference is the verdict's reason; the proof is worth a line of its own.
+                if differences.is_empty() {
+                    writeln!(out, "  note: {HOST_STATE_EQUAL}")?;
+                }
+            }
             Event::ScenarioFinished { verdict, millis } => {
-                let line = self.verdict_line(&self.current.clone(), verdict, *millis);
-                writeln!(self.out, "{line}\n")?;
+                let line = self.verdict_line(current, verdict, *millis);
+                writeln!(out, "{line}\n")?;
+            }
+            Event::TargetFailed {
+                scenario,
+                variant,
+                reason,
+            } => {
+                let name = trial_name(scenario, variant.as_deref());
+                let verdict = Verdict::Error {
+                    reason: reason.clone(),
+                };
+                let line = self.verdict_line(&name, &verdict, 0);
+                writeln!(out, "{line}\n")?;
             }
         }
-        self.out.flush()
+        Ok(())
     }
 
-    pub fn verdict_line(&self, name: &str, verdict: &Verdict, millis: u64) -> String {
-        let label = verdict.label().to_uppercase();
-        let colored = match verdict {
-            Verdict::Pass => self.paint(GREEN, &label),
-            Verdict::KnownBug { .. } | Verdict::Skipped { .. } => self.paint(YELLOW, &label),
-            _ => self.paint(RED, &label),
-        };
-        let detail = match verdict {
-            Verdict::Pass => String::new(),
-            Verdict::Fail { failed } => format!(": {failed} expectation(s) failed"),
-            Verdict::KnownBug { references } => {
-                format!(": known bug reproduced ({})", references.join(", "))
-            }
-            Verdict::KnownBugGone { references } => format!(
-                ": a known bug no longer reproduces ({}); update the scenario's known_bug",
-                references.join(", ")
-            ),
-            Verdict::Inconclusive { reason }
-            | Verdict::Error { reason }
-            | Verdict::Skipped { reason } => format!(": {reason}"),
-        };
-        format!(
-            "{colored:>8} {name} [{:.1}s]{detail}",
-            millis as f64 / 1000.0
-        )
+    fn verdict_line(&self, name: &str, verdict: &Verdict, millis: u64) -> String {
+        verdict_line(self.color, name, verdict, millis)
     }
 
-    fn check(&mut self, c: &Check) -> std::io::Result<()> {
+    fn check(&self, c: &Check, out: &mut Vec<u8>) -> std::io::Result<()> {
         let (mark, show) = match (c.passed, &c.known_bug) {
             (true, Some(_)) => (self.paint(RED, "known bug gone"), true),
             (true, None) => (self.paint(GREEN, "ok"), self.verbose),
@@ -122,76 +164,70 @@ impl<W: Write> Human<W> {
         if !show {
             return Ok(());
         }
-        writeln!(self.out, "    {mark} {}", c.expectation)?;
+        writeln!(out, "    {mark} {}", c.expectation)?;
         if c.passed && c.known_bug.is_none() {
-            writeln!(self.out, "        {}", c.expected)?;
+            writeln!(out, "        {}", c.expected)?;
             return Ok(());
         }
         if let Some(r) = &c.known_bug {
-            writeln!(self.out, "        reference: {r}")?;
+            writeln!(out, "        reference: {r}")?;
         }
-        writeln!(self.out, "        expected: {}", c.expected)?;
+        writeln!(out, "        expected: {}", c.expected)?;
         let mut lines = c.observed.lines();
-        writeln!(self.out, "        observed: {}", lines.next().unwrap_or(""))?;
+        writeln!(out, "        observed: {}", lines.next().unwrap_or(""))?;
         for l in lines {
-            writeln!(self.out, "                  {l}")?;
+            writeln!(out, "                  {l}")?;
         }
         if let Some(marks) = differing_fields(&c.expected, &c.observed) {
-            writeln!(self.out, "                  {}", self.paint(RED, &marks))?;
+            writeln!(out, "                  {}", self.paint(RED, &marks))?;
         }
         Ok(())
     }
 }
 
-/// The human report for runs that execute at the same time: each run's lines are held back
-/// and printed as one block when the run finishes, so blocks never interleave (the block is
-/// exactly what [`Human`] prints for the run alone).
-pub struct Blocks<W: Write> {
-    out: W,
-    color: bool,
-    verbose: bool,
-    pending: std::collections::BTreeMap<usize, Human<Vec<u8>>>,
+impl<W: Write> super::Reporter for Human<W> {
+    fn event(&mut self, e: &Envelope) {
+        Human::event(self, e)
+    }
 }
 
-impl<W: Write> Blocks<W> {
-    pub fn new(out: W, color: bool, verbose: bool) -> Self {
-        Self {
-            out,
-            color,
-            verbose,
-            pending: Default::default(),
+/// What the human report says when the host state after cleanup equals the state before.
+pub const HOST_STATE_EQUAL: &str = "host state after cleanup equals the state before the run";
+
+fn paint(color: bool, code: &str, s: &str) -> String {
+    if color {
+        format!("{code}{s}{RESET}")
+    } else {
+        s.to_string()
+    }
+}
+
+/// `   PASS name [1.2s]`, `   FAIL name [3.4s]: 2 expectation(s) failed` ...
+pub fn verdict_line(color: bool, name: &str, verdict: &Verdict, millis: u64) -> String {
+    let label = verdict.label().to_uppercase();
+    let colored = match verdict {
+        Verdict::Pass => paint(color, GREEN, &label),
+        Verdict::KnownBug { .. } | Verdict::Skipped { .. } => paint(color, YELLOW, &label),
+        _ => paint(color, RED, &label),
+    };
+    let detail = match verdict {
+        Verdict::Pass => String::new(),
+        Verdict::Fail { failed } => format!(": {failed} expectation(s) failed"),
+        Verdict::KnownBug { references } => {
+            format!(": known bug reproduced ({})", references.join(", "))
         }
-    }
-
-    pub fn event(&mut self, run: usize, e: &Event) {
-        let (color, verbose) = (self.color, self.verbose);
-        let h = self
-            .pending
-            .entry(run)
-            .or_insert_with(|| Human::new(Vec::new(), color, verbose));
-        h.event(e);
-        if matches!(e, Event::ScenarioFinished { .. }) {
-            self.flush_run(run);
-        }
-    }
-
-    /// Print what a run has so far (a run that ended without its last event: the target broke).
-    pub fn flush_run(&mut self, run: usize) {
-        if let Some(h) = self.pending.remove(&run) {
-            // Nobody to tell if the terminal is gone, as in `Human::event`.
-            let _ = self.out.write_all(&h.out).and_then(|()| self.out.flush());
-        }
-    }
-
-    /// The writer, with whatever blocks were printed.
-    pub fn into_inner(self) -> W {
-        self.out
-    }
-
-    /// A verdict line in this report's colours (for a run the target could not finish).
-    pub fn verdict_line(&self, name: &str, verdict: &Verdict, millis: u64) -> String {
-        Human::new(Vec::new(), self.color, self.verbose).verdict_line(name, verdict, millis)
-    }
+        Verdict::KnownBugGone { references } => format!(
+            ": a known bug no longer reproduces ({}); update the scenario's known_bug",
+            references.join(", ")
+        ),
+        Verdict::Inconclusive { reason }
+        | Verdict::Error { reason }
+        | Verdict::Skipped { reason } => format!(": {reason}"),
+    };
+    format!(
+        "{colored:>8} {name} [{:.1}s]{detail}",
+        millis as f64 / 1000.0
+    )
 }
 
 fn describe_target(t: &TargetInfo) -> String {
@@ -334,6 +370,9 @@ mod tests {
                 message: format!("{name} note {step}"),
             });
         }
+        v.push(Event::HostStateVerified {
+            differences: vec![],
+        });
         v.push(Event::ScenarioFinished {
             verdict: Verdict::Pass,
             millis: 1200,
@@ -341,34 +380,62 @@ mod tests {
         v
     }
 
+    fn alone(events: &[Event]) -> String {
+        let mut h = Human::new(Vec::new(), false, false);
+        for e in events {
+            h.event(&Envelope::now(0, e.clone()));
+        }
+        String::from_utf8(h.out).unwrap()
+    }
+
     #[test]
     fn concurrent_runs_print_whole_blocks_in_the_order_they_finish() {
         let (a, b) = (run_events("a", 3), run_events("b", 1));
-        let alone = |events: &[Event]| {
-            let mut h = Human::new(Vec::new(), false, false);
-            for e in events {
-                h.event(e);
-            }
-            String::from_utf8(h.out).unwrap()
-        };
-        let mut blocks = Blocks::new(Vec::new(), false, false);
+        let mut blocks = Human::new(Vec::new(), false, false).for_jobs(2);
         // a starts first, b overtakes it and finishes first.
         let mut ai = a.iter();
         for e in ai.by_ref().take(3) {
-            blocks.event(0, e);
+            blocks.event(&Envelope::now(0, e.clone()));
         }
+        assert!(
+            blocks.out.is_empty(),
+            "a block was printed before its run finished"
+        );
         for e in &b {
-            blocks.event(1, e);
+            blocks.event(&Envelope::now(1, e.clone()));
         }
         for e in ai {
-            blocks.event(0, e);
+            blocks.event(&Envelope::now(0, e.clone()));
         }
         let text = String::from_utf8(blocks.out).unwrap();
         assert_eq!(text, format!("{}{}", alone(&b), alone(&a)));
         assert!(
-            text.contains("a step 3") && text.contains("PASS b"),
+            text.contains("a step 3") && text.contains("PASS b") && text.contains(HOST_STATE_EQUAL),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_broken_target_ends_the_run_with_an_error_line() {
+        let a = run_events("a", 2);
+        let failed = Event::TargetFailed {
+            scenario: "a".into(),
+            variant: Some("v".into()),
+            reason: "the VM died".into(),
+        };
+        for jobs in [1, 2] {
+            let mut h = Human::new(Vec::new(), false, false).for_jobs(jobs);
+            for e in &a[..3] {
+                h.event(&Envelope::now(0, e.clone()));
+            }
+            h.event(&Envelope::now(0, failed.clone()));
+            let text = String::from_utf8(h.out).unwrap();
+            assert!(text.starts_with("a  on "), "{text}");
+            assert!(
+                text.ends_with("   ERROR a[v] [0.0s]: the VM died\n\n"),
+                "jobs {jobs}: {text}"
+            );
+        }
     }
 
     #[test]

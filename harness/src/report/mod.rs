@@ -8,13 +8,29 @@ pub mod human;
 pub mod junit;
 pub mod markdown;
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use crate::evidence::Evidence;
 use crate::host::environment::TargetInfo;
-use crate::run::event::Event;
+use crate::run::batch::Batch;
+use crate::run::event::{Envelope, Event};
 use crate::run::trial_name;
 use crate::run::verdict::{Check, Verdict};
+
+/// Whatever consumes the event stream: the human report, the record behind the JSON, JUnit,
+/// HTML and Markdown reports, the `--format events` lines, a test's collector. `dispatch` feeds
+/// every event to each.
+pub trait Reporter {
+    fn event(&mut self, e: &Envelope);
+}
+
+impl<F: FnMut(&Envelope)> Reporter for F {
+    fn event(&mut self, e: &Envelope) {
+        self(e)
+    }
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StepRecord {
@@ -47,61 +63,64 @@ impl ScenarioRecord {
 /// The whole run, as the JSON report shows it.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Record {
+    /// In the order of the batch; a run that never started (Ctrl-C) has none.
     pub scenarios: Vec<ScenarioRecord>,
+    /// The batch index of each of `scenarios`.
+    #[serde(skip)]
+    runs: Vec<usize>,
+    /// Files of runs begun whose first event has not come yet.
+    #[serde(skip)]
+    files: BTreeMap<usize, String>,
 }
 
 impl Record {
-    /// Start a scenario record for `file`; the events that follow fill it.
-    pub fn begin(&mut self, file: &str) {
-        self.scenarios.push(ScenarioRecord {
-            scenario: String::new(),
-            variant: None,
-            file: file.to_string(),
-            target: TargetInfo::default(),
-            verdict: None,
-            millis: 0,
-            notes: Vec::new(),
-            steps: Vec::new(),
-        });
-    }
-
-    /// A verdict reached without events (a skip decided on the host, a target that failed).
-    pub fn conclude(&mut self, scenario: &str, variant: Option<&str>, verdict: Verdict) {
-        let last = self.scenarios.len().wrapping_sub(1);
-        self.conclude_run(last, scenario, variant, verdict);
-    }
-
-    /// [`Record::conclude`] for the `run`-th scenario record (runs of a batch, begun in order).
-    pub fn conclude_run(
-        &mut self,
-        run: usize,
-        scenario: &str,
-        variant: Option<&str>,
-        verdict: Verdict,
-    ) {
-        if let Some(s) = self.scenarios.get_mut(run) {
-            if s.scenario.is_empty() {
-                s.scenario = scenario.to_string();
-                s.variant = variant.map(str::to_string);
-            }
-            if s.verdict.is_none() {
-                s.verdict = Some(verdict);
-            }
+    /// A record for every run of `batch`; the events that follow fill it.
+    pub fn for_batch(batch: &Batch<'_>) -> Self {
+        let mut r = Record::default();
+        for (i, item) in batch.runs.iter().enumerate() {
+            r.begin(i, &item.scenario.path.display().to_string());
         }
+        r
     }
 
-    pub fn observe(&mut self, e: &Event) {
-        let last = self.scenarios.len().wrapping_sub(1);
-        self.observe_run(last, e);
+    /// Run `run` of the batch is `file`; its scenario record starts with its first event.
+    pub fn begin(&mut self, run: usize, file: &str) {
+        self.files.insert(run, file.to_string());
     }
 
-    /// [`Record::observe`] for the `run`-th scenario record: the runs of a batch send their
-    /// events interleaved.
-    pub fn observe_run(&mut self, run: usize, e: &Event) {
-        let Some(s) = self.scenarios.get_mut(run) else {
+    fn scenario(&mut self, run: usize) -> Option<&mut ScenarioRecord> {
+        let at = match self.runs.binary_search(&run) {
+            Ok(at) => at,
+            Err(at) => {
+                // An index that was never begun comes from a confused guest: ignored.
+                let file = self.files.remove(&run)?;
+                self.runs.insert(at, run);
+                self.scenarios.insert(
+                    at,
+                    ScenarioRecord {
+                        scenario: String::new(),
+                        variant: None,
+                        file,
+                        target: TargetInfo::default(),
+                        verdict: None,
+                        millis: 0,
+                        notes: Vec::new(),
+                        steps: Vec::new(),
+                    },
+                );
+                at
+            }
+        };
+        self.scenarios.get_mut(at)
+    }
+
+    /// Adds one event to its run's scenario record; the runs of a batch send their events
+    /// interleaved.
+    pub fn observe(&mut self, envelope: &Envelope) {
+        let Some(s) = self.scenario(envelope.run) else {
             return;
         };
-        match e {
+        match &envelope.event {
             Event::ScenarioStarted {
                 scenario,
                 variant,
@@ -134,15 +153,57 @@ impl Record {
                 }
             }
             Event::Note { message } => s.notes.push(message.clone()),
+            Event::CleanedUp(undone) => s.notes.push(undone.to_string()),
+            Event::HostStateVerified { differences } => {
+                if differences.is_empty() {
+                    s.notes.push(human::HOST_STATE_EQUAL.to_string());
+                }
+            }
             Event::ScenarioFinished { verdict, millis } => {
                 s.verdict = Some(verdict.clone());
                 s.millis = *millis;
+            }
+            Event::TargetFailed {
+                scenario,
+                variant,
+                reason,
+            } => {
+                if s.scenario.is_empty() {
+                    s.scenario = scenario.clone();
+                    s.variant = variant.clone();
+                }
+                if s.verdict.is_none() {
+                    s.verdict = Some(Verdict::Error {
+                        reason: reason.clone(),
+                    });
+                }
             }
         }
     }
 
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    }
+}
+
+impl Reporter for Record {
+    fn event(&mut self, e: &Envelope) {
+        self.observe(e)
+    }
+}
+
+/// `--format events`: each event in its envelope as one JSON line, flushed at once, for tools
+/// that follow a run as it happens.
+pub struct EventLines<W: std::io::Write>(pub W);
+
+impl<W: std::io::Write> Reporter for EventLines<W> {
+    fn event(&mut self, e: &Envelope) {
+        // A reader that went away must not stop the run (and its cleanup).
+        let w = &mut self.0;
+        let _ = serde_json::to_writer(&mut *w, e)
+            .map_err(std::io::Error::other)
+            .and_then(|()| writeln!(w))
+            .and_then(|()| w.flush());
     }
 }
 
@@ -161,40 +222,43 @@ mod tests {
     #[test]
     fn interleaved_runs_land_in_their_own_records() {
         let mut r = Record::default();
-        r.begin("a.yaml");
-        r.begin("b.yaml");
-        r.observe_run(1, &started("b"));
-        r.observe_run(0, &started("a"));
+        r.begin(0, "a.yaml");
+        r.begin(1, "b.yaml");
+        r.begin(2, "c.yaml");
+        let mut see = |run, e| r.observe(&Envelope::now(run, e));
+        see(1, started("b"));
+        see(0, started("a"));
         let step = |n| Event::StepStarted {
             step: n,
             title: format!("step {n}"),
         };
-        r.observe_run(1, &step(1));
-        r.observe_run(0, &step(1));
-        r.observe_run(1, &step(2));
-        r.observe_run(
+        see(1, step(1));
+        see(0, step(1));
+        see(1, step(2));
+        see(
             0,
-            &Event::ScenarioFinished {
+            Event::ScenarioFinished {
                 verdict: Verdict::Pass,
                 millis: 5,
             },
         );
-        r.conclude_run(
+        see(
             1,
-            "b",
-            None,
-            Verdict::Error {
+            Event::TargetFailed {
+                scenario: "b".into(),
+                variant: None,
                 reason: "guest died".into(),
             },
         );
+        // Out of range is ignored, not a panic: the index comes from the guest.
+        see(7, started("c"));
+        // Run 2 never started (Ctrl-C): it has no record.
+        assert_eq!(r.scenarios.len(), 2);
         let a = &r.scenarios[0];
         let b = &r.scenarios[1];
         assert_eq!((a.scenario.as_str(), a.steps.len()), ("a", 1));
         assert_eq!((b.scenario.as_str(), b.steps.len()), ("b", 2));
         assert_eq!(a.verdict, Some(Verdict::Pass));
         assert_eq!(b.verdict.as_ref().map(Verdict::label), Some("error"));
-        // Out of range is ignored, not a panic: the index comes from the guest.
-        r.observe_run(7, &started("c"));
-        assert_eq!(r.scenarios.len(), 2);
     }
 }

@@ -1,57 +1,117 @@
-//! A batch: several (scenario, variant) runs on this host, up to `jobs` at a time, each an
-//! ordinary executor on a thread of its own; `parallel` arbitrates what they share. All runs
-//! share the one [`crate::interrupt::Interrupt`] of the `HostPaths` they get.
+//! A batch: every run of a `selinux-harness run`, each a scenario under one variant, up to
+//! `jobs` at a time on this host, each an ordinary executor on a thread of its own; `parallel`
+//! arbitrates what overlapping runs share. All runs share the one
+//! [`crate::interrupt::Interrupt`] of the `HostPaths` they get.
 
 use std::sync::{mpsc, Arc, Mutex, PoisonError};
 
 use crate::host::environment::TargetInfo;
-use crate::run::event::Event;
-use crate::run::executor::{execute, HostPaths};
-use crate::run::parallel::{exclusive_reason, not_started, Concurrency, RunItem};
+use crate::run::event::{Envelope, Event};
+use crate::run::executor::{execute, HostPaths, RunError};
+use crate::run::fault::Fault;
+use crate::run::parallel::{exclusive_reason, Concurrency};
 use crate::run::verdict::Verdict;
+use crate::scenario::LoadedScenario;
 
-/// Runs `items` on this host with up to `jobs` at a time; `on_event` gets every run's events,
-/// tagged with its index in `items`, on the calling thread. Returns the verdicts in the order
-/// of `items`. Ordinary runs go first, the ones that need the host alone after them (so they do
-/// not stall the others while they wait for the host).
-pub fn run_many(
-    items: &[RunItem<'_>],
-    jobs: usize,
+/// One run of a batch: a scenario under one variant.
+#[derive(Debug, Clone)]
+pub struct RunItem<'a> {
+    pub scenario: &'a LoadedScenario,
+    pub variant: Option<&'a str>,
+    /// Test-only: break the target at one step of this run (see `fault`). None in real runs.
+    pub fault: Option<Fault>,
+}
+
+impl<'a> RunItem<'a> {
+    pub fn new(scenario: &'a LoadedScenario, variant: Option<&'a str>) -> Self {
+        Self {
+            scenario,
+            variant,
+            fault: None,
+        }
+    }
+
+    /// `scenario` or `scenario[variant]`.
+    pub fn name(&self) -> String {
+        crate::run::trial_name(self.scenario.scenario.name.value.as_str(), self.variant)
+    }
+}
+
+/// What a target runs: every run of a `selinux-harness run`, up to `jobs` at a time. `jobs` 1
+/// is a batch of width one: the runs go one after another, in order, as if alone on the host.
+#[derive(Debug, Clone)]
+pub struct Batch<'a> {
+    pub runs: Vec<RunItem<'a>>,
+    pub jobs: usize,
+}
+
+impl<'a> Batch<'a> {
+    pub fn new(runs: Vec<RunItem<'a>>, jobs: usize) -> Self {
+        Self {
+            runs,
+            jobs: jobs.max(1),
+        }
+    }
+
+    /// One run alone.
+    pub fn one(scenario: &'a LoadedScenario, variant: Option<&'a str>) -> Self {
+        Self::new(vec![RunItem::new(scenario, variant)], 1)
+    }
+
+    /// Whether runs may overlap (then they share the host through [`Concurrency`]).
+    pub fn is_parallel(&self) -> bool {
+        self.jobs > 1
+    }
+}
+
+/// Runs `batch` on this host; `on_event` gets every run's events in envelopes tagged with its
+/// index in the batch, on the calling thread. Returns the verdicts in the order of the batch:
+/// None for a run that never started because of Ctrl-C (it did nothing, and says nothing).
+/// With `jobs` > 1, ordinary runs go first and the ones that need the host alone after them (so
+/// they do not stall the others while they wait for the host).
+pub fn run_batch(
+    batch: &Batch<'_>,
     target: &TargetInfo,
     paths: &HostPaths,
-    on_event: &mut dyn FnMut(usize, Event),
-) -> Vec<Verdict> {
+    on_event: &mut dyn FnMut(Envelope),
+) -> Vec<Option<Verdict>> {
+    let items = &batch.runs;
     let paths = HostPaths {
-        concurrency: Some(Arc::new(Concurrency::new())),
+        concurrency: batch.is_parallel().then(|| Arc::new(Concurrency::new())),
         ..paths.clone()
     };
     let mut order: Vec<usize> = (0..items.len()).collect();
-    order.sort_by_key(|&i| {
-        exclusive_reason(&items[i].scenario.scenario, items[i].variant).is_some()
-    });
+    if batch.is_parallel() {
+        order.sort_by_key(|&i| {
+            exclusive_reason(&items[i].scenario.scenario, items[i].variant).is_some()
+        });
+    }
     let queue = Mutex::new(order.into_iter());
     let mut verdicts: Vec<Option<Verdict>> = vec![None; items.len()];
-    let (tx, rx) = mpsc::channel::<(usize, Event)>();
+    let (tx, rx) = mpsc::channel::<Envelope>();
     std::thread::scope(|scope| {
-        for _ in 0..jobs.clamp(1, items.len().max(1)) {
+        for _ in 0..batch.jobs.clamp(1, items.len().max(1)) {
             let tx = tx.clone();
             let (queue, paths) = (&queue, &paths);
             // Unnamed on purpose: a thread inherits the process's comm, which the kernel logs
             // in AVCs and the noise filter knows (`NoiseFilter::for_this_process`).
             scope.spawn(move || loop {
+                if paths.interrupt.is_set() {
+                    break;
+                }
                 let next = queue.lock().unwrap_or_else(PoisonError::into_inner).next();
                 let Some(i) = next else { break };
-                let item = items[i];
+                let item = &items[i];
                 let mut sink = |e: Event| {
                     // The receiver lives until every worker is done.
-                    let _ = tx.send((i, e));
+                    let _ = tx.send(Envelope::now(i, e));
                 };
-                if paths.interrupt.is_set() {
-                    not_started(item, target, &mut sink);
-                    continue;
-                }
+                let paths = HostPaths {
+                    fault: item.fault.clone(),
+                    ..paths.clone()
+                };
                 let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    execute(item.scenario, item.variant, target, paths, &mut sink)
+                    execute(item.scenario, item.variant, target, &paths, &mut sink)
                 }));
                 if let Err(p) = run {
                     let what = p
@@ -61,7 +121,7 @@ pub fn run_many(
                         .unwrap_or("a panic");
                     sink(Event::ScenarioFinished {
                         verdict: Verdict::Error {
-                            reason: format!("the run panicked (its cleanup ran on unwind): {what}"),
+                            reason: RunError::Panicked(what.to_string()).to_string(),
                         },
                         millis: 0,
                     });
@@ -69,27 +129,21 @@ pub fn run_many(
             });
         }
         drop(tx);
-        for (i, e) in rx {
-            if let Event::ScenarioFinished { verdict, .. } = &e {
-                verdicts[i] = Some(verdict.clone());
+        for envelope in rx {
+            if let Some(v) = envelope.event.verdict() {
+                if let Some(slot) = verdicts.get_mut(envelope.run) {
+                    *slot = Some(v);
+                }
             }
-            on_event(i, e);
+            on_event(envelope);
         }
     });
     verdicts
-        .into_iter()
-        .map(|v| {
-            v.unwrap_or_else(|| Verdict::Error {
-                reason: "the run ended without a verdict".into(),
-            })
-        })
-        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::LoadedScenario;
 
     fn seed(name: &str) -> LoadedScenario {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -99,51 +153,27 @@ mod tests {
     }
 
     #[test]
-    fn an_interrupted_batch_reports_every_run_as_not_started() {
+    fn an_interrupted_batch_starts_no_run_and_says_nothing() {
         let cross = seed("cross-attach.yaml");
         let distinct = seed("distinct-dynamic-labels.yaml");
-        let items = [
-            RunItem {
-                scenario: &cross,
-                variant: Some("remember_owner_0"),
-            },
-            RunItem {
-                scenario: &distinct,
-                variant: None,
-            },
-            RunItem {
-                scenario: &cross,
-                variant: Some("default"),
-            },
+        let items = vec![
+            RunItem::new(&cross, Some("remember_owner_0")),
+            RunItem::new(&distinct, None),
+            RunItem::new(&cross, Some("default")),
         ];
         let paths = HostPaths::default();
         // Set before the batch: nothing may touch this host.
         paths.interrupt.trigger();
-        let mut seen: Vec<(usize, &'static str)> = Vec::new();
-        let verdicts = run_many(&items, 2, &TargetInfo::default(), &paths, &mut |i, e| {
-            seen.push((
-                i,
-                match e {
-                    Event::ScenarioStarted { .. } => "started",
-                    Event::ScenarioFinished { .. } => "finished",
-                    _ => "other",
-                },
-            ))
-        });
-        assert_eq!(verdicts.len(), 3);
-        for v in &verdicts {
-            assert!(
-                matches!(v, Verdict::Error { reason } if reason.contains("interrupted before")),
-                "{v:?}"
+        for jobs in [1, 2] {
+            let mut seen = Vec::new();
+            let verdicts = run_batch(
+                &Batch::new(items.clone(), jobs),
+                &TargetInfo::default(),
+                &paths,
+                &mut |e| seen.push(e),
             );
-        }
-        for i in 0..3 {
-            let mine: Vec<&str> = seen
-                .iter()
-                .filter(|(j, _)| *j == i)
-                .map(|(_, k)| *k)
-                .collect();
-            assert_eq!(mine, ["started", "finished"], "run {i}");
+            assert_eq!(verdicts, [None, None, None], "jobs {jobs}");
+            assert!(seen.is_empty(), "jobs {jobs}: {seen:?}");
         }
     }
 }

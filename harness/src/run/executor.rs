@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::evidence::audit::{AuditLog, NoiseFilter};
 use crate::evidence::timeline::Timeline;
 use crate::evidence::{Evidence, Outcome};
-use crate::host::cleanup::{Cleanup, Undo};
+use crate::host::cleanup::{Cleanup, Undo, Undone};
 use crate::host::environment::TargetInfo;
 use crate::host::journal::Journal;
 use crate::host::layout::{Layout, AUDIT_LOG, IMAGES_ROOT, LIBVIRT_URI, QEMU_CONF, QEMU_PID_DIR};
@@ -34,6 +34,86 @@ const PROBE_MODULE: &str = include_str!("../../../policy-modules/harness-probe.c
 const PROBE_MODULE_NAME: &str = "harness_probe";
 /// How long an expected denial may take to reach the audit log after the action returned.
 const AVC_GRACE: Duration = Duration::from_secs(3);
+
+/// What ends a run in `error` instead of a verdict on the policy: the run could not be set up,
+/// the target broke under a step, Ctrl-C stopped it, or its cleanup did not put the host back.
+/// Its text is the verdict's reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Plan(String),
+    #[error("cannot read the SELinux mode: {0}")]
+    SelinuxMode(String),
+    #[error("cannot back up qemu.conf for `doctor`: {0}")]
+    QemuConfBackup(String),
+    #[error("cannot apply qemu.conf settings: {0}")]
+    QemuConf(String),
+    #[error("cannot set boolean {name}: {error}")]
+    Boolean { name: String, error: String },
+    #[error("cannot connect to libvirt: {0}")]
+    Libvirt(String),
+    /// The sandbox directory or one of its images could not be made or labelled.
+    #[error("{0}")]
+    Sandbox(String),
+    #[error("cannot read the audit log: {0}")]
+    AuditLog(String),
+    #[error("audit log: {0}")]
+    AuditOffset(String),
+    #[error("cannot watch labels: {0}")]
+    Watch(String),
+    #[error("interrupted before step {step}; cleaned up")]
+    InterruptedBefore { step: usize },
+    #[error("interrupted during step {step}, {moment}; the step was not checked")]
+    InterruptedDuring { step: usize, moment: &'static str },
+    #[error("the connection to libvirtd was lost during step {step}: libvirtd died or was restarted under the run")]
+    LibvirtLost { step: usize },
+    #[error("the QEMU of domain {domain} exited during step {step} though no step stopped it (libvirt: {state})")]
+    QemuExited {
+        domain: String,
+        step: usize,
+        state: String,
+    },
+    #[error("cannot tell whether domain {domain} still runs after step {step}: {error}")]
+    DomainUnknown {
+        domain: String,
+        step: usize,
+        error: String,
+    },
+    /// The audit log was rotated or truncated under the step, or could not be read.
+    #[error("step {step}'s AVC evidence is incomplete: {error}")]
+    AvcIncomplete { step: usize, error: String },
+    #[error("cannot inject the fault {fault}: {error}")]
+    Fault { fault: String, error: String },
+    /// What a scenario `requires` should be there and is broken (libvirtd down, the probe
+    /// module not loading): an error, where a skip would let a broken target look green.
+    #[error("{0}")]
+    Requirement(String),
+    #[error("cannot break the policy ({fault}): {error}")]
+    PolicyFault { fault: String, error: String },
+    #[error("the run panicked (its cleanup ran on unwind): {0}")]
+    Panicked(String),
+    #[error("the host differs from before the run after cleanup: {}", .0.join("; "))]
+    HostChanged(Vec<String>),
+    #[error("cleanup failed, the host may hold leftovers (run `selinux-harness doctor`): {}", .0.join("; "))]
+    CleanupFailed(Vec<String>),
+}
+
+impl RunError {
+    /// The reason of a run that `first` ended (if anything did), after which its cleanup
+    /// found `then`: the first cause first, as that is what a reader needs to see.
+    fn reason(first: Option<&RunError>, then: &[RunError]) -> String {
+        let then = then
+            .iter()
+            .map(RunError::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        match (first, then.is_empty()) {
+            (None, _) => then,
+            (Some(e), true) => e.to_string(),
+            (Some(e), false) => format!("{e}; then {then}"),
+        }
+    }
+}
 
 /// Where things are on this host (the defaults are libvirt's and auditd's), and how to run.
 #[derive(Debug, Clone)]
@@ -71,14 +151,15 @@ impl Default for HostPaths {
     }
 }
 
-/// Run one scenario under one variant; returns the verdict it also emitted.
+/// Run one scenario under one variant; returns the verdict it also emitted, or None if Ctrl-C
+/// came while the run waited for its turn on the host (then it did nothing and said nothing).
 pub fn execute(
     loaded: &LoadedScenario,
     variant: Option<&str>,
     target: &TargetInfo,
     paths: &HostPaths,
     sink: &mut dyn EventSink,
-) -> Verdict {
+) -> Option<Verdict> {
     let concurrency = paths.concurrency.as_deref();
     let run_id = match concurrency {
         Some(c) => c.register(run_id),
@@ -93,11 +174,7 @@ pub fn execute(
     });
     if _turn.is_some() && paths.interrupt.is_set() {
         // Ctrl-C came while this run waited for the host: it must not begin changing it now.
-        let item = parallel::RunItem {
-            scenario: loaded,
-            variant,
-        };
-        return parallel::not_started(item, target, &mut |e| sink.emit(e));
+        return None;
     }
     let started = Instant::now();
     let s = &loaded.scenario;
@@ -138,68 +215,52 @@ pub fn execute(
             drop(run.libvirt.take());
             r
         }
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(RunError::Plan(e.to_string())),
     };
-    let notes = cleanup.run();
-    let failed_cleanup: Vec<&String> = notes
+    let undone = cleanup.run();
+    let failed_cleanup: Vec<String> = undone
         .iter()
-        .filter(|n| !n.starts_with("cleanup: "))
+        .filter(|u| !u.succeeded())
+        .map(Undone::to_string)
         .collect();
-    for n in &notes {
-        sink.emit(Event::Note { message: n.clone() });
+    for u in undone {
+        sink.emit(Event::CleanedUp(u));
     }
-    let verified = before.is_some();
     let changed = before
         .map(|b| {
             let after = state::snapshot(&state_paths, true);
-            match concurrency {
+            let differences = match concurrency {
                 // Other runs of the batch come and go meanwhile; only their names are theirs.
                 Some(c) => {
                     let others = c.foreign_markers(&run_id);
                     state::diff(&b.without_runs(&others), &after.without_runs(&others))
                 }
                 None => state::diff(&b, &after),
-            }
+            };
+            sink.emit(Event::HostStateVerified {
+                differences: differences.clone(),
+            });
+            differences
         })
         .unwrap_or_default();
-    if verified && changed.is_empty() {
-        sink.emit(Event::Note {
-            message: "host state after cleanup equals the state before the run".into(),
-        });
-    }
     let mut problems = Vec::new();
     if !changed.is_empty() {
-        problems.push(format!(
-            "the host differs from before the run after cleanup: {}",
-            changed.join("; ")
-        ));
+        problems.push(RunError::HostChanged(changed));
     }
     if !failed_cleanup.is_empty() {
-        problems.push(format!(
-            "cleanup failed, the host may hold leftovers (run `selinux-harness doctor`): {}",
-            failed_cleanup
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join("; ")
-        ));
+        problems.push(RunError::CleanupFailed(failed_cleanup));
     }
     let verdict = match result {
         Ok(v) if problems.is_empty() => v,
-        Ok(_) => Verdict::Error {
-            reason: problems.join("; "),
-        },
-        // The first cause first: what broke the run is what a reader needs to see.
-        Err(reason) if problems.is_empty() => Verdict::Error { reason },
-        Err(reason) => Verdict::Error {
-            reason: format!("{reason}; then {}", problems.join("; ")),
+        r => Verdict::Error {
+            reason: RunError::reason(r.as_ref().err(), &problems),
         },
     };
     sink.emit(Event::ScenarioFinished {
         verdict: verdict.clone(),
         millis: started.elapsed().as_millis() as u64,
     });
-    verdict
+    Some(verdict)
 }
 
 /// Contexts a plan fixes before anything runs: static domain labels and image labels.
@@ -245,39 +306,42 @@ impl Run<'_> {
         self.sink.emit(Event::Note { message });
     }
 
-    fn all(&mut self) -> Result<Verdict, String> {
+    fn all(&mut self) -> Result<Verdict, RunError> {
         let mut tally = Tally::default();
         match selinux_ops::is_enforcing() {
             Ok(true) => {}
             Ok(false) => tally.inconclusive = Some("SELinux is permissive on the target".into()),
-            Err(e) => return Err(format!("cannot read the SELinux mode: {e}")),
+            Err(e) => return Err(RunError::SelinuxMode(e.to_string())),
         }
         // A fault for "step 0" strikes before the requirements are looked at (a libvirtd that
         // is down when the run begins).
         self.inject_fault(0, Moment::BeforeAction)?;
-        if let Some(reason) = self.unmet_requirements()? {
+        if let Some(reason) = self.unmet_requirements().map_err(RunError::Requirement)? {
             return Ok(Verdict::Skipped { reason });
         }
         self.apply_host_settings()?;
         if let Some(policy) = self.paths.fault.as_ref().and_then(Fault::policy) {
             let done = policy
                 .apply(self.cleanup)
-                .map_err(|e| format!("cannot break the policy ({policy:?}): {e}"))?;
+                .map_err(|error| RunError::PolicyFault {
+                    fault: format!("{policy:?}"),
+                    error,
+                })?;
             self.note(done);
         }
         if !self.plan.domains.is_empty() {
             self.libvirt = Some(
                 Libvirt::connect(&self.paths.libvirt_uri)
-                    .map_err(|e| format!("cannot connect to libvirt: {}", e.message))?,
+                    .map_err(|e| RunError::Libvirt(e.message))?,
             );
         }
-        self.make_sandbox()?;
-        let mut audit = AuditLog::open(&self.paths.audit_log)
-            .map_err(|e| format!("cannot read the audit log: {e}"))?;
+        self.make_sandbox().map_err(RunError::Sandbox)?;
+        let mut audit =
+            AuditLog::open(&self.paths.audit_log).map_err(|e| RunError::AuditLog(e.to_string()))?;
         let noise = NoiseFilter::for_this_process();
         for (i, step) in self.loaded.scenario.steps.iter().enumerate() {
             if self.paths.interrupt.is_set() {
-                return Err(format!("interrupted before step {}; cleaned up", i + 1));
+                return Err(RunError::InterruptedBefore { step: i + 1 });
             }
             self.step(i + 1, step, &mut audit, &noise, &mut tally)?;
         }
@@ -333,14 +397,14 @@ impl Run<'_> {
         Ok(())
     }
 
-    fn apply_host_settings(&mut self) -> Result<(), String> {
+    fn apply_host_settings(&mut self) -> Result<(), RunError> {
         if !self.plan.qemu_conf.is_empty() {
             Journal::default()
                 .backup_qemu_conf(Path::new(QEMU_CONF))
-                .map_err(|e| format!("cannot back up qemu.conf for `doctor`: {e}"))?;
+                .map_err(|e| RunError::QemuConfBackup(e.to_string()))?;
             change::QemuConf::new(QEMU_CONF)
                 .apply(&self.plan.qemu_conf, self.cleanup)
-                .map_err(|e| format!("cannot apply qemu.conf settings: {e}"))?;
+                .map_err(|e| RunError::QemuConf(e.to_string()))?;
             let set: Vec<String> = self
                 .plan
                 .qemu_conf
@@ -353,8 +417,10 @@ impl Run<'_> {
             ));
         }
         for (name, value) in &self.plan.booleans {
-            change::set_boolean(name, *value, self.cleanup)
-                .map_err(|e| format!("cannot set boolean {name}: {e}"))?;
+            change::set_boolean(name, *value, self.cleanup).map_err(|e| RunError::Boolean {
+                name: name.clone(),
+                error: e.to_string(),
+            })?;
         }
         Ok(())
     }
@@ -546,7 +612,7 @@ impl Run<'_> {
         audit: &mut AuditLog,
         noise: &NoiseFilter,
         tally: &mut Tally,
-    ) -> Result<(), String> {
+    ) -> Result<(), RunError> {
         let o = &step.options;
         let title = o
             .title
@@ -554,7 +620,9 @@ impl Run<'_> {
             .unwrap_or_else(|| self.plan.virsh(&step.action).join("; "));
         self.sink.emit(Event::StepStarted { step: index, title });
         let started = Instant::now();
-        let offset = audit.offset().map_err(|e| format!("audit log: {e}"))?;
+        let offset = audit
+            .offset()
+            .map_err(|e| RunError::AuditOffset(e.to_string()))?;
         let watched: Vec<(String, PathBuf)> = o
             .watch
             .iter()
@@ -570,7 +638,7 @@ impl Run<'_> {
         } else {
             Some(
                 Timeline::watch(&watched, "security.selinux")
-                    .map_err(|e| format!("cannot watch labels: {e}"))?,
+                    .map_err(|e| RunError::Watch(e.to_string()))?,
             )
         };
 
@@ -582,9 +650,12 @@ impl Run<'_> {
         if let Some(d) = o.settle {
             // The scenario asked for a window (see StepOptions::settle); Ctrl-C cuts it short.
             let until = Instant::now() + d.0;
-            while Instant::now() < until && !self.paths.interrupt.is_set() {
-                std::thread::sleep(Duration::from_millis(50).min(until - Instant::now()));
-            }
+            crate::wait::wait_until(
+                Some(until),
+                Duration::from_millis(50),
+                Some(&self.paths.interrupt),
+                || false,
+            );
             self.target_intact(index, "in its settle window")?;
         }
         if let Some(t) = timeline {
@@ -621,7 +692,10 @@ impl Run<'_> {
         let (avcs, checks) = loop {
             let mut records = audit
                 .records_since(offset)
-                .map_err(|e| format!("step {index}'s AVC evidence is incomplete: {e}"))?;
+                .map_err(|e| RunError::AvcIncomplete {
+                    step: index,
+                    error: e.to_string(),
+                })?;
             if let Some(c) = self.paths.concurrency.as_deref() {
                 c.observe_running(Path::new(QEMU_PID_DIR));
                 (records, left_to_others) = c.keep_for(&self.plan.run_id, records);
@@ -676,7 +750,7 @@ impl Run<'_> {
         Ok(())
     }
 
-    fn inject_fault(&mut self, index: usize, moment: Moment) -> Result<(), String> {
+    fn inject_fault(&mut self, index: usize, moment: Moment) -> Result<(), RunError> {
         let Some(fault) = self
             .paths
             .fault
@@ -687,7 +761,10 @@ impl Run<'_> {
         };
         let done = fault
             .inject(self.plan, &self.paths.audit_log)
-            .map_err(|e| format!("cannot inject the fault {fault:?}: {e}"))?;
+            .map_err(|e| RunError::Fault {
+                fault: format!("{fault:?}"),
+                error: e.to_string(),
+            })?;
         self.note(done);
         Ok(())
     }
@@ -695,19 +772,18 @@ impl Run<'_> {
     /// After each part of a step: was the run interrupted, is libvirtd still there, does every
     /// domain that should be running still run? A target that broke under the step is an
     /// error, not a policy outcome: what the step observed says nothing about labelling.
-    fn target_intact(&self, index: usize, moment: &str) -> Result<(), String> {
+    fn target_intact(&self, index: usize, moment: &'static str) -> Result<(), RunError> {
         if self.paths.interrupt.is_set() {
-            return Err(format!(
-                "interrupted during step {index}, {moment}; the step was not checked"
-            ));
+            return Err(RunError::InterruptedDuring {
+                step: index,
+                moment,
+            });
         }
         let Some(lv) = self.libvirt.as_ref() else {
             return Ok(());
         };
         if !lv.is_alive() {
-            return Err(format!(
-                "the connection to libvirtd was lost during step {index}: libvirtd died or was restarted under the run"
-            ));
+            return Err(RunError::LibvirtLost { step: index });
         }
         for n in &self.running {
             let name = self.plan.domain_name(n);
@@ -717,15 +793,18 @@ impl Run<'_> {
                     let state = lv
                         .state(name)
                         .unwrap_or_else(|e| format!("state unknown: {}", e.message));
-                    return Err(format!(
-                        "the QEMU of domain {n} exited during step {index} though no step stopped it (libvirt: {state})"
-                    ));
+                    return Err(RunError::QemuExited {
+                        domain: n.to_string(),
+                        step: index,
+                        state,
+                    });
                 }
                 Err(e) => {
-                    return Err(format!(
-                        "cannot tell whether domain {n} still runs after step {index}: {}",
-                        e.message
-                    ))
+                    return Err(RunError::DomainUnknown {
+                        domain: n.to_string(),
+                        step: index,
+                        error: e.message,
+                    })
                 }
             }
         }
@@ -789,5 +868,36 @@ impl Run<'_> {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_cause_comes_first_then_what_cleanup_found() {
+        let broke = RunError::LibvirtLost { step: 2 };
+        let then = [
+            RunError::HostChanged(vec!["domain a appeared".into(), "b changed".into()]),
+            RunError::CleanupFailed(vec!["cleanup FAILED: remove x: busy".into()]),
+        ];
+        assert_eq!(
+            RunError::reason(Some(&broke), &then),
+            "the connection to libvirtd was lost during step 2: libvirtd died or was restarted \
+             under the run; then the host differs from before the run after cleanup: domain a \
+             appeared; b changed; cleanup failed, the host may hold leftovers (run \
+             `selinux-harness doctor`): cleanup FAILED: remove x: busy"
+        );
+        assert_eq!(RunError::reason(Some(&broke), &[]), broke.to_string());
+        assert_eq!(RunError::reason(None, &then[1..]), then[1].to_string());
+        assert_eq!(
+            RunError::InterruptedDuring {
+                step: 2,
+                moment: "in its settle window"
+            }
+            .to_string(),
+            "interrupted during step 2, in its settle window; the step was not checked"
+        );
     }
 }

@@ -16,9 +16,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::host::layout::{AUDITD_PID, LIBVIRTD_PID};
 use crate::run::plan::Plan;
+use crate::wait::{wait_until, Waited};
 
 /// How long a killed process or a rotation may take to be visible.
 const SETTLE: Duration = Duration::from_secs(5);
+const POLL: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "fault", rename_all = "snake_case")]
@@ -217,16 +219,15 @@ impl Fault {
                 // auditd(8): SIGUSR1 makes it rotate its logs, as `service auditd rotate` does.
                 kill(Pid::from_raw(pid as i32), Signal::SIGUSR1)
                     .map_err(|e| format!("cannot signal auditd (pid {pid}): {e}"))?;
-                let deadline = Instant::now() + SETTLE;
                 // Between auditd's rename and its create the path briefly names nothing.
-                while inode(audit_log).map_or(true, |now| now == before) {
-                    if Instant::now() > deadline {
-                        return Err(format!(
-                            "auditd did not rotate {} within {SETTLE:?}",
-                            audit_log.display()
-                        ));
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
+                let rotated = wait_until(Some(Instant::now() + SETTLE), POLL, None, || {
+                    inode(audit_log).is_ok_and(|now| now != before)
+                });
+                if rotated != Waited::Met(()) {
+                    return Err(format!(
+                        "auditd did not rotate {} within {SETTLE:?}",
+                        audit_log.display()
+                    ));
                 }
                 Ok(format!(
                     "fault injected: auditd (pid {pid}) rotated {}",
@@ -254,12 +255,11 @@ fn inode(path: &Path) -> Result<u64, String> {
 fn kill_and_wait(pid: u32) -> Result<(), String> {
     kill(Pid::from_raw(pid as i32), Signal::SIGKILL)
         .map_err(|e| format!("cannot kill pid {pid}: {e}"))?;
-    let deadline = Instant::now() + SETTLE;
-    while Path::new(&format!("/proc/{pid}")).exists() {
-        if Instant::now() > deadline {
-            return Err(format!("pid {pid} still exists {SETTLE:?} after SIGKILL"));
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let gone = wait_until(Some(Instant::now() + SETTLE), POLL, None, || {
+        !Path::new(&format!("/proc/{pid}")).exists()
+    });
+    if gone != Waited::Met(()) {
+        return Err(format!("pid {pid} still exists {SETTLE:?} after SIGKILL"));
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! One scenario run on an SELinux host: the plan, the executor that carries it out, the
 //! expectations it checks, the verdict, and the events it emits on the way.
 
-pub(crate) mod batch;
+pub mod batch;
 pub mod event;
 pub(crate) mod executor;
 pub(crate) mod expect;

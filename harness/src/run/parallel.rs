@@ -15,12 +15,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::context::Context;
 use crate::evidence::AvcRecord;
-use crate::host::environment::TargetInfo;
 use crate::host::layout::MARKER;
-use crate::run::event::Event;
 use crate::run::plan::Plan;
-use crate::run::verdict::Verdict;
-use crate::scenario::{LoadedScenario, Requirement, Scenario};
+use crate::scenario::{Requirement, Scenario};
 
 /// Why a run must have the host to itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -374,34 +371,6 @@ pub fn keep_for(
         .collect();
     let left = total - kept.len();
     (kept, left)
-}
-
-/// One (scenario, variant) pair of a batch.
-#[derive(Debug, Clone, Copy)]
-pub struct RunItem<'a> {
-    pub scenario: &'a LoadedScenario,
-    pub variant: Option<&'a str>,
-}
-
-/// The events of a run that never started because of Ctrl-C: it did nothing, and says so.
-pub(crate) fn not_started(
-    item: RunItem<'_>,
-    target: &TargetInfo,
-    sink: &mut dyn FnMut(Event),
-) -> Verdict {
-    let verdict = Verdict::Error {
-        reason: "interrupted before this run started; nothing was done".into(),
-    };
-    sink(Event::ScenarioStarted {
-        scenario: item.scenario.scenario.name.value.to_string(),
-        variant: item.variant.map(str::to_string),
-        target: target.clone(),
-    });
-    sink(Event::ScenarioFinished {
-        verdict: verdict.clone(),
-        millis: 0,
-    });
-    verdict
 }
 
 #[cfg(test)]

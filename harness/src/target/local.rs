@@ -4,10 +4,9 @@
 use super::{Target, TargetError};
 use crate::host::environment::TargetInfo;
 use crate::interrupt::Interrupt;
-use crate::run::event::{Event, EventSink};
-use crate::run::executor::{execute, HostPaths};
-use crate::run::verdict::Verdict;
-use crate::scenario::LoadedScenario;
+use crate::run::batch::{run_batch, Batch};
+use crate::run::event::Envelope;
+use crate::run::executor::HostPaths;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HostStatus {
@@ -75,32 +74,12 @@ impl Target for Local {
 
     fn run(
         &mut self,
-        scenario: &LoadedScenario,
-        variant: Option<&str>,
-        sink: &mut dyn EventSink,
-    ) -> Result<Verdict, TargetError> {
+        batch: &Batch<'_>,
+        sink: &mut dyn FnMut(Envelope),
+    ) -> Result<(), TargetError> {
         let info = self.info()?;
-        Ok(execute(scenario, variant, &info, &self.paths, sink))
-    }
-
-    fn run_many(
-        &mut self,
-        runs: &[(&LoadedScenario, Option<&str>)],
-        jobs: usize,
-        sink: &mut dyn FnMut(usize, Event),
-    ) -> Vec<Result<Verdict, TargetError>> {
-        let info = crate::host::environment::collect("local");
-        let items: Vec<crate::run::parallel::RunItem<'_>> = runs
-            .iter()
-            .map(|(l, v)| crate::run::parallel::RunItem {
-                scenario: l,
-                variant: *v,
-            })
-            .collect();
-        crate::run::batch::run_many(&items, jobs, &info, &self.paths, sink)
-            .into_iter()
-            .map(Ok)
-            .collect()
+        run_batch(batch, &info, &self.paths, sink);
+        Ok(())
     }
 }
 

@@ -5,9 +5,8 @@ pub mod local;
 pub mod vm;
 
 use crate::host::environment::TargetInfo;
-use crate::run::event::{Event, EventSink};
-use crate::run::verdict::Verdict;
-use crate::scenario::LoadedScenario;
+use crate::run::batch::Batch;
+use crate::run::event::Envelope;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
@@ -19,30 +18,12 @@ pub enum TargetError {
 
 pub trait Target {
     fn info(&mut self) -> Result<TargetInfo, TargetError>;
-    /// Run one scenario under one variant. A scenario failure is a verdict, not an error; an
-    /// error means the target itself broke (and says how).
-    fn run(
-        &mut self,
-        scenario: &LoadedScenario,
-        variant: Option<&str>,
-        sink: &mut dyn EventSink,
-    ) -> Result<Verdict, TargetError>;
-
-    /// Run several (scenario, variant) pairs, up to `jobs` at a time where the target can;
-    /// `sink` gets each run's events tagged with its index in `runs`. One result per run, in
-    /// the order of `runs`. This default runs them one after another.
-    fn run_many(
-        &mut self,
-        runs: &[(&LoadedScenario, Option<&str>)],
-        jobs: usize,
-        sink: &mut dyn FnMut(usize, Event),
-    ) -> Vec<Result<Verdict, TargetError>> {
-        let _ = jobs;
-        runs.iter()
-            .enumerate()
-            .map(|(i, (l, v))| self.run(l, *v, &mut |e: Event| sink(i, e)))
-            .collect()
-    }
+    /// Run a batch of scenario runs (`jobs` 1: one after another); `sink` gets every run's
+    /// events, each tagged with the run's index in the batch. A scenario failure is a verdict
+    /// in the stream; an error means the target itself broke (and says how), and the runs with
+    /// no verdict by then have none. Use `dispatch::dispatch`, which makes that error an event.
+    fn run(&mut self, batch: &Batch<'_>, sink: &mut dyn FnMut(Envelope))
+        -> Result<(), TargetError>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

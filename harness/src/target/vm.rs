@@ -10,11 +10,8 @@ use crate::agent::protocol::{Reply, Request, RunSpec};
 use crate::host::environment::TargetInfo;
 use crate::image::{self, BuildOptions, Cache, Progress};
 use crate::interrupt::Interrupt;
-use crate::run::event::{Event, EventSink};
-use crate::run::fault::Fault;
-use crate::run::trial_name;
-use crate::run::verdict::Verdict;
-use crate::scenario::LoadedScenario;
+use crate::run::batch::Batch;
+use crate::run::event::{Envelope, Event};
 use crate::vm::{Vm, VmOptions, Wait, WarmPolicy};
 
 /// Selects the image recipe (same names as `image build --distro`).
@@ -94,6 +91,11 @@ impl VmTarget {
         })
     }
 
+    /// How the VM started: accelerator, cold or warm, how long until the agent was ready.
+    pub fn boot(&self) -> &crate::vm::BootInfo {
+        self.vm.info()
+    }
+
     /// The VM's per-run directory (its QEMU's command line names it).
     pub fn run_dir(&self) -> &std::path::Path {
         self.vm.run_dir()
@@ -150,36 +152,27 @@ impl Target for VmTarget {
         Ok(env)
     }
 
+    /// One request for the whole batch: the guest runs it with `parallel::run_batch`. If the
+    /// guest breaks, the runs that had finished keep their verdicts and the error is returned.
     fn run(
         &mut self,
-        scenario: &LoadedScenario,
-        variant: Option<&str>,
-        sink: &mut dyn EventSink,
-    ) -> Result<Verdict, TargetError> {
-        self.run_with_fault(scenario, variant, None, sink)
-    }
-
-    /// One request for the whole batch: the guest runs it with `batch::run_many`. If the
-    /// guest breaks, runs that had finished keep their verdicts and the others get the error.
-    fn run_many(
-        &mut self,
-        runs: &[(&LoadedScenario, Option<&str>)],
-        jobs: usize,
-        sink: &mut dyn FnMut(usize, Event),
-    ) -> Vec<Result<Verdict, TargetError>> {
-        let request = Request::RunMany {
-            runs: runs
+        batch: &Batch<'_>,
+        sink: &mut dyn FnMut(Envelope),
+    ) -> Result<(), TargetError> {
+        let request = Request::Run {
+            runs: batch
+                .runs
                 .iter()
-                .map(|(l, v)| RunSpec {
-                    file: l.path.display().to_string(),
-                    source: l.source.clone(),
-                    variant: v.map(str::to_string),
+                .map(|r| RunSpec {
+                    file: r.scenario.path.display().to_string(),
+                    source: r.scenario.source.clone(),
+                    variant: r.variant.map(str::to_string),
+                    fault: r.fault.clone(),
                 })
                 .collect(),
-            jobs,
+            jobs: batch.jobs,
         };
         let stamp = self.stamp_boot();
-        let mut verdicts: Vec<Option<Verdict>> = vec![None; runs.len()];
         let mut failed = None;
         let mut stray = None;
         let r = self.vm.request_interruptible(
@@ -187,97 +180,27 @@ impl Target for VmTarget {
             Wait::Idle(self.scenario_timeout),
             CLEANUP_GRACE,
             |reply| match reply {
-                Reply::RunEvent { run, mut event } if run < verdicts.len() => {
-                    stamp(&mut event);
-                    if let Event::ScenarioFinished { verdict, .. } = &event {
-                        verdicts[run] = Some(verdict.clone());
-                    }
-                    sink(run, event);
+                Reply::Event(mut envelope) if envelope.run < batch.runs.len() => {
+                    stamp(&mut envelope.event);
+                    sink(envelope);
                 }
-                Reply::RunEvent { run, .. } => {
+                Reply::Event(envelope) => {
                     stray = Some(format!(
-                        "the agent sent an event for run {run}, which was not asked for"
+                        "the agent sent an event for run {}, which was not asked for",
+                        envelope.run
                     ))
                 }
                 Reply::Failed { message } => failed = Some(message),
-                Reply::Event(_) | Reply::Env(_) | Reply::Done => {}
+                Reply::Env(_) | Reply::Done => {}
             },
         );
-        let broken = match (r, failed, stray) {
-            (Err(e), _, _) => Some(self.broken("running the scenarios in the guest", e)),
-            (Ok(()), Some(m), _) => Some(TargetError::Failed(format!(
+        match (r, failed, stray) {
+            (Err(e), _, _) => Err(self.broken("running the scenarios in the guest", e)),
+            (Ok(()), Some(m), _) => Err(TargetError::Failed(format!(
                 "the guest refused the scenarios: {m}"
             ))),
-            (Ok(()), None, Some(m)) => Some(self.broken("running the scenarios in the guest", m)),
-            (Ok(()), None, None) => None,
-        };
-        let why = broken.map(|e| e.to_string());
-        verdicts
-            .into_iter()
-            .zip(runs)
-            .map(|(v, (l, variant))| match (v, &why) {
-                (Some(v), _) => Ok(v),
-                (None, Some(why)) => Err(TargetError::Failed(why.clone())),
-                (None, None) => Err(self.broken(
-                    "running the scenarios in the guest",
-                    format!(
-                        "the agent finished without a verdict for {}",
-                        trial_name(l.scenario.name.value.as_str(), *variant)
-                    ),
-                )),
-            })
-            .collect()
-    }
-}
-
-impl VmTarget {
-    /// [`Target::run`], with a fault injected into the guest (for the conformance suite's
-    /// fault trials; see `fault`).
-    pub fn run_with_fault(
-        &mut self,
-        scenario: &LoadedScenario,
-        variant: Option<&str>,
-        fault: Option<Fault>,
-        sink: &mut dyn EventSink,
-    ) -> Result<Verdict, TargetError> {
-        let request = Request::Run {
-            file: scenario.path.display().to_string(),
-            source: scenario.source.clone(),
-            variant: variant.map(str::to_string),
-            fault,
-        };
-        let stamp = self.stamp_boot();
-        let mut verdict = None;
-        let mut failed = None;
-        let r = self.vm.request_interruptible(
-            &request,
-            Wait::Total(self.scenario_timeout),
-            CLEANUP_GRACE,
-            |reply| match reply {
-                Reply::Event(mut e) => {
-                    stamp(&mut e);
-                    if let Event::ScenarioFinished { verdict: v, .. } = &e {
-                        verdict = Some(v.clone());
-                    }
-                    sink.emit(e);
-                }
-                Reply::Failed { message } => failed = Some(message),
-                Reply::Env(_) | Reply::Done | Reply::RunEvent { .. } => {}
-            },
-        );
-        if let Err(e) = r {
-            return Err(self.broken("running the scenario in the guest", e));
+            (Ok(()), None, Some(m)) => Err(self.broken("running the scenarios in the guest", m)),
+            (Ok(()), None, None) => Ok(()),
         }
-        if let Some(m) = failed {
-            return Err(TargetError::Failed(format!(
-                "the guest refused the scenario: {m}"
-            )));
-        }
-        verdict.ok_or_else(|| {
-            self.broken(
-                "running the scenario in the guest",
-                "the agent finished without a verdict",
-            )
-        })
     }
 }

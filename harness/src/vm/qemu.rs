@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
+use crate::wait::{wait_until, Waited};
+
 /// Versioned on purpose: a snapshot only loads into the same machine type, and plain `pc`
 /// changes meaning between QEMU versions.
 pub const DEFAULT_MACHINE: &str = "pc-i440fx-7.2";
@@ -226,11 +228,11 @@ impl QemuChild {
     /// Waits up to `grace` for QEMU to exit on its own (after `quit`), then kills it.
     pub fn finish(&mut self, grace: Duration) {
         let deadline = Instant::now() + grace;
-        while Instant::now() < deadline {
-            if self.try_wait().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let exited = wait_until(Some(deadline), Duration::from_millis(20), None, || {
+            self.try_wait().is_some()
+        });
+        if exited == Waited::Met(()) {
+            return;
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -250,16 +252,29 @@ impl Drop for QemuChild {
     }
 }
 
-/// Whether KVM really runs a guest here: a stock guest aborts at the first vCPU reset on some
-/// hosts ("failed to set MSR 0x10a"), which a paused QEMU (-S) already hits. Returns why not.
-pub fn probe_kvm(qemu: &Path, machine: &str) -> Result<(), String> {
-    if let Err(e) = std::fs::OpenOptions::new()
+/// Whether this process may use KVM at all (a cheap check, done before any probe).
+pub fn open_kvm() -> Result<(), String> {
+    std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/kvm")
-    {
-        return Err(format!("cannot open /dev/kvm: {e}"));
-    }
+        .map(drop)
+        .map_err(|e| format!("cannot open /dev/kvm: {e}"))
+}
+
+/// What a KVM probe found out about this QEMU on this kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KvmProbe {
+    /// A paused guest with KVM stayed up.
+    Runs,
+    /// QEMU with KVM exits at once; why, in QEMU's words.
+    Exits(String),
+}
+
+/// Whether KVM really runs a guest here: a stock guest aborts at the first vCPU reset on some
+/// hosts ("failed to set MSR 0x10a"), which a paused QEMU (-S) already hits. Err when the probe
+/// itself could not be made (no answer about KVM).
+pub fn probe_kvm(qemu: &Path, machine: &str) -> Result<KvmProbe, String> {
     let stderr = tempfile::tempfile().map_err(|e| e.to_string())?;
     let mut reader = stderr.try_clone().map_err(|e| e.to_string())?;
     let mut child = Command::new(qemu)
@@ -282,20 +297,22 @@ pub fn probe_kvm(qemu: &Path, machine: &str) -> Result<(), String> {
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", qemu.display()))?;
     let deadline = Instant::now() + Duration::from_millis(400);
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            let mut text = String::new();
-            use std::io::{Read, Seek};
-            let _ = reader.rewind();
-            let _ = reader.read_to_string(&mut text);
-            let first = text.lines().next().unwrap_or("").to_owned();
-            return Err(format!("QEMU with KVM exits at once ({status}): {first}"));
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let exited = wait_until(Some(deadline), Duration::from_millis(20), None, || {
+        child.try_wait().ok().flatten()
+    });
+    if let Waited::Met(status) = exited {
+        let mut text = String::new();
+        use std::io::{Read, Seek};
+        let _ = reader.rewind();
+        let _ = reader.read_to_string(&mut text);
+        let first = text.lines().next().unwrap_or("").to_owned();
+        return Ok(KvmProbe::Exits(format!(
+            "QEMU with KVM exits at once ({status}): {first}"
+        )));
     }
     let _ = child.kill();
     let _ = child.wait();
-    Ok(())
+    Ok(KvmProbe::Runs)
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::evidence::audit::parse_record;
+use crate::scenario::LoadedScenario;
 
 /// Lines recorded on the Debian 12 guest and in the seed report (the same as in
 /// `audit/tests.rs`).
