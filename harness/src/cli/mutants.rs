@@ -72,18 +72,22 @@ pub fn fates(plan: &Plan<'_>, verdicts: &[Verdict], checks: &[Vec<(usize, Check)
             let mut saw = Vec::new();
             for &r in idx {
                 let variant = &plan.runs[r].1;
-                let original = plan
-                    .originals
-                    .get(&(*si, variant.clone()))
-                    .map(|&o| &verdicts[o]);
+                let original = plan.originals.get(&(*si, variant.clone()));
                 let name = trial_name("", variant.as_deref());
-                match original {
-                    Some(o) if o.is_success() => {}
-                    Some(o) => {
+                match original.map(|&o| (o, &verdicts[o])) {
+                    Some((_, o)) if o.is_success() => {}
+                    Some((o, v)) => {
+                        let failed: Vec<String> = checks[o]
+                            .iter()
+                            .filter(|(_, c)| !c.passed && c.known_bug.is_none())
+                            .map(|(s, c)| format!("step {s} {}: observed {}", c.key, c.observed))
+                            .collect();
                         return Fate::NotJudged(format!(
-                            "the scenario itself ended {} in variant {name}",
-                            o.label()
-                        ))
+                            "the scenario's own run{name} in this batch ended {}{}{}",
+                            v.label(),
+                            if failed.is_empty() { "" } else { ": " },
+                            failed.join("; ")
+                        ));
                     }
                     None => return Fate::NotJudged("no original run".into()),
                 }
