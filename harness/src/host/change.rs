@@ -105,6 +105,28 @@ pub fn override_module(
         });
     }
     let dir = tempfile::tempdir().map_err(io_err("create a directory for", Path::new("/tmp")))?;
+    // semodule -E writes NAME.cil into the working directory, as semanage_t: a directory made
+    // by an unconfined process in /tmp is user_tmp_t, where semanage_t may not add a file;
+    // in tmp_t it may (its file becomes semanage_tmp_t).
+    if crate::selinux_ops::file_context(dir.path())
+        .ok()
+        .flatten()
+        .is_some()
+    {
+        let tmp: crate::context::Context =
+            "system_u:object_r:tmp_t:s0"
+                .parse()
+                .map_err(|_| HostError::Invalid {
+                    what: "context",
+                    value: "system_u:object_r:tmp_t:s0".into(),
+                    why: "does not parse",
+                })?;
+        crate::selinux_ops::set_file_context(dir.path(), &tmp).map_err(|e| HostError::Command {
+            command: format!("label {} tmp_t", dir.path().display()),
+            status: "failed".into(),
+            stderr: e.to_string(),
+        })?;
+    }
     // semodule -E writes NAME.cil into the working directory.
     let out = std::process::Command::new("semodule")
         .args(["--cil", "-E", name])

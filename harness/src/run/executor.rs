@@ -88,6 +88,9 @@ pub enum RunError {
     /// module not loading): an error, where a skip would let a broken target look green.
     #[error("{0}")]
     Requirement(String),
+    /// `requires: [libvirt]` and libvirtd does not answer.
+    #[error("the scenario requires libvirt, but libvirtd does not answer: {0}")]
+    LibvirtDown(String),
     #[error("cannot break the policy ({fault}): {error}")]
     PolicyFault { fault: String, error: String },
     #[error("the run panicked (its cleanup ran on unwind): {0}")]
@@ -211,6 +214,12 @@ pub fn execute(
                 running: BTreeSet::new(),
             };
             let r = run.all();
+            if matches!(&r, Err(RunError::LibvirtDown(_))) {
+                // The run found libvirtd down and touched nothing; the host is back when
+                // libvirtd is (systemd, or the VM's init, restarts it), which the host-state
+                // check below must see, as cleanup waits for it after a libvirtd that died.
+                let _ = crate::host::cleanup::connect_patiently(&paths.libvirt_uri);
+            }
             // Close the connection before cleanup restarts libvirtd under it.
             drop(run.libvirt.take());
             r
@@ -316,7 +325,7 @@ impl Run<'_> {
         // A fault for "step 0" strikes before the requirements are looked at (a libvirtd that
         // is down when the run begins).
         self.inject_fault(0, Moment::BeforeAction)?;
-        if let Some(reason) = self.unmet_requirements().map_err(RunError::Requirement)? {
+        if let Some(reason) = self.unmet_requirements()? {
             return Ok(Verdict::Skipped { reason });
         }
         self.apply_host_settings()?;
@@ -351,7 +360,7 @@ impl Run<'_> {
     /// What the target lacks for good (no MCS policy: a skip), or `Err` when what it should
     /// offer is broken - a libvirtd that does not answer, a probe module that does not load -
     /// which is an `error`: a skip there would let a broken target look green.
-    fn unmet_requirements(&mut self) -> Result<Option<String>, String> {
+    fn unmet_requirements(&mut self) -> Result<Option<String>, RunError> {
         for r in &self.loaded.scenario.requires {
             match r {
                 Requirement::Enforcing => {}
@@ -362,15 +371,14 @@ impl Run<'_> {
                 }
                 Requirement::Libvirt => {
                     if let Err(e) = Libvirt::connect(&self.paths.libvirt_uri) {
-                        return Err(format!(
-                            "the scenario requires libvirt, but libvirtd does not answer: {}",
-                            e.message
-                        ));
+                        return Err(RunError::LibvirtDown(e.message));
                     }
                 }
                 Requirement::ProbeModule => {
                     if let Err(e) = self.ensure_probe_module() {
-                        return Err(format!("cannot load the probe policy module: {e}"));
+                        return Err(RunError::Requirement(format!(
+                            "cannot load the probe policy module: {e}"
+                        )));
                     }
                 }
             }
