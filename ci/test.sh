@@ -19,8 +19,8 @@ cargo fmt --all -- --check
 step "cargo clippy (warnings denied)"
 cargo clippy --all-targets --locked -- -D warnings
 step "unit and bad-input tests"
-cargo test --locked --lib --bins --test bad_input
-step "integration lints (shellcheck, actionlint, tmt lint, vagrant validate)"
+cargo test --locked --lib --bins --test bad_input --test cli_exit
+step "integration lints (shellcheck, actionlint, tmt, packit, vagrant validate)"
 ./ci/lint-integrations.sh
 if [ "${FUZZ_SECONDS:-20}" != 0 ]; then
     step "fuzzing, ${FUZZ_SECONDS:-20} s per target"

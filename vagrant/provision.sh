@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
-# Provision a Fedora machine (Vagrant box or any Fedora / CentOS Stream host with dnf) for the
-# conformance suite with the local target, then run the suite.
+# Set up a Fedora machine (Vagrant box or any Fedora / CentOS Stream host with dnf) for the
+# conformance suite with the local target. Sets up only: the suite runs afterwards, by
+# vagrant/run-suite.sh (`vagrant ssh -c`), or by the tmt test.
 #
-#   provision.sh all      install, configure, check, run the suite (what `vagrant up` does)
-#   provision.sh setup    install, configure and check only
-#   provision.sh suite    run the suite only (after `vagrant rsync` brought new sources)
+#   provision.sh setup     install packages, start auditd and libvirt, check SELinux
+#                          (what `vagrant up` does)
+#   provision.sh services  start auditd and libvirt, check SELinux; no packages (the tmt plan:
+#                          its test's `require:` installed them)
 #
-# Environment: SELINUX_HARNESS_SRC (default /vagrant) is the source tree.
 set -euo pipefail
 
-phase="${1:-all}"
-src="${SELINUX_HARNESS_SRC:-/vagrant}"
+phase="${1:-setup}"
 
 if [[ "$(id -u)" -ne 0 ]]; then
-  echo "provision.sh: run as root (the local target relabels files and restarts libvirtd)" >&2
+  echo "provision.sh: run as root (the local target relabels files and restarts the libvirt daemon)" >&2
   exit 1
 fi
 
@@ -28,33 +28,40 @@ install_packages() {
   dnf -y install \
     rust cargo gcc git rsync \
     libvirt libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-config-network \
-    libvirt-client libvirt-devel qemu-kvm \
+    libvirt-client libvirt-devel qemu-kvm python3 \
     selinux-policy-devel policycoreutils libselinux-devel libselinux-utils \
     audit clang-devel pkgconf-pkg-config
 }
 
-# The harness applies qemu.conf settings by `systemctl restart libvirtd`. Fedora runs the modular
-# daemons (virtqemud and friends) by default, which would never see that restart: switch to the
-# monolithic libvirtd, as libvirt's documentation describes.
-use_monolithic_libvirtd() {
-  local drv unit
-  for drv in qemu interface network nodedev nwfilter secret storage; do
-    for unit in "virt${drv}d.service" "virt${drv}d.socket" "virt${drv}d-ro.socket" "virt${drv}d-admin.socket"; do
-      if systemctl cat "$unit" >/dev/null 2>&1; then
-        systemctl disable --now "$unit" || true
-      fi
-    done
+# Fedora and CentOS Stream run libvirt's modular daemons (virtqemud for qemu:///system, with
+# socket activation, and virtproxyd for clients of the old socket); a host someone switched to
+# the monolithic libvirtd keeps it. The harness finds out which daemon serves qemu:///system the
+# way libvirt's client does and restarts that one when a scenario changes qemu.conf.
+start_libvirt() {
+  local drv
+  if systemctl is-enabled --quiet libvirtd.service 2>/dev/null ||
+    systemctl is-enabled --quiet libvirtd.socket 2>/dev/null; then
+    systemctl enable --now libvirtd.socket libvirtd-ro.socket libvirtd-admin.socket
+    systemctl start libvirtd.service
+    return
+  fi
+  for drv in qemu network storage nodedev secret; do
+    if systemctl cat "virt${drv}d.socket" >/dev/null 2>&1; then
+      systemctl enable --now "virt${drv}d.socket" "virt${drv}d-ro.socket" "virt${drv}d-admin.socket"
+    fi
   done
-  systemctl enable libvirtd.service libvirtd.socket libvirtd-ro.socket libvirtd-admin.socket
-  systemctl restart libvirtd.service
+  # virtproxyd (a package of its own on recent Fedora) only serves the old socket's clients.
+  if systemctl cat virtproxyd.socket >/dev/null 2>&1; then
+    systemctl enable --now virtproxyd.socket
+  fi
 }
 
 start_services() {
   # auditd refuses `systemctl restart` by design; start is enough (and a no-op when running).
   systemctl enable --now auditd.service
-  use_monolithic_libvirtd
+  start_libvirt
   if ! virsh -c qemu:///system version >/dev/null; then
-    echo "provision.sh: libvirtd does not answer on qemu:///system" >&2
+    echo "provision.sh: no libvirt daemon answers on qemu:///system" >&2
     exit 1
   fi
 }
@@ -73,33 +80,18 @@ check_selinux() {
   fi
 }
 
-run_suite() {
-  cd "$src"
-  # CI=true makes the suite fail when no trial executed, so a run that could not use the local
-  # target is never mistaken for a pass.
-  CI=true SELINUX_HARNESS_TARGET=local SELINUX_HARNESS_ALLOW_LOCAL=1 \
-    cargo test --locked --test conformance -- --test-threads 1
-  echo "reports: $src/target/conformance/report.json, $src/target/conformance/junit.xml"
-}
-
 case "$phase" in
-  all)
-    install_packages
-    start_services
-    check_selinux
-    run_suite
-    ;;
   setup)
     install_packages
     start_services
     check_selinux
     ;;
-  suite)
+  services)
+    start_services
     check_selinux
-    run_suite
     ;;
   *)
-    echo "usage: provision.sh [all|setup|suite]" >&2
+    echo "usage: provision.sh [setup|services]" >&2
     exit 2
     ;;
 esac

@@ -35,7 +35,11 @@ selinux-harness check scenarios/            validate every scenario, list every 
 selinux-harness explain scenarios/seed/cross-attach.yaml\n  \
 selinux-harness run scenarios/seed          run in the VM (built on first use)\n  \
 selinux-harness run --format junit -o report.xml scenarios/\n  \
-selinux-harness env --target vm             what the VM target is"
+selinux-harness env --target vm             what the VM target is\n\n\
+Exit status (each command's --help has its own): 0 success, 1 the answer is no (invalid \
+scenarios, a verdict that is not a success, a reproduced bug, leftovers that stay), 2 the \
+command could not do its work (bad arguments, unreadable or invalid input, no target), \
+130 interrupted."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -45,21 +49,50 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Validate scenario files; every error of every file, with file:line:column.
+    #[command(after_long_help = "\
+Exit status: 0 every scenario file is valid, 1 some file has errors (all are printed),
+2 no scenario file found or a path cannot be read.")]
     Check {
         /// Files or directories (searched for *.yaml); default: ./scenarios
         paths: Vec<PathBuf>,
     },
     /// List scenarios with their tags and variants.
+    #[command(after_long_help = "\
+Exit status: 0 every scenario file is valid, 1 some file has errors (the valid ones are still
+listed), 2 no scenario file found or a path cannot be read.")]
     List { paths: Vec<PathBuf> },
     /// Show what a scenario will do, step by step, with the libvirt XML and the virsh
     /// commands that do the same by hand.
+    #[command(after_long_help = "\
+Exit status: 0 explained, 2 the scenario cannot be read or is invalid, or has no such variant.")]
     Explain {
         scenario: PathBuf,
         /// Variant to explain (default: the first).
         #[arg(long)]
         variant: Option<String>,
     },
+    /// Write a scenario skeleton from libvirt domain XML, as bug reports attach it: each domain
+    /// with its seclabel and file disks, the disks' files as images, a start and a destroy step.
+    /// Says (on stderr and in the file) what it could not map.
+    #[command(after_long_help = "\
+The skeleton loads as it is (`selinux-harness check` accepts it); what must hold after each
+step (`expect:`) is for you to add.
+
+Exit status: 0 written (also when parts were not mapped: they are listed), 2 an XML file cannot
+be read or is not a domain, the output exists already, or the name is not a scenario name.")]
+    New {
+        /// A domain's XML (`virsh dumpxml NAME`); once per guest.
+        #[arg(long = "from-xml", required = true, value_name = "FILE")]
+        from_xml: Vec<PathBuf>,
+        /// Write the scenario here (never over an existing file); default: stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// The scenario's name (default: the output file's name without .yaml, or from-xml).
+        #[arg(long)]
+        name: Option<String>,
+    },
     /// Print the JSON Schema of the scenario language (for editors).
+    #[command(after_long_help = "Exit status: 0.")]
     Schema,
     /// Run scenarios on a target and report verdicts.
     #[command(after_long_help = "\
@@ -84,6 +117,13 @@ Exit status: 0 every mutant not listed was killed, 1 one survived or could not b
     Mutants(MutantsArgs),
     /// Run one scenario and write a single Markdown file for a bug tracker: environment,
     /// steps, evidence (label timeline, AVCs, libvirt errors) and the scenario itself.
+    #[command(after_long_help = "\
+The bundle is written whatever the verdict, so that a report can say \"does not reproduce\" too.
+
+Exit status: 0 the scenario passed (the bug does not reproduce; also when a known-bug mark is
+stale), 1 the bug reproduces (verdict fail or known-bug), 2 no verdict: the scenario cannot be
+read or is invalid, the target cannot start, or the run ended in error, inconclusive (e.g.
+SELinux permissive) or skipped; 130 interrupted.")]
     Repro {
         scenario: PathBuf,
         /// Where to write the bundle (default: SCENARIO-NAME.repro.md).
@@ -98,17 +138,27 @@ Exit status: 0 every mutant not listed was killed, 1 one survived or could not b
     },
     /// Find and remove what interrupted runs left on this host (domains, sandboxes, a loaded
     /// probe module, an edited qemu.conf), by the harness's marker. Do not run it during a run.
+    #[command(after_long_help = "\
+Exit status: 0 nothing is left on this host (nothing found, or everything found was removed),
+1 something is left: with --dry-run, leftovers were found; otherwise some could not be removed
+(the lines starting with FAILED: say which and why), 2 the command could not run.")]
     Doctor {
         /// Only list what would be removed.
         #[arg(long)]
         dry_run: bool,
     },
     /// Build, list and remove the cached VM images.
+    #[command(after_long_help = "\
+Exit status: 0 done, 2 it could not be done (unknown distribution or image, a failed build,
+an unusable cache directory), 130 interrupted (temporary files removed).")]
     Image {
         #[command(subcommand)]
         command: cli::vm::ImageCommand,
     },
     /// Describe a target (kernel, SELinux mode, policy, libvirt/QEMU, how the VM started).
+    #[command(after_long_help = "\
+Exit status: 0 described, 2 the target could not be described (unknown distribution, the image
+could not be built, the VM did not start or its agent did not answer), 130 interrupted.")]
     Env(cli::vm::EnvArgs),
     /// Inside the VM: serve the host's requests on the agent port (started by the guest's init).
     #[command(hide = true)]
@@ -218,6 +268,11 @@ fn command(cli: Cli) -> Result<ExitCode> {
         Command::Check { paths } => check(&paths),
         Command::List { paths } => list(&paths),
         Command::Explain { scenario, variant } => explain(&scenario, variant.as_deref()),
+        Command::New {
+            from_xml,
+            output,
+            name,
+        } => new_from_xml(&from_xml, output.as_deref(), name),
         Command::Schema => {
             println!(
                 "{}",
@@ -370,6 +425,50 @@ fn load_one(path: &Path) -> Result<LoadedScenario> {
             .collect::<Vec<_>>()
             .join("\n"))
     })
+}
+
+fn new_from_xml(xml: &[PathBuf], output: Option<&Path>, name: Option<String>) -> Result<ExitCode> {
+    let name = name
+        .or_else(|| output.and_then(|o| o.file_stem()?.to_str().map(str::to_string)))
+        .unwrap_or_else(|| "from-xml".into());
+    name.parse::<scenario::Name>()
+        .map_err(|e| anyhow::anyhow!("--name: {e}"))?;
+    let mut files = Vec::new();
+    for p in xml {
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+        files.push((p.display().to_string(), text));
+    }
+    let s = scenario::from_xml::skeleton(&name, &files)?;
+    // The promise is a file `check` accepts: hold the skeleton to it before writing anything.
+    let shown = output.unwrap_or(Path::new("new.yaml"));
+    if let Err(diags) = scenario::load_str(shown, &s.yaml) {
+        let all: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+        bail!(
+            "the skeleton does not load (a bug in `new`):\n{}\n{}",
+            all.join("\n"),
+            s.yaml
+        );
+    }
+    match output {
+        Some(p) => {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(p)
+                .with_context(|| {
+                    format!("cannot create {} (it is never overwritten)", p.display())
+                })?;
+            std::io::Write::write_all(&mut f, s.yaml.as_bytes())
+                .with_context(|| format!("cannot write {}", p.display()))?;
+            eprintln!("wrote {}", p.display());
+        }
+        None => print!("{}", s.yaml),
+    }
+    for u in &s.unmapped {
+        eprintln!("not mapped: {u}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn explain(path: &Path, variant: Option<&str>) -> Result<ExitCode> {
@@ -728,7 +827,16 @@ fn repro(
 ) -> Result<ExitCode> {
     let loaded = load_one(path)?;
     let variant = variant.or_else(|| loaded.variants().into_iter().next().flatten());
-    let mut t = make_target(kind, allow_local, false, Interrupt::on_signals()?)?;
+    // Planned before the target starts: an unknown variant is bad input, not a failed run.
+    let plan = selinux_harness::run::plan::Plan::new(
+        &loaded.scenario,
+        variant.as_deref(),
+        "RUN",
+        Path::new(selinux_harness::host::layout::IMAGES_ROOT),
+    )?;
+    let by_hand = by_hand(&loaded, &plan);
+    let interrupt = Interrupt::on_signals()?;
+    let mut t = make_target(kind, allow_local, false, interrupt.clone())?;
     let mut human = Human::new(std::io::stderr(), std::io::stderr().is_terminal(), false);
     let batch = Batch::one(&loaded, variant.as_deref());
     let mut record = Record::for_batch(&batch);
@@ -749,14 +857,70 @@ fn repro(
             trial_name(loaded.scenario.name.value.as_str(), variant.as_deref())
         ))
     });
-    let bundle = selinux_harness::report::markdown::repro(scenario, &loaded.source);
+    let bundle = selinux_harness::report::markdown::repro(scenario, &loaded.source, &by_hand);
     std::fs::write(&out, bundle).with_context(|| format!("cannot write {}", out.display()))?;
     eprintln!("{}: {}", verdict.label(), out.display());
-    Ok(if verdict.is_success() {
-        ExitCode::SUCCESS
+    Ok(if interrupt.is_set() {
+        ExitCode::from(130)
     } else {
-        ExitCode::FAILURE
+        ExitCode::from(repro_status(&verdict))
     })
+}
+
+/// The scenario as shell and virsh commands for the repro bundle: what `explain` shows.
+fn by_hand(
+    loaded: &LoadedScenario,
+    plan: &selinux_harness::run::plan::Plan,
+) -> selinux_harness::report::markdown::ByHand {
+    let mut setup = vec![format!("mkdir -p {}", plan.sandbox.display())];
+    for img in plan.images.values() {
+        setup.push(format!("truncate -s {} {}", img.size, img.path.display()));
+        if let Some(c) = &img.context {
+            setup.push(format!("chcon {c} {}", img.path.display()));
+        }
+    }
+    for (k, v) in &plan.qemu_conf {
+        setup.push(format!(
+            "# /etc/libvirt/qemu.conf: {k} = {v}, then restart the daemon serving qemu:///system (libvirtd or virtqemud)"
+        ));
+    }
+    for (k, v) in &plan.booleans {
+        setup.push(format!("setsebool {k} {}", u8::from(*v)));
+    }
+    for d in plan.domains.values() {
+        setup.push(format!("virsh define {}.xml", d.libvirt_name));
+    }
+    selinux_harness::report::markdown::ByHand {
+        setup,
+        domains: plan
+            .domains
+            .iter()
+            .map(|(n, d)| (n.to_string(), d.libvirt_name.clone(), d.xml.clone()))
+            .collect(),
+        steps: loaded
+            .scenario
+            .steps
+            .iter()
+            .map(|step| {
+                let title = step
+                    .options
+                    .title
+                    .clone()
+                    .unwrap_or_else(|| step.action.keyword().to_string());
+                (title, plan.virsh(&step.action))
+            })
+            .collect(),
+    }
+}
+
+/// `repro` answers "does the bug reproduce?", not "is CI green?": a known bug that reproduces
+/// is a yes (1), a stale known-bug mark a no (0), and no verdict at all is neither (2).
+fn repro_status(verdict: &Verdict) -> u8 {
+    match verdict {
+        Verdict::Pass | Verdict::KnownBugGone { .. } => 0,
+        Verdict::Fail { .. } | Verdict::KnownBug { .. } => 1,
+        Verdict::Inconclusive { .. } | Verdict::Error { .. } | Verdict::Skipped { .. } => 2,
+    }
 }
 
 fn doctor(dry_run: bool) -> Result<ExitCode> {
@@ -770,11 +934,21 @@ fn doctor(dry_run: bool) -> Result<ExitCode> {
         println!("found: {}", l.describe());
     }
     if dry_run {
-        return Ok(ExitCode::SUCCESS);
+        return Ok(ExitCode::FAILURE);
     }
-    let notes = doctor::clean(&leftovers);
-    for n in &notes {
-        println!("{n}");
+    let mut left = 0;
+    for outcome in doctor::clean(&leftovers) {
+        match outcome {
+            Ok(done) => println!("{done}"),
+            Err(failed) => {
+                left += 1;
+                println!("{failed}");
+            }
+        }
+    }
+    if left > 0 {
+        eprintln!("{left} leftover(s) could not be removed");
+        return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -1058,5 +1232,39 @@ mod tests {
         insta::assert_snapshot!(html::render(
             &replay("sequential.jsonl", 1, false, false).record
         ));
+    }
+
+    /// `repro`'s documented statuses: 1 exactly when the bug reproduces, known or not.
+    #[test]
+    fn repro_status_answers_whether_the_bug_reproduces() {
+        let refs = vec!["libvir-list 2012-03".to_string()];
+        let reason = "x".to_string();
+        let cases = [
+            (Verdict::Pass, 0),
+            (
+                Verdict::KnownBugGone {
+                    references: refs.clone(),
+                },
+                0,
+            ),
+            (Verdict::Fail { failed: 1 }, 1),
+            (Verdict::KnownBug { references: refs }, 1),
+            (
+                Verdict::Inconclusive {
+                    reason: reason.clone(),
+                },
+                2,
+            ),
+            (
+                Verdict::Error {
+                    reason: reason.clone(),
+                },
+                2,
+            ),
+            (Verdict::Skipped { reason }, 2),
+        ];
+        for (v, want) in cases {
+            assert_eq!(repro_status(&v), want, "{v:?}");
+        }
     }
 }

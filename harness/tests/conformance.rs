@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
 use selinux_harness::dispatch::dispatch;
-use selinux_harness::report::{human::Human, junit, Record, Reporter};
+use selinux_harness::report::{html, human::Human, junit, Record, Reporter};
 use selinux_harness::run::batch::{Batch, RunItem};
 use selinux_harness::run::event::{Envelope, Event};
 use selinux_harness::run::verdict::Verdict;
@@ -1235,9 +1235,13 @@ fn main() {
             let dir = reports_dir();
             let written = std::fs::create_dir_all(&dir)
                 .and_then(|_| std::fs::write(dir.join("report.json"), r.to_json()))
-                .and_then(|_| std::fs::write(dir.join("junit.xml"), junit::render(&r)));
+                .and_then(|_| std::fs::write(dir.join("junit.xml"), junit::render(&r)))
+                .and_then(|_| std::fs::write(dir.join("report.html"), html::render(&r)));
             match written {
-                Ok(()) => eprintln!("reports: {}/report.json, junit.xml", dir.display()),
+                Ok(()) => eprintln!(
+                    "reports: {}/report.json, junit.xml, report.html",
+                    dir.display()
+                ),
                 Err(e) => eprintln!("cannot write reports to {}: {e}", dir.display()),
             }
         }

@@ -132,7 +132,8 @@ pub fn report(error: &anyhow::Error) -> std::process::ExitCode {
     for cause in error.chain().skip(1) {
         eprintln!("caused by: {cause}");
     }
-    std::process::ExitCode::FAILURE
+    // 2 as for every other command that could not do its work (1 means "the answer is no").
+    std::process::ExitCode::from(2)
 }
 
 fn human_size(bytes: u64) -> String {

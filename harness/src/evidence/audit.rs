@@ -477,16 +477,23 @@ impl Filtered {
     }
 }
 
+/// The built-in noise rules (see [`NoiseFilter::defaults`]).
+const DEFAULT_NOISE: &str = include_str!("../../noise/defaults.yaml");
+/// Stands for the harness's own process name in a noise file's `comm`.
+const OWN_COMM: &str = "$harness";
+
+/// Noise rules from YAML: a list of [`NoiseRule`]s, unknown keys rejected, each with a reason.
+pub fn parse_noise_rules(source: &str) -> std::result::Result<Vec<NoiseRule>, String> {
+    let rules: Vec<NoiseRule> = serde_saphyr::from_str(source).map_err(|e| e.to_string())?;
+    if let Some(i) = rules.iter().position(|r| r.reason.trim().is_empty()) {
+        return Err(format!("noise rule {} has no reason", i + 1));
+    }
+    Ok(rules)
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NoiseFilter {
     rules: Vec<NoiseRule>,
-}
-
-fn rule(reason: &str) -> NoiseRule {
-    NoiseRule {
-        reason: reason.to_string(),
-        ..NoiseRule::default()
-    }
 }
 
 impl NoiseFilter {
@@ -494,78 +501,22 @@ impl NoiseFilter {
         Self::default()
     }
 
-    /// The noise measured on Debian 12/13 guests (see docs/selinux-vm-facts.md). `own_comm` is
-    /// the harness's own process name: libvirt's client libraries make the caller ask for
-    /// execmem, as they do for virsh.
+    /// The noise measured on Debian 12/13 guests: the rules in `harness/noise/defaults.yaml`
+    /// (data, like the image recipes, so a new kind of noise is a reviewed line there, not
+    /// code). `own_comm` is the harness's own process name, `$harness` in the file: libvirt's
+    /// client libraries make the caller ask for execmem, as they do for virsh.
     pub fn defaults(own_comm: &str) -> Self {
-        let mut rules = Vec::new();
-        rules.push(NoiseRule {
-            scontext_type: Some("udev_t".into()),
-            ..rule("udev at boot")
-        });
-        rules.push(NoiseRule {
-            scontext_type: Some("systemd_tmpfiles_t".into()),
-            ..rule("systemd-tmpfiles at boot")
-        });
-        for comm in ["virsh", "virtlogd", own_comm] {
-            rules.push(NoiseRule {
-                comm: Some(comm.to_string()),
-                tclass: Some("process".into()),
-                perms: vec!["execmem".into()],
-                ..rule("libvirt client libraries ask for execmem")
-            });
-        }
-        rules.push(NoiseRule {
-            scontext_type: Some("svirt_t".into()),
-            tclass: Some("anon_inode".into()),
-            perms: vec!["create".into()],
-            ..rule("QEMU probes io_uring")
-        });
-        rules.push(NoiseRule {
-            scontext_type: Some("svirt_t".into()),
-            tcontext_type: Some("sysfs_t".into()),
-            tclass: Some("file".into()),
-            perms: vec!["read".into()],
-            target: Some("possible".into()),
-            ..rule("QEMU reads /sys/devices/system/cpu/possible")
-        });
-        // Seen in the Debian 12 guest: libnuma's constructor (linked into QEMU, and into the
-        // harness's own probe through libvirt) reads NUMA facts at start-up.
-        rules.push(NoiseRule {
-            scontext_type: Some("svirt_t".into()),
-            tcontext_type: Some("sysfs_t".into()),
-            tclass: Some("file".into()),
-            perms: vec!["read".into()],
-            target: Some("meminfo".into()),
-            ..rule("libnuma reads /sys/devices/system/node/*/meminfo at start-up")
-        });
-        rules.push(NoiseRule {
-            scontext_type: Some("svirt_t".into()),
-            tcontext_type: Some("sysctl_kernel_t".into()),
-            tclass: Some("dir".into()),
-            perms: vec!["search".into()],
-            ..rule("libnuma looks up kernel sysctls at start-up")
-        });
-        rules.push(NoiseRule {
-            scontext_type: Some("svirt_t".into()),
-            tcontext_type: Some("virtd_t".into()),
-            tclass: Some("dir".into()),
-            perms: vec!["search".into()],
-            ..rule("QEMU names who killed it (/proc/PID of libvirtd) when destroyed")
-        });
-        rules.push(NoiseRule {
-            scontext_type: Some("svirt_t".into()),
-            tcontext_type: Some("sysctl_vm_t".into()),
-            perms: vec!["search".into()],
-            ..rule("QEMU 10 looks up vm sysctls")
-        });
-        rules.push(NoiseRule {
-            record_type: Some("USER_AVC".into()),
-            scontext_type: Some("virtd_t".into()),
-            tcontext_type: Some("systemd_logind_t".into()),
-            tclass: Some("dbus".into()),
-            ..rule("libvirtd asks logind for a shutdown inhibitor")
-        });
+        let rules = parse_noise_rules(DEFAULT_NOISE)
+            // The file is compiled in and parsed by a unit test: it cannot fail at run time.
+            .expect("harness/noise/defaults.yaml is valid (see its unit test)")
+            .into_iter()
+            .map(|mut r| {
+                if r.comm.as_deref() == Some(OWN_COMM) {
+                    r.comm = Some(own_comm.to_string());
+                }
+                r
+            })
+            .collect();
         Self { rules }
     }
 

@@ -17,7 +17,9 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use crate::context::Context;
-use crate::host::layout::{BOOLEANS_DIR, INIT_CONTROL, LIBVIRTD, LIBVIRTD_PID, LIBVIRT_SOCK};
+use crate::host::layout::{
+    BOOLEANS_DIR, INIT_CONTROL, LIBVIRTD, LIBVIRTD_PID, LIBVIRT_SOCK, VIRTQEMUD_PID, VIRTQEMUD_SOCK,
+};
 use crate::wait::{wait_until, Waited};
 
 /// libvirtd's first start probes QEMU capabilities (4.5-9 s under TCG): leave ample room.
@@ -287,6 +289,55 @@ pub struct LibvirtdRestart {
     pub context: Option<Context>,
 }
 
+/// The daemon that serves qemu:///system, which is the one that must be restarted for a
+/// qemu.conf change to take effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LibvirtDaemon {
+    /// The monolithic daemon (Debian, our VM, hosts switched back to it).
+    Libvirtd,
+    /// The modular QEMU daemon (Fedora and EL since libvirt 9 / EL9), socket-activated; with it,
+    /// /run/libvirt/libvirt-sock belongs to virtproxyd, which does not read qemu.conf.
+    Virtqemud,
+}
+
+impl LibvirtDaemon {
+    /// The choice libvirt's own client makes for qemu:///system on a Unix socket
+    /// (remoteGetUNIXSocket, mode auto): the modular daemon's socket when it exists, else the
+    /// monolithic one's.
+    pub fn serving_qemu_system(virtqemud_sock_exists: bool) -> LibvirtDaemon {
+        if virtqemud_sock_exists {
+            LibvirtDaemon::Virtqemud
+        } else {
+            LibvirtDaemon::Libvirtd
+        }
+    }
+
+    pub fn detect() -> LibvirtDaemon {
+        Self::serving_qemu_system(Path::new(VIRTQEMUD_SOCK).exists())
+    }
+
+    pub fn unit(self) -> &'static str {
+        match self {
+            LibvirtDaemon::Libvirtd => "libvirtd.service",
+            LibvirtDaemon::Virtqemud => "virtqemud.service",
+        }
+    }
+
+    pub fn socket(self) -> &'static Path {
+        Path::new(match self {
+            LibvirtDaemon::Libvirtd => LIBVIRT_SOCK,
+            LibvirtDaemon::Virtqemud => VIRTQEMUD_SOCK,
+        })
+    }
+
+    fn pid_file(self) -> &'static Path {
+        Path::new(match self {
+            LibvirtDaemon::Libvirtd => LIBVIRTD_PID,
+            LibvirtDaemon::Virtqemud => VIRTQEMUD_PID,
+        })
+    }
+}
+
 /// Whether systemd is PID 1 (sd_booted's test).
 pub fn systemd_booted() -> bool {
     Path::new("/run/systemd/system").is_dir()
@@ -296,16 +347,20 @@ fn read_pid(path: &Path) -> Option<u32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
-/// Restart libvirtd: `systemctl restart libvirtd` under systemd; otherwise (our VM's init
+/// Restart the daemon that serves qemu:///system: under systemd `systemctl restart` of
+/// libvirtd or virtqemud (LibvirtDaemon::detect); otherwise (our VM's init
 /// started `libvirtd -d`) SIGTERM the pid in /run/libvirtd.pid, wait for it to exit, start
 /// `libvirtd -d` again in the context the old daemon had, and wait until the socket answers.
 pub fn restart_libvirtd() -> Result<LibvirtdRestart> {
     let pid_path = Path::new(LIBVIRTD_PID);
-    let old_pid = read_pid(pid_path);
     if systemd_booted() {
-        run("systemctl", &["restart", "libvirtd"])?;
-        wait_for_socket(Path::new(LIBVIRT_SOCK), LIBVIRTD_TIMEOUT)?;
-        let new_pid = read_pid(pid_path);
+        // A systemd host may run either daemon (Fedora: virtqemud); restarting libvirtd there
+        // would leave the daemon that reads qemu.conf untouched.
+        let daemon = LibvirtDaemon::detect();
+        let old_pid = read_pid(daemon.pid_file());
+        run("systemctl", &["restart", daemon.unit()])?;
+        wait_for_socket(daemon.socket(), LIBVIRTD_TIMEOUT)?;
+        let new_pid = read_pid(daemon.pid_file());
         return Ok(LibvirtdRestart {
             systemd: true,
             old_pid,
@@ -313,6 +368,7 @@ pub fn restart_libvirtd() -> Result<LibvirtdRestart> {
             context: new_pid.and_then(|p| crate::selinux_ops::process_context(p).ok()),
         });
     }
+    let old_pid = read_pid(pid_path);
     // Started by us from unconfined_t, libvirtd would not necessarily land in virtd_t: ask for
     // the old daemon's context explicitly.
     let old_context = old_pid.and_then(|p| crate::selinux_ops::process_context(p).ok());
@@ -426,6 +482,21 @@ pub fn wait_for_socket(path: &Path, timeout: Duration) -> Result<()> {
 pub(crate) mod tests {
     use super::*;
     use rstest::rstest;
+
+    #[rstest]
+    #[case::fedora_modular(true, LibvirtDaemon::Virtqemud, "virtqemud.service", VIRTQEMUD_SOCK)]
+    #[case::monolithic(false, LibvirtDaemon::Libvirtd, "libvirtd.service", LIBVIRT_SOCK)]
+    fn daemon_serving_qemu_system(
+        #[case] virtqemud_sock: bool,
+        #[case] want: LibvirtDaemon,
+        #[case] unit: &str,
+        #[case] socket: &str,
+    ) {
+        let d = LibvirtDaemon::serving_qemu_system(virtqemud_sock);
+        assert_eq!(d, want);
+        assert_eq!(d.unit(), unit);
+        assert_eq!(d.socket(), Path::new(socket));
+    }
 
     pub(crate) const DEBIAN_SNIPPET: &str = "# Master configuration file for the QEMU driver.\n\
 #remember_owner = 1\n\

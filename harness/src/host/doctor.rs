@@ -175,14 +175,12 @@ fn scan_modules(state_dir: &Path, out: &mut Vec<Leftover>) {
     }
 }
 
-/// Remove every leftover; one line per action, saying what was done or why it failed.
-pub fn clean(leftovers: &[Leftover]) -> Vec<String> {
+/// Remove every leftover; one line per action, saying what was done (Ok) or why it failed
+/// (Err, a line starting with "FAILED:"): the caller's exit status depends on which.
+pub fn clean(leftovers: &[Leftover]) -> Vec<Result<String, String>> {
     leftovers
         .iter()
-        .map(|l| match clean_one(l) {
-            Ok(done) => done,
-            Err(e) => format!("FAILED: {}: {e}", l.describe()),
-        })
+        .map(|l| clean_one(l).map_err(|e| format!("FAILED: {}: {e}", l.describe())))
         .collect()
 }
 
@@ -322,7 +320,10 @@ mod tests {
         let found = scan(&p);
         assert_eq!(found, vec![Leftover::SandboxDir { path: ours.clone() }]);
         let notes = clean(&found);
-        assert!(notes[0].starts_with("removed"), "{notes:?}");
+        assert!(
+            notes[0].as_ref().is_ok_and(|n| n.starts_with("removed")),
+            "{notes:?}"
+        );
         assert!(!ours.exists());
         assert_eq!(std::fs::read(outside.join("keep")).unwrap(), b"keep");
         assert!(p.images_root.join("selinux-harness-link").exists());
@@ -346,7 +347,10 @@ mod tests {
         std::fs::write(outside.join("keep"), b"keep").unwrap();
         symlink(&outside, &ours).unwrap();
         let notes = clean(&found);
-        assert!(notes[0].starts_with("FAILED"), "{notes:?}");
+        assert!(
+            notes[0].as_ref().is_err_and(|n| n.starts_with("FAILED: ")),
+            "{notes:?}"
+        );
         assert!(outside.join("keep").exists());
     }
 
@@ -387,7 +391,7 @@ mod tests {
             "{found:?}"
         );
         assert!(matches!(&found[1], Leftover::Module { name, .. } if name == "ok_one"));
-        assert!(clean(&found[..1])[0].starts_with("FAILED"));
+        assert!(clean(&found[..1])[0].is_err());
     }
 
     #[test]
@@ -409,7 +413,10 @@ mod tests {
             "{found:?}"
         );
         let notes = clean(&found);
-        assert!(notes[0].starts_with("restored"), "{notes:?}");
+        assert!(
+            notes[0].as_ref().is_ok_and(|n| n.starts_with("restored")),
+            "{notes:?}"
+        );
         assert_eq!(std::fs::read_to_string(&p.qemu_conf).unwrap(), "# stock\n");
         assert!(scan(&p).is_empty());
     }
@@ -458,7 +465,9 @@ mod tests {
         assert_eq!(found.len(), 2, "{found:?}");
         let notes = clean(&found);
         assert!(
-            notes.iter().all(|n| n.starts_with("destroyed")),
+            notes
+                .iter()
+                .all(|n| n.as_ref().is_ok_and(|n| n.starts_with("destroyed"))),
             "{notes:?}"
         );
         assert!(!lv.exists(running).unwrap());

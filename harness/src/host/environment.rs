@@ -29,6 +29,17 @@ pub struct TargetInfo {
     pub boot: String,
     /// qemu.conf keys in force that the harness cares about.
     pub qemu_conf: Vec<(String, String)>,
+    /// The policy *package* and its version (e.g. "selinux-policy-default 2:2.20221101-11"):
+    /// `policy_version` is only the kernel's policy format. Empty in records made before it
+    /// existed, and then left out of the JSON.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub policy_package: String,
+    /// The selinux-harness version that ran the scenario (the agent's, in the VM).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub harness_version: String,
+    /// For a VM: the image's recipe and content hash (what `image list` shows).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub image: String,
 }
 
 /// qemu.conf keys whose values change what libvirt's security driver does.
@@ -57,11 +68,15 @@ pub fn collect(kind: &str) -> TargetInfo {
     };
     let mls = fs::read_to_string(selinuxfs.join("mls")).is_ok_and(|v| v.trim() == "1");
     let (libvirt_version, qemu_version, secmodel) = libvirt_facts();
+    let policy_name = selinux_config_value("SELINUXTYPE").unwrap_or_else(|| "unavailable".into());
     TargetInfo {
         kind: kind.to_owned(),
         kernel: read_trimmed("/proc/sys/kernel/osrelease"),
         selinux_mode,
-        policy_name: selinux_config_value("SELINUXTYPE").unwrap_or_else(|| "unavailable".into()),
+        policy_package: policy_package(&policy_name),
+        harness_version: env!("CARGO_PKG_VERSION").to_owned(),
+        image: String::new(),
+        policy_name,
         policy_version: read_trimmed("/sys/fs/selinux/policyvers"),
         mls,
         libvirt_version,
@@ -72,6 +87,46 @@ pub fn collect(kind: &str) -> TargetInfo {
         boot: String::new(),
         qemu_conf: qemu_conf(QEMU_CONF),
     }
+}
+
+/// The installed package that ships the policy `policy_name` (Debian and Fedora both call it
+/// selinux-policy-NAME), with its version: from dpkg's status file where there is one, else
+/// from rpm. Says "unavailable: ..." when neither knows it.
+fn policy_package(policy_name: &str) -> String {
+    let package = format!("selinux-policy-{policy_name}");
+    if let Ok(status) = fs::read_to_string("/var/lib/dpkg/status") {
+        if let Some(v) = dpkg_installed_version(&status, &package) {
+            return format!("{package} {v}");
+        }
+    }
+    match std::process::Command::new("rpm")
+        .args([
+            "-q",
+            "--qf",
+            "%{NAME} %{EPOCHNUM}:%{VERSION}-%{RELEASE}",
+            &package,
+        ])
+        .output()
+    {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_owned(),
+        _ => format!("unavailable: {package} is not an installed dpkg or rpm package"),
+    }
+}
+
+/// The version of an installed package in the text of /var/lib/dpkg/status (stanzas separated
+/// by blank lines; a removed package keeps its stanza with another Status).
+fn dpkg_installed_version(status: &str, package: &str) -> Option<String> {
+    status.split("\n\n").find_map(|stanza| {
+        let field = |name: &str| {
+            stanza
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .map(str::trim)
+        };
+        (field("Package") == Some(package) && field("Status") == Some("install ok installed"))
+            .then(|| field("Version").map(str::to_owned))
+            .flatten()
+    })
 }
 
 fn read_trimmed(path: &str) -> String {
@@ -199,6 +254,20 @@ fn secmodels(xml: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn policy_package_version_from_dpkg_status() {
+        let status = "Package: selinux-policy-mls\nStatus: deinstall ok config-files\n\
+                      Version: 2:2.20221101-10\n\n\
+                      Package: selinux-policy-default\nStatus: install ok installed\n\
+                      Priority: optional\nVersion: 2:2.20221101-11\nDepends: policycoreutils\n\n";
+        assert_eq!(
+            dpkg_installed_version(status, "selinux-policy-default").as_deref(),
+            Some("2:2.20221101-11")
+        );
+        assert_eq!(dpkg_installed_version(status, "selinux-policy-mls"), None);
+        assert_eq!(dpkg_installed_version(status, "selinux-policy"), None);
+    }
 
     #[test]
     fn libvirt_versions_are_dotted() {

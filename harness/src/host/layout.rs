@@ -15,6 +15,12 @@ pub const QEMU_PID_DIR: &str = "/run/libvirt/qemu";
 pub const LIBVIRTD: &str = "/usr/sbin/libvirtd";
 pub const LIBVIRTD_PID: &str = "/run/libvirtd.pid";
 pub const LIBVIRT_SOCK: &str = "/run/libvirt/libvirt-sock";
+/// The modular QEMU daemon's socket: when it exists, libvirt's client connects qemu:///system to
+/// virtqemud, and libvirt-sock (if any) is virtproxyd's.
+/// Where libvirt's QEMU driver writes each guest's log, NAME.log (command line first).
+pub const QEMU_LOG_DIR: &str = "/var/log/libvirt/qemu";
+pub const VIRTQEMUD_SOCK: &str = "/run/libvirt/virtqemud-sock";
+pub const VIRTQEMUD_PID: &str = "/run/virtqemud.pid";
 pub const AUDIT_LOG: &str = "/var/log/audit/audit.log";
 pub const AUDITD_PID: &str = "/run/auditd.pid";
 /// One file per SELinux boolean: "current pending".

@@ -742,6 +742,9 @@ pub(crate) mod tests {
                 accelerator: "tcg".into(),
                 boot: "warm".into(),
                 qemu_conf: vec![("remember_owner".into(), "0".into())],
+                policy_package: "selinux-policy-default 2:2.20221101-11".into(),
+                harness_version: "0.1.0".into(),
+                image: "debian-12 3f2a14b07c9e".into(),
             },
             verdict: Some(Verdict::KnownBug {
                 references: vec![
@@ -750,6 +753,14 @@ pub(crate) mod tests {
             }),
             millis: 11_940,
             notes: vec!["libvirtd restarted with remember_owner = 0".into()],
+            guest_logs: vec![crate::report::GuestLog {
+                domain: "vm2".into(),
+                path: "/var/log/libvirt/qemu/selinux-harness-f0e5e10-vm2.log".into(),
+                text: "2026-11-26 09:40:01.120+0000: starting up libvirt version: 9.0.0\n\
+                       LC_ALL=C /usr/bin/qemu-system-x86_64 -name guest=selinux-harness-f0e5e10-vm2 \
+                       -machine pc,usb=off -m 64\n"
+                    .into(),
+            }],
             steps: vec![
                 StepRecord {
                     step: 1,

@@ -130,6 +130,8 @@ impl<W: Write> Human<W> {
                     writeln!(out, "  note: {HOST_STATE_EQUAL}")?;
                 }
             }
+            // The whole log belongs in the JSON report and the repro bundle, not on the terminal.
+            Event::GuestLog { .. } => {}
             Event::ScenarioFinished { verdict, millis } => {
                 let line = self.verdict_line(current, verdict, *millis);
                 writeln!(out, "{line}\n")?;

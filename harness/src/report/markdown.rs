@@ -2,7 +2,9 @@
 //! Bugzilla comment, a GitLab or GitHub issue or a mailing-list post.
 //!
 //! It holds what a maintainer needs to reproduce and judge the report without the harness:
-//! the environment, every step with its evidence, the failed checks, and the scenario itself.
+//! the environment (with the harness version, the VM image and the policy package), the guests'
+//! domain XML and the virsh commands of each step, every step with its evidence, the failed
+//! checks, the guests' QEMU logs (command line first) and the scenario itself.
 //! Text from the target (messages, audit lines, contexts) only ever appears inside code spans or
 //! fenced blocks whose fences are longer than any backtick run in the text, so nothing it
 //! contains can turn into markup in the tracker.
@@ -14,6 +16,19 @@ use crate::context::Context;
 use crate::evidence::{Evidence, LabelChange, Outcome};
 use crate::host::environment::TargetInfo;
 use crate::run::verdict::{Check, Verdict};
+
+/// The scenario as libvirt commands, for a maintainer who reproduces by hand (what `explain`
+/// prints): made from the scenario's plan by the caller.
+#[derive(Debug, Clone, Default)]
+pub struct ByHand {
+    /// What to do before the first step: the sandbox, its images and their labels, host
+    /// settings. Shell commands, or a sentence when there is no one command.
+    pub setup: Vec<String>,
+    /// Each guest: the scenario's name for it, the libvirt name, the domain XML.
+    pub domains: Vec<(String, String, String)>,
+    /// Each step: its title and the virsh commands that do the same.
+    pub steps: Vec<(String, Vec<String>)>,
+}
 
 /// The longest run of backticks in `s`.
 fn longest_backtick_run(s: &str) -> usize {
@@ -95,7 +110,7 @@ fn verdict_text(v: Option<&Verdict>) -> String {
     format!("{}{detail}", v.label())
 }
 
-pub fn repro(record: &ScenarioRecord, scenario_source: &str) -> String {
+pub fn repro(record: &ScenarioRecord, scenario_source: &str, by_hand: &ByHand) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -116,6 +131,7 @@ pub fn repro(record: &ScenarioRecord, scenario_source: &str) -> String {
     );
     environment(&mut out, &record.target);
     reproduce(&mut out, record);
+    without_the_harness(&mut out, by_hand);
     failed_checks(&mut out, record);
     out.push_str("### Steps and evidence\n\n");
     for st in &record.steps {
@@ -128,9 +144,50 @@ pub fn repro(record: &ScenarioRecord, scenario_source: &str) -> String {
         }
         out.push('\n');
     }
+    if !record.guest_logs.is_empty() {
+        out.push_str("### Guest logs (QEMU command line and messages)\n\n");
+        for g in &record.guest_logs {
+            let _ = writeln!(out, "{} ({}):\n", code(&g.domain), code(&g.path));
+            out.push_str(&fenced("text", &g.text));
+            out.push('\n');
+        }
+    }
     out.push_str("### Scenario\n\n");
     out.push_str(&fenced("yaml", scenario_source));
     out
+}
+
+fn without_the_harness(out: &mut String, h: &ByHand) {
+    if h.domains.is_empty() && h.steps.is_empty() {
+        return;
+    }
+    out.push_str(
+        "### Without the harness\n\nThe same scenario with libvirt's own tools, as root on an \
+         SELinux-enforcing host. RUN stands for any short id (the harness picks one per run).\n\n",
+    );
+    if !h.setup.is_empty() {
+        out.push_str(&fenced("sh", &h.setup.join("\n")));
+        out.push('\n');
+    }
+    for (name, libvirt_name, xml) in &h.domains {
+        let _ = writeln!(
+            out,
+            "Guest {} as {} (`virsh define {libvirt_name}.xml`):\n",
+            code(name),
+            code(libvirt_name)
+        );
+        out.push_str(&fenced("xml", xml));
+        out.push('\n');
+    }
+    for (i, (title, cmds)) in h.steps.iter().enumerate() {
+        let _ = writeln!(out, "Step {}: {}\n", i + 1, code(title));
+        if cmds.is_empty() {
+            out.push_str("(no virsh equivalent)\n\n");
+        } else {
+            out.push_str(&fenced("sh", &cmds.join("\n")));
+            out.push('\n');
+        }
+    }
 }
 
 fn environment(out: &mut String, t: &TargetInfo) {
@@ -142,7 +199,7 @@ fn environment(out: &mut String, t: &TargetInfo) {
         .map(|(k, v)| format!("{k} = {v}"))
         .collect::<Vec<_>>()
         .join("; ");
-    let rows: [(&str, String); 12] = [
+    let rows: [(&str, String); 15] = [
         ("target", t.kind.clone()),
         ("distribution", t.distro.clone()),
         ("kernel", t.kernel.clone()),
@@ -153,12 +210,15 @@ fn environment(out: &mut String, t: &TargetInfo) {
                 .trim()
                 .to_string(),
         ),
+        ("policy package", t.policy_package.clone()),
         ("MLS/MCS", yes_no(t.mls).to_string()),
         ("libvirt", t.libvirt_version.clone()),
         ("QEMU", t.qemu_version.clone()),
         ("security model", t.secmodel.clone()),
         ("accelerator", t.accelerator.clone()),
         ("boot", t.boot.clone()),
+        ("VM image", t.image.clone()),
+        ("selinux-harness", t.harness_version.clone()),
         ("qemu.conf", qemu_conf),
     ];
     for (k, v) in rows {
@@ -355,9 +415,28 @@ mod tests {
 
     const SOURCE: &str = include_str!("../../../scenarios/seed/cross-attach.yaml");
 
+    /// What main.rs makes of the snapshot's scenario (one step, one guest shown).
+    fn by_hand() -> ByHand {
+        ByHand {
+            setup: vec![
+                "mkdir -p /var/lib/libvirt/images/selinux-harness-RUN".into(),
+                "truncate -s 16777216 /var/lib/libvirt/images/selinux-harness-RUN/vm1.img".into(),
+            ],
+            domains: vec![(
+                "vm2".into(),
+                "selinux-harness-RUN-vm2".into(),
+                "<domain type='qemu'>\n  <name>selinux-harness-RUN-vm2</name>\n</domain>\n".into(),
+            )],
+            steps: vec![(
+                "attach_disk".into(),
+                vec!["virsh attach-device selinux-harness-RUN-vm2 disk.xml --live".into()],
+            )],
+        }
+    }
+
     #[test]
     fn bundle_has_every_part() {
-        let md = repro(&cross_attach_record(), SOURCE);
+        let md = repro(&cross_attach_record(), SOURCE, &by_hand());
         for part in [
             "### Environment",
             "| libvirt | `9.0.0` |",
@@ -367,6 +446,13 @@ mod tests {
             "system_u:object_r:svirt_image_t:s0:c161,c423  (held 0.230 s)",
             "VIR_ERR_INTERNAL_ERROR",
             "```yaml\nname: cross-attach\n",
+            "| policy package | `selinux-policy-default 2:2.20221101-11` |",
+            "| VM image | `debian-12 3f2a14b07c9e` |",
+            "### Without the harness",
+            "```xml\n<domain type='qemu'>",
+            "virsh attach-device selinux-harness-RUN-vm2 disk.xml --live",
+            "### Guest logs (QEMU command line and messages)",
+            "-name guest=selinux-harness-f0e5e10-vm2",
         ] {
             assert!(md.contains(part), "{part:?} missing from\n{md}");
         }
@@ -386,7 +472,7 @@ mod tests {
     fn target_text_stays_inside_code() {
         let mut s = cross_attach_record();
         s.notes.push("<b>bold</b> ` **x**".into());
-        let md = repro(&s, SOURCE);
+        let md = repro(&s, SOURCE, &ByHand::default());
         assert!(md.contains("- ``<b>bold</b> ` **x**``"), "{md}");
     }
 
@@ -401,6 +487,6 @@ mod tests {
     #[test]
     fn snapshot() {
         let source = "name: cross-attach\ndescription: Hot-adding a running guest's image to a second guest must be refused.\nvariants:\n  remember_owner_0:\n    qemu_conf: {remember_owner: 0}\nsteps:\n  - attach_disk: {domain: vm2, image: vm1.img, target: vdb}\n    watch: [vm1.img]\n";
-        insta::assert_snapshot!(repro(&cross_attach_record(), source));
+        insta::assert_snapshot!(repro(&cross_attach_record(), source, &by_hand()));
     }
 }

@@ -41,6 +41,14 @@ pub struct StepRecord {
     pub checks: Vec<Check>,
 }
 
+/// A guest's QEMU log, as [`Event::GuestLog`] carried it.
+#[derive(Debug, Clone, Serialize)]
+pub struct GuestLog {
+    pub domain: String,
+    pub path: String,
+    pub text: String,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ScenarioRecord {
     pub scenario: String,
@@ -51,6 +59,10 @@ pub struct ScenarioRecord {
     pub millis: u64,
     pub notes: Vec<String>,
     pub steps: Vec<StepRecord>,
+    /// The guests' QEMU logs (command line first), for repro bundles; absent in records of
+    /// runs where no guest started.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub guest_logs: Vec<GuestLog>,
 }
 
 impl ScenarioRecord {
@@ -106,6 +118,7 @@ impl Record {
                         millis: 0,
                         notes: Vec::new(),
                         steps: Vec::new(),
+                        guest_logs: Vec::new(),
                     },
                 );
                 at
@@ -153,6 +166,11 @@ impl Record {
                 }
             }
             Event::Note { message } => s.notes.push(message.clone()),
+            Event::GuestLog { domain, path, text } => s.guest_logs.push(GuestLog {
+                domain: domain.clone(),
+                path: path.clone(),
+                text: text.clone(),
+            }),
             Event::CleanedUp(undone) => s.notes.push(undone.to_string()),
             Event::HostStateVerified { differences } => {
                 if differences.is_empty() {

@@ -44,6 +44,14 @@ pub enum Event {
     Note {
         message: String,
     },
+    /// A guest's log as libvirt wrote it (the QEMU command line, then QEMU's own messages),
+    /// read after cleanup for bug reports; no expectation looks at it. `domain` is the
+    /// scenario's name for the guest; `text` is at most `GUEST_LOG_LIMIT` bytes from the start.
+    GuestLog {
+        domain: String,
+        path: String,
+        text: String,
+    },
     /// One change of the run undone by its cleanup, and how that went.
     CleanedUp(Undone),
     /// The host state after cleanup compared with the state before the run (only when the

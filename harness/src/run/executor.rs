@@ -13,7 +13,9 @@ use crate::evidence::{Evidence, Outcome};
 use crate::host::cleanup::{Cleanup, Undo, Undone};
 use crate::host::environment::TargetInfo;
 use crate::host::journal::Journal;
-use crate::host::layout::{Layout, AUDIT_LOG, IMAGES_ROOT, LIBVIRT_URI, QEMU_CONF, QEMU_PID_DIR};
+use crate::host::layout::{
+    Layout, AUDIT_LOG, IMAGES_ROOT, LIBVIRT_URI, QEMU_CONF, QEMU_LOG_DIR, QEMU_PID_DIR,
+};
 use crate::host::libvirt::Libvirt;
 use crate::host::sandbox::SandboxDir;
 use crate::host::state;
@@ -137,6 +139,8 @@ pub struct HostPaths {
     pub fault: Option<Fault>,
     /// Set when this run is one of several running at once on the host (`parallel`).
     pub concurrency: Option<Arc<Concurrency>>,
+    /// libvirt's per-guest QEMU logs (NAME.log), attached to the record for repro bundles.
+    pub qemu_log_dir: PathBuf,
 }
 
 impl Default for HostPaths {
@@ -150,7 +154,39 @@ impl Default for HostPaths {
             interrupt: Interrupt::new(),
             fault: None,
             concurrency: None,
+            qemu_log_dir: QEMU_LOG_DIR.into(),
         }
+    }
+}
+
+/// A guest log's start holds the command line; the size bounds what one run adds to a report.
+pub const GUEST_LOG_LIMIT: usize = 32 * 1024;
+
+/// The logs libvirt kept of the run's guests (they outlive undefine). A guest that never
+/// started has none; a log that cannot be read says why instead.
+fn guest_logs(dir: &Path, guests: &[(String, String)], sink: &mut dyn EventSink) {
+    for (domain, libvirt_name) in guests {
+        let path = dir.join(format!("{libvirt_name}.log"));
+        let text = match std::fs::read(&path) {
+            Ok(bytes) => {
+                let mut t = String::from_utf8_lossy(&bytes[..bytes.len().min(GUEST_LOG_LIMIT)])
+                    .into_owned();
+                if bytes.len() > GUEST_LOG_LIMIT {
+                    t.push_str(&format!(
+                        "\n[... {} more bytes]\n",
+                        bytes.len() - GUEST_LOG_LIMIT
+                    ));
+                }
+                t
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => format!("(cannot read: {e})"),
+        };
+        sink.emit(Event::GuestLog {
+            domain: domain.clone(),
+            path: path.display().to_string(),
+            text,
+        });
     }
 }
 
@@ -195,7 +231,17 @@ pub fn execute(
         .verify_host_state
         .then(|| state::snapshot(&state_paths, true));
     let mut cleanup = Cleanup::new();
-    let result = match Plan::new(s, variant, &run_id, &paths.images_root) {
+    let planned = Plan::new(s, variant, &run_id, &paths.images_root);
+    let guests: Vec<(String, String)> = planned
+        .as_ref()
+        .map(|p| {
+            p.domains
+                .iter()
+                .map(|(n, d)| (n.to_string(), d.libvirt_name.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let result = match planned {
         Ok(plan) => {
             if let Some(c) = concurrency {
                 c.fix_levels(&run_id, fixed_contexts(&plan));
@@ -235,6 +281,7 @@ pub fn execute(
     for u in undone {
         sink.emit(Event::CleanedUp(u));
     }
+    guest_logs(&paths.qemu_log_dir, &guests, sink);
     let changed = before
         .map(|b| {
             let after = state::snapshot(&state_paths, true);
@@ -882,6 +929,34 @@ impl Run<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn guest_logs_are_read_capped_and_skipped_when_absent() {
+        let dir = tempfile::tempdir().unwrap();
+        let cmdline = "LC_ALL=C /usr/bin/qemu-system-x86_64 -name guest=h-r-vm1\n";
+        std::fs::write(dir.path().join("h-r-vm1.log"), cmdline).unwrap();
+        let long = "x".repeat(GUEST_LOG_LIMIT + 10);
+        std::fs::write(dir.path().join("h-r-vm3.log"), &long).unwrap();
+        let guests = [("vm1", "h-r-vm1"), ("vm2", "h-r-vm2"), ("vm3", "h-r-vm3")]
+            .map(|(a, b)| (a.to_string(), b.to_string()));
+        let mut events = Vec::new();
+        guest_logs(dir.path(), &guests, &mut |e: Event| events.push(e));
+        let got: Vec<(String, String)> = events
+            .into_iter()
+            .map(|e| match e {
+                Event::GuestLog { domain, text, .. } => (domain, text),
+                other => panic!("not a guest log: {other:?}"),
+            })
+            .collect();
+        assert_eq!(got.len(), 2, "vm2 never started, so it has no log: {got:?}");
+        assert_eq!(got[0], ("vm1".to_string(), cmdline.to_string()));
+        assert_eq!(got[1].0, "vm3");
+        assert!(
+            got[1].1.ends_with("[... 10 more bytes]\n"),
+            "{}",
+            &got[1].1[GUEST_LOG_LIMIT..]
+        );
+    }
 
     #[test]
     fn the_first_cause_comes_first_then_what_cleanup_found() {

@@ -1,5 +1,6 @@
 //! Scenarios: the YAML language, loading with located errors, and validation.
 
+pub mod from_xml;
 mod load;
 mod model;
 pub mod mutate;

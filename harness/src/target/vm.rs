@@ -41,6 +41,8 @@ pub struct VmTargetOptions {
 pub struct VmTarget {
     vm: Vm,
     scenario_timeout: Duration,
+    /// Recipe and content hash of the booted image, for reports and repro bundles.
+    image: String,
 }
 
 impl VmTarget {
@@ -88,6 +90,10 @@ impl VmTarget {
         Ok(VmTarget {
             vm,
             scenario_timeout: options.scenario_timeout.unwrap_or(SCENARIO_TIMEOUT),
+            image: format!(
+                "{} {}",
+                built.image.manifest.recipe, built.image.manifest.hash
+            ),
         })
     }
 
@@ -104,6 +110,7 @@ impl VmTarget {
     fn fill(&self, t: &mut TargetInfo) {
         let info = self.vm.info();
         t.accelerator = info.accel.name().into();
+        t.image.clone_from(&self.image);
         t.boot = format!(
             "{} start, ready in {:.1} s",
             info.start.name(),
@@ -119,6 +126,7 @@ impl VmTarget {
             if let Event::ScenarioStarted { target, .. } = e {
                 target.accelerator.clone_from(&host.accelerator);
                 target.boot.clone_from(&host.boot);
+                target.image.clone_from(&host.image);
             }
         }
     }

@@ -330,3 +330,26 @@ fn absurd_event_ids_do_not_overflow_the_parser() {
     let node = format!("node=msg=audit(1.1:1) {line}");
     assert!(parse_record(&node).is_some());
 }
+
+#[test]
+fn default_noise_file_parses_and_names_the_harness() {
+    let f = NoiseFilter::defaults("selinux-harness");
+    assert_eq!(f.rules().len(), 12);
+    assert!(f.rules().iter().all(|r| !r.reason.is_empty()));
+    assert!(f
+        .rules()
+        .iter()
+        .any(|r| r.comm.as_deref() == Some("selinux-harness")));
+    assert!(f
+        .rules()
+        .iter()
+        .all(|r| r.comm.as_deref() != Some("$harness")));
+}
+
+#[test]
+fn noise_file_rules_need_a_reason_and_known_keys() {
+    let err = parse_noise_rules("- {scontext_type: udev_t}\n").unwrap_err();
+    assert!(err.contains("no reason"), "{err}");
+    let err = parse_noise_rules("- {reason: x, scontext: udev_t}\n").unwrap_err();
+    assert!(err.contains("scontext"), "{err}");
+}
