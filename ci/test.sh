@@ -28,6 +28,9 @@ if [ "${FUZZ_SECONDS:-20}" != 0 ]; then
 fi
 step "conformance suite"
 # Builds the VM image on first use (cached under ~/.cache/selinux-harness), boots it once and
-# runs every scenario as a trial; under CI=true it fails when no trial executed.
+# runs every scenario as a trial; a scenario trial that cannot run fails (unless the scenario
+# is `not_applicable` to the target), with or without CI=true.
 cargo test --locked --test conformance -- --test-threads 1
+step "mutants of the seed scenarios (every mutant not listed must be killed)"
+./ci/mutants.sh scenarios/seed
 step "done"

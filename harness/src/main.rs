@@ -104,6 +104,17 @@ to exit at once without cleanup (then `selinux-harness doctor` removes what is l
 Exit status: 0 every verdict is pass or known-bug, 1 some verdict is not (skipped included),
 2 the scenarios could not be loaded or the target could not start, 130 interrupted.")]
     Run(RunArgs),
+    /// Mutation testing of the scenarios themselves: run each scenario and the variants of it a
+    /// correct suite must reject (each expectation inverted or shifted, a known bug dropped),
+    /// in one batch, and report per scenario and per kind of check how many were killed.
+    #[command(after_long_help = "\
+A mutant is killed when its verdict is not a success (pass or known-bug) where the scenario's
+own run in the same batch succeeded. A step lets a mutant survive with
+`mutants_survive: [{mutant: KEY/WHAT, reason: ...}]`.
+
+Exit status: 0 every mutant not listed was killed, 1 one survived or could not be judged,
+2 the scenarios could not be loaded or the target could not start.")]
+    Mutants(MutantsArgs),
     /// Run one scenario and write a single Markdown file for a bug tracker: environment,
     /// steps, evidence (label timeline, AVCs, libvirt errors) and the scenario itself.
     #[command(after_long_help = "\
@@ -205,6 +216,22 @@ struct RunArgs {
     jobs: std::num::NonZeroUsize,
 }
 
+#[derive(clap::Args)]
+struct MutantsArgs {
+    /// Scenario files or directories; default: ./scenarios
+    paths: Vec<PathBuf>,
+    /// Only list the mutants, run nothing.
+    #[arg(long)]
+    dry_run: bool,
+    #[arg(long, value_enum, env = target::TARGET_ENV, default_value = "auto")]
+    target: cli::TargetArg,
+    #[arg(long, env = target::LOCAL_OPT_IN_ENV)]
+    allow_local_changes: bool,
+    /// Up to N runs at once on the one target (see `run --jobs`).
+    #[arg(long, short = 'j', default_value = "4", value_name = "N")]
+    jobs: std::num::NonZeroUsize,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Format {
     /// Readable progress and verdicts; failures show expected against observed.
@@ -254,6 +281,7 @@ fn command(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => run(args),
+        Command::Mutants(args) => mutants(args),
         Command::Repro {
             scenario,
             output,
@@ -700,6 +728,72 @@ fn report(
         // What a shell expects of a command stopped by Ctrl-C.
         ExitCode::from(130)
     } else if verdicts.iter().all(Verdict::is_success) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn mutants(args: MutantsArgs) -> Result<ExitCode> {
+    let (loaded, errors) = load_all(&args.paths)?;
+    if errors > 0 {
+        bail!("{errors} error(s) in the scenarios; nothing was run (see `selinux-harness check`)");
+    }
+    let mut all = Vec::new();
+    for l in &loaded {
+        all.push(scenario::mutate::mutants(l).map_err(|ds| {
+            anyhow::anyhow!(ds
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"))
+        })?);
+    }
+    let plan = cli::mutants::plan(&loaded, &all);
+    eprintln!(
+        "{} mutant(s) of {} scenario(s): {} run(s) with the originals",
+        all.iter().map(Vec::len).sum::<usize>(),
+        loaded.len(),
+        plan.runs.len()
+    );
+    if args.dry_run {
+        for (si, m, _) in &plan.mutants {
+            println!(
+                "{} step {} {}: {}{}",
+                loaded[*si].scenario.name.value,
+                m.mutation.step + 1,
+                m.mutation.id,
+                m.mutation.describe,
+                m.listed
+                    .as_ref()
+                    .map(|r| format!(" (listed: {r})"))
+                    .unwrap_or_default()
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let interrupt = Interrupt::on_signals()?;
+    let mut t = make_target(
+        args.target.into(),
+        args.allow_local_changes,
+        false,
+        interrupt.clone(),
+    )?;
+    let started = std::time::Instant::now();
+    let (verdicts, checks) = cli::mutants::run_batch(t.as_mut(), &plan, args.jobs.get());
+    drop(t);
+    let fates = cli::mutants::fates(&plan, &verdicts, &checks);
+    let (text, total) = cli::mutants::report(&loaded, &plan, &fates);
+    print!("{text}");
+    println!(
+        "{} run(s) in {:.0} s with --jobs {}",
+        plan.runs.len(),
+        started.elapsed().as_secs_f64(),
+        args.jobs
+    );
+    Ok(if interrupt.is_set() {
+        ExitCode::from(130)
+    } else if total.survived == 0 && total.not_judged == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -70,6 +70,101 @@ pub fn set_boolean(name: &str, value: bool, cleanup: &mut Cleanup) -> Result<()>
     setsebool(name, value)
 }
 
+/// Override an installed module with an edited copy of its CIL: `edit` gets the module's CIL
+/// (as `semodule --cil -E` extracts it, from its highest priority) and returns the new text,
+/// which is installed at priority 400 - above the distribution's 100, so it takes the module's
+/// place - and removed on cleanup (`semodule -r` removes at 400), which brings back the
+/// original. Refuses when the module already has a priority-400 copy (not ours to replace).
+pub fn override_module(
+    name: &str,
+    edit: &dyn Fn(&str) -> std::result::Result<String, String>,
+    cleanup: &mut Cleanup,
+) -> Result<()> {
+    crate::host::config::validate_policy_name("policy module", name)?;
+    let full = run("semodule", &["--list-modules=full"])?;
+    let present: Vec<(&str, &str)> = full
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            Some((w.next()?, w.next()?))
+        })
+        .filter(|(_, n)| *n == name)
+        .collect();
+    if present.is_empty() {
+        return Err(HostError::Invalid {
+            what: "policy module",
+            value: name.to_string(),
+            why: "not installed; nothing to override",
+        });
+    }
+    if present.iter().any(|(p, _)| *p == "400") {
+        return Err(HostError::Invalid {
+            what: "policy module",
+            value: name.to_string(),
+            why: "already has a priority-400 copy; refusing to replace it",
+        });
+    }
+    let dir = tempfile::tempdir().map_err(io_err("create a directory for", Path::new("/tmp")))?;
+    // semodule -E writes NAME.cil into the working directory, as semanage_t: a directory made
+    // by an unconfined process in /tmp is user_tmp_t, where semanage_t may not add a file;
+    // in tmp_t it may (its file becomes semanage_tmp_t).
+    if crate::selinux_ops::file_context(dir.path())
+        .ok()
+        .flatten()
+        .is_some()
+    {
+        let tmp: crate::context::Context =
+            "system_u:object_r:tmp_t:s0"
+                .parse()
+                .map_err(|_| HostError::Invalid {
+                    what: "context",
+                    value: "system_u:object_r:tmp_t:s0".into(),
+                    why: "does not parse",
+                })?;
+        crate::selinux_ops::set_file_context(dir.path(), &tmp).map_err(|e| HostError::Command {
+            command: format!("label {} tmp_t", dir.path().display()),
+            status: "failed".into(),
+            stderr: e.to_string(),
+        })?;
+    }
+    // semodule -E writes NAME.cil into the working directory.
+    let out = std::process::Command::new("semodule")
+        .args(["--cil", "-E", name])
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| HostError::Command {
+            command: format!("semodule --cil -E {name}"),
+            status: "not started".into(),
+            stderr: e.to_string(),
+        })?;
+    if !out.status.success() {
+        return Err(HostError::Command {
+            command: format!("semodule --cil -E {name}"),
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    let file = dir.path().join(format!("{name}.cil"));
+    let original = std::fs::read_to_string(&file).map_err(io_err("read", &file))?;
+    let edited = edit(&original).map_err(|why| HostError::Command {
+        command: format!("edit of module {name}"),
+        status: "refused".into(),
+        stderr: why,
+    })?;
+    std::fs::write(&file, edited).map_err(io_err("write", &file))?;
+    let f = file.to_str().ok_or_else(|| HostError::Invalid {
+        what: "module path",
+        value: file.display().to_string(),
+        why: "not UTF-8",
+    })?;
+    // Register first: a semodule that fails half-way may still have installed it.
+    cleanup.push(Undo::RemoveModule {
+        name: name.to_string(),
+    });
+    run("semodule", &["-X", "400", "-i", f]).map(|_| ())
+}
+
 /// Install a module unless one of that name is already there (then it is not ours to remove).
 /// Returns whether it was installed.
 pub fn install_module(file: &Path, cleanup: &mut Cleanup) -> Result<bool> {

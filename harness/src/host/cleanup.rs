@@ -94,7 +94,7 @@ impl<F: FnMut(&Undo) -> Result<(), String>> UndoExecutor for F {
 /// libvirtd that died; a run whose libvirtd died must still remove its domains).
 const LIBVIRTD_RETURN: std::time::Duration = std::time::Duration::from_secs(30);
 
-fn connect_patiently(uri: &str) -> Result<crate::host::libvirt::Libvirt, String> {
+pub(crate) fn connect_patiently(uri: &str) -> Result<crate::host::libvirt::Libvirt, String> {
     use crate::wait::{wait_until, Waited};
     let mut last = String::new();
     // Not interruptible: this is the cleanup a Ctrl-C asked for.

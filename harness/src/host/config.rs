@@ -213,7 +213,7 @@ pub(crate) fn run(program: &str, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn validate_policy_name(what: &'static str, name: &str) -> Result<()> {
+pub(crate) fn validate_policy_name(what: &'static str, name: &str) -> Result<()> {
     if !name.is_empty()
         && name
             .bytes()

@@ -88,6 +88,15 @@ pub enum RunError {
     AvcIncomplete { step: usize, error: String },
     #[error("cannot inject the fault {fault}: {error}")]
     Fault { fault: String, error: String },
+    /// What a scenario `requires` should be there and is broken (libvirtd down, the probe
+    /// module not loading): an error, where a skip would let a broken target look green.
+    #[error("{0}")]
+    Requirement(String),
+    /// `requires: [libvirt]` and libvirtd does not answer.
+    #[error("the scenario requires libvirt, but libvirtd does not answer: {0}")]
+    LibvirtDown(String),
+    #[error("cannot break the policy ({fault}): {error}")]
+    PolicyFault { fault: String, error: String },
     #[error("the run panicked (its cleanup ran on unwind): {0}")]
     Panicked(String),
     #[error("the host differs from before the run after cleanup: {}", .0.join("; "))]
@@ -266,6 +275,12 @@ pub fn execute(
                 running: BTreeSet::new(),
             };
             let r = run.all();
+            if matches!(&r, Err(RunError::LibvirtDown(_))) {
+                // The run found libvirtd down and touched nothing; the host is back when
+                // libvirtd is (systemd, or the VM's init, restarts it), which the host-state
+                // check below must see, as cleanup waits for it after a libvirtd that died.
+                let _ = crate::host::cleanup::connect_patiently(&paths.libvirt_uri);
+            }
             // Close the connection before cleanup restarts libvirtd under it.
             drop(run.libvirt.take());
             r
@@ -385,10 +400,22 @@ impl Run<'_> {
             Ok(false) => tally.inconclusive_because("SELinux is permissive on the target".into()),
             Err(e) => return Err(RunError::SelinuxMode(e.to_string())),
         }
-        if let Some(reason) = self.unmet_requirements() {
+        // A fault for "step 0" strikes before the requirements are looked at (a libvirtd that
+        // is down when the run begins).
+        self.inject_fault(0, Moment::BeforeAction)?;
+        if let Some(reason) = self.unmet_requirements()? {
             return Ok(Verdict::Skipped { reason });
         }
         self.apply_host_settings()?;
+        if let Some(policy) = self.paths.fault.as_ref().and_then(Fault::policy) {
+            let done = policy
+                .apply(self.cleanup)
+                .map_err(|error| RunError::PolicyFault {
+                    fault: format!("{policy:?}"),
+                    error,
+                })?;
+            self.note(done);
+        }
         if !self.plan.domains.is_empty() {
             self.libvirt = Some(
                 Libvirt::connect(&self.paths.libvirt_uri)
@@ -478,28 +505,33 @@ impl Run<'_> {
         Ok(())
     }
 
-    fn unmet_requirements(&mut self) -> Option<String> {
+    /// What the target lacks for good (no MCS policy: a skip), or `Err` when what it should
+    /// offer is broken - a libvirtd that does not answer, a probe module that does not load -
+    /// which is an `error`: a skip there would let a broken target look green.
+    fn unmet_requirements(&mut self) -> Result<Option<String>, RunError> {
         for r in &self.loaded.scenario.requires {
             match r {
                 Requirement::Enforcing => {}
                 Requirement::Mcs => {
                     if !selinux_ops::mls_enabled() {
-                        return Some("the target's policy has no MLS/MCS".into());
+                        return Ok(Some("the target's policy has no MLS/MCS".into()));
                     }
                 }
                 Requirement::Libvirt => {
                     if let Err(e) = Libvirt::connect(&self.paths.libvirt_uri) {
-                        return Some(format!("libvirt is not available: {}", e.message));
+                        return Err(RunError::LibvirtDown(e.message));
                     }
                 }
                 Requirement::ProbeModule => {
                     if let Err(e) = self.ensure_probe_module() {
-                        return Some(format!("cannot load the probe policy module: {e}"));
+                        return Err(RunError::Requirement(format!(
+                            "cannot load the probe policy module: {e}"
+                        )));
                     }
                 }
             }
         }
-        None
+        Ok(None)
     }
 
     fn ensure_probe_module(&mut self) -> Result<(), String> {

@@ -27,7 +27,8 @@ const POLL: Duration = Duration::from_millis(20);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "fault", rename_all = "snake_case")]
 pub enum Fault {
-    /// SIGKILL libvirtd after step `step` started, before its action.
+    /// SIGKILL libvirtd after step `step` started, before its action (step 0: before the
+    /// run looks at what the scenario `requires`).
     KillLibvirtd { step: usize },
     /// SIGKILL the QEMU of the scenario's domain `domain` after step `step` started, before
     /// its action.
@@ -58,6 +59,100 @@ pub enum Fault {
     /// back after it), and before the action a burst of mode changes hits the watched `image`
     /// (its mode put back after the burst).
     TimelineOverflow { step: usize, image: String },
+    /// A broken policy for the whole run: made before step 1, undone by the run's cleanup.
+    Policy { policy: PolicyFault },
+}
+
+/// Policy faults a correct suite must catch (the conformance suite's `policy_fault::` stage).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyFault {
+    /// `(typepermissive svirt_t)` (policy-modules/harness_fault_permissive.cil): guests' denials
+    /// are logged with permissive=1 and allowed.
+    SvirtPermissive,
+    /// svirt_t exempt from the MCS constraints. The policy's exemption is the attribute the
+    /// constraints test (`t1 != mcs_constrained_type` in Debian 12's refpolicy, which has no
+    /// `mcsreadall`); an added module cannot take a type out of an attribute, so the `virt`
+    /// module is overridden at priority 400 by its own CIL without svirt_t in
+    /// `mcs_constrained_type`: svirt_t then reads and writes an svirt_image_t of any category.
+    SvirtMcsExempt,
+    /// The boolean `virt_use_execmem` off: QEMU under TCG needs execmem, so guests do not start.
+    VirtUseExecmemOff,
+}
+
+const PERMISSIVE_MODULE: &str =
+    include_str!("../../../policy-modules/harness_fault_permissive.cil");
+const PERMISSIVE_MODULE_NAME: &str = "harness_fault_permissive";
+/// The attribute the MCS constraints test, and the module that puts svirt_t in it.
+pub const MCS_ATTRIBUTE: &str = "mcs_constrained_type";
+const VIRT_MODULE: &str = "virt";
+
+impl PolicyFault {
+    /// Break the policy, registering the undo first; returns what was done, for the notes.
+    pub fn apply(self, cleanup: &mut crate::host::cleanup::Cleanup) -> Result<String, String> {
+        use crate::host::change;
+        use crate::host::journal::Journal;
+        match self {
+            PolicyFault::SvirtPermissive => {
+                let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+                let file = dir.path().join(format!("{PERMISSIVE_MODULE_NAME}.cil"));
+                std::fs::write(&file, PERMISSIVE_MODULE).map_err(|e| e.to_string())?;
+                Journal::default()
+                    .record_module(PERMISSIVE_MODULE_NAME)
+                    .map_err(|e| format!("cannot record the module for `doctor`: {e}"))?;
+                if !change::install_module(&file, cleanup).map_err(|e| e.to_string())? {
+                    return Err(format!("{PERMISSIVE_MODULE_NAME} is already loaded"));
+                }
+                Ok("fault injected: policy module harness_fault_permissive loaded (typepermissive svirt_t)".into())
+            }
+            PolicyFault::SvirtMcsExempt => {
+                // Not journalled for `doctor`, which removes modules by name and would take
+                // "virt" for the distribution's own: the stage runs only in the VM, whose
+                // overlay is thrown away if the run dies before its cleanup.
+                change::override_module(VIRT_MODULE, &without_mcs_constraint, cleanup)
+                    .map_err(|e| e.to_string())?;
+                Ok(format!("fault injected: module virt overridden at priority 400 without svirt_t in {MCS_ATTRIBUTE} (svirt_t exempt from the MCS constraints)"))
+            }
+            PolicyFault::VirtUseExecmemOff => {
+                change::set_boolean("virt_use_execmem", false, cleanup)
+                    .map_err(|e| e.to_string())?;
+                Ok("fault injected: boolean virt_use_execmem off".into())
+            }
+        }
+    }
+}
+
+/// The `virt` module's CIL with svirt_t taken out of `(typeattributeset mcs_constrained_type
+/// (...))`; an error when no such statement names svirt_t (nothing would be exempted).
+pub fn without_mcs_constraint(cil: &str) -> Result<String, String> {
+    let head = format!("(typeattributeset {MCS_ATTRIBUTE} (");
+    let mut changed = false;
+    let out: Vec<String> = cil
+        .lines()
+        .map(|l| {
+            let Some(rest) = l.trim_start().strip_prefix(&head) else {
+                return l.to_string();
+            };
+            let Some((members, tail)) = rest.split_once(')') else {
+                return l.to_string();
+            };
+            let kept: Vec<&str> = members
+                .split_whitespace()
+                .filter(|t| *t != "svirt_t")
+                .collect();
+            if kept.len() == members.split_whitespace().count() {
+                return l.to_string();
+            }
+            changed = true;
+            format!("{head}{} ){tail}", kept.join(" "))
+        })
+        .collect();
+    if !changed {
+        return Err(format!(
+            "no `(typeattributeset {MCS_ATTRIBUTE} (... svirt_t ...))` in the virt module: this policy does not constrain svirt_t that way"
+        ));
+    }
+    Ok(out.join("\n") + "\n")
 }
 
 /// Where in a step a fault strikes.
@@ -83,6 +178,8 @@ impl Fault {
             | Fault::TruncateAuditLog { step }
             | Fault::TimelineOverflow { step, .. } => *step,
             Fault::HideLibvirtFromProof => 0,
+            // Made before step 1 (see `Fault::policy`), never at a step (see `strikes`).
+            Fault::Policy { .. } => 0,
         }
     }
 
@@ -97,13 +194,24 @@ impl Fault {
             | Fault::TimelineOverflow { .. } => Moment::BeforeAction,
             Fault::RotateAuditLog { .. } | Fault::TruncateAuditLog { .. } => Moment::AfterAction,
             Fault::HideLibvirtFromProof => Moment::AroundRun,
+            Fault::Policy { .. } => Moment::BeforeAction,
         }
     }
 
     /// Whether this fault strikes at `moment` of step `step`. Permissive strikes twice: it
     /// goes permissive before the action and puts enforcing back after it.
     pub fn strikes(&self, step: usize, moment: Moment) -> bool {
-        self.step() == step && (self.moment() == moment || matches!(self, Fault::Permissive { .. }))
+        !matches!(self, Fault::Policy { .. })
+            && self.step() == step
+            && (self.moment() == moment || matches!(self, Fault::Permissive { .. }))
+    }
+
+    /// The policy fault of the run, made before its first step.
+    pub fn policy(&self) -> Option<PolicyFault> {
+        match self {
+            Fault::Policy { policy } => Some(*policy),
+            _ => None,
+        }
     }
 
     /// Whether the fault also strikes around the run (before the first host-state snapshot,
@@ -149,6 +257,7 @@ impl Fault {
     /// Break the target; returns what was done, for the run's notes.
     pub fn inject(&self, plan: &Plan, audit_log: &Path) -> Result<String, String> {
         match self {
+            Fault::Policy { .. } => Err("a policy fault is made before step 1".into()),
             Fault::KillLibvirtd { .. } => {
                 let pid = pid_from(Path::new(LIBVIRTD_PID))?;
                 kill_and_wait(pid)?;
@@ -372,6 +481,28 @@ mod tests {
         assert!(permissive.strikes(1, Moment::BeforeAction));
         assert!(permissive.strikes(1, Moment::AfterAction));
         assert!(!permissive.strikes(2, Moment::BeforeAction));
+    }
+
+    #[test]
+    fn the_mcs_exemption_takes_svirt_t_out_of_the_constrained_attribute_only() {
+        // lines 178-179 of Debian 12's virt module, as `semodule --cil -E virt` extracts it
+        let cil = "(typeattributeset cil_gen_require mcs_constrained_type)\n(typeattributeset mcs_constrained_type (svirt_t svirt_prot_exec_t ))\n(typeattributeset virt_domain (svirt_t ))\n";
+        let out = without_mcs_constraint(cil).unwrap();
+        assert_eq!(
+            out,
+            "(typeattributeset cil_gen_require mcs_constrained_type)\n(typeattributeset mcs_constrained_type (svirt_prot_exec_t ))\n(typeattributeset virt_domain (svirt_t ))\n"
+        );
+        let e = without_mcs_constraint(&out).unwrap_err();
+        assert!(e.contains("does not constrain svirt_t"), "{e}");
+        assert!(Fault::Policy {
+            policy: PolicyFault::SvirtPermissive
+        }
+        .policy()
+        .is_some());
+        assert!(!Fault::Policy {
+            policy: PolicyFault::VirtUseExecmemOff
+        }
+        .strikes(1, Moment::BeforeAction));
     }
 
     #[test]

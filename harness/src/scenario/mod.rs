@@ -3,6 +3,7 @@
 pub mod from_xml;
 mod load;
 mod model;
+pub mod mutate;
 mod validate;
 
 pub use load::{

@@ -164,7 +164,29 @@ pub struct Scenario {
     /// AVC records to ignore on top of the built-in noise filter.
     #[serde(default)]
     pub ignore_avc: Vec<At<AvcMatch>>,
+    /// Targets the scenario does not apply to, each with the reason. Its conformance trials
+    /// there are not run and say why; anything else that keeps a trial from running fails it.
+    #[serde(default)]
+    pub not_applicable: Vec<NotApplicable>,
     pub steps: Vec<Step>,
+}
+
+/// A target kind a scenario is not meant for.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NotApplicable {
+    pub target: TargetName,
+    /// Shown in place of a verdict.
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetName {
+    /// The embedded VM.
+    Vm,
+    /// The host the harness runs on.
+    Local,
 }
 
 /// What a target must offer.
@@ -491,6 +513,19 @@ pub struct StepOptions {
     /// Known bugs: expectations of this step that fail on some platform or variant.
     #[serde(default)]
     pub known_bug: Vec<At<KnownBug>>,
+    /// Mutants of this step (`selinux-harness mutants`) that may survive, each with the reason
+    /// the scenario cannot tell them from itself.
+    #[serde(default)]
+    pub mutants_survive: Vec<At<Survivor>>,
+}
+
+/// A mutant a step lets survive: its name as `selinux-harness mutants` prints it
+/// (`file.vm1.img/type`) and why no run can kill it.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Survivor {
+    pub mutant: At<String>,
+    pub reason: String,
 }
 
 const ACTIONS: &[&str] = &[
@@ -504,7 +539,15 @@ const ACTIONS: &[&str] = &[
     "relabel",
     "probe",
 ];
-const STEP_OPTIONS: &[&str] = &["title", "capture", "watch", "settle", "expect", "known_bug"];
+const STEP_OPTIONS: &[&str] = &[
+    "title",
+    "capture",
+    "watch",
+    "settle",
+    "expect",
+    "known_bug",
+    "mutants_survive",
+];
 
 // serde's `flatten` would buffer the step into an untyped map, which loses both
 // `deny_unknown_fields` and the source locations the error messages need; so a step is read
@@ -534,6 +577,7 @@ impl<'de> Deserialize<'de> for Step {
                         "settle" => o.settle = Some(map.next_value()?),
                         "expect" => o.expect = map.next_value()?,
                         "known_bug" => o.known_bug = map.next_value()?,
+                        "mutants_survive" => o.mutants_survive = map.next_value()?,
                         k if ACTIONS.contains(&k) => {
                             if let Some((prev, ..)) = &action {
                                 return Err(Error::custom(format!(
@@ -612,6 +656,7 @@ impl JsonSchema for Step {
             "settle": g.subschema_for::<Option<Duration>>(),
             "expect": g.subschema_for::<Expect>(),
             "known_bug": g.subschema_for::<Vec<KnownBug>>(),
+            "mutants_survive": g.subschema_for::<Vec<Survivor>>(),
         });
         let one_of: Vec<_> = ACTIONS
             .iter()

@@ -308,8 +308,40 @@ impl Checker<'_> {
             let m = "a scenario needs at least one step under `steps:`".to_string();
             self.problem(&s.name, m);
         }
-        for step in &s.steps {
+        for (i, step) in s.steps.iter().enumerate() {
             self.step(step);
+            self.survivors(i, step);
+        }
+    }
+
+    /// `mutants_survive` names mutants this step has, each with a reason.
+    fn survivors(&mut self, i: usize, step: &Step) {
+        if step.options.mutants_survive.is_empty() {
+            return;
+        }
+        let ids: Vec<String> = super::mutate::step_mutations(self.s, i)
+            .into_iter()
+            .map(|m| m.id)
+            .collect();
+        for sv in &step.options.mutants_survive {
+            let id = &sv.value.mutant;
+            if !ids.contains(&id.value) {
+                let m = format!(
+                    "`{}` is not a mutant of this step: use one of {}",
+                    id.value,
+                    ids.join(", ")
+                );
+                self.problem(id, m);
+            }
+            if sv.value.reason.split_whitespace().count() < 3 {
+                self.problem(
+                    sv,
+                    format!(
+                        "say why mutant `{}` cannot be killed: a `reason:` of a few words at least",
+                        id.value
+                    ),
+                );
+            }
         }
     }
 
