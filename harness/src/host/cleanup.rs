@@ -148,9 +148,14 @@ impl UndoExecutor for HostUndo {
                 None => crate::selinux_ops::restore_default_context(path),
             }
             .map_err(|e| e.to_string()),
-            Undo::RemoveModule { name } => crate::host::config::remove_module(name)
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
+            Undo::RemoveModule { name } => {
+                crate::host::config::remove_module(name).map_err(|e| e.to_string())?;
+                // The crash journal's record is for a run that never gets here; this one did,
+                // so `doctor` must not find (and try to remove) the module again.
+                crate::host::journal::Journal::default()
+                    .forget_module(name)
+                    .map_err(|e| format!("module removed, but its journal record stays: {e}"))
+            }
             Undo::SetBoolean { name, value } => {
                 crate::host::config::setsebool(name, *value).map_err(|e| e.to_string())
             }
@@ -168,6 +173,12 @@ impl UndoExecutor for HostUndo {
                     crate::host::config::restart_libvirtd()
                         .map(|_| ())
                         .map_err(|e| e.to_string())?;
+                }
+                if path == Path::new(crate::host::layout::QEMU_CONF) {
+                    // qemu.conf is back: the journal's copy for `doctor` has done its job.
+                    crate::host::journal::Journal::default()
+                        .drop_qemu_conf_backup()
+                        .map_err(|e| format!("qemu.conf restored, but its backup stays: {e}"))?;
                 }
                 Ok(())
             }
