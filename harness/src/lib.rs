@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod context;
 pub mod dispatch;
+pub mod error;
 pub mod evidence;
 pub mod host;
 pub mod image;

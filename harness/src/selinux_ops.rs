@@ -3,6 +3,7 @@
 //! Every context is read and written in *raw* format: with mcstrans installed the translated
 //! form ("SystemLow") would not parse as a `Context`, and scenarios speak raw MCS levels.
 
+use crate::error::IoError;
 use std::ffi::{CString, OsStr};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -34,13 +35,8 @@ pub enum SelinuxOpsError {
         #[source]
         source: ParseError,
     },
-    #[error("{what} {path}: {source}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     #[error("{path} holds {content:?}, expected 0 or 1")]
     BadFlag { path: PathBuf, content: String },
 }
@@ -68,10 +64,12 @@ pub fn file_context(path: &Path) -> Result<Option<Context>> {
 }
 
 pub fn set_file_context(path: &Path, context: &Context) -> Result<()> {
-    let c = CString::new(context.to_string()).map_err(|e| SelinuxOpsError::Io {
-        what: "context with a NUL byte for",
-        path: path.to_path_buf(),
-        source: io::Error::new(io::ErrorKind::InvalidInput, e),
+    let c = CString::new(context.to_string()).map_err(|e| {
+        SelinuxOpsError::Io(IoError {
+            what: "context with a NUL byte for",
+            path: path.to_path_buf(),
+            source: io::Error::new(io::ErrorKind::InvalidInput, e),
+        })
     })?;
     let r = SecurityContext::from_c_str(&c, true).set_for_path(path, true, true);
     r.map_err(|source| SelinuxOpsError::Selinux {
@@ -98,10 +96,12 @@ pub fn restore_default_context(path: &Path) -> Result<()> {
 
 pub fn process_context(pid: u32) -> Result<Context> {
     let path = PathBuf::from(format!("/proc/{pid}/attr/current"));
-    let pid_t = libc::pid_t::try_from(pid).map_err(|_| SelinuxOpsError::Io {
-        what: "pid out of range for",
-        path: path.clone(),
-        source: io::Error::from(io::ErrorKind::InvalidInput),
+    let pid_t = libc::pid_t::try_from(pid).map_err(|_| {
+        SelinuxOpsError::Io(IoError {
+            what: "pid out of range for",
+            path: path.clone(),
+            source: io::Error::from(io::ErrorKind::InvalidInput),
+        })
     })?;
     let ctx =
         SecurityContext::of_process(pid_t, true).map_err(|source| SelinuxOpsError::Selinux {
@@ -138,18 +138,22 @@ impl Drop for ExecContextGuard {
 /// libvirt's remembered-owner xattrs (`trusted.libvirt.security.*`) on `path`, sorted by name.
 /// Reading trusted.* needs CAP_SYS_ADMIN; without it the kernel hides them and this is empty.
 pub fn remembered_owner(path: &Path) -> Result<Vec<(String, String)>> {
-    let names = list_xattrs(path).map_err(|source| SelinuxOpsError::Io {
-        what: "llistxattr",
-        path: path.to_path_buf(),
-        source,
+    let names = list_xattrs(path).map_err(|source| {
+        SelinuxOpsError::Io(IoError {
+            what: "llistxattr",
+            path: path.to_path_buf(),
+            source,
+        })
     })?;
     let mut out = Vec::new();
     for name in names.into_iter().filter(|n| n.starts_with(REMEMBER_PREFIX)) {
         // Listed then removed (libvirt restores the label on destroy): skip, don't fail.
-        let value = get_xattr(path, &name, false).map_err(|source| SelinuxOpsError::Io {
-            what: "lgetxattr",
-            path: path.to_path_buf(),
-            source,
+        let value = get_xattr(path, &name, false).map_err(|source| {
+            SelinuxOpsError::Io(IoError {
+                what: "lgetxattr",
+                path: path.to_path_buf(),
+                source,
+            })
         })?;
         if let Some(v) = value {
             let text = String::from_utf8_lossy(&v)
@@ -169,10 +173,12 @@ pub fn is_enforcing() -> Result<bool> {
 
 /// Read a selinuxfs-style flag file ("0" / "1", maybe followed by more fields or a newline).
 pub fn read_flag(path: &Path) -> Result<bool> {
-    let content = std::fs::read_to_string(path).map_err(|source| SelinuxOpsError::Io {
-        what: "read",
-        path: path.to_path_buf(),
-        source,
+    let content = std::fs::read_to_string(path).map_err(|source| {
+        SelinuxOpsError::Io(IoError {
+            what: "read",
+            path: path.to_path_buf(),
+            source,
+        })
     })?;
     match content.split_whitespace().next() {
         Some("1") => Ok(true),

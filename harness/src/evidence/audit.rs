@@ -4,6 +4,7 @@
 //! Records are found by byte offset, never by timestamp: after a snapshot restore the guest's
 //! audit clock and serials repeat. Only the appended bytes are read, never the whole log.
 
+use crate::error::IoError;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::AsFd;
@@ -26,13 +27,8 @@ use crate::evidence::{AvcRecord, Evidence};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
-    #[error("{what} {path}: {source}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     /// The file we read shrank below the step's offset: truncated or replaced in place.
     #[error("{path} shrank to {size} bytes, below the step's start offset {offset}: records of the step are lost")]
     Truncated {
@@ -91,10 +87,12 @@ struct Anchor {
 
 fn open_with_id(path: &Path) -> Result<(File, (u64, u64))> {
     let io = |what| {
-        move |source| AuditError::Io {
-            what,
-            path: path.to_path_buf(),
-            source,
+        move |source| {
+            AuditError::Io(IoError {
+                what,
+                path: path.to_path_buf(),
+                source,
+            })
         }
     };
     let file = File::open(path).map_err(io("open"))?;
@@ -119,10 +117,12 @@ impl AuditLog {
     }
 
     fn io(&self, what: &'static str) -> impl FnOnce(std::io::Error) -> AuditError + '_ {
-        move |source| AuditError::Io {
-            what,
-            path: self.path.clone(),
-            source,
+        move |source| {
+            AuditError::Io(IoError {
+                what,
+                path: self.path.clone(),
+                source,
+            })
         }
     }
 
@@ -172,7 +172,7 @@ impl AuditLog {
                 offset,
             }),
             // Shorter than the offset: read_from names that as truncation.
-            Err(AuditError::Io { source, .. })
+            Err(AuditError::Io(IoError { source, .. }))
                 if source.kind() == std::io::ErrorKind::UnexpectedEof =>
             {
                 Ok(())
@@ -235,11 +235,11 @@ impl AuditLog {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b':');
         if !marker_ok {
-            return Err(AuditError::Io {
+            return Err(AuditError::Io(IoError {
                 what: "marker text (letters, digits, - _ : only) for",
                 path: self.path.clone(),
                 source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
-            });
+            }));
         }
         // Watch before sending, so the write of the marker cannot slip past unnoticed.
         let inotify = self.watch_modify()?;
@@ -249,13 +249,13 @@ impl AuditLog {
             .output()
             .map_err(self.io("auditctl -m for"))?;
         if !out.status.success() {
-            return Err(AuditError::Io {
+            return Err(AuditError::Io(IoError {
                 what: "auditctl -m (marker) for",
                 path: self.path.clone(),
                 source: std::io::Error::other(
                     String::from_utf8_lossy(&out.stderr).trim().to_string(),
                 ),
-            });
+            }));
         }
         self.wait_for_text(&inotify, offset, marker, timeout)
     }

@@ -5,9 +5,10 @@
 //! External tools run through `std::process::Command` with argument vectors, never a shell:
 //! keys, values and names come from scenarios.
 
+use crate::error::IoError;
 use std::io::Write;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -33,13 +34,8 @@ pub enum HostError {
         value: String,
         why: &'static str,
     },
-    #[error("{what} {path}: {source}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     #[error("{command} failed ({status}): {stderr}")]
     Command {
         command: String,
@@ -54,7 +50,7 @@ pub(crate) type Result<T> = std::result::Result<T, HostError>;
 
 pub(crate) fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> HostError {
     let path = path.to_path_buf();
-    move |source| HostError::Io { what, path, source }
+    move |source| HostError::Io(IoError { what, path, source })
 }
 
 // ---------------------------------------------------------------------------------------------

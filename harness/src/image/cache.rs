@@ -2,6 +2,7 @@
 //! covers everything that goes into the image. A directory exists only once its build finished
 //! (builds run in `<dir>.tmp-<pid>` and are renamed at the end).
 
+use crate::error::IoError;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -29,13 +30,8 @@ pub const WARM_DIR: &str = "warm";
 pub enum CacheError {
     #[error("no cache directory: neither XDG_CACHE_HOME nor HOME is set\nfix: set XDG_CACHE_HOME")]
     NoHome,
-    #[error("{what} {path}: {source}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     #[error(
         "refusing to delete {path}: {mounts} is still mounted inside it\nfix: umount -R {mounts}"
     )]
@@ -45,10 +41,12 @@ pub enum CacheError {
 }
 
 fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> CacheError + 'a {
-    move |source| CacheError::Io {
-        what,
-        path: path.to_owned(),
-        source,
+    move |source| {
+        CacheError::Io(IoError {
+            what,
+            path: path.to_owned(),
+            source,
+        })
     }
 }
 
@@ -113,10 +111,12 @@ impl Image {
     pub fn open(dir: &Path) -> Result<Self, CacheError> {
         let path = dir.join(MANIFEST_FILE);
         let text = fs::read_to_string(&path).map_err(io_err("cannot read", &path))?;
-        let manifest = serde_json::from_str(&text).map_err(|e| CacheError::Io {
-            what: "corrupt manifest",
-            path: path.clone(),
-            source: io::Error::new(io::ErrorKind::InvalidData, e),
+        let manifest = serde_json::from_str(&text).map_err(|e| {
+            CacheError::Io(IoError {
+                what: "corrupt manifest",
+                path: path.clone(),
+                source: io::Error::new(io::ErrorKind::InvalidData, e),
+            })
         })?;
         Ok(Self {
             dir: dir.to_owned(),
