@@ -821,16 +821,32 @@ impl Run<'_> {
                 });
             }
         }
+        // An action that failed though the step expects none is the step's failure (its
+        // `succeeds` check says so); a capture it made impossible is its consequence, not a
+        // broken target.
+        let action_failed = o.expect.error.is_none()
+            && evidence.iter().any(|e| {
+                matches!(e, Evidence::Action { outcome, .. } if *outcome != crate::evidence::Outcome::Ok)
+            });
         for (name, dom) in &o.capture {
             let (claimed, claimed_image) = self.live_seclabel(&dom.value);
-            let (label, imagelabel) =
-                self.real_seclabel(&dom.value)
-                    .map_err(|why| RunError::Capture {
+            let (label, imagelabel) = match self.real_seclabel(&dom.value) {
+                Ok(real) => real,
+                Err(why) if action_failed => {
+                    self.note(format!(
+                        "step {index}: ${name} not captured ({why}): the step's action failed; checks that use it fail for lack of evidence"
+                    ));
+                    continue;
+                }
+                Err(why) => {
+                    return Err(RunError::Capture {
                         step: index,
                         name: name.to_string(),
                         domain: dom.value.to_string(),
                         why,
-                    })?;
+                    })
+                }
+            };
             for (what, claim, real) in [
                 ("label", &claimed, Some(&label)),
                 ("imagelabel", &claimed_image, imagelabel.as_ref()),
