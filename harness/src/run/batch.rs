@@ -144,13 +144,7 @@ pub fn run_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn seed(name: &str) -> LoadedScenario {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../scenarios/seed")
-            .join(name);
-        crate::scenario::load_file(&path).expect("the seed scenarios load")
-    }
+    use crate::run::parallel::tests::seed;
 
     #[test]
     fn an_interrupted_batch_starts_no_run_and_says_nothing() {

@@ -374,4 +374,4 @@ pub fn keep_for(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

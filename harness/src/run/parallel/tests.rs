@@ -194,7 +194,8 @@ fn ordinary_runs_share_the_host_and_an_exclusive_one_waits_for_them() {
     assert!(inside.load(Ordering::SeqCst));
 }
 
-fn seed(name: &str) -> LoadedScenario {
+/// A seed scenario, loaded as the suite loads it (shared with the batch tests).
+pub(crate) fn seed(name: &str) -> LoadedScenario {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../scenarios/seed")
         .join(name);
