@@ -9,7 +9,7 @@
 //! `launch` (one start, warm or cold, with the accelerator chosen in `accel`), `instance` (the
 //! running QEMU and its files), `channel` (the agent port as lines), `bootstrap` (the guest
 //! init's protocol up to the agent's hello), `request` (requests to the agent), `snapshot`,
-//! `payload` and `version`; [`qemu`] builds the command line, [`monitor`] speaks HMP.
+//! `payload` and `version`; [`qemu`] builds the command line, [`monitor`] speaks QMP.
 
 mod accel;
 mod bootstrap;

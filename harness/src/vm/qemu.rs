@@ -129,7 +129,7 @@ impl LaunchSpec {
         push("vmgenid,guid=auto");
         push("-serial");
         push(&format!("file:{}", self.console_log.to_string_lossy()));
-        push("-monitor");
+        push("-qmp");
         push(&format!(
             "unix:{},server=on,wait=off",
             self.monitor_socket.to_string_lossy()
@@ -359,7 +359,7 @@ mod tests {
             "socket,id=agent,path=/run/x/agent.sock,server=on,wait=off",
             "virtserialport,bus=vser.0,chardev=agent,name=org.selinux-harness.agent",
             "-device vmgenid,guid=auto",
-            "-serial file:/run/x/console.log -monitor unix:/run/x/mon.sock,server=on,wait=off",
+            "-serial file:/run/x/console.log -qmp unix:/run/x/mon.sock,server=on,wait=off",
         ] {
             assert!(a.contains(want), "missing `{want}` in {a}");
         }

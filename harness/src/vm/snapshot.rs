@@ -56,26 +56,21 @@ pub(super) fn save_snapshot(
     to: &Path,
     base: &Path,
 ) -> Result<(), VmError> {
-    let hmp = |monitor: &mut Monitor, cmd: &str| -> Result<(), VmError> {
-        let out = monitor
-            .command(cmd, Duration::from_secs(300))
-            .map_err(|e| VmError::Monitor {
-                command: cmd.into(),
-                message: e.to_string(),
-            })?;
-        if out.is_empty() {
-            Ok(())
-        } else {
-            Err(VmError::Monitor {
-                command: cmd.into(),
-                message: out,
-            })
-        }
+    let qmp = |monitor: &mut Monitor, cmd: &str| -> Result<(), VmError> {
+        let t = Duration::from_secs(300);
+        let done = match cmd.strip_prefix("savevm ") {
+            Some(_) => monitor.human(cmd, t),
+            None => monitor.execute(cmd, None, t).map(drop),
+        };
+        done.map_err(|e| VmError::Monitor {
+            command: cmd.into(),
+            message: e.to_string(),
+        })
     };
-    hmp(monitor, "stop")?;
-    let saved = save_stopped(monitor, disk, to, base, hmp);
+    qmp(monitor, "stop")?;
+    let saved = save_stopped(monitor, disk, to, base, qmp);
     // Resume whatever happened: the run goes on with or without a snapshot.
-    let resumed = hmp(monitor, "cont");
+    let resumed = qmp(monitor, "cont");
     saved.and(resumed)
 }
 
@@ -84,9 +79,9 @@ fn save_stopped(
     disk: &Path,
     to: &Path,
     base: &Path,
-    hmp: impl Fn(&mut Monitor, &str) -> Result<(), VmError>,
+    qmp: impl Fn(&mut Monitor, &str) -> Result<(), VmError>,
 ) -> Result<(), VmError> {
-    hmp(monitor, &format!("savevm {SNAPSHOT}"))?;
+    qmp(monitor, &format!("savevm {SNAPSHOT}"))?;
     if let Some(parent) = to.parent() {
         fs::create_dir_all(parent)
             .map_err(io_err(format!("cannot create {}", parent.display())))?;
