@@ -203,6 +203,8 @@ pub enum Requirement {
     ProbeModule,
 }
 
+// Parsed here rather than with bytesize: scenario sizes go to qemu-img and libvirt, where
+// K, M and G are powers of 1024, while bytesize reads "16M" as 16 000 000 bytes.
 /// A size such as 16M, 1G or 4096 (bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
 #[schemars(with = "String")]
@@ -692,7 +694,7 @@ impl Action {
     }
 }
 
-/// A duration such as 500ms, 2s.
+/// A duration such as 500ms, 2s, 1m 30s (humantime's syntax).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
 #[schemars(with = "String")]
 pub struct Duration(pub std::time::Duration);
@@ -700,20 +702,14 @@ pub struct Duration(pub std::time::Duration);
 impl<'de> Deserialize<'de> for Duration {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        let parsed = if let Some(ms) = s.strip_suffix("ms") {
-            ms.parse().ok().map(std::time::Duration::from_millis)
-        } else if let Some(secs) = s.strip_suffix('s') {
-            secs.parse().ok().map(std::time::Duration::from_secs)
-        } else {
-            None
-        };
+        let parsed = humantime::parse_duration(&s).ok();
         match parsed {
             Some(d) if d <= std::time::Duration::from_secs(60) => Ok(Duration(d)),
             Some(_) => Err(serde::de::Error::custom(format!(
                 "duration {s:?} is over the 60s a step may settle"
             ))),
             None => Err(serde::de::Error::custom(format!(
-                "invalid duration {s:?}: write e.g. 500ms or 3s"
+                "invalid duration {s:?}: write e.g. 500ms, 3s or 1m 30s"
             ))),
         }
     }
