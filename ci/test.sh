@@ -22,6 +22,8 @@ step "unit and bad-input tests"
 cargo test --locked --lib --bins --test bad_input --test cli_exit
 step "integration lints (shellcheck, actionlint, tmt, packit, vagrant validate)"
 ./ci/lint-integrations.sh
+step "HTML report in headless chromium at laptop width (screenshots in target/html-check/)"
+./ci/check-html.sh
 if [ "${FUZZ_SECONDS:-20}" != 0 ]; then
     step "fuzzing, ${FUZZ_SECONDS:-20} s per target"
     ./ci/fuzz.sh "${FUZZ_SECONDS:-20}"
