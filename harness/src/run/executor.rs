@@ -425,11 +425,12 @@ impl Run<'_> {
         self.make_sandbox().map_err(RunError::Sandbox)?;
         let mut audit = AuditPath::open(&self.paths.audit_log, &self.plan.run_id)
             .map_err(RunError::AuditLog)?;
+        let roles = self.resolve_roles();
         for reason in self.permissive_types().map_err(RunError::SelinuxMode)? {
             tally.inconclusive_because(reason);
         }
         self.note_dontaudit().map_err(RunError::SelinuxMode)?;
-        let noise = NoiseFilter::for_this_process();
+        let noise = NoiseFilter::for_this_process().with_roles(roles.as_ref());
         for (i, step) in self.loaded.scenario.steps.iter().enumerate() {
             if self.paths.interrupt.is_set() {
                 return Err(RunError::InterruptedBefore { step: i + 1 });
@@ -437,6 +438,45 @@ impl Run<'_> {
             self.step(i + 1, step, &mut audit, &noise, &mut tally)?;
         }
         Ok(tally.verdict())
+    }
+
+    /// The policy's roles for libvirt on this target (`$domain`, `$image`, `$content`), read
+    /// from its contexts files before the first step and kept with the captures, so every
+    /// check resolves them as it resolves `$vm1`; a report names both the role and the type.
+    /// A policy without those files (no libvirt policy) resolves nothing: a check that names
+    /// a role then fails with "not resolved", and the note says why.
+    fn resolve_roles(&mut self) -> Option<crate::scenario::RoleTypes> {
+        let roles = match crate::host::virt_contexts::role_types(crate::run::plan::VIRT_TYPE) {
+            Ok(r) => r,
+            Err(e) => {
+                self.note(format!("policy roles unavailable: {e}"));
+                return None;
+            }
+        };
+        for role in crate::scenario::Role::ALL {
+            if let Ok(name) = role.name().parse::<Name>() {
+                self.captures.insert(
+                    name,
+                    Captured {
+                        label: roles.get(role).clone(),
+                        imagelabel: None,
+                    },
+                );
+            }
+        }
+        self.note(roles.describe());
+        Some(roles)
+    }
+
+    /// The type a `type:` names, if it is known before the first step (a literal or a role).
+    fn named_type(&self, v: &crate::scenario::Valued<String>) -> Option<String> {
+        match v {
+            crate::scenario::Valued::Literal(t) => Some(t.clone()),
+            crate::scenario::Valued::Capture(r) => r
+                .role()
+                .and_then(|_| self.captures.get(&r.name))
+                .map(|c| c.label.kind.clone()),
+        }
     }
 
     /// The types this run depends on that the loaded policy makes permissive: the kernel logs
@@ -452,13 +492,23 @@ impl Run<'_> {
                 named.push(p.context.kind.clone());
             }
             let e = &step.options.expect;
-            named.extend(e.process.values().filter_map(|m| m.kind.clone()));
+            named.extend(
+                e.process
+                    .values()
+                    .filter_map(|m| m.kind.as_ref().and_then(|k| self.named_type(&k.value))),
+            );
             let patterns = match &e.avc {
                 Some(crate::scenario::AvcExpect::Denials(list)) => list.iter().collect(),
                 _ => Vec::new(),
             };
             for m in patterns.into_iter().chain(&e.no_avc) {
-                named.extend(m.value.scontext.as_ref().and_then(|c| c.kind.clone()));
+                named.extend(
+                    m.value
+                        .scontext
+                        .as_ref()
+                        .and_then(|c| c.kind.as_ref())
+                        .and_then(|k| self.named_type(&k.value)),
+                );
             }
         }
         let mut out = Vec::new();
