@@ -973,6 +973,7 @@ impl Run<'_> {
             std::thread::sleep(Duration::from_millis(100));
         };
         evidence.push(avcs);
+        let explanations = self.explanations(step, &evidence);
         if left_to_others > 0 {
             self.note(format!(
                 "step {index}: {left_to_others} AVC record(s) left out: their pid, MCS level or path belongs to another run of this batch"
@@ -994,11 +995,72 @@ impl Run<'_> {
                 check: c,
             });
         }
+        for explanation in explanations {
+            self.sink.emit(Event::Explained {
+                step: index,
+                explanation,
+            });
+        }
         self.sink.emit(Event::StepFinished {
             step: index,
             millis: started.elapsed().as_millis() as u64,
         });
         Ok(())
+    }
+
+    /// The oracle's answers for the step (`run::explain`): each denied access among its AVC
+    /// records, and a probe's access beside the kernel's prediction.
+    fn explanations(&self, step: &Step, evidence: &[Evidence]) -> Vec<crate::oracle::Explanation> {
+        let records: Vec<crate::evidence::AvcRecord> = evidence
+            .iter()
+            .filter_map(|e| match e {
+                Evidence::Avcs { records, .. } => Some(records.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let probe = match &step.action {
+            Action::Probe(p) => evidence.iter().find_map(|e| match e {
+                Evidence::Action { outcome, .. } => Some(crate::run::explain::ProbeAccess {
+                    context: p.context.clone(),
+                    target: selinux_ops::file_context(&self.plan.image_path(&p.image.value))
+                        .ok()
+                        .flatten(),
+                    access: p.access,
+                    allowed: matches!(outcome, Outcome::Ok),
+                    observed: match outcome {
+                        Outcome::Ok => "allowed".into(),
+                        Outcome::Errno { errno } => format!("refused ({errno})"),
+                        other => format!("{other:?}"),
+                    },
+                }),
+                _ => None,
+            }),
+            _ => None,
+        };
+        let mut candidates: Vec<String> = fixed_contexts(self.plan)
+            .into_iter()
+            .map(|c| c.kind)
+            .chain(self.captures.values().map(|c| c.label.kind.clone()))
+            .chain(
+                self.captures
+                    .values()
+                    .filter_map(|c| c.imagelabel.as_ref().map(|l| l.kind.clone())),
+            )
+            .chain(
+                [
+                    "svirt_t",
+                    "svirt_tcg_t",
+                    "svirt_image_t",
+                    "virt_image_t",
+                    "virt_content_t",
+                ]
+                .map(String::from),
+            )
+            .collect();
+        candidates.sort();
+        candidates.dedup();
+        crate::run::explain::explain_step(&records, probe.as_ref(), &candidates)
     }
 
     fn inject_fault(&mut self, index: usize, moment: Moment) -> Result<(), RunError> {
