@@ -1023,7 +1023,7 @@ impl Run<'_> {
             Action::Probe(p) => evidence.iter().find_map(|e| match e {
                 Evidence::Action { outcome, .. } => Some(crate::run::explain::ProbeAccess {
                     context: p.context.clone(),
-                    target: selinux_ops::file_context(&self.plan.image_path(&p.image.value))
+                    target: selinux_ops::file_context(self.plan.image_path(&p.image.value))
                         .ok()
                         .flatten(),
                     access: p.access,
