@@ -35,6 +35,9 @@ pub enum Subject {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         disagreement: Option<String>,
     },
+    /// A denial the step expected (`check`, e.g. `avc.0`) that was not logged: what the
+    /// policy decides for the access the pattern names.
+    ExpectedDenial { check: String },
 }
 
 /// An MLS/MCS constraint (`mlsconstrain`) or another one (`constrain`: users, roles, types).
@@ -164,6 +167,9 @@ impl Explanation {
         );
         match &self.subject {
             Subject::Avc { .. } => format!("why: {access}: {why}"),
+            Subject::ExpectedDenial { check } => {
+                format!("why no denial for {check}: {access}: {why}")
+            }
             Subject::Access {
                 observed,
                 predicted,
@@ -401,6 +407,54 @@ pub fn disagreement(
         ),
     }
 }
+
+#[cfg(test)]
+/// A policy small enough to read: one domain, an image type it may read (MCS-constrained),
+/// a type it may only getattr, one behind a boolean, one whose read is dontaudit'ed.
+pub(crate) const TEST_POLICY: &str = r#"
+(handleunknown deny)
+(mls true)
+(class file (read write open getattr))
+(class process (transition))
+(classorder (file process))
+(sid kernel)
+(sidorder (kernel))
+(level low (s0))
+(levelrange lowlow (low low))
+(context kctx (u object_r kernel_t lowlow))
+(sidcontext kernel kctx)
+(sensitivity s0)
+(sensitivityorder (s0))
+(category c0)
+(category c1)
+(category c2)
+(category c3)
+(categoryorder (c0 c1 c2 c3))
+(sensitivitycategory s0 (range c0 c3))
+(user u)
+(role r)
+(role object_r)
+(userrole u r)
+(userrole u object_r)
+(userlevel u (s0))
+(userrange u ((s0) (s0 (range c0 c3))))
+(type kernel_t)
+(type dom_t)
+(type img_t)
+(type other_t)
+(type bool_t)
+(type hidden_t)
+(roletype r dom_t)
+(typeattribute objects)
+(typeattributeset objects (kernel_t dom_t img_t other_t bool_t hidden_t))
+(roletype object_r objects)
+(allow dom_t img_t (file (read open getattr)))
+(allow dom_t other_t (file (getattr)))
+(dontaudit dom_t hidden_t (file (read)))
+(boolean dom_reads_bool false)
+(booleanif dom_reads_bool (true (allow dom_t bool_t (file (read open)))))
+(mlsconstrain (file (read write)) (dom h1 h2))
+"#;
 
 #[cfg(test)]
 mod tests;

@@ -1,58 +1,11 @@
 use super::*;
 
-/// A policy small enough to read: one domain, an image type it may read (MCS-constrained),
-/// a type it may only getattr, one behind a boolean, one whose read is dontaudit'ed.
-const POLICY: &str = r#"
-(handleunknown deny)
-(mls true)
-(class file (read write open getattr))
-(class process (transition))
-(classorder (file process))
-(sid kernel)
-(sidorder (kernel))
-(level low (s0))
-(levelrange lowlow (low low))
-(context kctx (u object_r kernel_t lowlow))
-(sidcontext kernel kctx)
-(sensitivity s0)
-(sensitivityorder (s0))
-(category c0)
-(category c1)
-(category c2)
-(category c3)
-(categoryorder (c0 c1 c2 c3))
-(sensitivitycategory s0 (range c0 c3))
-(user u)
-(role r)
-(role object_r)
-(userrole u r)
-(userrole u object_r)
-(userlevel u (s0))
-(userrange u ((s0) (s0 (range c0 c3))))
-(type kernel_t)
-(type dom_t)
-(type img_t)
-(type other_t)
-(type bool_t)
-(type hidden_t)
-(roletype r dom_t)
-(typeattribute objects)
-(typeattributeset objects (kernel_t dom_t img_t other_t bool_t hidden_t))
-(roletype object_r objects)
-(allow dom_t img_t (file (read open getattr)))
-(allow dom_t other_t (file (getattr)))
-(dontaudit dom_t hidden_t (file (read)))
-(boolean dom_reads_bool false)
-(booleanif dom_reads_bool (true (allow dom_t bool_t (file (read open)))))
-(mlsconstrain (file (read write)) (dom h1 h2))
-"#;
-
 fn ctx(s: &str) -> Context {
     s.parse().unwrap()
 }
 
 fn why(s: &str, t: &str, perms: &[&str]) -> Vec<Reason> {
-    let bytes = sepol::compile_cil(POLICY).unwrap();
+    let bytes = sepol::compile_cil(TEST_POLICY).unwrap();
     let policy = Policy::load(&bytes).unwrap();
     let perms: Vec<String> = perms.iter().map(|p| p.to_string()).collect();
     let candidates = ["img_t", "other_t", "dom_t"].map(String::from);
@@ -121,7 +74,7 @@ fn a_boolean_that_would_allow_is_named() {
         }]
     );
     // The copy of the policy is put back: the boolean is still off.
-    let bytes = sepol::compile_cil(POLICY).unwrap();
+    let bytes = sepol::compile_cil(TEST_POLICY).unwrap();
     let policy = Policy::load(&bytes).unwrap();
     assert_eq!(
         policy.booleans(),
@@ -149,7 +102,7 @@ fn a_context_the_policy_lacks_is_unavailable_not_allowed() {
 
 #[test]
 fn permissive_is_said_first() {
-    let bytes = sepol::compile_cil(POLICY).unwrap();
+    let bytes = sepol::compile_cil(TEST_POLICY).unwrap();
     let policy = Policy::load(&bytes).unwrap();
     let r = explain(
         &policy,

@@ -525,12 +525,23 @@ impl Run<'_> {
     /// (`semodule -DB` rebuilds the policy, ~35 s each way in the TCG guest), but never hidden.
     fn note_dontaudit(&mut self) -> Result<(), String> {
         let mut sources = vec!["svirt_t".to_string(), "svirt_tcg_t".to_string()];
+        // The roles as this policy resolves them (`$domain`, `$image`, `$content`).
+        let role_type = |r: crate::scenario::Role| {
+            r.name()
+                .parse::<Name>()
+                .ok()
+                .and_then(|n| self.captures.get(&n))
+                .map(|c| c.label.kind.clone())
+        };
+        sources.extend(role_type(crate::scenario::Role::Domain));
         for step in &self.loaded.scenario.steps {
             if let Action::Probe(p) = &step.action {
                 sources.push(p.context.kind.clone());
             }
         }
         let mut targets = vec!["svirt_image_t".to_string(), "virt_image_t".to_string()];
+        targets.extend(role_type(crate::scenario::Role::Image));
+        targets.extend(role_type(crate::scenario::Role::Content));
         targets.extend(
             self.plan
                 .images
@@ -973,7 +984,23 @@ impl Run<'_> {
             std::thread::sleep(Duration::from_millis(100));
         };
         evidence.push(avcs);
-        let explanations = self.explanations(step, &evidence);
+        let missing: Vec<crate::run::explain::MissingDenial> = match &o.expect.avc {
+            // A probe step's expected denial is the probe's access, explained with it.
+            Some(crate::scenario::AvcExpect::Denials(list)) if !is_probe => checks
+                .iter()
+                .filter_map(|c| match c.key {
+                    crate::scenario::CheckKey::AvcDenial(n) if !c.passed => Some(n),
+                    _ => None,
+                })
+                .filter_map(|n| list.get(n).map(|m| (n, &m.value)))
+                .map(|(n, m)| crate::run::explain::MissingDenial {
+                    check: format!("avc.{n}"),
+                    access: crate::run::explain::pattern_access(m, &self.captures),
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let explanations = self.explanations(step, &evidence, &missing);
         if left_to_others > 0 {
             self.note(format!(
                 "step {index}: {left_to_others} AVC record(s) left out: their pid, MCS level or path belongs to another run of this batch"
@@ -996,6 +1023,16 @@ impl Run<'_> {
             });
         }
         for explanation in explanations {
+            if let crate::oracle::Subject::Access {
+                observed,
+                predicted,
+                disagreement: Some(why),
+            } = &explanation.subject
+            {
+                self.note(format!(
+                    "step {index}: the probe's access was {observed}, the kernel's policy predicts {predicted}: {why}"
+                ));
+            }
             self.sink.emit(Event::Explained {
                 step: index,
                 explanation,
@@ -1010,7 +1047,12 @@ impl Run<'_> {
 
     /// The oracle's answers for the step (`run::explain`): each denied access among its AVC
     /// records, and a probe's access beside the kernel's prediction.
-    fn explanations(&self, step: &Step, evidence: &[Evidence]) -> Vec<crate::oracle::Explanation> {
+    fn explanations(
+        &self,
+        step: &Step,
+        evidence: &[Evidence],
+        missing: &[crate::run::explain::MissingDenial],
+    ) -> Vec<crate::oracle::Explanation> {
         let records: Vec<crate::evidence::AvcRecord> = evidence
             .iter()
             .filter_map(|e| match e {
@@ -1060,7 +1102,7 @@ impl Run<'_> {
             .collect();
         candidates.sort();
         candidates.dedup();
-        crate::run::explain::explain_step(&records, probe.as_ref(), &candidates)
+        crate::run::explain::explain_step(&records, probe.as_ref(), missing, &candidates)
     }
 
     fn inject_fault(&mut self, index: usize, moment: Moment) -> Result<(), RunError> {

@@ -218,6 +218,13 @@ fn describe_match(m: &ContextMatch, caps: &Captures) -> String {
         .unwrap_or_else(|e| e)
 }
 
+/// The whole context a MATCH names with `context:` (literal or captured), if it names one.
+pub fn whole_context(m: &ContextMatch, caps: &Captures) -> Option<Context> {
+    m.context
+        .as_ref()
+        .and_then(|v| resolve_context(&v.value, caps).ok())
+}
+
 /// Does one record match the pattern? Unresolvable references never match.
 pub fn avc_matches(m: &AvcMatch, r: &AvcRecord, caps: &Captures) -> bool {
     let ctx = |cm: &Option<ContextMatch>, c: &Option<Context>| match (cm, c) {
