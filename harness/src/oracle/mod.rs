@@ -341,13 +341,14 @@ fn nearest(
     };
     let perms = refused.join(" ");
     let mut out = Vec::new();
+    // A domain's rules on its own type (its /proc files) are no near miss for an object.
     for c in candidates {
-        if *c != t.kind && te_allows(&s.kind, c) {
+        if *c != t.kind && *c != s.kind && te_allows(&s.kind, c) {
             out.push(format!("allow {} {c}:{tclass} {{ {perms} }}", s.kind));
         }
     }
     for c in candidates {
-        if *c != s.kind && te_allows(c, &t.kind) {
+        if *c != s.kind && *c != t.kind && te_allows(c, &t.kind) {
             out.push(format!("allow {c} {}:{tclass} {{ {perms} }}", t.kind));
         }
     }
