@@ -29,7 +29,7 @@ install_packages() {
     rust cargo gcc git rsync \
     libvirt libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-config-network \
     libvirt-client libvirt-devel qemu-kvm python3 \
-    selinux-policy-devel policycoreutils libselinux-devel libselinux-utils \
+    selinux-policy-devel policycoreutils libselinux-devel libselinux-utils libsepol-static \
     audit clang-devel pkgconf-pkg-config
 }
 

@@ -1218,6 +1218,7 @@ mod tests {
     #[case::seed("vm-seed", 1)]
     #[case::seed_jobs_2("vm-seed-jobs-2", 2)]
     #[case::wrong_image_level("vm-wrong-image-level", 1)]
+    #[case::oracle("vm-oracle", 1)]
     fn recorded_on_the_vm(#[case] stream: &str, #[case] jobs: usize) {
         let o = replay(&format!("{stream}.jsonl"), jobs, false, false);
         insta::assert_snapshot!(format!("{stream}-human"), terminal(&o));

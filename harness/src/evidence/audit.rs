@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::context::Context;
 use crate::evidence::{AvcRecord, Evidence};
+use crate::scenario::RoleTypes;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -734,6 +735,25 @@ impl NoiseFilter {
     pub fn for_this_process() -> Self {
         let comm = std::fs::read_to_string("/proc/self/comm").unwrap_or_default();
         Self::defaults(comm.trim_end())
+    }
+
+    /// Rules keyed by a policy role (`scontext_type: $domain`) take the type the role stands
+    /// for on this target, so QEMU's start-up noise is filtered whether the policy runs it as
+    /// svirt_t or svirt_tcg_t. Without roles such a rule stays unresolved and matches nothing
+    /// (no type name starts with `$`): noise shown, never a denial hidden.
+    pub fn with_roles(mut self, roles: Option<&RoleTypes>) -> Self {
+        if let Some(roles) = roles {
+            for r in &mut self.rules {
+                for t in [&mut r.scontext_type, &mut r.tcontext_type]
+                    .into_iter()
+                    .flatten()
+                {
+                    let resolved = roles.type_of(t).to_string();
+                    *t = resolved;
+                }
+            }
+        }
+        self
     }
 
     pub fn push(&mut self, rule: NoiseRule) {

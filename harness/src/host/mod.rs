@@ -14,3 +14,4 @@ pub mod libvirt;
 pub mod probe;
 pub mod sandbox;
 pub(crate) mod state;
+pub mod virt_contexts;

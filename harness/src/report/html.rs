@@ -531,6 +531,13 @@ fn step(out: &mut String, st: &StepRecord) {
         }
         out.push_str("</ul>\n");
     }
+    if !st.explanations.is_empty() {
+        out.push_str("<ul class=\"evidence oracle\">");
+        for x in &st.explanations {
+            let _ = write!(out, "<li>{}</li>", escape(&x.summary()));
+        }
+        out.push_str("</ul>\n");
+    }
     out.push_str("</details>\n");
 }
 
@@ -796,6 +803,7 @@ pub(crate) mod tests {
                         "s0:c146,c1010",
                         true,
                     )],
+                    explanations: Vec::new(),
                 },
                 StepRecord {
                     step: 2,
@@ -853,6 +861,7 @@ pub(crate) mod tests {
                             false,
                         ),
                     ],
+                    explanations: Vec::new(),
                 },
                 StepRecord {
                     step: 3,
@@ -885,6 +894,7 @@ pub(crate) mod tests {
                         "AVC denied { read } comm=qemu-system-x86 name=\"vm1.img\"",
                         false,
                     )],
+                    explanations: Vec::new(),
                 },
                 StepRecord {
                     step: 4,
@@ -895,6 +905,7 @@ pub(crate) mod tests {
                         outcome: Outcome::Ok,
                     }],
                     checks: vec![],
+                    explanations: Vec::new(),
                 },
             ],
         }

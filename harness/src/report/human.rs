@@ -132,6 +132,9 @@ impl<W: Write> Human<W> {
             }
             // The whole log belongs in the JSON report and the repro bundle, not on the terminal.
             Event::GuestLog { .. } => {}
+            Event::Explained { explanation, .. } => {
+                writeln!(out, "      {}", explanation.summary())?;
+            }
             Event::ScenarioFinished { verdict, millis } => {
                 let line = self.verdict_line(current, verdict, *millis);
                 writeln!(out, "{line}\n")?;

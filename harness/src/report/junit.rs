@@ -29,6 +29,9 @@ fn details(s: &ScenarioRecord) -> String {
                 }
             }
         }
+        for x in &st.explanations {
+            out.push_str(&format!("  {}\n", x.summary()));
+        }
     }
     out
 }

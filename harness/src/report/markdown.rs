@@ -406,6 +406,14 @@ fn step(out: &mut String, st: &StepRecord) {
         out.push_str("\nAudit records:\n\n");
         out.push_str(&fenced("text", &avcs.join("\n")));
     }
+    if !st.explanations.is_empty() {
+        out.push_str(
+            "\nWhy the loaded policy decided so (libsepol on /sys/fs/selinux/policy):\n\n",
+        );
+        for x in &st.explanations {
+            let _ = writeln!(out, "- {}", code(&x.summary()));
+        }
+    }
     out.push('\n');
 }
 

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::evidence::Evidence;
 use crate::host::environment::TargetInfo;
+use crate::oracle::Explanation;
 use crate::run::batch::Batch;
 use crate::run::event::{Envelope, Event};
 use crate::run::trial_name;
@@ -39,6 +40,10 @@ pub struct StepRecord {
     pub millis: u64,
     pub evidence: Vec<Evidence>,
     pub checks: Vec<Check>,
+    /// The oracle's answers for the step (why the policy decided each denial; a probe's
+    /// predicted outcome).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub explanations: Vec<Explanation>,
 }
 
 /// A guest's QEMU log, as [`Event::GuestLog`] carried it.
@@ -149,6 +154,7 @@ impl Record {
                 millis: 0,
                 evidence: Vec::new(),
                 checks: Vec::new(),
+                explanations: Vec::new(),
             }),
             Event::Evidence { evidence, .. } => {
                 if let Some(st) = s.steps.last_mut() {
@@ -180,6 +186,11 @@ impl Record {
             Event::ScenarioFinished { verdict, millis } => {
                 s.verdict = Some(verdict.clone());
                 s.millis = *millis;
+            }
+            Event::Explained { explanation, .. } => {
+                if let Some(st) = s.steps.last_mut() {
+                    st.explanations.push(explanation.clone());
+                }
             }
             Event::TargetFailed {
                 scenario,

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::evidence::Evidence;
 use crate::host::environment::TargetInfo;
+use crate::oracle::Explanation;
 use crate::run::verdict::{Check, Verdict};
 
 /// One step of a run's cleanup and how it went (made by `host::cleanup`).
@@ -71,6 +72,12 @@ pub enum Event {
         scenario: String,
         variant: Option<String>,
         reason: String,
+    },
+    /// The oracle's answer for one access of a step: why the loaded policy decided an AVC
+    /// record of the step as it did, or a probe's predicted outcome beside the observed one.
+    Explained {
+        step: usize,
+        explanation: Explanation,
     },
 }
 

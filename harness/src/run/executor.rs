@@ -425,11 +425,12 @@ impl Run<'_> {
         self.make_sandbox().map_err(RunError::Sandbox)?;
         let mut audit = AuditPath::open(&self.paths.audit_log, &self.plan.run_id)
             .map_err(RunError::AuditLog)?;
+        let roles = self.resolve_roles();
         for reason in self.permissive_types().map_err(RunError::SelinuxMode)? {
             tally.inconclusive_because(reason);
         }
         self.note_dontaudit().map_err(RunError::SelinuxMode)?;
-        let noise = NoiseFilter::for_this_process();
+        let noise = NoiseFilter::for_this_process().with_roles(roles.as_ref());
         for (i, step) in self.loaded.scenario.steps.iter().enumerate() {
             if self.paths.interrupt.is_set() {
                 return Err(RunError::InterruptedBefore { step: i + 1 });
@@ -437,6 +438,45 @@ impl Run<'_> {
             self.step(i + 1, step, &mut audit, &noise, &mut tally)?;
         }
         Ok(tally.verdict())
+    }
+
+    /// The policy's roles for libvirt on this target (`$domain`, `$image`, `$content`), read
+    /// from its contexts files before the first step and kept with the captures, so every
+    /// check resolves them as it resolves `$vm1`; a report names both the role and the type.
+    /// A policy without those files (no libvirt policy) resolves nothing: a check that names
+    /// a role then fails with "not resolved", and the note says why.
+    fn resolve_roles(&mut self) -> Option<crate::scenario::RoleTypes> {
+        let roles = match crate::host::virt_contexts::role_types(crate::run::plan::VIRT_TYPE) {
+            Ok(r) => r,
+            Err(e) => {
+                self.note(format!("policy roles unavailable: {e}"));
+                return None;
+            }
+        };
+        for role in crate::scenario::Role::ALL {
+            if let Ok(name) = role.name().parse::<Name>() {
+                self.captures.insert(
+                    name,
+                    Captured {
+                        label: roles.get(role).clone(),
+                        imagelabel: None,
+                    },
+                );
+            }
+        }
+        self.note(roles.describe());
+        Some(roles)
+    }
+
+    /// The type a `type:` names, if it is known before the first step (a literal or a role).
+    fn named_type(&self, v: &crate::scenario::Valued<String>) -> Option<String> {
+        match v {
+            crate::scenario::Valued::Literal(t) => Some(t.clone()),
+            crate::scenario::Valued::Capture(r) => r
+                .role()
+                .and_then(|_| self.captures.get(&r.name))
+                .map(|c| c.label.kind.clone()),
+        }
     }
 
     /// The types this run depends on that the loaded policy makes permissive: the kernel logs
@@ -452,13 +492,23 @@ impl Run<'_> {
                 named.push(p.context.kind.clone());
             }
             let e = &step.options.expect;
-            named.extend(e.process.values().filter_map(|m| m.kind.clone()));
+            named.extend(
+                e.process
+                    .values()
+                    .filter_map(|m| m.kind.as_ref().and_then(|k| self.named_type(&k.value))),
+            );
             let patterns = match &e.avc {
                 Some(crate::scenario::AvcExpect::Denials(list)) => list.iter().collect(),
                 _ => Vec::new(),
             };
             for m in patterns.into_iter().chain(&e.no_avc) {
-                named.extend(m.value.scontext.as_ref().and_then(|c| c.kind.clone()));
+                named.extend(
+                    m.value
+                        .scontext
+                        .as_ref()
+                        .and_then(|c| c.kind.as_ref())
+                        .and_then(|k| self.named_type(&k.value)),
+                );
             }
         }
         let mut out = Vec::new();
@@ -475,12 +525,23 @@ impl Run<'_> {
     /// (`semodule -DB` rebuilds the policy, ~35 s each way in the TCG guest), but never hidden.
     fn note_dontaudit(&mut self) -> Result<(), String> {
         let mut sources = vec!["svirt_t".to_string(), "svirt_tcg_t".to_string()];
+        // The roles as this policy resolves them (`$domain`, `$image`, `$content`).
+        let role_type = |r: crate::scenario::Role| {
+            r.name()
+                .parse::<Name>()
+                .ok()
+                .and_then(|n| self.captures.get(&n))
+                .map(|c| c.label.kind.clone())
+        };
+        sources.extend(role_type(crate::scenario::Role::Domain));
         for step in &self.loaded.scenario.steps {
             if let Action::Probe(p) = &step.action {
                 sources.push(p.context.kind.clone());
             }
         }
         let mut targets = vec!["svirt_image_t".to_string(), "virt_image_t".to_string()];
+        targets.extend(role_type(crate::scenario::Role::Image));
+        targets.extend(role_type(crate::scenario::Role::Content));
         targets.extend(
             self.plan
                 .images
@@ -923,6 +984,23 @@ impl Run<'_> {
             std::thread::sleep(Duration::from_millis(100));
         };
         evidence.push(avcs);
+        let missing: Vec<crate::run::explain::MissingDenial> = match &o.expect.avc {
+            // A probe step's expected denial is the probe's access, explained with it.
+            Some(crate::scenario::AvcExpect::Denials(list)) if !is_probe => checks
+                .iter()
+                .filter_map(|c| match c.key {
+                    crate::scenario::CheckKey::AvcDenial(n) if !c.passed => Some(n),
+                    _ => None,
+                })
+                .filter_map(|n| list.get(n).map(|m| (n, &m.value)))
+                .map(|(n, m)| crate::run::explain::MissingDenial {
+                    check: format!("avc.{n}"),
+                    access: crate::run::explain::pattern_access(m, &self.captures),
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let explanations = self.explanations(step, &evidence, &missing);
         if left_to_others > 0 {
             self.note(format!(
                 "step {index}: {left_to_others} AVC record(s) left out: their pid, MCS level or path belongs to another run of this batch"
@@ -944,11 +1022,87 @@ impl Run<'_> {
                 check: c,
             });
         }
+        for explanation in explanations {
+            if let crate::oracle::Subject::Access {
+                observed,
+                predicted,
+                disagreement: Some(why),
+            } = &explanation.subject
+            {
+                self.note(format!(
+                    "step {index}: the probe's access was {observed}, the kernel's policy predicts {predicted}: {why}"
+                ));
+            }
+            self.sink.emit(Event::Explained {
+                step: index,
+                explanation,
+            });
+        }
         self.sink.emit(Event::StepFinished {
             step: index,
             millis: started.elapsed().as_millis() as u64,
         });
         Ok(())
+    }
+
+    /// The oracle's answers for the step (`run::explain`): each denied access among its AVC
+    /// records, and a probe's access beside the kernel's prediction.
+    fn explanations(
+        &self,
+        step: &Step,
+        evidence: &[Evidence],
+        missing: &[crate::run::explain::MissingDenial],
+    ) -> Vec<crate::oracle::Explanation> {
+        let records: Vec<crate::evidence::AvcRecord> = evidence
+            .iter()
+            .filter_map(|e| match e {
+                Evidence::Avcs { records, .. } => Some(records.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let probe = match &step.action {
+            Action::Probe(p) => evidence.iter().find_map(|e| match e {
+                Evidence::Action { outcome, .. } => Some(crate::run::explain::ProbeAccess {
+                    context: p.context.clone(),
+                    target: selinux_ops::file_context(self.plan.image_path(&p.image.value))
+                        .ok()
+                        .flatten(),
+                    access: p.access,
+                    allowed: matches!(outcome, Outcome::Ok),
+                    observed: match outcome {
+                        Outcome::Ok => "allowed".into(),
+                        Outcome::Errno { errno } => format!("refused ({errno})"),
+                        other => format!("{other:?}"),
+                    },
+                }),
+                _ => None,
+            }),
+            _ => None,
+        };
+        let mut candidates: Vec<String> = fixed_contexts(self.plan)
+            .into_iter()
+            .map(|c| c.kind)
+            .chain(self.captures.values().map(|c| c.label.kind.clone()))
+            .chain(
+                self.captures
+                    .values()
+                    .filter_map(|c| c.imagelabel.as_ref().map(|l| l.kind.clone())),
+            )
+            .chain(
+                [
+                    "svirt_t",
+                    "svirt_tcg_t",
+                    "svirt_image_t",
+                    "virt_image_t",
+                    "virt_content_t",
+                ]
+                .map(String::from),
+            )
+            .collect();
+        candidates.sort();
+        candidates.dedup();
+        crate::run::explain::explain_step(&records, probe.as_ref(), missing, &candidates)
     }
 
     fn inject_fault(&mut self, index: usize, moment: Moment) -> Result<(), RunError> {

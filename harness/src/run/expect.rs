@@ -26,9 +26,10 @@ pub type Captures = BTreeMap<Name, Captured>;
 type Unresolved = String;
 
 fn resolve_capture(r: &CaptureRef, caps: &Captures) -> Result<Context, Unresolved> {
-    let c = caps
-        .get(&r.name)
-        .ok_or_else(|| format!("{r} was not captured (the domain had no live label)"))?;
+    let c = caps.get(&r.name).ok_or_else(|| match r.role() {
+        Some(_) => format!("the policy role {r} was not resolved on this target"),
+        None => format!("{r} was not captured (the domain had no live label)"),
+    })?;
     if r.imagelabel {
         c.imagelabel
             .clone()
@@ -42,6 +43,15 @@ fn resolve_context(v: &Valued<Context>, caps: &Captures) -> Result<Context, Unre
     match v {
         Valued::Literal(c) => Ok(c.clone()),
         Valued::Capture(r) => resolve_capture(r, caps),
+    }
+}
+
+/// The type a literal, a policy role (`$domain`: resolved into the captures when the run
+/// starts) or a capture's `.type` stands for.
+fn resolve_type(v: &Valued<String>, caps: &Captures) -> Result<String, Unresolved> {
+    match v {
+        Valued::Literal(t) => Ok(t.clone()),
+        Valued::Capture(r) => resolve_capture(r, caps).map(|c| c.kind),
     }
 }
 
@@ -81,7 +91,7 @@ fn describe<T: std::fmt::Display>(v: &Valued<T>, resolved: &impl std::fmt::Displ
 }
 
 /// The text a known bug's `observed:` stands for: each `$NAME` / `$NAME.imagelabel` replaced by
-/// that capture's MLS range, as labels print it.
+/// that capture's MLS range, as labels print it; a role (`$image`) or `$NAME.type` by its type.
 pub fn expand_captures(text: &str, caps: &Captures) -> Result<String, Unresolved> {
     let mut out = String::new();
     let mut rest = text;
@@ -93,7 +103,11 @@ pub fn expand_captures(text: &str, caps: &Captures) -> Result<String, Unresolved
             .map_or(tail.len(), |e| e + 1);
         let token = tail[..end].trim_end_matches('.');
         let r: CaptureRef = token.parse()?;
-        out.push_str(&resolve_range(&Valued::Capture(r), caps)?.to_string());
+        if r.of_type || r.role().is_some() {
+            out.push_str(&resolve_type(&Valued::Capture(r), caps)?);
+        } else {
+            out.push_str(&resolve_range(&Valued::Capture(r), caps)?.to_string());
+        }
         rest = &tail[token.len()..];
     }
     out.push_str(rest);
@@ -113,11 +127,12 @@ pub fn context_matches(
         ok &= &e == c;
         want.push(describe(&v.value, &e));
     }
-    for (field, wanted, actual) in [
-        ("user", &m.user, &c.user),
-        ("role", &m.role, &c.role),
-        ("type", &m.kind, &c.kind),
-    ] {
+    if let Some(v) = &m.kind {
+        let t = resolve_type(&v.value, caps)?;
+        ok &= t == c.kind;
+        want.push(format!("type {}", describe(&v.value, &t)));
+    }
+    for (field, wanted, actual) in [("user", &m.user, &c.user), ("role", &m.role, &c.role)] {
         if let Some(w) = wanted {
             ok &= w == actual;
             want.push(format!("{field} {w}"));
@@ -201,6 +216,13 @@ fn describe_match(m: &ContextMatch, caps: &Captures) -> String {
     context_matches(m, &dummy, caps)
         .map(|(_, d)| d)
         .unwrap_or_else(|e| e)
+}
+
+/// The whole context a MATCH names with `context:` (literal or captured), if it names one.
+pub fn whole_context(m: &ContextMatch, caps: &Captures) -> Option<Context> {
+    m.context
+        .as_ref()
+        .and_then(|v| resolve_context(&v.value, caps).ok())
 }
 
 /// Does one record match the pattern? Unresolvable references never match.
@@ -1010,6 +1032,76 @@ mod tests {
         };
         let checks = check_step(&s[0].options.expect, false, &[acted(), ev], caps, &[]);
         checks.iter().all(|c| c.passed)
+    }
+
+    /// The captures with the policy roles a run resolves before its first step.
+    fn caps_with_roles(domain_context: &str) -> Captures {
+        let roles = crate::scenario::RoleTypes::parse(
+            domain_context,
+            "system_u:object_r:svirt_image_t:s0\nsystem_u:object_r:virt_content_t:s0\n",
+            crate::scenario::VirtType::Qemu,
+        )
+        .unwrap();
+        let mut c = caps();
+        for role in crate::scenario::Role::ALL {
+            c.insert(
+                role.name().parse().unwrap(),
+                Captured {
+                    label: roles.get(role).clone(),
+                    imagelabel: None,
+                },
+            );
+        }
+        c
+    }
+
+    fn process_is(expect_yaml: &str, label: &str, caps: &Captures) -> Check {
+        let s = steps(&format!("      process: {{vm1: {expect_yaml}}}\n"));
+        let ev = Evidence::ProcessLabel {
+            domain: "vm1".into(),
+            pid: 1,
+            context: ctx(label),
+        };
+        let checks = check_step(&s[0].options.expect, false, &[acted(), ev], caps, &[]);
+        checks
+            .into_iter()
+            .find(|c| c.key.to_string() == "process.vm1")
+            .unwrap()
+    }
+
+    /// `$domain` is the type libvirt gives a TCG guest on the target: svirt_t with Debian's
+    /// virtual_domain_context, svirt_tcg_t with Fedora's; the report shows role and type.
+    #[test]
+    fn a_policy_role_resolves_per_target_and_a_wrong_one_fails() {
+        let debian = caps_with_roles("system_u:system_r:svirt_t:s0\n");
+        let fedora =
+            caps_with_roles("system_u:system_r:svirt_t:s0\nsystem_u:system_r:svirt_tcg_t:s0\n");
+        let on_debian = "system_u:system_r:svirt_t:s0:c1,c2";
+        let on_fedora = "system_u:system_r:svirt_tcg_t:s0:c1,c2";
+        let c = process_is("{type: $domain}", on_debian, &debian);
+        assert!(c.passed, "{c:?}");
+        assert_eq!(c.expected, "type svirt_t ($domain)");
+        let c = process_is("{type: $domain}", on_fedora, &fedora);
+        assert!(c.passed, "{c:?}");
+        assert_eq!(c.expected, "type svirt_tcg_t ($domain)");
+        // The literal type is not portable: Fedora's TCG guest is not svirt_t.
+        assert!(!process_is("{type: svirt_t}", on_fedora, &fedora).passed);
+        // A wrong role still fails.
+        let c = process_is("{type: $image}", on_debian, &debian);
+        assert!(!c.passed);
+        assert_eq!(c.expected, "type svirt_image_t ($image)");
+        // A capture's type: vm1's process type, not its image's.
+        assert!(process_is("{type: $vm1.type}", on_debian, &debian).passed);
+        assert!(!process_is("{type: $vm1.imagelabel.type}", on_debian, &debian).passed);
+        // A role the run could not resolve fails for want of evidence.
+        let c = process_is("{type: $domain}", on_debian, &caps());
+        assert!(!c.passed && c.evidence_missing, "{c:?}");
+        assert!(c.observed.contains("not resolved"), "{c:?}");
+        // Known-bug shapes: `$image:$vm2` is the image type and vm2's range.
+        assert_eq!(
+            expand_captures("svirt_image_t:$vm2 $image:$vm2", &debian).unwrap(),
+            "svirt_image_t:s0:c161,c423 svirt_image_t:s0:c161,c423"
+        );
     }
 
     /// `level:` is the whole MLS range: a QEMU or a file at s0:c1,c2-s0:c0.c1023 is not at

@@ -5,6 +5,7 @@ pub mod batch;
 pub mod event;
 pub(crate) mod executor;
 pub(crate) mod expect;
+pub(crate) mod explain;
 pub mod fault;
 pub mod parallel;
 pub mod plan;

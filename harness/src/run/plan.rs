@@ -310,6 +310,10 @@ fn disk_xml(d: &Disk, path: &Path, target: &str, indent: &str) -> String {
 
 /// A guest that never boots an OS: firmware only, enough for libvirt to label, start and
 /// hot-plug. The emulator is left to libvirt so the same XML works on Debian and Fedora.
+/// How every guest of a plan runs: `<domain type='qemu'>` (TCG). The VM target has no KVM inside
+/// its guest, and one virt type keeps `$domain` one type for the whole run.
+pub const VIRT_TYPE: crate::scenario::VirtType = crate::scenario::VirtType::Qemu;
+
 fn domain_xml(
     name: &str,
     scenario: &Name,
@@ -330,7 +334,11 @@ fn domain_xml(
             disk_xml(&disk, &images[&disk.image.value].path, &target, "    ")
         })
         .collect();
-    let seclabel = d.seclabel.as_ref().map(seclabel_xml).unwrap_or_default();
+    let seclabel = d
+        .seclabel
+        .as_ref()
+        .map(|s| seclabel_xml(&s.value))
+        .unwrap_or_default();
     format!(
         "<domain type='qemu'>
   <name>{name}</name>
@@ -365,7 +373,7 @@ mod tests {
     #[test]
     fn domain_xml_carries_seclabels() {
         let p = plan(
-            "name: x\ndescription: d\nimages: {a.img: {size: 1M}, b.img: {size: 1M}}\ndomains:\n  vm1:\n    seclabel: {type: static, relabel: true, label: 'system_u:system_r:svirt_t:s0:c3,c4'}\n    disks:\n      - a.img\n      - {image: b.img, shareable: true, seclabel: {relabel: false}}\nsteps: [{define: vm1}]\n",
+            "name: x\ndescription: d\nhost: {booleans: {virt_use_execmem: true}}\nimages: {a.img: {size: 1M}, b.img: {size: 1M}}\ndomains:\n  vm1:\n    seclabel: {type: static, relabel: true, label: 'system_u:system_r:svirt_t:s0:c3,c4'}\n    disks:\n      - a.img\n      - {image: b.img, shareable: true, seclabel: {relabel: false}}\nsteps: [{define: vm1}]\n",
             None,
         );
         insta::assert_snapshot!(p.domains.values().next().unwrap().xml);

@@ -190,6 +190,7 @@ pub fn skeleton(name: &str, files: &[(String, String)]) -> Result<Skeleton, From
     let mut unmapped = Vec::new();
     // Image name by source path, so a file two domains use is one image.
     let mut images: BTreeMap<String, String> = BTreeMap::new();
+    let mut needs_execmem = false;
     let mut domains = String::new();
     let mut domain_names = Vec::new();
     for (i, (file, xml)) in files.iter().enumerate() {
@@ -217,6 +218,13 @@ pub fn skeleton(name: &str, files: &[(String, String)]) -> Result<Skeleton, From
         for sl in dom.all("seclabel") {
             match sl.attr("model") {
                 None | Some("selinux") => {
+                    let static_svirt_t = sl.attr("type") == Some("static")
+                        && sl.child("label").is_some_and(|l| {
+                            l.text
+                                .parse::<crate::context::Context>()
+                                .is_ok_and(|c| c.kind == "svirt_t")
+                        });
+                    needs_execmem |= static_svirt_t;
                     fields.push(format!("seclabel: {}", seclabel(file, sl, &mut unmapped)))
                 }
                 Some(m) => unmapped.push(format!(
@@ -287,6 +295,10 @@ pub fn skeleton(name: &str, files: &[(String, String)]) -> Result<Skeleton, From
         quoted("Skeleton from a bug report's domain XML: say what the report expects to hold.")
     );
     y.push_str("requires: [enforcing, libvirt]\n");
+    if needs_execmem {
+        // The harness runs guests under TCG, where a static svirt_t label needs execmem.
+        y.push_str("host: {booleans: {virt_use_execmem: true}}\n");
+    }
     if !images.is_empty() {
         y.push_str("\nimages:\n");
         let mut by_name: Vec<(&String, &String)> = images.iter().map(|(p, n)| (n, p)).collect();

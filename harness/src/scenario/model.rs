@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::context::{Context, Level, MlsRange};
 
+use super::roles::Role;
+
 /// A value with the place in the file it came from, for errors found after parsing
 /// (dangling references, duplicate targets). Wraps serde-saphyr's `Spanned` so the JSON Schema
 /// can describe the inner value as if the wrapper were not there.
@@ -320,7 +322,7 @@ impl At<DiskSpec> {
 #[serde(deny_unknown_fields)]
 pub struct Domain {
     /// Omitted: no `<seclabel>` element, libvirt applies the host default (dynamic).
-    pub seclabel: Option<Seclabel>,
+    pub seclabel: Option<At<Seclabel>>,
     #[serde(default)]
     pub disks: Vec<At<DiskSpec>>,
     /// Guest memory; the guests never boot an OS, so the default 64 MiB is plenty.
@@ -716,11 +718,22 @@ impl<'de> Deserialize<'de> for Duration {
 }
 
 /// A reference to something captured earlier: `$vm1` (the domain label), `$vm1.label`,
-/// `$vm1.imagelabel`.
+/// `$vm1.imagelabel`, `$vm1.type` / `$vm1.imagelabel.type` (only the type, for `type:`); or to
+/// one of the policy's roles for libvirt, `$domain`, `$image`, `$content` (see [`Role`]), which
+/// the run resolves from the target's policy before its first step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CaptureRef {
     pub name: Name,
     pub imagelabel: bool,
+    /// `.type`: the label's type only.
+    pub of_type: bool,
+}
+
+impl CaptureRef {
+    /// The policy role this reference names (`$domain`, `$image`, `$content`), if it is one.
+    pub fn role(&self) -> Option<Role> {
+        Role::from_name(self.name.as_str())
+    }
 }
 
 impl fmt::Display for CaptureRef {
@@ -728,6 +741,9 @@ impl fmt::Display for CaptureRef {
         write!(f, "${}", self.name)?;
         if self.imagelabel {
             f.write_str(".imagelabel")?;
+        }
+        if self.of_type {
+            f.write_str(".type")?;
         }
         Ok(())
     }
@@ -739,6 +755,10 @@ impl FromStr for CaptureRef {
         let body = s
             .strip_prefix('$')
             .ok_or("a capture reference starts with $")?;
+        let (body, of_type) = match body.strip_suffix(".type") {
+            Some(b) => (b, true),
+            None => (body, false),
+        };
         let (name, field) = match body.split_once('.') {
             Some((n, f)) => (n, Some(f)),
             None => (body, None),
@@ -748,14 +768,21 @@ impl FromStr for CaptureRef {
             Some("imagelabel") => true,
             Some(other) => {
                 return Err(format!(
-                    "unknown capture field {other:?} in {s:?}: use $NAME, $NAME.label or $NAME.imagelabel"
+                    "unknown capture field {other:?} in {s:?}: use $NAME, $NAME.label, $NAME.imagelabel, $NAME.type or $NAME.imagelabel.type"
                 ))
             }
         };
-        Ok(CaptureRef {
+        let r = CaptureRef {
             name: name.parse()?,
             imagelabel,
-        })
+            of_type,
+        };
+        if r.role().is_some() && (imagelabel || of_type) {
+            return Err(format!(
+                "{s:?}: ${name} is a policy role and already a type; write ${name}"
+            ));
+        }
+        Ok(r)
     }
 }
 
@@ -813,8 +840,10 @@ pub struct ContextMatch {
     pub context: Option<At<Valued<Context>>>,
     pub user: Option<String>,
     pub role: Option<String>,
+    /// A type name, a policy role (`$domain`, `$image`, `$content`: the types libvirt uses on
+    /// this target) or a captured label's type (`$vm1.type`, `$vm1.imagelabel.type`).
     #[serde(rename = "type")]
-    pub kind: Option<String>,
+    pub kind: Option<At<Valued<String>>>,
     /// The whole MLS range, e.g. s0:c1,c2, s0-s0:c0.c1023, or $vm1 for the captured domain's.
     /// `s0:c1,c2` does not match `s0:c1,c2-s0:c0.c1023`: say `low:` to compare the low level only.
     pub level: Option<At<Valued<MlsRange>>>,

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 
 use super::load::{load_str, Diagnostic, LoadedScenario};
 use super::model::*;
+use super::roles::Role;
 
 /// A level no scenario uses and every MCS policy has (c0..c1023).
 const SHIFTED_LEVELS: [&str; 2] = ["s0:c511", "s0:c512"];
@@ -358,6 +359,24 @@ fn other_type(t: &str) -> &'static str {
     }
 }
 
+/// A wrong type for a `type:` that names one: a literal as [`other_type`]; a policy role the
+/// type of another role (`$domain` -> `$image`: no QEMU runs with its images' type); a
+/// capture's `.type` the type of its other label (`$vm1.type` <-> `$vm1.imagelabel.type`).
+fn other_type_ref(v: &Valued<String>) -> String {
+    match v {
+        Valued::Literal(t) => other_type(t).to_string(),
+        Valued::Capture(r) => match r.role() {
+            Some(Role::Domain | Role::Content) => Role::Image.to_string(),
+            Some(Role::Image) => Role::Content.to_string(),
+            None => CaptureRef {
+                imagelabel: !r.imagelabel,
+                ..r.clone()
+            }
+            .to_string(),
+        },
+    }
+}
+
 /// A level, or capture, that is not this one: another capture made by now, else a category
 /// no scenario uses.
 fn shifted<T: std::fmt::Display>(v: &Valued<T>, captures: &[Name]) -> String {
@@ -366,6 +385,7 @@ fn shifted<T: std::fmt::Display>(v: &Valued<T>, captures: &[Name]) -> String {
             Some(other) => CaptureRef {
                 name: other.clone(),
                 imagelabel: c.imagelabel,
+                of_type: c.of_type,
             }
             .to_string(),
             None => SHIFTED_LEVELS[0].to_string(),
@@ -391,10 +411,10 @@ fn match_mutations(
     };
     let mut out = Vec::new();
     if let Some(t) = &m.kind {
-        let to = other_type(t);
+        let to = other_type_ref(&t.value);
         out.push((
             "type".to_string(),
-            format!("type {t} -> {to}"),
+            format!("type {} -> {to}", t.value),
             vec![Op::Set(field("type"), json!(to))],
         ));
     }
@@ -410,6 +430,7 @@ fn match_mutations(
                 CaptureRef {
                     name: r.name.clone(),
                     imagelabel: !r.imagelabel,
+                    of_type: false,
                 }
                 .to_string(),
                 "label <-> imagelabel",
@@ -799,8 +820,15 @@ steps:
 
         let m = by_id(&ms, 0, "process.vm1/type");
         assert_eq!(
-            expect(&m).process.values().next().unwrap().kind.as_deref(),
-            Some("svirt_tcg_t")
+            expect(&m)
+                .process
+                .values()
+                .next()
+                .unwrap()
+                .kind
+                .as_ref()
+                .map(|k| k.value.to_string()),
+            Some("svirt_tcg_t".to_string())
         );
         let m = by_id(&ms, 0, "process.vm1/invert");
         let p = expect(&m).process.values().next().unwrap();
@@ -884,8 +912,14 @@ steps:
             panic!("avc list expected")
         };
         assert_eq!(
-            l[0].value.tcontext.as_ref().unwrap().kind.as_deref(),
-            Some("virt_image_t")
+            l[0].value
+                .tcontext
+                .as_ref()
+                .unwrap()
+                .kind
+                .as_ref()
+                .map(|k| k.value.to_string()),
+            Some("virt_image_t".to_string())
         );
 
         // every mutant differs from the scenario in its own way

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::model::*;
+use super::roles::Role;
 
 pub(super) struct Problem {
     pub line: usize,
@@ -92,7 +93,12 @@ impl Checker<'_> {
     fn capture_ref<T>(&mut self, v: &Option<At<Valued<T>>>) {
         if let Some(at) = v {
             if let Valued::Capture(c) = &at.value {
-                if !self.captured.contains(&c.name) {
+                if c.role().is_some() || c.of_type {
+                    let m = format!(
+                        "`{c}` is a type; it can stand only after `type:` (e.g. `type: {c}`)"
+                    );
+                    self.problem(at, m);
+                } else if !self.captured.contains(&c.name) {
                     let m = format!(
                         "`{c}` is not captured by this step or an earlier one; add `capture: {{{}: DOMAIN}}` to a step before it",
                         c.name
@@ -100,6 +106,29 @@ impl Checker<'_> {
                     self.problem(at, m);
                 }
             }
+        }
+    }
+
+    /// A `type:` names a type, a policy role, or a capture's `.type` made by now.
+    fn type_ref(&mut self, v: &Option<At<Valued<String>>>) {
+        let Some(at) = v else { return };
+        let Valued::Capture(c) = &at.value else {
+            return;
+        };
+        if c.role().is_some() {
+            return;
+        }
+        if !c.of_type {
+            let m = format!(
+                "`type: {c}` compares a type with a whole label: write `type: {c}.type`, or the policy role `$domain`, `$image` or `$content`"
+            );
+            self.problem(at, m);
+        } else if !self.captured.contains(&c.name) {
+            let m = format!(
+                "`{c}` is not captured by this step or an earlier one, and is not a policy role ($domain, $image, $content); add `capture: {{{}: DOMAIN}}` to a step before it",
+                c.name
+            );
+            self.problem(at, m);
         }
     }
 
@@ -119,6 +148,7 @@ impl Checker<'_> {
             );
             self.problem(at, msg);
         }
+        self.type_ref(&m.kind);
         self.capture_ref(&m.context);
         self.capture_ref(&m.level);
         self.capture_ref(&m.not_level);
@@ -228,7 +258,7 @@ impl Checker<'_> {
                         continue;
                     };
                     match format!("${}", reference.trim_end_matches('.')).parse::<CaptureRef>() {
-                        Ok(c) if self.captured.contains(&c.name) => {}
+                        Ok(c) if self.captured.contains(&c.name) || c.role().is_some() => {}
                         Ok(c) => {
                             let msg = format!(
                                 "`{c}` in `observed:` is not captured by this step or an earlier one"
@@ -271,6 +301,31 @@ impl Checker<'_> {
         }
     }
 
+    /// A guest with a static label of type svirt_t runs under TCG (`plan::VIRT_TYPE`) in
+    /// svirt_t, which may execmem only with `virt_use_execmem` on: Debian's image turns it on,
+    /// Fedora ships it off (its TCG guests run as svirt_tcg_t, which has execmem). Such a
+    /// scenario sets what it needs, so it means the same on both.
+    fn static_label_needs(&mut self, name: &Name, d: &Domain) {
+        let Some(sl) = &d.seclabel else { return };
+        let Some(label) = &sl.value.label else { return };
+        if sl.value.kind != LabelType::Static || label.kind != "svirt_t" {
+            return;
+        }
+        let sets_it = |h: &HostSettings| {
+            h.booleans
+                .iter()
+                .any(|(k, v)| k.value == "virt_use_execmem" && *v)
+        };
+        let everywhere = sets_it(&self.s.host)
+            || (!self.s.variants.is_empty() && self.s.variants.values().all(sets_it));
+        if !everywhere {
+            let m = format!(
+                "domain `{name}` has the static label {label}: a TCG guest in svirt_t needs execmem, which only the boolean virt_use_execmem gives (off by default on Fedora): add `host: {{booleans: {{virt_use_execmem: true}}}}`"
+            );
+            self.problem(sl, m);
+        }
+    }
+
     fn scenario(&mut self) {
         let s = self.s;
         for m in &s.ignore_avc {
@@ -283,6 +338,7 @@ impl Checker<'_> {
             self.host(settings);
         }
         for (name, d) in &s.domains {
+            self.static_label_needs(name, d);
             let mut targets = BTreeMap::new();
             for (i, spec) in d.disks.iter().enumerate() {
                 let disk = spec.to_disk();
@@ -397,6 +453,10 @@ impl Checker<'_> {
         // Captures are taken right after the action, before expectations are checked.
         for (name, dom) in &o.capture {
             self.domain(dom);
+            if let Some(role) = Role::from_name(name.as_str()) {
+                let m = format!("capture `{name}` would hide the policy role `{role}` (the type libvirt uses on the target): give the capture another name");
+                self.problem(dom, m);
+            }
             if !self.captured.insert(name.clone()) {
                 let m = format!("capture `{name}` is made twice; give the second one another name");
                 self.problem(dom, m);

@@ -119,6 +119,38 @@ fn unparseable_record_keeps_raw_line_and_what_can_be_read() {
     assert_eq!(r.comm.as_deref(), Some("mcscat"));
 }
 
+/// The default rules with the roles of the Debian guests (QEMU in svirt_t).
+fn debian_noise() -> NoiseFilter {
+    NoiseFilter::defaults("selinux-harness").with_roles(Some(&roles(DEBIAN_DOMAIN)))
+}
+
+const DEBIAN_DOMAIN: &str = "system_u:system_r:svirt_t:s0\n";
+const FEDORA_DOMAIN: &str = "system_u:system_r:svirt_t:s0\nsystem_u:system_r:svirt_tcg_t:s0\n";
+
+fn roles(domain: &str) -> crate::scenario::RoleTypes {
+    crate::scenario::RoleTypes::parse(
+        domain,
+        "system_u:object_r:svirt_image_t:s0\nsystem_u:object_r:virt_content_t:s0\n",
+        crate::scenario::VirtType::Qemu,
+    )
+    .unwrap()
+}
+
+#[test]
+fn qemu_noise_follows_the_policys_domain_type() {
+    let tcg = IO_URING.replace("svirt_t:s0:c3,c4 tcontext", "svirt_tcg_t:s0:c3,c4 tcontext");
+    let (debian, fedora) = (parse_record(IO_URING).unwrap(), parse_record(&tcg).unwrap());
+    let fedora_noise =
+        NoiseFilter::defaults("selinux-harness").with_roles(Some(&roles(FEDORA_DOMAIN)));
+    assert!(fedora_noise.noise_rule(&fedora).is_some());
+    // svirt_t is not the TCG guests' domain there: its record is no longer QEMU's noise.
+    assert!(fedora_noise.noise_rule(&debian).is_none());
+    assert!(debian_noise().noise_rule(&fedora).is_none());
+    // Unresolved, a role matches no type: noise is shown, no denial is hidden.
+    let unresolved = NoiseFilter::defaults("selinux-harness");
+    assert!(unresolved.noise_rule(&debian).is_none());
+}
+
 #[rstest]
 #[case(UDEV_PRINTK, true)]
 #[case(TMPFILES_PRINTK, true)]
@@ -132,7 +164,7 @@ fn unparseable_record_keeps_raw_line_and_what_can_be_read() {
 #[case(SEED_WRITE, false)]
 #[case(SELINUX_ERR, false)]
 fn default_noise(#[case] line: &str, #[case] noise: bool) {
-    let f = NoiseFilter::defaults("selinux-harness");
+    let f = debian_noise();
     let r = parse_record(line).unwrap();
     assert_eq!(f.noise_rule(&r).is_some(), noise, "{line}");
 }
@@ -141,7 +173,7 @@ fn default_noise(#[case] line: &str, #[case] noise: bool) {
 fn noise_perms_must_cover_every_permission() {
     // execmem alone is noise for virsh; execmem + read is not.
     let line = OWN_EXECMEM.replace("{ execmem }", "{ execmem read }");
-    let f = NoiseFilter::defaults("selinux-harness");
+    let f = debian_noise();
     assert!(f.noise_rule(&parse_record(&line).unwrap()).is_none());
     // Another binary's execmem is not ours to hide.
     let other = OWN_EXECMEM.replace("selinux-harness", "qemu-system-x86");
@@ -154,7 +186,7 @@ fn scenario_rules_extend_and_count() {
         r#"{"reason": "known", "scontext_type": "svirt_t", "tclass": "file", "perms": ["getattr"]}"#,
     )
     .unwrap();
-    let f = NoiseFilter::defaults("selinux-harness").with([extra]);
+    let f = debian_noise().with([extra]);
     let records = [IO_URING, VM1_GETATTR, MCS_READ, UDEV_PRINTK]
         .iter()
         .map(|l| parse_record(l).unwrap())
@@ -420,7 +452,7 @@ fn audit_status_and_what_makes_records_go_missing() {
 
 #[test]
 fn default_noise_file_parses_and_names_the_harness() {
-    let f = NoiseFilter::defaults("selinux-harness");
+    let f = debian_noise();
     assert_eq!(f.rules().len(), 12);
     assert!(f.rules().iter().all(|r| !r.reason.is_empty()));
     assert!(f
