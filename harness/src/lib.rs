@@ -10,6 +10,7 @@ pub mod evidence;
 pub mod host;
 pub mod image;
 pub mod interrupt;
+pub mod policy;
 pub mod report;
 pub mod run;
 pub mod scenario;

@@ -269,6 +269,20 @@ impl Checker<'_> {
                 self.problem(key, m);
             }
         }
+        for m in &h.modules {
+            if let Err(why) = crate::policy::ModulePath::parse(m.value.file()) {
+                self.problem(m, why);
+            }
+        }
+        for t in &h.permissive {
+            if !is_identifier(&t.value) {
+                let m = format!(
+                    "permissive type `{}` is not a type name (letters, digits and _)",
+                    t.value
+                );
+                self.problem(t, m);
+            }
+        }
     }
 
     fn scenario(&mut self) {

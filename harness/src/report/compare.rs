@@ -1,0 +1,211 @@
+//! What a policy under test changed: the records of the same runs under the shipped policy and
+//! under the policy under test, compared run by run - verdicts, and the denials each step
+//! logged that are new or gone. The regression check a policy pull request needs.
+//!
+//! Denials are compared by what the policy decides on - permissions, source and target type,
+//! class, and whether the domain was permissive - not by MCS level or pid, which differ
+//! between any two runs (libvirt picks fresh categories for every dynamic label).
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::evidence::{AvcRecord, Evidence};
+use crate::report::{Record, ScenarioRecord};
+use crate::run::verdict::Verdict;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Comparison {
+    /// What the baseline ran under ("the shipped policy").
+    pub baseline: String,
+    /// The policy under test, described.
+    pub candidate: String,
+    pub runs: Vec<RunChange>,
+    /// Runs whose verdict differs.
+    pub verdicts_changed: usize,
+    /// Runs whose verdict is the same but whose denials differ.
+    pub denials_changed: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunChange {
+    /// `scenario` or `scenario[variant]`.
+    pub run: String,
+    /// None: the run has no verdict on that side (interrupted, or not in that record).
+    pub baseline: Option<Verdict>,
+    pub candidate: Option<Verdict>,
+    pub verdict_changed: bool,
+    /// Steps whose denials differ, in step order.
+    pub steps: Vec<StepChange>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StepChange {
+    pub step: usize,
+    pub title: String,
+    /// Denials the policy under test adds at this step.
+    pub new_denials: Vec<String>,
+    /// Denials the shipped policy logged here that the policy under test does not.
+    pub vanished_denials: Vec<String>,
+}
+
+/// A denial as the policy decides it: `{ read } svirt_t -> svirt_image_t:file` (with
+/// ` permissive` when the kernel allowed it because the domain was permissive).
+pub fn denial_key(r: &AvcRecord) -> String {
+    let t = |c: &Option<crate::context::Context>| {
+        c.as_ref()
+            .map_or_else(|| "?".to_string(), |c| c.kind.clone())
+    };
+    format!(
+        "{{ {} }} {} -> {}:{}{}",
+        r.perms.join(" "),
+        t(&r.scontext),
+        t(&r.tcontext),
+        r.tclass.as_deref().unwrap_or("?"),
+        if r.permissive { " permissive" } else { "" }
+    )
+}
+
+fn denials(s: &ScenarioRecord, step: usize) -> BTreeSet<String> {
+    s.steps
+        .iter()
+        .filter(|st| st.step == step)
+        .flat_map(|st| st.evidence.iter())
+        .filter_map(|e| match e {
+            Evidence::Avcs { records, .. } => Some(records),
+            _ => None,
+        })
+        .flatten()
+        .filter(|r| r.denied)
+        .map(denial_key)
+        .collect()
+}
+
+/// Compare two records of the same runs (matched by `scenario[variant]`; a run only one side
+/// has shows with no verdict on the other).
+pub fn compare(baseline: &Record, candidate: &Record, candidate_policy: &str) -> Comparison {
+    let mut ids: Vec<String> = Vec::new();
+    for s in baseline.scenarios.iter().chain(&candidate.scenarios) {
+        if !ids.contains(&s.id()) {
+            ids.push(s.id());
+        }
+    }
+    let find = |r: &'_ Record, id: &str| -> Option<ScenarioRecord> {
+        r.scenarios.iter().find(|s| s.id() == id).cloned()
+    };
+    let mut runs = Vec::new();
+    for id in ids {
+        let (b, c) = (find(baseline, &id), find(candidate, &id));
+        let bv = b.as_ref().and_then(|s| s.verdict.clone());
+        let cv = c.as_ref().and_then(|s| s.verdict.clone());
+        let mut steps = Vec::new();
+        let step_titles: Vec<(usize, String)> = {
+            let mut v: Vec<(usize, String)> = b
+                .iter()
+                .chain(c.iter())
+                .flat_map(|s| s.steps.iter().map(|st| (st.step, st.title.clone())))
+                .collect();
+            v.sort();
+            v.dedup_by_key(|(n, _)| *n);
+            v
+        };
+        for (step, title) in step_titles {
+            let before = b.as_ref().map(|s| denials(s, step)).unwrap_or_default();
+            let after = c.as_ref().map(|s| denials(s, step)).unwrap_or_default();
+            let new_denials: Vec<String> = after.difference(&before).cloned().collect();
+            let vanished_denials: Vec<String> = before.difference(&after).cloned().collect();
+            if !new_denials.is_empty() || !vanished_denials.is_empty() {
+                steps.push(StepChange {
+                    step,
+                    title,
+                    new_denials,
+                    vanished_denials,
+                });
+            }
+        }
+        runs.push(RunChange {
+            run: id,
+            verdict_changed: bv != cv,
+            baseline: bv,
+            candidate: cv,
+            steps,
+        });
+    }
+    Comparison {
+        baseline: "the shipped policy".into(),
+        candidate: candidate_policy.to_string(),
+        verdicts_changed: runs.iter().filter(|r| r.verdict_changed).count(),
+        denials_changed: runs
+            .iter()
+            .filter(|r| !r.verdict_changed && !r.steps.is_empty())
+            .count(),
+        runs,
+    }
+}
+
+fn verdict(v: &Option<Verdict>) -> String {
+    match v {
+        None => "no verdict".into(),
+        Some(v) => {
+            let detail = match v {
+                Verdict::Fail { failed } => format!(" ({failed} check(s) failed)"),
+                Verdict::Inconclusive { reason }
+                | Verdict::Error { reason }
+                | Verdict::Skipped { reason } => format!(" ({reason})"),
+                _ => String::new(),
+            };
+            format!("{}{detail}", v.label())
+        }
+    }
+}
+
+impl Comparison {
+    /// For a terminal: the changes first-class, unchanged runs one line each.
+    pub fn human(&self) -> String {
+        let mut o = String::new();
+        let _ = writeln!(o, "baseline:  {}", self.baseline);
+        let _ = writeln!(o, "candidate: {}", self.candidate);
+        for r in &self.runs {
+            if r.verdict_changed {
+                let _ = writeln!(
+                    o,
+                    "CHANGED  {}: {} -> {}",
+                    r.run,
+                    verdict(&r.baseline),
+                    verdict(&r.candidate)
+                );
+            } else if r.steps.is_empty() {
+                let _ = writeln!(o, "same     {}: {}", r.run, verdict(&r.candidate));
+            } else {
+                let _ = writeln!(
+                    o,
+                    "denials  {}: {} (verdict unchanged)",
+                    r.run,
+                    verdict(&r.candidate)
+                );
+            }
+            for s in &r.steps {
+                let _ = writeln!(o, "    step {} ({}):", s.step, s.title);
+                for d in &s.new_denials {
+                    let _ = writeln!(o, "      + denial {d}");
+                }
+                for d in &s.vanished_denials {
+                    let _ = writeln!(o, "      - denial {d}");
+                }
+            }
+        }
+        let _ = writeln!(
+            o,
+            "{} run(s): {} verdict(s) changed, {} with only denials changed",
+            self.runs.len(),
+            self.verdicts_changed,
+            self.denials_changed
+        );
+        o
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    }
+}
