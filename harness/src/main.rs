@@ -664,7 +664,10 @@ fn select<'a>(
     Ok(selected)
 }
 
-fn run_selected(args: &RunArgs, selected: Vec<(&LoadedScenario, Option<String>)>) -> Result<ExitCode> {
+fn run_selected(
+    args: &RunArgs,
+    selected: Vec<(&LoadedScenario, Option<String>)>,
+) -> Result<ExitCode> {
     let args = args.clone();
     let interrupt = Interrupt::on_signals()?;
     let mut t = make_target(

@@ -6,9 +6,9 @@ use std::path::Path;
 use crate::agent::protocol::{Reply, Request, RunSpec};
 use crate::interrupt::Interrupt;
 use crate::run::batch::{Batch, RunItem};
-use crate::run::policy_batch::run_with_policies;
 use crate::run::executor::HostPaths;
 use crate::run::fault::Fault;
+use crate::run::policy_batch::run_with_policies;
 use crate::scenario::{load_str, LoadedScenario};
 
 /// Answer one request; `reply` sends one line back to the host.

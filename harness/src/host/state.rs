@@ -43,7 +43,13 @@ pub struct HostState {
 /// Domain types whose permissive bit the snapshot records: those a run's verdicts rest on. A
 /// policy under test that made one permissive and was not removed shows in the proof even if
 /// its module were somehow listed as before.
-pub const PERMISSIVE_WATCH: [&str; 5] = ["svirt_t", "svirt_tcg_t", "virtd_t", "qemu_t", "unconfined_t"];
+pub const PERMISSIVE_WATCH: [&str; 5] = [
+    "svirt_t",
+    "svirt_tcg_t",
+    "virtd_t",
+    "qemu_t",
+    "unconfined_t",
+];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileState {

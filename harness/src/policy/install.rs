@@ -65,13 +65,17 @@ pub fn install(p: &PolicyUnderTest, cleanup: &mut Cleanup) -> Result<Installed, 
         return Ok(done);
     }
     let present = installed_with_priority()?;
-    let dir = tempfile::tempdir().map_err(|e| format!("cannot make a directory for the modules: {e}"))?;
+    let dir =
+        tempfile::tempdir().map_err(|e| format!("cannot make a directory for the modules: {e}"))?;
     label_tmp(dir.path())?;
     let mut files = Vec::new();
     let mut names = Vec::new();
     for m in &p.modules {
         let path = m.path()?;
-        if present.iter().any(|(pr, n)| pr == PRIORITY && *n == path.name) {
+        if present
+            .iter()
+            .any(|(pr, n)| pr == PRIORITY && *n == path.name)
+        {
             return Err(format!(
                 "policy module {} already has a priority-{PRIORITY} copy on the target, which is not ours to replace (`semodule --list-modules=full`)",
                 path.name
@@ -179,7 +183,11 @@ fn build_te(dir: &Path, name: &str, te: &Path) -> Result<std::path::PathBuf, Str
 /// semodule reads the module files as semanage_t, which may read tmp_t but not the user_tmp_t
 /// a directory made by an unconfined process in /tmp gets (see `change::override_module`).
 fn label_tmp(dir: &Path) -> Result<(), String> {
-    if crate::selinux_ops::file_context(dir).ok().flatten().is_none() {
+    if crate::selinux_ops::file_context(dir)
+        .ok()
+        .flatten()
+        .is_none()
+    {
         return Ok(());
     }
     let tmp: crate::context::Context = "system_u:object_r:tmp_t:s0"
@@ -205,6 +213,9 @@ mod tests {
             ]
         );
         let cil = permissive_cil(&["svirt_t".into(), "virtd_t".into()]);
-        assert!(cil.ends_with("(typepermissive svirt_t)\n(typepermissive virtd_t)\n"), "{cil}");
+        assert!(
+            cil.ends_with("(typepermissive svirt_t)\n(typepermissive virtd_t)\n"),
+            "{cil}"
+        );
     }
 }

@@ -472,8 +472,12 @@ mod tests {
         );
         assert_eq!(parse_boolean_arg("x=0").unwrap(), ("x".into(), false));
         assert!(parse_boolean_arg("x").unwrap_err().contains("NAME=on"));
-        assert!(parse_boolean_arg("x=maybe").unwrap_err().contains("on or off"));
-        assert!(parse_boolean_arg("a;b=1").unwrap_err().contains("not a boolean"));
+        assert!(parse_boolean_arg("x=maybe")
+            .unwrap_err()
+            .contains("on or off"));
+        assert!(parse_boolean_arg("a;b=1")
+            .unwrap_err()
+            .contains("not a boolean"));
         assert_eq!(parse_type_arg("svirt_t").unwrap(), "svirt_t");
         assert!(parse_type_arg("svirt_t:s0").is_err());
     }
@@ -560,7 +564,10 @@ mod tests {
         assert_eq!(p.modules[1].bytes, b"(shared)");
         assert_eq!(p.permissive, ["svirt_t"]);
         let e = for_run(&load("gone.cil"), None).unwrap_err();
-        assert!(e.to_string().contains("x.yaml:3:") && e.message.contains("not found"), "{e}");
+        assert!(
+            e.to_string().contains("x.yaml:3:") && e.message.contains("not found"),
+            "{e}"
+        );
         let e = for_run(&load("link.cil"), None).unwrap_err();
         assert!(e.message.contains("not a regular file"), "{e}");
     }

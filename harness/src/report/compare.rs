@@ -209,3 +209,93 @@ impl Comparison {
         serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Reporter;
+    use crate::run::event::Envelope;
+
+    /// The record of the runs of a recorded stream (tests/data/events) that are `scenario`,
+    /// renumbered from 0, as `run` would have made it.
+    fn recorded(fixture: &str, scenario: &str) -> Record {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/events")
+            .join(fixture);
+        let text = std::fs::read_to_string(&path).expect("the fixture exists");
+        let events: Vec<Envelope> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("an event"))
+            .collect();
+        let runs: Vec<usize> = events
+            .iter()
+            .filter(|e| {
+                matches!(&e.event, crate::run::event::Event::ScenarioStarted { scenario: s, .. } if s == scenario)
+            })
+            .map(|e| e.run)
+            .collect();
+        let mut r = Record::default();
+        for (i, _) in runs.iter().enumerate() {
+            r.begin(i, &format!("scenarios/seed/{scenario}.yaml"));
+        }
+        for e in events {
+            if let Some(i) = runs.iter().position(|&x| x == e.run) {
+                r.event(&Envelope { run: i, ..e });
+            }
+        }
+        r
+    }
+
+    #[rstest::rstest]
+    #[case::virt_override("vm-policy-virt-override.jsonl", "modules debian-12/virt.cil.bz2")]
+    #[case::svirt_permissive("vm-policy-svirt-permissive.jsonl", "modules svirt_permissive.cil")]
+    #[case::harmless("vm-policy-harmless.jsonl", "modules harness_harmless.te")]
+    fn mcs_probe_under_a_policy_under_test(#[case] fixture: &str, #[case] policy: &str) {
+        let before = recorded("vm-seed.jsonl", "mcs-probe");
+        let after = recorded(fixture, "mcs-probe");
+        let c = compare(&before, &after, policy);
+        let name = fixture.trim_end_matches(".jsonl");
+        insta::assert_snapshot!(format!("{name}-human"), c.human());
+        insta::assert_snapshot!(format!("{name}-json"), c.to_json());
+    }
+
+    fn avc(perms: &[&str], s: &str, t: &str, permissive: bool) -> AvcRecord {
+        AvcRecord {
+            record_type: "AVC".into(),
+            denied: true,
+            perms: perms.iter().map(|p| p.to_string()).collect(),
+            scontext: Some(s.parse().unwrap()),
+            tcontext: Some(t.parse().unwrap()),
+            tclass: Some("file".into()),
+            permissive,
+            comm: None,
+            target: None,
+            raw: String::new(),
+        }
+    }
+
+    #[test]
+    fn denials_are_keyed_by_what_the_policy_decides_on_not_by_level() {
+        let a = avc(
+            &["read"],
+            "system_u:system_r:svirt_t:s0:c1,c2",
+            "system_u:object_r:svirt_image_t:s0:c3,c4",
+            false,
+        );
+        let b = avc(
+            &["read"],
+            "system_u:system_r:svirt_t:s0:c7,c9",
+            "system_u:object_r:svirt_image_t:s0:c5,c6",
+            false,
+        );
+        assert_eq!(denial_key(&a), denial_key(&b));
+        assert_eq!(denial_key(&a), "{ read } svirt_t -> svirt_image_t:file");
+        let p = avc(
+            &["read"],
+            "system_u:system_r:svirt_t:s0:c1,c2",
+            "system_u:object_r:svirt_image_t:s0:c3,c4",
+            true,
+        );
+        assert_ne!(denial_key(&a), denial_key(&p));
+    }
+}

@@ -479,9 +479,14 @@ impl Run<'_> {
                 let mut reason = format!("the loaded policy makes {kind} permissive (a permissive domain's denials are allowed and logged at most once)");
                 if let Some(p) = &self.paths.policy {
                     if p.permissive.contains(&kind) {
-                        reason.push_str(&format!(" - the policy under test's `permissive: [{kind}]` made it so"));
+                        reason.push_str(&format!(
+                            " - the policy under test's `permissive: [{kind}]` made it so"
+                        ));
                     } else {
-                        reason.push_str(&format!(" - under the policy under test ({})", p.describe()));
+                        reason.push_str(&format!(
+                            " - under the policy under test ({})",
+                            p.describe()
+                        ));
                     }
                 }
                 out.push(reason);

@@ -139,10 +139,7 @@ fn run_group(
                     },
                 ));
             }
-            return vec![
-                Some(Verdict::Error { reason });
-                sub.runs.len()
-            ];
+            return vec![Some(Verdict::Error { reason }); sub.runs.len()];
         }
     };
     let mut note = format!(
@@ -288,8 +285,8 @@ mod tests {
             ]
         );
         // An empty policy is no policy: a batch of those takes the plain path.
-        let plain = Batch::new(vec![RunItem::new(&a, None)], 1)
-            .with_policy(0, PolicyUnderTest::default());
+        let plain =
+            Batch::new(vec![RunItem::new(&a, None)], 1).with_policy(0, PolicyUnderTest::default());
         assert!(plain.policies.is_empty());
     }
 }
