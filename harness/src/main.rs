@@ -939,7 +939,9 @@ fn repro(
     let interrupt = Interrupt::on_signals()?;
     let mut t = make_target(kind, allow_local, false, interrupt.clone())?;
     let mut human = Human::new(std::io::stderr(), std::io::stderr().is_terminal(), false);
-    let batch = Batch::one(&loaded, variant.as_deref());
+    let batch = Batch::one(&loaded, variant.as_deref())
+        .with_scenario_policies()
+        .map_err(|d| anyhow::anyhow!("{}", d[0]))?;
     let mut record = Record::for_batch(&batch);
     let verdict = dispatch(
         t.as_mut(),

@@ -113,7 +113,10 @@ fn run_shared(
         Ok(t) => t,
         Err(why) => return Err(Ok(Completion::ignored_with(why.clone()))),
     };
-    let batch = Batch::one(l, variant);
+    // The scenario's own policy under test (scenarios/policy) goes with it, as on `run`.
+    let batch = Batch::one(l, variant)
+        .with_scenario_policies()
+        .map_err(|d| Err(Failed::from(format!("{d:?}"))))?;
     let mut human = Human::new(Vec::new(), false, false);
     let mut record = Record::for_batch(&batch);
     let mut facts = Facts::default();

@@ -65,6 +65,24 @@ impl<'a> Batch<'a> {
         self
     }
 
+    /// Every run with the policy its scenario (and variant) brings (`host.modules`,
+    /// `permissive`), module files read now; the diagnostics of files that are not there.
+    pub fn with_scenario_policies(mut self) -> Result<Self, Vec<crate::scenario::Diagnostic>> {
+        let mut errors = Vec::new();
+        for i in 0..self.runs.len() {
+            let item = &self.runs[i];
+            match crate::policy::for_run(item.scenario, item.variant) {
+                Ok(p) => self = self.with_policy(i, p),
+                Err(d) => errors.push(d),
+            }
+        }
+        if errors.is_empty() {
+            Ok(self)
+        } else {
+            Err(errors)
+        }
+    }
+
     /// The policy run `i` brings (empty: none).
     pub fn policy(&self, i: usize) -> crate::policy::PolicyUnderTest {
         self.policies

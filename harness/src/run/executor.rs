@@ -247,6 +247,11 @@ pub fn execute(
         sink.emit(Event::Note {
             message: message.clone(),
         });
+    } else if brings_policy(s, variant) {
+        // compare's baseline pass, or a caller that did not resolve the scenario's policy.
+        sink.emit(Event::Note {
+            message: "under the target's own policy: the scenario's `modules`/`permissive` are not loaded for this run".into(),
+        });
     }
     let state_paths = Layout {
         images_root: paths.images_root.clone(),
@@ -350,6 +355,14 @@ pub fn execute(
         millis: started.elapsed().as_millis() as u64,
     });
     Some(verdict)
+}
+
+/// Whether the scenario (under `variant`) names policy under test.
+fn brings_policy(s: &crate::scenario::Scenario, variant: Option<&str>) -> bool {
+    let v = variant.and_then(|v| s.variants.iter().find(|(k, _)| k.as_str() == v));
+    std::iter::once(&s.host)
+        .chain(v.map(|(_, h)| h))
+        .any(|h| !h.modules.is_empty() || !h.permissive.is_empty())
 }
 
 /// Test-only: a fault that strikes around the run (see `fault`).
