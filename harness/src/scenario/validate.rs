@@ -270,7 +270,7 @@ impl Checker<'_> {
             }
         }
         for m in &h.modules {
-            if let Err(why) = crate::policy::ModulePath::parse(m.value.file()) {
+            if let Err(why) = super::policy_module::ModulePath::parse(m.value.file()) {
                 self.problem(m, why);
             }
         }
