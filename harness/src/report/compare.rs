@@ -274,6 +274,78 @@ mod tests {
         }
     }
 
+    fn one_run(verdict: Verdict, denials: Vec<AvcRecord>) -> Record {
+        use crate::run::event::Event;
+        let mut r = Record::default();
+        r.begin(0, "scenarios/x.yaml");
+        let events = [
+            Event::ScenarioStarted {
+                scenario: "x".into(),
+                variant: Some("v".into()),
+                target: Default::default(),
+            },
+            Event::StepStarted {
+                step: 1,
+                title: "start vm1".into(),
+            },
+            Event::Evidence {
+                step: 1,
+                evidence: Evidence::Avcs {
+                    records: denials,
+                    filtered: 0,
+                },
+            },
+            Event::StepFinished { step: 1, millis: 1 },
+            Event::ScenarioFinished { verdict, millis: 2 },
+        ];
+        for e in events {
+            r.event(&Envelope::now(0, e));
+        }
+        r
+    }
+
+    #[test]
+    fn a_denial_that_appears_with_the_same_verdict_counts_as_denials_changed() {
+        let read = avc(
+            &["read"],
+            "system_u:system_r:svirt_t:s0:c1,c2",
+            "system_u:object_r:svirt_image_t:s0:c3,c4",
+            false,
+        );
+        let write = avc(
+            &["write"],
+            "system_u:system_r:svirt_t:s0:c1,c2",
+            "system_u:object_r:virt_image_t:s0",
+            false,
+        );
+        let c = compare(
+            &one_run(Verdict::Pass, vec![read.clone()]),
+            &one_run(Verdict::Pass, vec![read, write]),
+            "modules m.cil",
+        );
+        assert_eq!((c.verdicts_changed, c.denials_changed), (0, 1));
+        assert_eq!(c.runs[0].run, "x[v]");
+        assert_eq!(
+            c.runs[0].steps[0].new_denials,
+            ["{ write } svirt_t -> virt_image_t:file"]
+        );
+        assert!(c.runs[0].steps[0].vanished_denials.is_empty());
+        assert!(
+            c.human()
+                .contains("denials  x[v]: pass (verdict unchanged)\n    step 1 (start vm1):\n      + denial { write }"),
+            "{}",
+            c.human()
+        );
+        // Nothing changed: no step listed, the run one line.
+        let same = compare(
+            &one_run(Verdict::Pass, vec![]),
+            &one_run(Verdict::Pass, vec![]),
+            "modules m.cil",
+        );
+        assert!(same.runs[0].steps.is_empty() && !same.runs[0].verdict_changed);
+        assert!(same.human().contains("same     x[v]: pass\n"));
+    }
+
     #[test]
     fn denials_are_keyed_by_what_the_policy_decides_on_not_by_level() {
         let a = avc(
