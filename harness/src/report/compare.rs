@@ -249,6 +249,7 @@ mod tests {
     #[rstest::rstest]
     #[case::virt_override("vm-policy-virt-override.jsonl", "modules debian-12/virt.cil.bz2")]
     #[case::svirt_permissive("vm-policy-svirt-permissive.jsonl", "modules svirt_permissive.cil")]
+    #[case::harmless("vm-policy-harmless.jsonl", "modules harness_harmless.te")]
     fn mcs_probe_under_a_policy_under_test(#[case] fixture: &str, #[case] policy: &str) {
         let before = recorded("vm-seed.jsonl", "mcs-probe");
         let after = recorded(fixture, "mcs-probe");
