@@ -11,6 +11,7 @@ pub mod host;
 pub mod image;
 pub mod interrupt;
 pub mod oracle;
+pub mod policy;
 pub mod report;
 pub mod run;
 pub mod scenario;

@@ -104,6 +104,18 @@ to exit at once without cleanup (then `selinux-harness doctor` removes what is l
 Exit status: 0 every verdict is pass or known-bug, 1 some verdict is not (skipped included),
 2 the scenarios could not be loaded or the target could not start, 130 interrupted.")]
     Run(RunArgs),
+    /// Run the same scenarios twice on one target - under the target's shipped policy, then
+    /// with the policy under test (--policy-module, --permissive, --boolean, and the scenarios'
+    /// own `host.modules`/`permissive`) - and report what changed: verdicts, and denials that
+    /// are new or vanished at each step.
+    #[command(after_long_help = "\
+The baseline run leaves out every policy under test (the command line's and the scenarios'
+own `host.modules`/`permissive`); scenario booleans and qemu.conf settings apply to both.
+--format json (or --json FILE) writes the comparison as JSON; --format human prints it.
+
+Exit status: 0 no verdict changed, 1 some verdict changed, 2 the scenarios could not be loaded,
+no policy under test was given, or the target could not start, 130 interrupted.")]
+    Compare(RunArgs),
     /// Mutation testing of the scenarios themselves: run each scenario and the variants of it a
     /// correct suite must reject (each expectation inverted or shifted, a known bug dropped),
     /// in one batch, and report per scenario and per kind of check how many were killed.
@@ -165,7 +177,7 @@ could not be built, the VM did not start or its agent did not answer), 130 inter
     Agent(cli::vm::AgentArgs),
 }
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 struct RunArgs {
     /// Scenario files or directories; default: ./scenarios
     paths: Vec<PathBuf>,
@@ -214,6 +226,20 @@ struct RunArgs {
     /// one block when it finishes. 1: one after another.
     #[arg(long, short = 'j', default_value = "1", value_name = "N")]
     jobs: std::num::NonZeroUsize,
+    /// Load this policy module for every run (NAME.cil, NAME.te, NAME.pp, optionally .bz2;
+    /// repeatable): installed at priority 400 once per group of runs that bring the same
+    /// policy - a module named like an installed one overrides it - and removed afterwards. A
+    /// .te is built in the target with its own checkmodule.
+    #[arg(long = "policy-module", value_name = "FILE")]
+    policy_module: Vec<PathBuf>,
+    /// Make this domain type permissive for every run (repeatable). A run whose domains are
+    /// permissive is inconclusive, never a pass.
+    #[arg(long, value_name = "TYPE")]
+    permissive: Vec<String>,
+    /// Set this SELinux boolean for every run (repeatable; NAME=on or NAME=off), not
+    /// persistently; put back afterwards.
+    #[arg(long, value_name = "NAME=VALUE")]
+    boolean: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -281,6 +307,7 @@ fn command(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => run(args),
+        Command::Compare(args) => cli::compare::compare(args),
         Command::Mutants(args) => mutants(args),
         Command::Repro {
             scenario,
@@ -609,6 +636,15 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     if errors > 0 {
         bail!("{errors} error(s) in the scenarios; nothing was run (see `selinux-harness check`)");
     }
+    let selected = select(&args, &loaded)?;
+    run_selected(&args, selected)
+}
+
+/// The runs `args` picks out of `loaded`: each scenario under each of its variants, filtered.
+fn select<'a>(
+    args: &RunArgs,
+    loaded: &'a [LoadedScenario],
+) -> Result<Vec<(&'a LoadedScenario, Option<String>)>> {
     let selected: Vec<(&LoadedScenario, Option<String>)> = loaded
         .iter()
         .filter(|l| {
@@ -625,7 +661,14 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     if selected.is_empty() {
         bail!("no scenario matches the filter");
     }
+    Ok(selected)
+}
 
+fn run_selected(
+    args: &RunArgs,
+    selected: Vec<(&LoadedScenario, Option<String>)>,
+) -> Result<ExitCode> {
+    let args = args.clone();
     let interrupt = Interrupt::on_signals()?;
     let mut t = make_target(
         args.target.into(),
@@ -655,13 +698,17 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     } else {
         Box::new(std::io::stderr())
     };
-    let batch = Batch::new(
+    let policies = policies_for(&args, &selected)?;
+    let mut batch = Batch::new(
         selected
             .iter()
             .map(|(l, v)| RunItem::new(l, v.as_deref()))
             .collect(),
         args.jobs.get(),
     );
+    for (i, p) in policies.into_iter().enumerate() {
+        batch = batch.with_policy(i, p);
+    }
     let human = Human::new(out, color, args.verbose).for_jobs(batch.jobs);
     let (verdicts, record) = run_batch(t.as_mut(), &batch, human, events.as_mut());
     drop(t);
@@ -670,6 +717,60 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         eprintln!("interrupted: {not_started} scenario run(s) not started");
     }
     report(&args, &verdicts, &record, interrupt.is_set())
+}
+
+/// The policy under test of the command line (`--policy-module`, `--permissive`, `--boolean`).
+fn run_wide_policy(args: &RunArgs) -> Result<selinux_harness::policy::PolicyUnderTest> {
+    use selinux_harness::policy;
+    let mut p = policy::PolicyUnderTest::default();
+    for f in &args.policy_module {
+        p.modules
+            .push(policy::read_cli_module(f).map_err(anyhow::Error::msg)?);
+    }
+    for t in &args.permissive {
+        p.permissive
+            .push(policy::parse_type_arg(t).map_err(anyhow::Error::msg)?);
+    }
+    for b in &args.boolean {
+        p.booleans
+            .push(policy::parse_boolean_arg(b).map_err(anyhow::Error::msg)?);
+    }
+    if let Some(name) = p.duplicate_name() {
+        bail!("two --policy-module files make the policy module `{name}`: give one");
+    }
+    Ok(p)
+}
+
+/// Every selected run's policy under test: its scenario's (and variant's) `host.modules` and
+/// `permissive`, module files read now, plus the command line's. Any file that is missing or
+/// not allowed is an error naming where the scenario names it; nothing runs then.
+fn policies_for(
+    args: &RunArgs,
+    selected: &[(&LoadedScenario, Option<String>)],
+) -> Result<Vec<selinux_harness::policy::PolicyUnderTest>> {
+    let wide = run_wide_policy(args)?;
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for (l, v) in selected {
+        match selinux_harness::policy::for_run(l, v.as_deref()) {
+            Ok(p) => {
+                let p = p.with(&wide);
+                if let Some(name) = p.duplicate_name() {
+                    errors.push(format!(
+                        "{}: the scenario's modules and --policy-module both make the policy module `{name}`",
+                        l.path.display()
+                    ));
+                }
+                out.push(p)
+            }
+            Err(d) => errors.push(d.to_string()),
+        }
+    }
+    if !errors.is_empty() {
+        errors.dedup();
+        bail!("{}\nnothing was run", errors.join("\n"));
+    }
+    Ok(out)
 }
 
 /// The run path: the batch on the target through the one dispatcher, to the human report, the
@@ -838,7 +939,9 @@ fn repro(
     let interrupt = Interrupt::on_signals()?;
     let mut t = make_target(kind, allow_local, false, interrupt.clone())?;
     let mut human = Human::new(std::io::stderr(), std::io::stderr().is_terminal(), false);
-    let batch = Batch::one(&loaded, variant.as_deref());
+    let batch = Batch::one(&loaded, variant.as_deref())
+        .with_scenario_policies()
+        .map_err(|d| anyhow::anyhow!("{}", d[0]))?;
     let mut record = Record::for_batch(&batch);
     let verdict = dispatch(
         t.as_mut(),

@@ -319,3 +319,40 @@ fn a_message_of_few_words_is_a_warning() {
         assert!(w.is_empty(), "{pinned}: {w:?}");
     }
 }
+
+#[test]
+fn policy_module_paths_cannot_leave_their_folders() {
+    let src = |module: &str| {
+        format!(
+            "name: x\ndescription: d\nhost:\n  modules: [{module}]\n  permissive: [svirt_t]\n\
+             images: {{a: {{size: 1M}}}}\n\
+             steps:\n  - relabel: {{image: a, context: \"system_u:object_r:virt_image_t:s0\"}}\n"
+        )
+    };
+    for bad in [
+        "../x.cil",
+        "a/../../b.cil",
+        "/etc/selinux/x.cil",
+        ".hidden.cil",
+        "\"a b.cil\"",
+        "\"a\\nb.cil\"",
+        "sub//x.cil",
+    ] {
+        rejected_at(&src(bad), 4, 13, "not a plain relative path");
+    }
+    rejected_at(&src("x.txt"), 4, 13, "no known extension");
+    rejected_at(&src("x.te.bz2"), 4, 13, "uncompressed");
+    rejected_at(
+        &src("{file: ../x.cil, distro: [debian-12]}"),
+        4,
+        13,
+        "not a plain relative path",
+    );
+    rejected_at(
+        &src("ok.cil").replace("[svirt_t]", "[\"svirt_t:s0\"]"),
+        5,
+        16,
+        "not a type name",
+    );
+    assert!(load_str(Path::new("ok.yaml"), &src("sub/ok.cil.bz2")).is_ok());
+}

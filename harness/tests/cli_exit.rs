@@ -121,6 +121,78 @@ fn run_and_repro_refuse_invalid_scenarios_before_any_target() {
 }
 
 #[test]
+fn run_and_compare_refuse_a_bad_policy_under_test_before_any_target() {
+    assert_status(
+        &[
+            "run",
+            "--target",
+            "vm",
+            "--policy-module",
+            "/nonexistent/x.cil",
+            VALID,
+        ],
+        2,
+        "cannot read it",
+    );
+    assert_status(
+        &[
+            "run",
+            "--target",
+            "vm",
+            "--policy-module",
+            "/tmp/x.txt",
+            VALID,
+        ],
+        2,
+        "no known extension",
+    );
+    assert_status(
+        &[
+            "run",
+            "--target",
+            "vm",
+            "--boolean",
+            "virt_use_nfs=maybe",
+            VALID,
+        ],
+        2,
+        "on or off",
+    );
+    assert_status(
+        &[
+            "compare",
+            "--target",
+            "vm",
+            "--permissive",
+            "svirt_t:s0",
+            VALID,
+        ],
+        2,
+        "not a type name",
+    );
+    // Nothing to compare: no VM is started for it.
+    assert_status(
+        &["compare", "--target", "vm", VALID],
+        2,
+        "nothing to compare",
+    );
+    let d = tempfile::tempdir().unwrap();
+    let scenario = d.path().join("m.yaml");
+    std::fs::write(
+        &scenario,
+        std::fs::read_to_string(repo().join(VALID))
+            .unwrap()
+            .replace("requires:", "host: {modules: [gone.cil]}\nrequires:"),
+    )
+    .unwrap();
+    assert_status(
+        &["run", "--target", "vm", scenario.to_str().unwrap()],
+        2,
+        "policy module `gone.cil` not found",
+    );
+}
+
+#[test]
 fn image_and_env_statuses() {
     assert_status(
         &["image", "build", "--distro", "no-such-distro"],
@@ -174,6 +246,7 @@ fn usage_errors_are_2() {
 fn every_command_documents_its_exit_status() {
     for cmd in [
         "check", "list", "explain", "new", "schema", "run", "repro", "doctor", "image", "env",
+        "compare",
     ] {
         let (got, text) = status(&[cmd, "--help"]);
         assert_eq!(got, 0, "{cmd} --help:\n{text}");

@@ -113,7 +113,10 @@ fn run_shared(
         Ok(t) => t,
         Err(why) => return Err(Ok(Completion::ignored_with(why.clone()))),
     };
-    let batch = Batch::one(l, variant);
+    // The scenario's own policy under test (scenarios/policy) goes with it, as on `run`.
+    let batch = Batch::one(l, variant)
+        .with_scenario_policies()
+        .map_err(|d| Err(Failed::from(format!("{d:?}"))))?;
     let mut human = Human::new(Vec::new(), false, false);
     let mut record = Record::for_batch(&batch);
     let mut facts = Facts::default();
@@ -1290,6 +1293,15 @@ fn main() {
         }
     }
     trials.extend(audit_faults(&faults));
+    for u in UNDER_TEST {
+        match named(u.scenario) {
+            Some(l) => trials.push(policy_under_test(u, l, stage.clone())),
+            None => {
+                eprintln!("the policy_under_test stage needs scenario {}", u.scenario);
+                std::process::exit(2)
+            }
+        }
+    }
     let total = trials.len();
     let conclusion = libtest_mimic::run(&args, trials);
     // Shut the VMs down before writing reports.
@@ -1423,4 +1435,141 @@ fn audit_faults(dir: &Path) -> Vec<Trial> {
             "truncated and regrown",
         ),
     ]
+}
+
+/// A policy module under test a suite must judge: the module files (from
+/// scenarios/policy/modules), the verdicts the seed's scenario must end in under it, and the
+/// text its report must show as the module's effect.
+struct UnderTest {
+    name: &'static str,
+    /// (path under scenarios/policy/modules, distributions it is for; empty: all).
+    modules: &'static [(&'static str, &'static [&'static str])],
+    scenario: &'static str,
+    verdicts: &'static [&'static str],
+    cause: &'static str,
+}
+
+const UNDER_TEST: &[UnderTest] = &[
+    UnderTest {
+        name: "harmless-te",
+        modules: &[("harness_harmless.te", &[])],
+        scenario: "mcs-probe",
+        verdicts: &["pass"],
+        cause: "harness_harmless installed at priority 400",
+    },
+    UnderTest {
+        name: "svirt_t-permissive",
+        modules: &[("svirt_permissive.cil", &[])],
+        scenario: "mcs-probe",
+        verdicts: &["inconclusive"],
+        cause: "makes svirt_t permissive",
+    },
+    UnderTest {
+        name: "svirt_t-out-of-mcs_constrained_type",
+        modules: &[
+            ("debian-12/virt.cil.bz2", &["debian-12"]),
+            ("debian-13/virt.cil.bz2", &["debian-13"]),
+        ],
+        scenario: "mcs-probe",
+        verdicts: &["fail"],
+        cause: "overrides the installed module virt",
+    },
+];
+
+/// The seed's scenario run with a policy module under test through `run --policy-module`'s
+/// path (loaded once for the group, removed after, proven): it must end in one of the verdicts
+/// named - never pass under a harmful module - and the report must name the module's effect.
+fn policy_under_test(u: &'static UnderTest, l: Arc<LoadedScenario>, vm: StageVm) -> Trial {
+    Trial::ignorable_test(
+        format!("policy_under_test::{}::{}", u.name, u.scenario),
+        move || {
+            let mut policy = selinux_harness::policy::PolicyUnderTest::default();
+            for (file, distro) in u.modules {
+                let path = repo().join("scenarios/policy/modules").join(file);
+                let bytes = std::fs::read(&path)
+                    .map_err(|e| Failed::from(format!("{}: {e}", path.display())))?;
+                policy.modules.push(selinux_harness::policy::ModuleFile {
+                    file: file.to_string(),
+                    origin: path.display().to_string(),
+                    bytes,
+                    distro: distro.iter().map(|d| d.to_string()).collect(),
+                });
+            }
+            let mut guard = vm
+                .lock()
+                .map_err(|_| Failed::from("stage VM lock poisoned"))?;
+            let start = || {
+                if std::env::var(target::TARGET_ENV).is_ok_and(|t| t == "local") {
+                    return Err("a VM stage; the target is local".to_string());
+                }
+                let options = target::vm::VmTargetOptions {
+                    binary: Some(PathBuf::from(env!("CARGO_BIN_EXE_selinux-harness"))),
+                    ..Default::default()
+                };
+                target::vm::VmTarget::start(&options)
+                    .map_err(|e| format!("the VM target cannot run here: {e}"))
+            };
+            let t = match guard.get_or_insert_with(start) {
+                Ok(t) => t,
+                Err(why) => return Ok(Completion::ignored_with(why.clone())),
+            };
+            let started = std::time::Instant::now();
+            let batch = Batch::new(vec![RunItem::new(&l, None)], 1).with_policy(0, policy);
+            let mut human = Human::new(Vec::new(), false, true);
+            let mut facts = Facts::default();
+            let verdict = dispatch(
+                t,
+                &batch,
+                &mut [&mut human as &mut dyn Reporter, &mut facts],
+            )
+            .pop()
+            .flatten();
+            let text = String::from_utf8_lossy(&human.into_inner()).into_owned();
+            if let Some(e) = &facts.target_failed {
+                return Err(format!("the target broke: {e}").into());
+            }
+            let verdict = verdict.ok_or_else(|| Failed::from("the run never started"))?;
+            if !u.verdicts.contains(&verdict.label()) {
+                return Err(format!(
+                    "under the policy module(s) {:?} {} gave {}, not {}:\n{text}",
+                    u.modules,
+                    u.scenario,
+                    verdict.label(),
+                    u.verdicts.join(" or ")
+                )
+                .into());
+            }
+            let reason = match &verdict {
+                Verdict::Inconclusive { reason } => reason.clone(),
+                _ => String::new(),
+            };
+            if !text.contains(u.cause) && !reason.contains(u.cause) {
+                return Err(
+                    format!("the report does not name the effect {:?}:\n{text}", u.cause).into(),
+                );
+            }
+            if !facts
+                .notes
+                .iter()
+                .any(|n| n.starts_with("policy under test removed"))
+            {
+                return Err(format!("the policy under test was not removed:\n{text}").into());
+            }
+            if !facts.proven() {
+                return Err(format!(
+                    "no proof that the removal put the policy back (host state: {:?})",
+                    facts.host_state
+                )
+                .into());
+            }
+            eprintln!(
+                "policy_under_test::{}: {} ({:.0} s)",
+                u.name,
+                verdict.label(),
+                started.elapsed().as_secs_f64()
+            );
+            Ok(Completion::Completed)
+        },
+    )
+    .with_kind("policy")
 }

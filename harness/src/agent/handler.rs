@@ -5,9 +5,10 @@ use std::path::Path;
 
 use crate::agent::protocol::{Reply, Request, RunSpec};
 use crate::interrupt::Interrupt;
-use crate::run::batch::{run_batch, Batch, RunItem};
+use crate::run::batch::{Batch, RunItem};
 use crate::run::executor::HostPaths;
 use crate::run::fault::Fault;
+use crate::run::policy_batch::run_with_policies;
 use crate::scenario::{load_str, LoadedScenario};
 
 /// Answer one request; `reply` sends one line back to the host.
@@ -19,15 +20,19 @@ pub fn handle(req: Request, interrupt: &Interrupt, reply: &mut dyn FnMut(Reply))
             Ok(loaded) => {
                 let items: Vec<RunItem<'_>> = loaded
                     .iter()
-                    .map(|(l, v, fault)| RunItem {
+                    .map(|(l, v, fault, _)| RunItem {
                         scenario: l,
                         variant: v.as_deref(),
                         fault: fault.clone(),
                     })
                     .collect();
+                let mut batch = Batch::new(items, jobs);
+                for (i, (.., policy)) in loaded.iter().enumerate() {
+                    batch = batch.with_policy(i, policy.clone());
+                }
                 let info = crate::host::environment::collect("vm");
-                run_batch(
-                    &Batch::new(items, jobs),
+                run_with_policies(
+                    &batch,
                     &info,
                     &HostPaths {
                         verify_host_state: true,
@@ -45,7 +50,12 @@ pub fn handle(req: Request, interrupt: &Interrupt, reply: &mut dyn FnMut(Reply))
     }
 }
 
-type Loaded = (LoadedScenario, Option<String>, Option<Fault>);
+type Loaded = (
+    LoadedScenario,
+    Option<String>,
+    Option<Fault>,
+    crate::policy::PolicyUnderTest,
+);
 
 /// Every run's scenario, validated again; or every diagnostic, each with its run's number.
 fn load_all(runs: Vec<RunSpec>) -> Result<Vec<Loaded>, String> {
@@ -61,6 +71,7 @@ fn load_all(runs: Vec<RunSpec>) -> Result<Vec<Loaded>, String> {
                 },
                 r.variant,
                 r.fault,
+                r.policy,
             )),
             Err(diags) => errors.extend(diags.iter().map(|d| format!("run {i}: {d}"))),
         }
@@ -89,12 +100,14 @@ mod tests {
                     source: good.clone(),
                     variant: None,
                     fault: None,
+                    policy: Default::default(),
                 },
                 RunSpec {
                     file: "b.yaml".into(),
                     source: "name: b\n".into(),
                     variant: Some("x".into()),
                     fault: Some(Fault::KillLibvirtd { step: 2 }),
+                    policy: Default::default(),
                 },
             ],
             jobs: 2,

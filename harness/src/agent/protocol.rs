@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::host::environment::TargetInfo;
+use crate::policy::PolicyUnderTest;
 use crate::run::event::Envelope;
 use crate::run::fault::Fault;
 
@@ -39,6 +40,9 @@ pub struct RunSpec {
     /// Test-only: break the target at one step (see [`Fault`]). Never from a scenario.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<Fault>,
+    /// The policy under test this run brings, module files included (the host read them).
+    #[serde(default, skip_serializing_if = "PolicyUnderTest::is_empty")]
+    pub policy: PolicyUnderTest,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

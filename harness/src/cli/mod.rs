@@ -1,5 +1,6 @@
 //! The binary's command-line pieces: clap stays here, out of the library.
 
+pub mod compare;
 pub mod mutants;
 pub mod vm;
 

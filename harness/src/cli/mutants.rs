@@ -157,6 +157,12 @@ pub fn run_batch(
             .collect(),
         jobs,
     );
+    // A scenario's policy under test goes with it and its mutants; a module file that is not
+    // there leaves them without (their runs note it), the scenario's own `run` refuses it.
+    let batch = match batch.clone().with_scenario_policies() {
+        Ok(b) => b,
+        Err(_) => batch,
+    };
     let total = batch.runs.len();
     let mut checks: Vec<Vec<(usize, Check)>> = vec![Vec::new(); total];
     let mut done = 0;

@@ -42,6 +42,9 @@ pub enum Undo {
     },
     /// libvirtd was restarted for a reason that undoes itself; restart it again.
     RestartLibvirtd,
+    /// Policy modules under test were installed at priority 400 (`policy::install`): remove
+    /// them all with one semodule call (one policy rebuild).
+    RemoveModules { names: Vec<String> },
 }
 
 impl Undo {
@@ -75,6 +78,9 @@ impl Undo {
                 }
             }
             Undo::RestartLibvirtd => "restart libvirtd".to_string(),
+            Undo::RemoveModules { names } => {
+                format!("remove policy modules {} (priority 400)", names.join(", "))
+            }
         }
     }
 }
@@ -185,6 +191,7 @@ impl UndoExecutor for HostUndo {
             Undo::RestartLibvirtd => crate::host::config::restart_libvirtd()
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
+            Undo::RemoveModules { names } => crate::policy::install::remove(names),
         }
     }
 }

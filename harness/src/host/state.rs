@@ -35,7 +35,21 @@ pub struct HostState {
     /// None: the file does not exist.
     pub qemu_conf: Option<String>,
     pub errors: Vec<String>,
+    /// The watched domain types ([`PERMISSIVE_WATCH`]) the loaded policy makes permissive.
+    #[serde(default)]
+    pub permissive: Vec<String>,
 }
+
+/// Domain types whose permissive bit the snapshot records: those a run's verdicts rest on. A
+/// policy under test that made one permissive and was not removed shows in the proof even if
+/// its module were somehow listed as before.
+pub const PERMISSIVE_WATCH: [&str; 5] = [
+    "svirt_t",
+    "svirt_tcg_t",
+    "virtd_t",
+    "qemu_t",
+    "unconfined_t",
+];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileState {
@@ -73,12 +87,22 @@ pub fn snapshot(paths: &Layout, modules: bool) -> HostState {
     }
     walk(&paths.images_root, &paths.images_root, 0, &mut s);
     if modules {
-        match crate::host::config::installed_modules() {
-            Ok(mut m) => {
+        // With priorities: a module under test overrides an installed one of the same name at
+        // priority 400, which a list of names alone would not show.
+        match crate::policy::install::installed_with_priority() {
+            Ok(m) => {
+                let mut m: Vec<String> = m.into_iter().map(|(p, n)| format!("{n}@{p}")).collect();
                 m.sort();
                 s.modules = m;
             }
-            Err(e) => s.errors.push(format!("semodule -l: {e}")),
+            Err(e) => s.errors.push(format!("semodule --list-modules=full: {e}")),
+        }
+        for t in PERMISSIVE_WATCH {
+            match crate::evidence::liveness::permissive_type(t) {
+                Ok(true) => s.permissive.push(t.to_string()),
+                Ok(false) => {}
+                Err(e) => s.errors.push(e),
+            }
         }
     }
     read_booleans(&paths.booleans_dir, &mut s);
@@ -309,6 +333,12 @@ pub fn diff(before: &HostState, after: &HostState) -> Vec<String> {
         }
     }
     set_diff("module", &before.modules, &after.modules, &mut out);
+    set_diff(
+        "permissive type",
+        &before.permissive,
+        &after.permissive,
+        &mut out,
+    );
     for (name, a) in &before.booleans {
         match after.booleans.get(name) {
             None => out.push(format!("- boolean {name}")),
@@ -404,6 +434,7 @@ mod tests {
             booleans: [("virt_use_execmem".to_string(), "1 1".to_string())].into(),
             qemu_conf: Some("namespaces = [ ]\n".into()),
             errors: vec![],
+            permissive: vec![],
         }
     }
 
@@ -471,6 +502,8 @@ mod tests {
         img.xattrs
             .insert("trusted.libvirt.security.ref_selinux".into(), "1".into());
         after.modules.push("harness_probe".into());
+        after.modules.push("virt@400".into());
+        after.permissive.push("svirt_t".into());
         after
             .booleans
             .insert("virt_use_execmem".into(), "0 0".into());
@@ -482,6 +515,8 @@ mod tests {
             "~ image guest.qcow2: security.selinux system_u:object_r:virt_image_t:s0 -> system_u:object_r:svirt_image_t:s0:c1,c2, trusted.libvirt.security.ref_selinux (none) -> 1",
             "+ image selinux-harness-1a (Dir 0 bytes mode 40755 owner 0:0)",
             "+ module harness_probe",
+            "+ module virt@400",
+            "+ permissive type svirt_t",
             "~ boolean virt_use_execmem: 1 1 -> 0 0",
             "~ qemu.conf: + line remember_owner = 0",
             "+ error semodule -l: failed",

@@ -3,6 +3,7 @@
 //! `human` prints as events arrive; `Record` gathers the stream into one structure per scenario,
 //! which the JSON and JUnit writers serialise at the end.
 
+pub mod compare;
 pub mod html;
 pub mod human;
 pub mod junit;

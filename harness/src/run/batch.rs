@@ -43,6 +43,9 @@ impl<'a> RunItem<'a> {
 pub struct Batch<'a> {
     pub runs: Vec<RunItem<'a>>,
     pub jobs: usize,
+    /// The policy under test of each run, by its index in `runs` (see `policy_batch`); a run
+    /// not named here runs under the target's policy as it is.
+    pub policies: std::collections::BTreeMap<usize, Arc<crate::policy::PolicyUnderTest>>,
 }
 
 impl<'a> Batch<'a> {
@@ -50,7 +53,42 @@ impl<'a> Batch<'a> {
         Self {
             runs,
             jobs: jobs.max(1),
+            policies: Default::default(),
         }
+    }
+
+    /// Run `i` under `policy` (an empty policy is the target's own).
+    pub fn with_policy(mut self, i: usize, policy: crate::policy::PolicyUnderTest) -> Self {
+        if !policy.is_empty() {
+            self.policies.insert(i, Arc::new(policy));
+        }
+        self
+    }
+
+    /// Every run with the policy its scenario (and variant) brings (`host.modules`,
+    /// `permissive`), module files read now; the diagnostics of files that are not there.
+    pub fn with_scenario_policies(mut self) -> Result<Self, Vec<crate::scenario::Diagnostic>> {
+        let mut errors = Vec::new();
+        for i in 0..self.runs.len() {
+            let item = &self.runs[i];
+            match crate::policy::for_run(item.scenario, item.variant) {
+                Ok(p) => self = self.with_policy(i, p),
+                Err(d) => errors.push(d),
+            }
+        }
+        if errors.is_empty() {
+            Ok(self)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The policy run `i` brings (empty: none).
+    pub fn policy(&self, i: usize) -> crate::policy::PolicyUnderTest {
+        self.policies
+            .get(&i)
+            .map(|p| (**p).clone())
+            .unwrap_or_default()
     }
 
     /// One run alone.

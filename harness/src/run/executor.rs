@@ -155,6 +155,11 @@ pub struct HostPaths {
     pub concurrency: Option<Arc<Concurrency>>,
     /// libvirt's per-guest QEMU logs (NAME.log), attached to the record for repro bundles.
     pub qemu_log_dir: PathBuf,
+    /// Set when the run executes under a policy under test (`policy_batch`): what was loaded,
+    /// said in the run's notes and beside a permissive domain's inconclusive.
+    pub policy_note: Option<String>,
+    /// The policy under test itself (with `policy_note`).
+    pub policy: Option<Arc<crate::policy::PolicyUnderTest>>,
 }
 
 impl Default for HostPaths {
@@ -169,6 +174,8 @@ impl Default for HostPaths {
             fault: None,
             concurrency: None,
             qemu_log_dir: QEMU_LOG_DIR.into(),
+            policy_note: None,
+            policy: None,
         }
     }
 }
@@ -236,6 +243,16 @@ pub fn execute(
         variant: variant.map(str::to_string),
         target: target.clone(),
     });
+    if let Some(message) = &paths.policy_note {
+        sink.emit(Event::Note {
+            message: message.clone(),
+        });
+    } else if brings_policy(s, variant) {
+        // compare's baseline pass, or a caller that did not resolve the scenario's policy.
+        sink.emit(Event::Note {
+            message: "under the target's own policy: the scenario's `modules`/`permissive` are not loaded for this run".into(),
+        });
+    }
     let state_paths = Layout {
         images_root: paths.images_root.clone(),
         libvirt_uri: Some(paths.libvirt_uri.clone()),
@@ -338,6 +355,14 @@ pub fn execute(
         millis: started.elapsed().as_millis() as u64,
     });
     Some(verdict)
+}
+
+/// Whether the scenario (under `variant`) names policy under test.
+fn brings_policy(s: &crate::scenario::Scenario, variant: Option<&str>) -> bool {
+    let v = variant.and_then(|v| s.variants.iter().find(|(k, _)| k.as_str() == v));
+    std::iter::once(&s.host)
+        .chain(v.map(|(_, h)| h))
+        .any(|h| !h.modules.is_empty() || !h.permissive.is_empty())
 }
 
 /// Test-only: a fault that strikes around the run (see `fault`).
@@ -514,7 +539,20 @@ impl Run<'_> {
         let mut out = Vec::new();
         for kind in crate::evidence::liveness::involved_types(named) {
             if crate::evidence::liveness::permissive_type(&kind)? {
-                out.push(format!("the loaded policy makes {kind} permissive (a permissive domain's denials are allowed and logged at most once)"));
+                let mut reason = format!("the loaded policy makes {kind} permissive (a permissive domain's denials are allowed and logged at most once)");
+                if let Some(p) = &self.paths.policy {
+                    if p.permissive.contains(&kind) {
+                        reason.push_str(&format!(
+                            " - the policy under test's `permissive: [{kind}]` made it so"
+                        ));
+                    } else {
+                        reason.push_str(&format!(
+                            " - under the policy under test ({})",
+                            p.describe()
+                        ));
+                    }
+                }
+                out.push(reason);
             }
         }
         Ok(out)

@@ -9,6 +9,7 @@ pub(crate) mod explain;
 pub mod fault;
 pub mod parallel;
 pub mod plan;
+pub mod policy_batch;
 pub mod verdict;
 
 /// The name of a trial, one scenario under one variant: `scenario[variant]`, or the scenario's

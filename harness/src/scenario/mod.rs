@@ -4,6 +4,7 @@ pub mod from_xml;
 mod load;
 mod model;
 pub mod mutate;
+mod policy_module;
 mod roles;
 mod validate;
 
@@ -11,6 +12,7 @@ pub use load::{
     discover, load_file, load_str, load_with_warnings, warnings, Diagnostic, LoadedScenario,
 };
 pub use model::*;
+pub use policy_module::{ModuleKind, ModulePath};
 pub use roles::{Role, RoleTypes, VirtType};
 pub use validate::default_target;
 

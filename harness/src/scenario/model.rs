@@ -339,6 +339,53 @@ pub struct HostSettings {
     /// SELinux booleans, set for the run (not persistently).
     #[serde(default)]
     pub booleans: BTreeMap<At<String>, bool>,
+    /// Policy modules under test (NAME.cil, NAME.te, NAME.pp, optionally .bz2-compressed),
+    /// relative to the scenario's folder or to the repository's policy-modules/. Installed at
+    /// priority 400 (a module named like an installed one overrides it) once for every run
+    /// that brings the same policy, removed afterwards. A .te is built in the target with its
+    /// own checkmodule.
+    #[serde(default)]
+    pub modules: Vec<At<ModuleSpec>>,
+    /// Domain types made permissive for the run (a generated `typepermissive` module). A run
+    /// whose domains are permissive is never a pass.
+    #[serde(default)]
+    pub permissive: Vec<At<String>>,
+}
+
+/// A policy module under test: a file name, or `{file: ..., distro: [debian-12]}` for a module
+/// built for some distributions only (a module that overrides one of the distribution's own
+/// is tied to that distribution's policy); on other targets it is left out.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ModuleSpec {
+    File(String),
+    Full(ModuleEntry),
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModuleEntry {
+    /// Relative to the scenario's folder or policy-modules/ (subfolders allowed, no `..`).
+    pub file: String,
+    /// Distributions the module is for (e.g. debian-12); empty: every one.
+    #[serde(default)]
+    pub distro: Vec<String>,
+}
+
+impl ModuleSpec {
+    pub fn file(&self) -> &str {
+        match self {
+            ModuleSpec::File(f) => f,
+            ModuleSpec::Full(e) => &e.file,
+        }
+    }
+
+    pub fn distro(&self) -> &[String] {
+        match self {
+            ModuleSpec::File(_) => &[],
+            ModuleSpec::Full(e) => &e.distro,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]

@@ -299,6 +299,20 @@ impl Checker<'_> {
                 self.problem(key, m);
             }
         }
+        for m in &h.modules {
+            if let Err(why) = super::policy_module::ModulePath::parse(m.value.file()) {
+                self.problem(m, why);
+            }
+        }
+        for t in &h.permissive {
+            if !is_identifier(&t.value) {
+                let m = format!(
+                    "permissive type `{}` is not a type name (letters, digits and _)",
+                    t.value
+                );
+                self.problem(t, m);
+            }
+        }
     }
 
     /// A guest with a static label of type svirt_t runs under TCG (`plan::VIRT_TYPE`) in

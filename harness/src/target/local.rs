@@ -4,7 +4,7 @@
 use super::{Target, TargetError};
 use crate::host::environment::TargetInfo;
 use crate::interrupt::Interrupt;
-use crate::run::batch::{run_batch, Batch};
+use crate::run::batch::Batch;
 use crate::run::event::Envelope;
 use crate::run::executor::HostPaths;
 
@@ -78,7 +78,7 @@ impl Target for Local {
         sink: &mut dyn FnMut(Envelope),
     ) -> Result<(), TargetError> {
         let info = self.info()?;
-        run_batch(batch, &info, &self.paths, sink);
+        crate::run::policy_batch::run_with_policies(batch, &info, &self.paths, sink);
         Ok(())
     }
 }

@@ -171,11 +171,13 @@ impl Target for VmTarget {
             runs: batch
                 .runs
                 .iter()
-                .map(|r| RunSpec {
+                .enumerate()
+                .map(|(i, r)| RunSpec {
                     file: r.scenario.path.display().to_string(),
                     source: r.scenario.source.clone(),
                     variant: r.variant.map(str::to_string),
                     fault: r.fault.clone(),
+                    policy: batch.policy(i),
                 })
                 .collect(),
             jobs: batch.jobs,
