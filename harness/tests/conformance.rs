@@ -1346,6 +1346,7 @@ fn audit_faults(dir: &Path) -> Vec<Trial> {
     let late = load("late-denial.yaml");
     let capture = load("capture-not-running.yaml");
     let overflow = load("timeline-overflow.yaml");
+    let transient = load("transient-relabels.yaml");
     vec![
         injected_verdict(
             "capture-of-a-domain-not-running",
@@ -1421,6 +1422,19 @@ fn audit_faults(dir: &Path) -> Vec<Trial> {
             Some(Fault::TruncateAuditLog { step: 1 }),
             "error",
             "truncated and regrown",
+        ),
+        // Not a fault that must be caught but the proof that the timeline sees every relabel:
+        // the run passes only if the merged timeline has no gap.
+        injected_verdict(
+            "timeline-catches-every-relabel",
+            transient,
+            Some(Fault::TransientRelabels {
+                step: 1,
+                image: "a.img".into(),
+                per_hold: 50,
+            }),
+            "pass",
+            "kernel records caught 200 of 200",
         ),
     ]
 }

@@ -812,8 +812,13 @@ impl Run<'_> {
             );
             self.target_intact(index, "in its settle window")?;
         }
+        // Each watched file's inode keys the kernel's relabel records, merged in once the
+        // step's audit evidence is closed.
+        let mut watch_inodes = Vec::new();
+        let watch_started = timeline.as_ref().map(|t| t.started_unix_us);
         if let Some(mut t) = timeline {
             for r in t.finish_report() {
+                watch_inodes.push((r.name.clone(), r.ino));
                 evidence.push(Evidence::Timeline {
                     file: r.name,
                     changes: r.changes,
@@ -889,6 +894,15 @@ impl Run<'_> {
         for reason in permissive_signs(index, &start, &closed) {
             tally.inconclusive_because(reason);
         }
+        if let Some(started) = watch_started {
+            crate::evidence::relabels::into_timelines(
+                &mut evidence,
+                &watch_inodes,
+                started,
+                &closed.audit.records,
+                &crate::evidence::relabels::watched_relabels_audited(),
+            );
+        }
         let mut raw = Some(closed.audit.records);
         let is_probe = matches!(step.action, Action::Probe(_));
         let ignore = &self.loaded.scenario.ignore_avc;
@@ -904,6 +918,8 @@ impl Run<'_> {
                         .records
                 }
             };
+            // The kernel's relabel records are the timeline's evidence, not denials.
+            records.retain(|r| !crate::evidence::relabels::is_granted_relabel(r));
             if let Some(c) = self.paths.concurrency.as_deref() {
                 c.observe_running(Path::new(QEMU_PID_DIR));
                 (records, left_to_others) = c.keep_for(&self.plan.run_id, records);

@@ -863,6 +863,49 @@ mod tests {
         }
     }
 
+    /// The image's relabel audit module logs `avc: granted { relabelfrom }`/`{ relabelto }`
+    /// records; they are not denials: `avc: none` and `no_avc` never count them.
+    #[test]
+    fn granted_records_are_not_denials() {
+        let s = steps("      avc: none\n      no_avc: [{scontext: {type: virtd_t}}]\n");
+        let mut granted = denial(
+            "system_u:system_r:virtd_t:s0-s0:c0.c1023",
+            "system_u:object_r:svirt_image_t:s0:c146,c1010",
+            "relabelto",
+        );
+        granted.denied = false;
+        let checks = check_step(
+            &s[0].options.expect,
+            false,
+            &[
+                acted(),
+                Evidence::Avcs {
+                    records: vec![granted.clone()],
+                    filtered: 0,
+                },
+            ],
+            &caps(),
+            &[],
+        );
+        assert!(checks.iter().all(|c| c.passed), "{checks:#?}");
+        // The same record denied fails both: the test can fail.
+        granted.denied = true;
+        let checks = check_step(
+            &s[0].options.expect,
+            false,
+            &[
+                acted(),
+                Evidence::Avcs {
+                    records: vec![granted],
+                    filtered: 0,
+                },
+            ],
+            &caps(),
+            &[],
+        );
+        assert_eq!(checks.iter().filter(|c| !c.passed).count(), 2, "{checks:#?}");
+    }
+
     #[test]
     fn no_avc_for_captured_domain() {
         let s = steps("      no_avc: [{scontext: {type: svirt_t, level: $vm1}}]\n");

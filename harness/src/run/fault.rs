@@ -61,6 +61,14 @@ pub enum Fault {
     TimelineOverflow { step: usize, image: String },
     /// A broken policy for the whole run: made before step 1, undone by the run's cleanup.
     Policy { policy: PolicyFault },
+    /// Before step `step`'s action, relabel the watched `image` to a fresh label and back
+    /// `per_hold` times for each hold time of the timeline benchmark, and count what the
+    /// kernel's relabel records and an inotify watcher caught (`fault_relabels`).
+    TransientRelabels {
+        step: usize,
+        image: String,
+        per_hold: u32,
+    },
 }
 
 /// Policy faults a correct suite must catch (the conformance suite's `policy_fault::` stage).
@@ -176,7 +184,8 @@ impl Fault {
             | Fault::LoseAuditRecords { step }
             | Fault::ExcludeAvcRecords { step, .. }
             | Fault::TruncateAuditLog { step }
-            | Fault::TimelineOverflow { step, .. } => *step,
+            | Fault::TimelineOverflow { step, .. }
+            | Fault::TransientRelabels { step, .. } => *step,
             Fault::HideLibvirtFromProof => 0,
             // Made before step 1 (see `Fault::policy`), never at a step (see `strikes`).
             Fault::Policy { .. } => 0,
@@ -195,6 +204,7 @@ impl Fault {
             Fault::RotateAuditLog { .. } | Fault::TruncateAuditLog { .. } => Moment::AfterAction,
             Fault::HideLibvirtFromProof => Moment::AroundRun,
             Fault::Policy { .. } => Moment::BeforeAction,
+            Fault::TransientRelabels { .. } => Moment::BeforeAction,
         }
     }
 
@@ -340,6 +350,16 @@ impl Fault {
                 std::fs::write(enforce, to)
                     .map_err(|e| format!("cannot write {to} to {}: {e}", enforce.display()))?;
                 Ok(format!("fault injected: {what}"))
+            }
+            Fault::TransientRelabels {
+                image, per_hold, ..
+            } => {
+                let (_, img) = plan
+                    .images
+                    .iter()
+                    .find(|(n, _)| n.as_str() == image)
+                    .ok_or_else(|| format!("the scenario has no image {image}"))?;
+                crate::run::fault_relabels::measure(&img.path, audit_log, *per_hold)
             }
             Fault::RotateAuditLog { .. } => {
                 let before = inode(audit_log)?;
