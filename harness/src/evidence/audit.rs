@@ -625,7 +625,10 @@ fn fallback(ty: &'static str, line: &str) -> AvcRecord {
 // ---------------------------------------------------------------------------------------------
 // Noise
 
-/// A pattern for records that say nothing about the scenario. Every field given must match.
+/// A pattern for records that say nothing about the scenario, in the language of a scenario's
+/// `ignore_avc` MATCH (`scontext: {type: udev_t}`, `tclass`, `comm`, `perms`), of which a noise
+/// rule may use the literal parts (a context by its type; no captures, no levels), plus two
+/// keys of its own (`record_type`, `target`). Every field given must match.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoiseRule {
@@ -634,14 +637,14 @@ pub struct NoiseRule {
     pub reason: String,
     /// AVC, USER_AVC or SELINUX_ERR.
     pub record_type: Option<String>,
-    /// Type of the source context, e.g. udev_t.
-    pub scontext_type: Option<String>,
-    /// Type of the target context, e.g. sysctl_vm_t.
-    pub tcontext_type: Option<String>,
+    /// The source context, by its type, e.g. `{type: udev_t}`.
+    pub scontext: Option<TypePattern>,
+    /// The target context, by its type, e.g. `{type: sysctl_vm_t}`.
+    pub tcontext: Option<TypePattern>,
     pub tclass: Option<String>,
     /// Process name as the kernel logs it (at most 15 characters).
     pub comm: Option<String>,
-    /// The record matches only if all its permissions are among these, so a noise rule for
+    /// As in `ignore_avc`: every permission the record denies is among these, so a rule for
     /// `execmem` never hides a record that also denies `read`. Empty: any permissions.
     #[serde(default)]
     pub perms: Vec<String>,
@@ -649,25 +652,38 @@ pub struct NoiseRule {
     pub target: Option<String>,
 }
 
+/// A context named by its type alone (`{type: udev_t}`), the part of a MATCH's context
+/// pattern a noise rule may use.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TypePattern {
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// The rule of an ignore pattern's `perms` (noise rules and a scenario's `ignore_avc`): the
+/// record matches only if it names permissions and every one is among `perms`; empty `perms`
+/// match any. Hiding a denial of `getattr read` because `getattr` is harmless would hide `read`.
+pub fn perms_all_among(perms: &[String], record: &[String]) -> bool {
+    perms.is_empty() || (!record.is_empty() && record.iter().all(|p| perms.contains(p)))
+}
+
 impl NoiseRule {
     pub fn matches(&self, r: &AvcRecord) -> bool {
         let eq = |want: &Option<String>, got: Option<&str>| {
             want.as_deref().is_none_or(|w| got == Some(w))
         };
+        let kind = |want: &Option<TypePattern>, got: &Option<Context>| {
+            want.as_ref()
+                .is_none_or(|w| got.as_ref().is_some_and(|c| c.kind == w.kind))
+        };
         eq(&self.record_type, Some(&r.record_type))
-            && eq(
-                &self.scontext_type,
-                r.scontext.as_ref().map(|c| c.kind.as_str()),
-            )
-            && eq(
-                &self.tcontext_type,
-                r.tcontext.as_ref().map(|c| c.kind.as_str()),
-            )
+            && kind(&self.scontext, &r.scontext)
+            && kind(&self.tcontext, &r.tcontext)
             && eq(&self.tclass, r.tclass.as_deref())
             && eq(&self.comm, r.comm.as_deref())
             && eq(&self.target, r.target.as_deref())
-            && (self.perms.is_empty()
-                || (!r.perms.is_empty() && r.perms.iter().all(|p| self.perms.contains(p))))
+            && perms_all_among(&self.perms, &r.perms)
     }
 }
 
