@@ -24,6 +24,25 @@ use crate::evidence::{AvcRecord, LabelChange};
 /// The types whose relabels the module logs (its `harness_relabel_watched` attribute).
 pub const WATCHED_TYPES: [&str; 3] = ["svirt_image_t", "virt_image_t", "virt_content_t"];
 
+/// Why the kernel's relabel records cannot be trusted to be complete.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RelabelAuditError {
+    #[error("cannot ask the kernel whether it logs relabels of {kind}: {why}")]
+    Ask { kind: String, why: String },
+    #[error("the kernel's access answer is unreadable: {0:?}")]
+    Unreadable(String),
+    #[error("the kernel has no file permission {0}")]
+    NoPermission(&'static str),
+    #[error("the loaded policy does not log {perm} of {kind} files by {domain} (module harness_relabel_audit not loaded?)")]
+    NotLogged {
+        perm: &'static str,
+        kind: String,
+        domain: String,
+    },
+    #[error("the inode of {0} could not be read")]
+    NoInode(String),
+}
+
 /// One relabel the kernel granted: `from` is None when only the new label's type is watched.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KernelRelabel {
@@ -189,7 +208,7 @@ pub fn merge(
     kernel: &KernelRelabels,
     ino: u64,
     started_unix_us: u64,
-    kernel_on: Result<(), String>,
+    kernel_on: Result<(), RelabelAuditError>,
 ) -> Vec<LabelChange> {
     let Some(first) = inotify.first() else {
         return Vec::new();
@@ -283,7 +302,7 @@ pub fn into_timelines(
     inodes: &[(String, Option<u64>)],
     started_unix_us: u64,
     records: &[AvcRecord],
-    kernel_on: &Result<(), String>,
+    kernel_on: &Result<(), RelabelAuditError>,
 ) {
     let kernel = pair(records);
     for e in evidence {
@@ -293,7 +312,7 @@ pub fn into_timelines(
         let ino = inodes.iter().find(|(n, _)| n == file).and_then(|(_, i)| *i);
         let on = match (ino, kernel_on) {
             (Some(_), Ok(())) => Ok(()),
-            (None, _) => Err(format!("the inode of {file} could not be read")),
+            (None, _) => Err(RelabelAuditError::NoInode(file.clone())),
             (_, Err(why)) => Err(why.clone()),
         };
         *changes = merge(changes, &kernel, ino.unwrap_or(0), started_unix_us, on);
@@ -302,7 +321,7 @@ pub fn into_timelines(
 
 /// Whether the loaded policy logs every relabel of the watched types (`relabels_audited` for
 /// each, by libvirtd's domain and the harness's own).
-pub fn watched_relabels_audited() -> Result<(), String> {
+pub fn watched_relabels_audited() -> Result<(), RelabelAuditError> {
     let me = crate::selinux_ops::process_context(std::process::id())
         .map(|c| c.kind)
         .unwrap_or_else(|_| "unconfined_t".into());
@@ -317,30 +336,36 @@ pub fn watched_relabels_audited() -> Result<(), String> {
 /// Whether the loaded policy makes the kernel log relabels of files of `kind` by `source`:
 /// the kernel's access decision for them has relabelfrom and relabelto in its auditallow
 /// vector (selinuxfs `access`). Err says why not.
-pub fn relabels_audited(source: &str, kind: &str) -> Result<(), String> {
+pub fn relabels_audited(source: &str, kind: &str) -> Result<(), RelabelAuditError> {
+    let ask = |why: String| RelabelAuditError::Ask {
+        kind: kind.to_string(),
+        why,
+    };
     let class = std::fs::read_to_string("/sys/fs/selinux/class/file/index")
-        .map_err(|e| format!("cannot read the file class index: {e}"))?;
+        .map_err(|e| ask(format!("cannot read the file class index: {e}")))?;
     let request = format!(
         "system_u:object_r:{source}:s0 system_u:object_r:{kind}:s0 {}",
         class.trim()
     );
     let reply = crate::selinux_ops::transact("/sys/fs/selinux/access", &request)
-        .map_err(|e| format!("cannot ask the kernel about relabels of {kind}: {e}"))?;
+        .map_err(|e| ask(e.to_string()))?;
     let auditallow = reply
         .split_whitespace()
         .nth(2)
         .and_then(|w| u32::from_str_radix(w, 16).ok())
-        .ok_or_else(|| format!("the kernel's access answer is unreadable: {reply:?}"))?;
+        .ok_or_else(|| RelabelAuditError::Unreadable(reply.clone()))?;
     for perm in ["relabelfrom", "relabelto"] {
         let bit: u32 = std::fs::read_to_string(format!("/sys/fs/selinux/class/file/perms/{perm}"))
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .filter(|b| (1..=32).contains(b))
-            .ok_or_else(|| format!("the kernel has no file permission {perm}"))?;
+            .ok_or(RelabelAuditError::NoPermission(perm))?;
         if auditallow & (1 << (bit - 1)) == 0 {
-            return Err(format!(
-                "the loaded policy does not log {perm} of {kind} files by {source} (module harness_relabel_audit not loaded?)"
-            ));
+            return Err(RelabelAuditError::NotLogged {
+                perm,
+                kind: kind.to_string(),
+                domain: source.to_string(),
+            });
         }
     }
     Ok(())
@@ -470,10 +495,10 @@ mod tests {
             &KernelRelabels::default(),
             7,
             start_us(),
-            Err("module not loaded".into()),
+            Err(RelabelAuditError::NoInode("img".into())),
         ));
         assert_eq!(&l[..2], [A, B]);
-        assert!(l[2].contains("no kernel record of relabels (module not loaded)"), "{l:?}");
+        assert!(l[2].contains("no kernel record of relabels (the inode of img could not be read)"), "{l:?}");
     }
 
     #[test]

@@ -360,6 +360,7 @@ impl Fault {
                     .find(|(n, _)| n.as_str() == image)
                     .ok_or_else(|| format!("the scenario has no image {image}"))?;
                 crate::run::fault_relabels::measure(&img.path, audit_log, *per_hold)
+                    .map_err(|e| e.to_string())
             }
             Fault::RotateAuditLog { .. } => {
                 let before = inode(audit_log)?;
