@@ -657,6 +657,13 @@ const CATCHES: &[Catch] = {
             verdicts: &["fail"],
             cause: "execmem",
         },
+        Catch {
+            fault: PolicyFault::DontauditOff,
+            name: "dontaudit-off",
+            scenario: "dontaudit-hidden-denial",
+            verdicts: &["fail"],
+            cause: "denied { write }",
+        },
     ]
 };
 
@@ -1224,11 +1231,18 @@ fn main() {
         }
     }
     let stage: StageVm = Arc::new(Mutex::new(None));
+    // A catch's scenario is one of scenarios/, or a fault scenario of its own (a file of that
+    // name in harness/tests/data/faults).
     let named = |n: &str| {
         loaded
             .iter()
             .find(|l| l.scenario.name.value.as_str() == n)
             .cloned()
+            .or_else(|| {
+                scenario::load_file(&faults.join(format!("{n}.yaml")))
+                    .ok()
+                    .map(Arc::new)
+            })
     };
     let mut clean: Vec<Arc<LoadedScenario>> = Vec::new();
     for c in CATCHES {

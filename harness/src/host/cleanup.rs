@@ -42,6 +42,8 @@ pub enum Undo {
     },
     /// libvirtd was restarted for a reason that undoes itself; restart it again.
     RestartLibvirtd,
+    /// The policy was rebuilt without its dontaudit rules; rebuild it with them.
+    EnableDontaudit,
 }
 
 impl Undo {
@@ -75,6 +77,9 @@ impl Undo {
                 }
             }
             Undo::RestartLibvirtd => "restart libvirtd".to_string(),
+            Undo::EnableDontaudit => {
+                "rebuild the policy with its dontaudit rules (semodule -B)".to_string()
+            }
         }
     }
 }
@@ -185,6 +190,7 @@ impl UndoExecutor for HostUndo {
             Undo::RestartLibvirtd => crate::host::config::restart_libvirtd()
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
+            Undo::EnableDontaudit => crate::host::dontaudit::enable().map_err(|e| e.to_string()),
         }
     }
 }

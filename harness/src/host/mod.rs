@@ -4,6 +4,7 @@
 
 pub(crate) mod change;
 pub(crate) mod cleanup;
+pub(crate) mod dontaudit;
 pub mod config;
 pub mod doctor;
 pub mod environment;

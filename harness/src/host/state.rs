@@ -35,6 +35,10 @@ pub struct HostState {
     /// None: the file does not exist.
     pub qemu_conf: Option<String>,
     pub errors: Vec<String>,
+    /// The policy store's flag that the loaded policy was built without its `dontaudit` rules
+    /// (`semodule -DB`; `semodule -B` builds them in again). Read with the modules.
+    #[serde(default)]
+    pub dontaudit_disabled: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +84,9 @@ pub fn snapshot(paths: &Layout, modules: bool) -> HostState {
             }
             Err(e) => s.errors.push(format!("semodule -l: {e}")),
         }
+    }
+    if modules {
+        s.dontaudit_disabled = crate::host::dontaudit::disabled(&paths.selinux_store);
     }
     read_booleans(&paths.booleans_dir, &mut s);
     match std::fs::read(&paths.qemu_conf) {
@@ -309,6 +316,14 @@ pub fn diff(before: &HostState, after: &HostState) -> Vec<String> {
         }
     }
     set_diff("module", &before.modules, &after.modules, &mut out);
+    if before.dontaudit_disabled != after.dontaudit_disabled {
+        let state = |off: bool| if off { "off (semodule -D)" } else { "on" };
+        out.push(format!(
+            "~ dontaudit rules: {} -> {}",
+            state(before.dontaudit_disabled),
+            state(after.dontaudit_disabled)
+        ));
+    }
     for (name, a) in &before.booleans {
         match after.booleans.get(name) {
             None => out.push(format!("- boolean {name}")),
@@ -404,7 +419,19 @@ mod tests {
             booleans: [("virt_use_execmem".to_string(), "1 1".to_string())].into(),
             qemu_conf: Some("namespaces = [ ]\n".into()),
             errors: vec![],
+            dontaudit_disabled: false,
         }
+    }
+
+    #[test]
+    fn dontaudit_rules_left_off_are_a_difference() {
+        let mut after = base();
+        after.dontaudit_disabled = true;
+        assert_eq!(
+            prove(&base(), &after),
+            Proof::Differs(vec!["~ dontaudit rules: on -> off (semodule -D)".into()])
+        );
+        assert_eq!(prove(&after, &after.clone()), Proof::Equal);
     }
 
     #[test]

@@ -86,6 +86,9 @@ pub enum PolicyFault {
     SvirtMcsExempt,
     /// The boolean `virt_use_execmem` off: QEMU under TCG needs execmem, so guests do not start.
     VirtUseExecmemOff,
+    /// The policy rebuilt without its `dontaudit` rules (`semodule -DB`; the run's cleanup
+    /// runs `semodule -B`): a denial they hid is logged, so `avc: none` must fail on it.
+    DontauditOff,
 }
 
 const PERMISSIVE_MODULE: &str =
@@ -125,6 +128,10 @@ impl PolicyFault {
                 change::set_boolean("virt_use_execmem", false, cleanup)
                     .map_err(|e| e.to_string())?;
                 Ok("fault injected: boolean virt_use_execmem off".into())
+            }
+            PolicyFault::DontauditOff => {
+                crate::host::dontaudit::disable(cleanup).map_err(|e| e.to_string())?;
+                Ok("fault injected: policy rebuilt without its dontaudit rules (semodule -DB)".into())
             }
         }
     }
