@@ -364,6 +364,32 @@ fn fixed_contexts(plan: &Plan) -> Vec<crate::context::Context> {
     out
 }
 
+/// The one rule for a capture that could not be made: evidence is missing, so the run ends in
+/// `error` (a later `$NAME` would compare against nothing) - unless the step's own action
+/// failed unexpectedly and so made the capture impossible: then the step fails (its `succeeds`
+/// check says why) and the capture's absence is a note; a later check that uses it fails for
+/// lack of evidence.
+fn missing_capture(
+    step: usize,
+    name: &Name,
+    domain: &Name,
+    why: String,
+    action_failed: bool,
+) -> Result<String, RunError> {
+    if action_failed {
+        Ok(format!(
+            "step {step}: ${name} not captured ({why}): the step's action failed; checks that use it fail for lack of evidence"
+        ))
+    } else {
+        Err(RunError::Capture {
+            step,
+            name: name.to_string(),
+            domain: domain.to_string(),
+            why,
+        })
+    }
+}
+
 /// Short, unique enough among concurrent runs on one host, and safe in names.
 fn run_id() -> String {
     let nanos = std::time::SystemTime::now()
@@ -837,19 +863,10 @@ impl Run<'_> {
             let (claimed, claimed_image) = self.live_seclabel(&dom.value);
             let (label, imagelabel) = match self.real_seclabel(&dom.value) {
                 Ok(real) => real,
-                Err(why) if action_failed => {
-                    self.note(format!(
-                        "step {index}: ${name} not captured ({why}): the step's action failed; checks that use it fail for lack of evidence"
-                    ));
-                    continue;
-                }
                 Err(why) => {
-                    return Err(RunError::Capture {
-                        step: index,
-                        name: name.to_string(),
-                        domain: dom.value.to_string(),
-                        why,
-                    })
+                    let note = missing_capture(index, name, &dom.value, why, action_failed)?;
+                    self.note(note);
+                    continue;
                 }
             };
             for (what, claim, real) in [
@@ -1150,6 +1167,20 @@ mod tests {
             "{}",
             &got[1].1[GUEST_LOG_LIMIT..]
         );
+    }
+
+    #[test]
+    fn a_capture_that_cannot_be_made_is_an_error_unless_the_steps_action_failed() {
+        let (vm1, dom): (Name, Name) = ("vm1".parse().unwrap(), "vm1".parse().unwrap());
+        let why = || "it has no QEMU process (not running)".to_string();
+        let err = missing_capture(2, &vm1, &dom, why(), false).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "step 2 cannot capture $vm1 from domain vm1: it has no QEMU process (not running); \
+             a later reference to it would compare against nothing"
+        );
+        let note = missing_capture(2, &vm1, &dom, why(), true).unwrap();
+        assert!(note.contains("the step's action failed"), "{note}");
     }
 
     #[test]
