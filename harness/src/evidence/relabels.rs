@@ -145,9 +145,11 @@ pub fn pair(records: &[AvcRecord]) -> KernelRelabels {
             if refused_associate {
                 pending.remove(&key);
                 // associate is checked after relabelto, with the new label as the source.
-                if let Some(i) = out.relabels.iter().rposition(|k| {
-                    (k.pid, k.ino) == key && Some(&k.to) == r.scontext.as_ref()
-                }) {
+                if let Some(i) = out
+                    .relabels
+                    .iter()
+                    .rposition(|k| (k.pid, k.ino) == key && Some(&k.to) == r.scontext.as_ref())
+                {
                     out.relabels.remove(i);
                 }
             }
@@ -421,7 +423,13 @@ mod tests {
         let got: Vec<(u64, String, String)> = k
             .relabels
             .iter()
-            .map(|r| (r.serial, r.from.as_ref().unwrap().to_string(), r.to.to_string()))
+            .map(|r| {
+                (
+                    r.serial,
+                    r.from.as_ref().unwrap().to_string(),
+                    r.to.to_string(),
+                )
+            })
             .collect();
         assert_eq!(
             got,
@@ -441,7 +449,10 @@ mod tests {
         assert_eq!(labels(&merged), [A, B, A]);
         assert_eq!(merged[1].at_us, 5000);
         // Another inode's relabels are not this file's.
-        assert_eq!(labels(&merge(&[sample(0, A)], &k, 8, start_us(), Ok(()))), [A]);
+        assert_eq!(
+            labels(&merge(&[sample(0, A)], &k, 8, start_us(), Ok(()))),
+            [A]
+        );
     }
 
     #[test]
@@ -449,9 +460,20 @@ mod tests {
         let log = rec(90, 5, "granted", "relabelfrom", 300, 7, A)
             + &rec(90, 5, "denied", "relabelto", 300, 7, B)
             + &relabel(92, 6, 7, A, C)
-            + &rec(92, 6, "denied", "associate", 300, 7, "system_u:object_r:fs_t:s0")
-                .replace("tclass=file", "tclass=filesystem")
-                .replace("scontext=system_u:system_r:virtd_t:s0-s0:c0.c1023", &format!("scontext={C}"));
+            + &rec(
+                92,
+                6,
+                "denied",
+                "associate",
+                300,
+                7,
+                "system_u:object_r:fs_t:s0",
+            )
+            .replace("tclass=file", "tclass=filesystem")
+            .replace(
+                "scontext=system_u:system_r:virtd_t:s0-s0:c0.c1023",
+                &format!("scontext={C}"),
+            );
         let k = pair(&parse_records(&log));
         assert_eq!(k, KernelRelabels::default());
     }
@@ -474,20 +496,49 @@ mod tests {
         );
         let l = labels(&merged);
         assert_eq!(&l[..2], [A, B], "{l:?}");
-        assert!(l[2].contains("to a type whose relabels the kernel does not log"), "{l:?}");
-        assert!(l[3].contains(&format!("the watcher read {user}, which no kernel record shows")), "{l:?}");
+        assert!(
+            l[2].contains("to a type whose relabels the kernel does not log"),
+            "{l:?}"
+        );
+        assert!(
+            l[3].contains(&format!(
+                "the watcher read {user}, which no kernel record shows"
+            )),
+            "{l:?}"
+        );
         assert_eq!(l.len(), 4, "{l:?}");
 
         // A chain that does not start where the label was.
         let k = pair(&parse_records(&relabel(90, 5, 7, C, B)));
-        let l = labels(&merge(&[sample(0, A), sample(9000, B)], &k, 7, start_us(), Ok(())));
-        assert!(l[1].contains("a relabel in between was not recorded"), "{l:?}");
+        let l = labels(&merge(
+            &[sample(0, A), sample(9000, B)],
+            &k,
+            7,
+            start_us(),
+            Ok(()),
+        ));
+        assert!(
+            l[1].contains("a relabel in between was not recorded"),
+            "{l:?}"
+        );
         assert_eq!(l[2], B);
 
         // The watcher's final read disagrees with the chain.
-        let l = labels(&merge(&[sample(0, A), sample(9000, B)], &KernelRelabels::default(), 7, start_us(), Ok(())));
-        assert!(l.iter().any(|x| x.contains("which no kernel record shows")), "{l:?}");
-        assert!(l.last().unwrap().contains("the label at the end is"), "{l:?}");
+        let l = labels(&merge(
+            &[sample(0, A), sample(9000, B)],
+            &KernelRelabels::default(),
+            7,
+            start_us(),
+            Ok(()),
+        ));
+        assert!(
+            l.iter().any(|x| x.contains("which no kernel record shows")),
+            "{l:?}"
+        );
+        assert!(
+            l.last().unwrap().contains("the label at the end is"),
+            "{l:?}"
+        );
 
         // No kernel records at all: the inotify timeline, and why it is not enough.
         let l = labels(&merge(
@@ -498,7 +549,10 @@ mod tests {
             Err(RelabelAuditError::NoInode("img".into())),
         ));
         assert_eq!(&l[..2], [A, B]);
-        assert!(l[2].contains("no kernel record of relabels (the inode of img could not be read)"), "{l:?}");
+        assert!(
+            l[2].contains("no kernel record of relabels (the inode of img could not be read)"),
+            "{l:?}"
+        );
     }
 
     #[test]
@@ -508,15 +562,29 @@ mod tests {
             context: None,
             error: Some(crate::evidence::timeline::OVERFLOW.into()),
         };
-        let l = labels(&merge(&[sample(0, A), overflow], &KernelRelabels::default(), 7, start_us(), Ok(())));
-        assert_eq!(l, [A.to_string(), format!("error: {}", crate::evidence::timeline::OVERFLOW)]);
+        let l = labels(&merge(
+            &[sample(0, A), overflow],
+            &KernelRelabels::default(),
+            7,
+            start_us(),
+            Ok(()),
+        ));
+        assert_eq!(
+            l,
+            [
+                A.to_string(),
+                format!("error: {}", crate::evidence::timeline::OVERFLOW)
+            ]
+        );
     }
 
     #[test]
     fn granted_relabels_are_not_denials() {
         let recs = parse_records(&relabel(90, 5, 7, A, B));
         assert_eq!(recs.len(), 2);
-        assert!(recs.iter().all(|r| !r.denied && !r.permissive && is_granted_relabel(r)));
+        assert!(recs
+            .iter()
+            .all(|r| !r.denied && !r.permissive && is_granted_relabel(r)));
         let denied = parse_records(&rec(90, 5, "denied", "relabelto", 300, 7, B));
         assert!(!is_granted_relabel(&denied[0]));
     }

@@ -4,9 +4,9 @@
 
 pub(crate) mod change;
 pub(crate) mod cleanup;
-pub(crate) mod dontaudit;
 pub mod config;
 pub mod doctor;
+pub(crate) mod dontaudit;
 pub mod environment;
 pub mod init;
 pub mod journal;

@@ -212,8 +212,7 @@ pub fn avc_matches(m: &AvcMatch, r: &AvcRecord, caps: &Captures) -> bool {
 /// record denies must be among the pattern's `perms` (`perms_all_among`), so an ignore rule for
 /// `getattr` never hides a denial of `getattr read`.
 pub fn ignore_matches(m: &AvcMatch, r: &AvcRecord, caps: &Captures) -> bool {
-    crate::evidence::audit::perms_all_among(&m.perms, &r.perms)
-        && avc_matches_but_perms(m, r, caps)
+    crate::evidence::audit::perms_all_among(&m.perms, &r.perms) && avc_matches_but_perms(m, r, caps)
 }
 
 fn avc_matches_but_perms(m: &AvcMatch, r: &AvcRecord, caps: &Captures) -> bool {
@@ -895,10 +894,16 @@ mod tests {
             }
         };
         let none = |ev: Evidence| {
-            check_step(&s[0].options.expect, false, &[acted(), ev], &caps(), &ignore)
-                .into_iter()
-                .find(|c| c.key == CheckKey::AvcNone)
-                .unwrap()
+            check_step(
+                &s[0].options.expect,
+                false,
+                &[acted(), ev],
+                &caps(),
+                &ignore,
+            )
+            .into_iter()
+            .find(|c| c.key == CheckKey::AvcNone)
+            .unwrap()
         };
         assert!(none(record(&["getattr"])).passed);
         let c = none(record(&["getattr", "read"]));
@@ -957,7 +962,11 @@ mod tests {
             &caps(),
             &[],
         );
-        assert_eq!(checks.iter().filter(|c| !c.passed).count(), 2, "{checks:#?}");
+        assert_eq!(
+            checks.iter().filter(|c| !c.passed).count(),
+            2,
+            "{checks:#?}"
+        );
     }
 
     #[test]

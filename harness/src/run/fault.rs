@@ -131,7 +131,10 @@ impl PolicyFault {
             }
             PolicyFault::DontauditOff => {
                 crate::host::dontaudit::disable(cleanup).map_err(|e| e.to_string())?;
-                Ok("fault injected: policy rebuilt without its dontaudit rules (semodule -DB)".into())
+                Ok(
+                    "fault injected: policy rebuilt without its dontaudit rules (semodule -DB)"
+                        .into(),
+                )
             }
         }
     }

@@ -21,7 +21,10 @@ pub enum MeasureError {
     #[error("transient label {index}: {why}")]
     Label { index: usize, why: String },
     #[error("{path}: {why}")]
-    Image { path: std::path::PathBuf, why: String },
+    Image {
+        path: std::path::PathBuf,
+        why: String,
+    },
     #[error("audit log: {0}")]
     Audit(#[from] crate::evidence::audit::AuditError),
     #[error("watching the image: {0}")]
@@ -80,7 +83,11 @@ pub fn measure(image: &Path, audit_log: &Path, per_hold: u32) -> Result<String, 
             std::thread::sleep(Duration::from_millis(2));
         }
     }
-    let seen = watcher.finish_report().pop().map(|r| r.changes).unwrap_or_default();
+    let seen = watcher
+        .finish_report()
+        .pop()
+        .map(|r| r.changes)
+        .unwrap_or_default();
     let marker = format!("selinux-harness:relabel-catch:{}", std::process::id());
     log.barrier(offset, &marker, Duration::from_secs(10))?;
     let records = log.records_since(offset)?;
@@ -91,7 +98,11 @@ pub fn measure(image: &Path, audit_log: &Path, per_hold: u32) -> Result<String, 
     let mut rows = Vec::new();
     let mut kernel_total = 0;
     for hold in HOLD_US {
-        let mine: Vec<&Context> = labels.iter().filter(|(h, _)| *h == hold).map(|(_, b)| b).collect();
+        let mine: Vec<&Context> = labels
+            .iter()
+            .filter(|(h, _)| *h == hold)
+            .map(|(_, b)| b)
+            .collect();
         let by_kernel = mine
             .iter()
             .filter(|b| kernel.relabels.iter().any(|k| k.ino == ino && &&k.to == *b))
