@@ -708,11 +708,21 @@ const DEFAULT_NOISE: &str = include_str!("../../noise/defaults.yaml");
 /// Stands for the harness's own process name in a noise file's `comm`.
 const OWN_COMM: &str = "$harness";
 
+/// Why a noise file is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum NoiseFileError {
+    #[error("not a list of noise rules: {0}")]
+    Parse(String),
+    #[error("noise rule {0} has no reason")]
+    NoReason(usize),
+}
+
 /// Noise rules from YAML: a list of [`NoiseRule`]s, unknown keys rejected, each with a reason.
-pub fn parse_noise_rules(source: &str) -> std::result::Result<Vec<NoiseRule>, String> {
-    let rules: Vec<NoiseRule> = serde_saphyr::from_str(source).map_err(|e| e.to_string())?;
+pub fn parse_noise_rules(source: &str) -> std::result::Result<Vec<NoiseRule>, NoiseFileError> {
+    let rules: Vec<NoiseRule> =
+        serde_saphyr::from_str(source).map_err(|e| NoiseFileError::Parse(e.to_string()))?;
     if let Some(i) = rules.iter().position(|r| r.reason.trim().is_empty()) {
-        return Err(format!("noise rule {} has no reason", i + 1));
+        return Err(NoiseFileError::NoReason(i + 1));
     }
     Ok(rules)
 }
