@@ -130,6 +130,8 @@ impl PolicyFault {
                 Ok("fault injected: boolean virt_use_execmem off".into())
             }
             PolicyFault::DontauditOff => {
+                // Not journalled for `doctor` (it cannot tell this from an admin's own -D):
+                // the stage runs only in the VM, whose overlay is thrown away if the run dies.
                 crate::host::dontaudit::disable(cleanup).map_err(|e| e.to_string())?;
                 Ok(
                     "fault injected: policy rebuilt without its dontaudit rules (semodule -DB)"
