@@ -971,6 +971,12 @@ fn injected_verdict(
             .into());
         }
         nothing_left(vm)?;
+        if matches!(fault, Some(Fault::TransientRelabels { .. })) {
+            // The measurement itself (kernel records and inotify, side by side), for the record.
+            for n in facts.notes.iter().filter(|n| n.starts_with("fault injected")) {
+                eprintln!("{name}: {n}");
+            }
+        }
         Ok(Completion::Completed)
     })
     .with_kind(kind)
