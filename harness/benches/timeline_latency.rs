@@ -8,6 +8,13 @@
 //!
 //! Run: `cargo bench -p selinux-harness --bench timeline_latency`
 //! (`BENCH_TIMELINE_TRIALS=500` for more trials per N; default 200).
+//!
+//! The kernel's relabel records (the image's harness_relabel_audit module) need an enforcing
+//! kernel: on such a host, `BENCH_TIMELINE_KERNEL=/path/to/file` (a virt image file, e.g. under
+//! /var/lib/libvirt/images) adds the kernel-record catch rate at 0, 10, 100 and 1000 us beside
+//! inotify's, measured by `run::fault_relabels::measure` on the real security.selinux. On the
+//! VM that measurement is the conformance trial `fault::timeline-catches-every-relabel`, whose
+//! note prints both counts.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -96,6 +103,20 @@ fn main() {
             actual_us: actual[actual.len() / 2],
             missed_with_hint: hints,
         });
+    }
+
+    if let Some(file) = std::env::var_os("BENCH_TIMELINE_KERNEL") {
+        let per_hold = trials.min(100);
+        match selinux_harness::run::fault_relabels::measure(
+            Path::new(&file),
+            Path::new("/var/log/audit/audit.log"),
+            per_hold,
+        ) {
+            Ok(note) => println!("kernel relabel records vs inotify, security.selinux: {note}"),
+            Err(e) => println!("kernel relabel records: cannot measure: {e}"),
+        }
+    } else {
+        println!("kernel relabel records: not measured (needs an enforcing kernel; BENCH_TIMELINE_KERNEL=FILE, or the VM trial fault::timeline-catches-every-relabel)");
     }
 
     let fs = std::process::Command::new("stat")

@@ -660,6 +660,13 @@ const CATCHES: &[Catch] = {
             verdicts: &["fail"],
             cause: "execmem",
         },
+        Catch {
+            fault: PolicyFault::DontauditOff,
+            name: "dontaudit-off",
+            scenario: "dontaudit-hidden-denial",
+            verdicts: &["fail"],
+            cause: "denied { write }",
+        },
     ]
 };
 
@@ -967,6 +974,12 @@ fn injected_verdict(
             .into());
         }
         nothing_left(vm)?;
+        if matches!(fault, Some(Fault::TransientRelabels { .. })) {
+            // The measurement itself (kernel records and inotify, side by side), for the record.
+            for n in facts.notes.iter().filter(|n| n.starts_with("fault injected")) {
+                eprintln!("{name}: {n}");
+            }
+        }
         Ok(Completion::Completed)
     })
     .with_kind(kind)
@@ -1227,11 +1240,18 @@ fn main() {
         }
     }
     let stage: StageVm = Arc::new(Mutex::new(None));
+    // A catch's scenario is one of scenarios/, or a fault scenario of its own (a file of that
+    // name in harness/tests/data/faults).
     let named = |n: &str| {
         loaded
             .iter()
             .find(|l| l.scenario.name.value.as_str() == n)
             .cloned()
+            .or_else(|| {
+                scenario::load_file(&faults.join(format!("{n}.yaml")))
+                    .ok()
+                    .map(Arc::new)
+            })
     };
     let mut clean: Vec<Arc<LoadedScenario>> = Vec::new();
     for c in CATCHES {
@@ -1358,6 +1378,7 @@ fn audit_faults(dir: &Path) -> Vec<Trial> {
     let late = load("late-denial.yaml");
     let capture = load("capture-not-running.yaml");
     let overflow = load("timeline-overflow.yaml");
+    let transient = load("transient-relabels.yaml");
     vec![
         injected_verdict(
             "capture-of-a-domain-not-running",
@@ -1433,6 +1454,19 @@ fn audit_faults(dir: &Path) -> Vec<Trial> {
             Some(Fault::TruncateAuditLog { step: 1 }),
             "error",
             "truncated and regrown",
+        ),
+        // Not a fault that must be caught but the proof that the timeline sees every relabel:
+        // the run passes only if the merged timeline has no gap.
+        injected_verdict(
+            "timeline-catches-every-relabel",
+            transient,
+            Some(Fault::TransientRelabels {
+                step: 1,
+                image: "a.img".into(),
+                per_hold: 50,
+            }),
+            "pass",
+            "kernel records caught 200 of 200",
         ),
     ]
 }

@@ -626,7 +626,10 @@ fn fallback(ty: &'static str, line: &str) -> AvcRecord {
 // ---------------------------------------------------------------------------------------------
 // Noise
 
-/// A pattern for records that say nothing about the scenario. Every field given must match.
+/// A pattern for records that say nothing about the scenario, in the language of a scenario's
+/// `ignore_avc` MATCH (`scontext: {type: udev_t}`, `tclass`, `comm`, `perms`), of which a noise
+/// rule may use the literal parts (a context by its type; no captures, no levels), plus two
+/// keys of its own (`record_type`, `target`). Every field given must match.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoiseRule {
@@ -635,14 +638,14 @@ pub struct NoiseRule {
     pub reason: String,
     /// AVC, USER_AVC or SELINUX_ERR.
     pub record_type: Option<String>,
-    /// Type of the source context, e.g. udev_t.
-    pub scontext_type: Option<String>,
-    /// Type of the target context, e.g. sysctl_vm_t.
-    pub tcontext_type: Option<String>,
+    /// The source context, by its type, e.g. `{type: udev_t}`.
+    pub scontext: Option<TypePattern>,
+    /// The target context, by its type, e.g. `{type: sysctl_vm_t}`.
+    pub tcontext: Option<TypePattern>,
     pub tclass: Option<String>,
     /// Process name as the kernel logs it (at most 15 characters).
     pub comm: Option<String>,
-    /// The record matches only if all its permissions are among these, so a noise rule for
+    /// As in `ignore_avc`: every permission the record denies is among these, so a rule for
     /// `execmem` never hides a record that also denies `read`. Empty: any permissions.
     #[serde(default)]
     pub perms: Vec<String>,
@@ -650,25 +653,38 @@ pub struct NoiseRule {
     pub target: Option<String>,
 }
 
+/// A context named by its type alone (`{type: udev_t}`), the part of a MATCH's context
+/// pattern a noise rule may use.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TypePattern {
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// The rule of an ignore pattern's `perms` (noise rules and a scenario's `ignore_avc`): the
+/// record matches only if it names permissions and every one is among `perms`; empty `perms`
+/// match any. Hiding a denial of `getattr read` because `getattr` is harmless would hide `read`.
+pub fn perms_all_among(perms: &[String], record: &[String]) -> bool {
+    perms.is_empty() || (!record.is_empty() && record.iter().all(|p| perms.contains(p)))
+}
+
 impl NoiseRule {
     pub fn matches(&self, r: &AvcRecord) -> bool {
         let eq = |want: &Option<String>, got: Option<&str>| {
             want.as_deref().is_none_or(|w| got == Some(w))
         };
+        let kind = |want: &Option<TypePattern>, got: &Option<Context>| {
+            want.as_ref()
+                .is_none_or(|w| got.as_ref().is_some_and(|c| c.kind == w.kind))
+        };
         eq(&self.record_type, Some(&r.record_type))
-            && eq(
-                &self.scontext_type,
-                r.scontext.as_ref().map(|c| c.kind.as_str()),
-            )
-            && eq(
-                &self.tcontext_type,
-                r.tcontext.as_ref().map(|c| c.kind.as_str()),
-            )
+            && kind(&self.scontext, &r.scontext)
+            && kind(&self.tcontext, &r.tcontext)
             && eq(&self.tclass, r.tclass.as_deref())
             && eq(&self.comm, r.comm.as_deref())
             && eq(&self.target, r.target.as_deref())
-            && (self.perms.is_empty()
-                || (!r.perms.is_empty() && r.perms.iter().all(|p| self.perms.contains(p))))
+            && perms_all_among(&self.perms, &r.perms)
     }
 }
 
@@ -693,11 +709,21 @@ const DEFAULT_NOISE: &str = include_str!("../../noise/defaults.yaml");
 /// Stands for the harness's own process name in a noise file's `comm`.
 const OWN_COMM: &str = "$harness";
 
+/// Why a noise file is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum NoiseFileError {
+    #[error("not a list of noise rules: {0}")]
+    Parse(String),
+    #[error("noise rule {0} has no reason")]
+    NoReason(usize),
+}
+
 /// Noise rules from YAML: a list of [`NoiseRule`]s, unknown keys rejected, each with a reason.
-pub fn parse_noise_rules(source: &str) -> std::result::Result<Vec<NoiseRule>, String> {
-    let rules: Vec<NoiseRule> = serde_saphyr::from_str(source).map_err(|e| e.to_string())?;
+pub fn parse_noise_rules(source: &str) -> std::result::Result<Vec<NoiseRule>, NoiseFileError> {
+    let rules: Vec<NoiseRule> =
+        serde_saphyr::from_str(source).map_err(|e| NoiseFileError::Parse(e.to_string()))?;
     if let Some(i) = rules.iter().position(|r| r.reason.trim().is_empty()) {
-        return Err(format!("noise rule {} has no reason", i + 1));
+        return Err(NoiseFileError::NoReason(i + 1));
     }
     Ok(rules)
 }
@@ -737,19 +763,16 @@ impl NoiseFilter {
         Self::defaults(comm.trim_end())
     }
 
-    /// Rules keyed by a policy role (`scontext_type: $domain`) take the type the role stands
+    /// Rules keyed by a policy role (`scontext: {type: $domain}`) take the type the role stands
     /// for on this target, so QEMU's start-up noise is filtered whether the policy runs it as
     /// svirt_t or svirt_tcg_t. Without roles such a rule stays unresolved and matches nothing
     /// (no type name starts with `$`): noise shown, never a denial hidden.
     pub fn with_roles(mut self, roles: Option<&RoleTypes>) -> Self {
         if let Some(roles) = roles {
             for r in &mut self.rules {
-                for t in [&mut r.scontext_type, &mut r.tcontext_type]
-                    .into_iter()
-                    .flatten()
-                {
-                    let resolved = roles.type_of(t).to_string();
-                    *t = resolved;
+                for t in [&mut r.scontext, &mut r.tcontext].into_iter().flatten() {
+                    let resolved = roles.type_of(&t.kind).to_string();
+                    t.kind = resolved;
                 }
             }
         }

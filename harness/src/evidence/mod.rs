@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod liveness;
+pub mod relabels;
 pub mod timeline;
 
 use serde::{Deserialize, Serialize};

@@ -61,6 +61,9 @@ pub struct WatchReport {
     pub events: u64,
     /// Events after which the label read was the same as before (see the module doc).
     pub unexplained_events: u64,
+    /// The file's inode when the watch began: the key of the kernel's relabel records
+    /// (`relabels`). None when it could not be read.
+    pub ino: Option<u64>,
 }
 
 struct Watched {
@@ -71,6 +74,8 @@ struct Watched {
 
 struct State {
     start: Instant,
+    /// `start` on the wall clock, as the kernel stamps its audit records.
+    started_unix_us: u64,
     xattr: String,
     files: Vec<Watched>,
 }
@@ -131,6 +136,9 @@ impl Progress {
 
 /// A running label watch. Call `finish` at the end of the step.
 pub struct Timeline {
+    /// When the watch began, in microseconds since the epoch: the kernel's relabel records
+    /// are placed on the timeline by their wall-clock stamp.
+    pub started_unix_us: u64,
     stop: Option<OwnedFd>,
     thread: Option<JoinHandle<Vec<WatchReport>>>,
     progress: Arc<Progress>,
@@ -147,6 +155,9 @@ impl Timeline {
             AddWatchFlags::IN_ATTRIB | AddWatchFlags::IN_MOVE_SELF | AddWatchFlags::IN_DELETE_SELF;
         let mut state = State {
             start: Instant::now(),
+            started_unix_us: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
             xattr: xattr.to_string(),
             files: Vec::with_capacity(files.len()),
         };
@@ -167,12 +178,16 @@ impl Timeline {
                     changes: Vec::new(),
                     events: 0,
                     unexplained_events: 0,
+                    ino: std::fs::metadata(path)
+                        .ok()
+                        .map(|m| std::os::unix::fs::MetadataExt::ino(&m)),
                 },
             });
         }
         for i in 0..state.files.len() {
             state.sample(i);
         }
+        let started_unix_us = state.started_unix_us;
         let (stop_r, stop_w) = nix::unistd::pipe().map_err(TimelineError::Inotify)?;
         let progress = Arc::new(Progress::default());
         let p = Arc::clone(&progress);
@@ -181,6 +196,7 @@ impl Timeline {
             .spawn(move || run(inotify, stop_r, state, &p))
             .map_err(TimelineError::Thread)?;
         Ok(Timeline {
+            started_unix_us,
             stop: Some(stop_w),
             thread: Some(thread),
             progress,

@@ -45,6 +45,8 @@ pub enum Undo {
     /// Policy modules under test were installed at priority 400 (`policy::install`): remove
     /// them all with one semodule call (one policy rebuild).
     RemoveModules { names: Vec<String> },
+    /// The policy was rebuilt without its dontaudit rules; rebuild it with them.
+    EnableDontaudit,
 }
 
 impl Undo {
@@ -80,6 +82,9 @@ impl Undo {
             Undo::RestartLibvirtd => "restart libvirtd".to_string(),
             Undo::RemoveModules { names } => {
                 format!("remove policy modules {} (priority 400)", names.join(", "))
+            }
+            Undo::EnableDontaudit => {
+                "rebuild the policy with its dontaudit rules (semodule -B)".to_string()
             }
         }
     }
@@ -192,6 +197,7 @@ impl UndoExecutor for HostUndo {
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
             Undo::RemoveModules { names } => crate::policy::install::remove(names),
+            Undo::EnableDontaudit => crate::host::dontaudit::enable().map_err(|e| e.to_string()),
         }
     }
 }

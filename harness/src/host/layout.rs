@@ -28,6 +28,8 @@ pub const BOOLEANS_DIR: &str = "/sys/fs/selinux/booleans";
 /// Where the harness records changes that a name cannot mark (see `journal`). Under /var/lib,
 /// not /run: a module install and a qemu.conf edit survive a reboot, so their records must too.
 pub const STATE_DIR: &str = "/var/lib/selinux-harness";
+/// libsemanage's policy stores: `TYPE/active/` holds what the loaded policy was built from.
+pub const SELINUX_STORE: &str = "/var/lib/selinux";
 /// The harness init's control FIFO in the guest (see `harness/guest/harness-init2`).
 pub const INIT_CONTROL: &str = "/run/selinux-harness/control";
 /// Where the harness init answers control requests.
@@ -49,6 +51,8 @@ pub struct Layout {
     pub booleans_dir: PathBuf,
     /// The crash journal's directory (see `journal`).
     pub state_dir: PathBuf,
+    /// libsemanage's policy stores, one directory per policy type (see `dontaudit`).
+    pub selinux_store: PathBuf,
 }
 
 impl Default for Layout {
@@ -60,6 +64,7 @@ impl Default for Layout {
             qemu_conf: QEMU_CONF.into(),
             booleans_dir: BOOLEANS_DIR.into(),
             state_dir: STATE_DIR.into(),
+            selinux_store: SELINUX_STORE.into(),
         }
     }
 }

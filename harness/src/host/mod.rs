@@ -6,6 +6,7 @@ pub(crate) mod change;
 pub(crate) mod cleanup;
 pub mod config;
 pub mod doctor;
+pub(crate) mod dontaudit;
 pub mod environment;
 pub mod init;
 pub mod journal;

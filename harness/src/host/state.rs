@@ -38,6 +38,10 @@ pub struct HostState {
     /// The watched domain types ([`PERMISSIVE_WATCH`]) the loaded policy makes permissive.
     #[serde(default)]
     pub permissive: Vec<String>,
+    /// The policy store's flag that the loaded policy was built without its `dontaudit` rules
+    /// (`semodule -DB`; `semodule -B` builds them in again). Read with the modules.
+    #[serde(default)]
+    pub dontaudit_disabled: bool,
 }
 
 /// Domain types whose permissive bit the snapshot records: those a run's verdicts rest on. A
@@ -104,6 +108,9 @@ pub fn snapshot(paths: &Layout, modules: bool) -> HostState {
                 Err(e) => s.errors.push(e),
             }
         }
+    }
+    if modules {
+        s.dontaudit_disabled = crate::host::dontaudit::disabled(&paths.selinux_store);
     }
     read_booleans(&paths.booleans_dir, &mut s);
     match std::fs::read(&paths.qemu_conf) {
@@ -339,6 +346,14 @@ pub fn diff(before: &HostState, after: &HostState) -> Vec<String> {
         &after.permissive,
         &mut out,
     );
+    if before.dontaudit_disabled != after.dontaudit_disabled {
+        let state = |off: bool| if off { "off (semodule -D)" } else { "on" };
+        out.push(format!(
+            "~ dontaudit rules: {} -> {}",
+            state(before.dontaudit_disabled),
+            state(after.dontaudit_disabled)
+        ));
+    }
     for (name, a) in &before.booleans {
         match after.booleans.get(name) {
             None => out.push(format!("- boolean {name}")),
@@ -435,7 +450,19 @@ mod tests {
             qemu_conf: Some("namespaces = [ ]\n".into()),
             errors: vec![],
             permissive: vec![],
+            dontaudit_disabled: false,
         }
+    }
+
+    #[test]
+    fn dontaudit_rules_left_off_are_a_difference() {
+        let mut after = base();
+        after.dontaudit_disabled = true;
+        assert_eq!(
+            prove(&base(), &after),
+            Proof::Differs(vec!["~ dontaudit rules: on -> off (semodule -D)".into()])
+        );
+        assert_eq!(prove(&after, &after.clone()), Proof::Equal);
     }
 
     #[test]

@@ -80,10 +80,17 @@ const POLICY_MODULES: &[PolicyModule] = &[
         file_stem: "harness-probe",
         source: include_str!("../../../policy-modules/harness-probe.cil"),
     },
+    PolicyModule {
+        file_stem: "harness-relabel-audit",
+        source: include_str!("../../../policy-modules/harness-relabel-audit.cil"),
+    },
 ];
 
 /// Installed into every image: it labels the harness's own init (see the module's comments).
 pub const ALWAYS_INSTALLED_MODULE: &str = "harness-init";
+/// Installed into every image: the kernel logs each relabel of a virt image, the label
+/// timeline's record of values too short-lived for inotify (see the module's comments).
+pub const RELABEL_AUDIT_MODULE: &str = "harness-relabel-audit";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecipeError {
@@ -134,15 +141,16 @@ pub fn parse(origin: &str, text: &str) -> Result<Recipe, RecipeError> {
     Ok(recipe)
 }
 
-/// Every module a recipe installs, the always-installed one first.
+/// Every module a recipe installs, the always-installed ones first.
 pub fn modules_for(recipe: &Recipe) -> Result<Vec<PolicyModule>, RecipeError> {
-    let mut stems = vec![ALWAYS_INSTALLED_MODULE];
+    let always = [ALWAYS_INSTALLED_MODULE, RELABEL_AUDIT_MODULE];
+    let mut stems = always.to_vec();
     stems.extend(
         recipe
             .policy_modules
             .iter()
             .map(String::as_str)
-            .filter(|s| *s != ALWAYS_INSTALLED_MODULE),
+            .filter(|s| !always.contains(s)),
     );
     stems
         .into_iter()
@@ -283,7 +291,10 @@ mod tests {
             .iter()
             .map(|m| m.module_name())
             .collect();
-        assert_eq!(names, ["harness_init", "harness_probe"]);
+        assert_eq!(
+            names,
+            ["harness_init", "harness_relabel_audit", "harness_probe"]
+        );
     }
 
     #[test]

@@ -389,6 +389,32 @@ fn fixed_contexts(plan: &Plan) -> Vec<crate::context::Context> {
     out
 }
 
+/// The one rule for a capture that could not be made: evidence is missing, so the run ends in
+/// `error` (a later `$NAME` would compare against nothing) - unless the step's own action
+/// failed unexpectedly and so made the capture impossible: then the step fails (its `succeeds`
+/// check says why) and the capture's absence is a note; a later check that uses it fails for
+/// lack of evidence.
+fn missing_capture(
+    step: usize,
+    name: &Name,
+    domain: &Name,
+    why: String,
+    action_failed: bool,
+) -> Result<String, RunError> {
+    if action_failed {
+        Ok(format!(
+            "step {step}: ${name} not captured ({why}): the step's action failed; checks that use it fail for lack of evidence"
+        ))
+    } else {
+        Err(RunError::Capture {
+            step,
+            name: name.to_string(),
+            domain: domain.to_string(),
+            why,
+        })
+    }
+}
+
 /// Short, unique enough among concurrent runs on one host, and safe in names.
 fn run_id() -> String {
     let nanos = std::time::SystemTime::now()
@@ -911,8 +937,13 @@ impl Run<'_> {
             );
             self.target_intact(index, "in its settle window")?;
         }
+        // Each watched file's inode keys the kernel's relabel records, merged in once the
+        // step's audit evidence is closed.
+        let mut watch_inodes = Vec::new();
+        let watch_started = timeline.as_ref().map(|t| t.started_unix_us);
         if let Some(mut t) = timeline {
             for r in t.finish_report() {
+                watch_inodes.push((r.name.clone(), r.ino));
                 evidence.push(Evidence::Timeline {
                     file: r.name,
                     changes: r.changes,
@@ -931,19 +962,10 @@ impl Run<'_> {
             let (claimed, claimed_image) = self.live_seclabel(&dom.value);
             let (label, imagelabel) = match self.real_seclabel(&dom.value) {
                 Ok(real) => real,
-                Err(why) if action_failed => {
-                    self.note(format!(
-                        "step {index}: ${name} not captured ({why}): the step's action failed; checks that use it fail for lack of evidence"
-                    ));
-                    continue;
-                }
                 Err(why) => {
-                    return Err(RunError::Capture {
-                        step: index,
-                        name: name.to_string(),
-                        domain: dom.value.to_string(),
-                        why,
-                    })
+                    let note = missing_capture(index, name, &dom.value, why, action_failed)?;
+                    self.note(note);
+                    continue;
                 }
             };
             for (what, claim, real) in [
@@ -988,6 +1010,15 @@ impl Run<'_> {
         for reason in permissive_signs(index, &start, &closed) {
             tally.inconclusive_because(reason);
         }
+        if let Some(started) = watch_started {
+            crate::evidence::relabels::into_timelines(
+                &mut evidence,
+                &watch_inodes,
+                started,
+                &closed.audit.records,
+                &crate::evidence::relabels::watched_relabels_audited(),
+            );
+        }
         let mut raw = Some(closed.audit.records);
         let is_probe = matches!(step.action, Action::Probe(_));
         let ignore = &self.loaded.scenario.ignore_avc;
@@ -1003,6 +1034,8 @@ impl Run<'_> {
                         .records
                 }
             };
+            // The kernel's relabel records are the timeline's evidence, not denials.
+            records.retain(|r| !crate::evidence::relabels::is_granted_relabel(r));
             if let Some(c) = self.paths.concurrency.as_deref() {
                 c.observe_running(Path::new(QEMU_PID_DIR));
                 (records, left_to_others) = c.keep_for(&self.plan.run_id, records);
@@ -1326,6 +1359,20 @@ mod tests {
             "{}",
             &got[1].1[GUEST_LOG_LIMIT..]
         );
+    }
+
+    #[test]
+    fn a_capture_that_cannot_be_made_is_an_error_unless_the_steps_action_failed() {
+        let (vm1, dom): (Name, Name) = ("vm1".parse().unwrap(), "vm1".parse().unwrap());
+        let why = || "it has no QEMU process (not running)".to_string();
+        let err = missing_capture(2, &vm1, &dom, why(), false).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "step 2 cannot capture $vm1 from domain vm1: it has no QEMU process (not running); \
+             a later reference to it would compare against nothing"
+        );
+        let note = missing_capture(2, &vm1, &dom, why(), true).unwrap();
+        assert!(note.contains("the step's action failed"), "{note}");
     }
 
     #[test]

@@ -227,13 +227,23 @@ pub fn whole_context(m: &ContextMatch, caps: &Captures) -> Option<Context> {
 
 /// Does one record match the pattern? Unresolvable references never match.
 pub fn avc_matches(m: &AvcMatch, r: &AvcRecord, caps: &Captures) -> bool {
+    m.perms.iter().all(|p| r.perms.contains(p)) && avc_matches_but_perms(m, r, caps)
+}
+
+/// Does an `ignore_avc` pattern hide this record? As a noise rule does: every permission the
+/// record denies must be among the pattern's `perms` (`perms_all_among`), so an ignore rule for
+/// `getattr` never hides a denial of `getattr read`.
+pub fn ignore_matches(m: &AvcMatch, r: &AvcRecord, caps: &Captures) -> bool {
+    crate::evidence::audit::perms_all_among(&m.perms, &r.perms) && avc_matches_but_perms(m, r, caps)
+}
+
+fn avc_matches_but_perms(m: &AvcMatch, r: &AvcRecord, caps: &Captures) -> bool {
     let ctx = |cm: &Option<ContextMatch>, c: &Option<Context>| match (cm, c) {
         (None, _) => true,
         (Some(_), None) => false,
         (Some(cm), Some(c)) => context_matches(cm, c, caps).is_ok_and(|(ok, _)| ok),
     };
     r.denied
-        && m.perms.iter().all(|p| r.perms.contains(p))
         && m.tclass
             .as_ref()
             .is_none_or(|t| r.tclass.as_ref() == Some(t))
@@ -609,7 +619,7 @@ fn denials<'e>(
             _ => None,
         })
         .flatten()
-        .filter(|r| r.denied && !ignore.iter().any(|m| avc_matches(&m.value, r, caps)))
+        .filter(|r| r.denied && !ignore.iter().any(|m| ignore_matches(&m.value, r, caps)))
         .collect()
 }
 
@@ -883,6 +893,102 @@ mod tests {
             target: Some("name=\"vm1.img\"".into()),
             raw: String::new(),
         }
+    }
+
+    /// `perms` of an ignore rule means what it means in a noise rule: every denied permission
+    /// is among them. `perms: [getattr]` hides a denial of getattr, never one of getattr read;
+    /// in `no_avc` the same pattern means "at least getattr" and catches both.
+    #[test]
+    fn ignore_perms_must_cover_every_denied_permission() {
+        let s = steps("      avc: none\n");
+        let pattern = steps("      no_avc: [{perms: [getattr], scontext: {type: svirt_t}}]\n");
+        let ignore = pattern[0].options.expect.no_avc.clone();
+        let record = |perms: &[&str]| {
+            let mut r = denial(
+                "system_u:system_r:svirt_t:s0:c146,c1010",
+                "system_u:object_r:virt_image_t:s0",
+                "getattr",
+            );
+            r.perms = perms.iter().map(|p| p.to_string()).collect();
+            Evidence::Avcs {
+                records: vec![r],
+                filtered: 0,
+            }
+        };
+        let none = |ev: Evidence| {
+            check_step(
+                &s[0].options.expect,
+                false,
+                &[acted(), ev],
+                &caps(),
+                &ignore,
+            )
+            .into_iter()
+            .find(|c| c.key == CheckKey::AvcNone)
+            .unwrap()
+        };
+        assert!(none(record(&["getattr"])).passed);
+        let c = none(record(&["getattr", "read"]));
+        assert!(!c.passed, "{c:#?}");
+        assert!(c.observed.contains("getattr read"), "{}", c.observed);
+        // In no_avc the same pattern is "at least these": both records match it.
+        for perms in [&["getattr"][..], &["getattr", "read"]] {
+            let checks = check_step(
+                &pattern[0].options.expect,
+                false,
+                &[acted(), record(perms)],
+                &caps(),
+                &[],
+            );
+            assert!(checks.iter().any(|c| !c.passed), "{perms:?}: {checks:#?}");
+        }
+    }
+
+    /// The image's relabel audit module logs `avc: granted { relabelfrom }`/`{ relabelto }`
+    /// records; they are not denials: `avc: none` and `no_avc` never count them.
+    #[test]
+    fn granted_records_are_not_denials() {
+        let s = steps("      avc: none\n      no_avc: [{scontext: {type: virtd_t}}]\n");
+        let mut granted = denial(
+            "system_u:system_r:virtd_t:s0-s0:c0.c1023",
+            "system_u:object_r:svirt_image_t:s0:c146,c1010",
+            "relabelto",
+        );
+        granted.denied = false;
+        let checks = check_step(
+            &s[0].options.expect,
+            false,
+            &[
+                acted(),
+                Evidence::Avcs {
+                    records: vec![granted.clone()],
+                    filtered: 0,
+                },
+            ],
+            &caps(),
+            &[],
+        );
+        assert!(checks.iter().all(|c| c.passed), "{checks:#?}");
+        // The same record denied fails both: the test can fail.
+        granted.denied = true;
+        let checks = check_step(
+            &s[0].options.expect,
+            false,
+            &[
+                acted(),
+                Evidence::Avcs {
+                    records: vec![granted],
+                    filtered: 0,
+                },
+            ],
+            &caps(),
+            &[],
+        );
+        assert_eq!(
+            checks.iter().filter(|c| !c.passed).count(),
+            2,
+            "{checks:#?}"
+        );
     }
 
     #[test]

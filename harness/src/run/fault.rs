@@ -61,6 +61,14 @@ pub enum Fault {
     TimelineOverflow { step: usize, image: String },
     /// A broken policy for the whole run: made before step 1, undone by the run's cleanup.
     Policy { policy: PolicyFault },
+    /// Before step `step`'s action, relabel the watched `image` to a fresh label and back
+    /// `per_hold` times for each hold time of the timeline benchmark, and count what the
+    /// kernel's relabel records and an inotify watcher caught (`fault_relabels`).
+    TransientRelabels {
+        step: usize,
+        image: String,
+        per_hold: u32,
+    },
 }
 
 /// Policy faults a correct suite must catch (the conformance suite's `policy_fault::` stage).
@@ -78,6 +86,9 @@ pub enum PolicyFault {
     SvirtMcsExempt,
     /// The boolean `virt_use_execmem` off: QEMU under TCG needs execmem, so guests do not start.
     VirtUseExecmemOff,
+    /// The policy rebuilt without its `dontaudit` rules (`semodule -DB`; the run's cleanup
+    /// runs `semodule -B`): a denial they hid is logged, so `avc: none` must fail on it.
+    DontauditOff,
 }
 
 const PERMISSIVE_MODULE: &str =
@@ -117,6 +128,15 @@ impl PolicyFault {
                 change::set_boolean("virt_use_execmem", false, cleanup)
                     .map_err(|e| e.to_string())?;
                 Ok("fault injected: boolean virt_use_execmem off".into())
+            }
+            PolicyFault::DontauditOff => {
+                // Not journalled for `doctor` (it cannot tell this from an admin's own -D):
+                // the stage runs only in the VM, whose overlay is thrown away if the run dies.
+                crate::host::dontaudit::disable(cleanup).map_err(|e| e.to_string())?;
+                Ok(
+                    "fault injected: policy rebuilt without its dontaudit rules (semodule -DB)"
+                        .into(),
+                )
             }
         }
     }
@@ -176,7 +196,8 @@ impl Fault {
             | Fault::LoseAuditRecords { step }
             | Fault::ExcludeAvcRecords { step, .. }
             | Fault::TruncateAuditLog { step }
-            | Fault::TimelineOverflow { step, .. } => *step,
+            | Fault::TimelineOverflow { step, .. }
+            | Fault::TransientRelabels { step, .. } => *step,
             Fault::HideLibvirtFromProof => 0,
             // Made before step 1 (see `Fault::policy`), never at a step (see `strikes`).
             Fault::Policy { .. } => 0,
@@ -195,6 +216,7 @@ impl Fault {
             Fault::RotateAuditLog { .. } | Fault::TruncateAuditLog { .. } => Moment::AfterAction,
             Fault::HideLibvirtFromProof => Moment::AroundRun,
             Fault::Policy { .. } => Moment::BeforeAction,
+            Fault::TransientRelabels { .. } => Moment::BeforeAction,
         }
     }
 
@@ -340,6 +362,17 @@ impl Fault {
                 std::fs::write(enforce, to)
                     .map_err(|e| format!("cannot write {to} to {}: {e}", enforce.display()))?;
                 Ok(format!("fault injected: {what}"))
+            }
+            Fault::TransientRelabels {
+                image, per_hold, ..
+            } => {
+                let (_, img) = plan
+                    .images
+                    .iter()
+                    .find(|(n, _)| n.as_str() == image)
+                    .ok_or_else(|| format!("the scenario has no image {image}"))?;
+                crate::run::fault_relabels::measure(&img.path, audit_log, *per_hold)
+                    .map_err(|e| e.to_string())
             }
             Fault::RotateAuditLog { .. } => {
                 let before = inode(audit_log)?;

@@ -7,6 +7,7 @@ pub(crate) mod executor;
 pub(crate) mod expect;
 pub(crate) mod explain;
 pub mod fault;
+pub mod fault_relabels;
 pub mod parallel;
 pub mod plan;
 pub mod policy_batch;

@@ -932,7 +932,8 @@ pub struct TimelineMatch {
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AvcMatch {
-    /// The record denies at least these permissions.
+    /// In `avc:` and `no_avc`: the record denies at least these permissions. In
+    /// `ignore_avc` (as in the noise rules): every permission the record denies is among these.
     #[serde(default)]
     pub perms: Vec<String>,
     pub scontext: Option<ContextMatch>,

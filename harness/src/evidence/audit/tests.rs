@@ -183,7 +183,7 @@ fn noise_perms_must_cover_every_permission() {
 #[test]
 fn scenario_rules_extend_and_count() {
     let extra: NoiseRule = serde_json::from_str(
-        r#"{"reason": "known", "scontext_type": "svirt_t", "tclass": "file", "perms": ["getattr"]}"#,
+        r#"{"reason": "known", "scontext": {"type": "svirt_t"}, "tclass": "file", "perms": ["getattr"]}"#,
     )
     .unwrap();
     let f = debian_noise().with([extra]);
@@ -203,11 +203,16 @@ fn scenario_rules_extend_and_count() {
 
 #[test]
 fn noise_rule_rejects_unknown_fields() {
-    let err = serde_json::from_str::<NoiseRule>(r#"{"scontext": "udev_t"}"#).unwrap_err();
+    let err = serde_json::from_str::<NoiseRule>(r#"{"scontext_type": "udev_t"}"#).unwrap_err();
+    assert!(err.to_string().contains("unknown field"), "{err}");
+    // A noise rule names a context by its type only: no levels, no captures.
+    let err =
+        serde_json::from_str::<NoiseRule>(r#"{"scontext": {"type": "udev_t", "level": "s0"}}"#)
+            .unwrap_err();
     assert!(err.to_string().contains("unknown field"), "{err}");
     let schema = schemars::schema_for!(NoiseRule);
     let json = serde_json::to_string(&schema).unwrap();
-    assert!(json.contains("scontext_type"));
+    assert!(json.contains("scontext") && !json.contains("scontext_type"));
 }
 
 fn append(path: &Path, lines: &[&str]) {
@@ -467,8 +472,10 @@ fn default_noise_file_parses_and_names_the_harness() {
 
 #[test]
 fn noise_file_rules_need_a_reason_and_known_keys() {
-    let err = parse_noise_rules("- {scontext_type: udev_t}\n").unwrap_err();
-    assert!(err.contains("no reason"), "{err}");
+    let err = parse_noise_rules("- {scontext: {type: udev_t}}\n").unwrap_err();
+    assert!(matches!(err, NoiseFileError::NoReason(1)), "{err}");
+    let err = parse_noise_rules("- {reason: x, scontext_type: udev_t}\n").unwrap_err();
+    assert!(err.to_string().contains("scontext_type"), "{err}");
     let err = parse_noise_rules("- {reason: x, scontext: udev_t}\n").unwrap_err();
-    assert!(err.contains("scontext"), "{err}");
+    assert!(err.to_string().contains("scontext"), "{err}");
 }
