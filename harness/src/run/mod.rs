@@ -8,6 +8,8 @@ pub(crate) mod expect;
 pub mod fault;
 pub mod parallel;
 pub mod plan;
+pub(crate) mod settle;
+pub(crate) mod together;
 pub mod verdict;
 
 /// The name of a trial, one scenario under one variant: `scenario[variant]`, or the scenario's

@@ -9,6 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::context::{Context, Level, MlsRange};
+use super::settle::Settle;
 
 /// A value with the place in the file it came from, for errors found after parsing
 /// (dangling references, duplicate targets). Wraps serde-saphyr's `Spanned` so the JSON Schema
@@ -507,9 +508,9 @@ pub struct StepOptions {
     #[serde(default)]
     pub watch: Vec<At<Name>>,
     /// How long to keep watching after the action returns, for effects that come later (the
-    /// QEMU process touching its disk after a reset). Absence of an AVC is only meaningful
-    /// over a window, so this is explicit rather than a hidden sleep.
-    pub settle: Option<Duration>,
+    /// QEMU process touching its disk after a reset): until a condition is met (`{until:
+    /// disk_read, image: vm1.img, deadline: 8s}`) or a fixed window (`2s`). See `Settle`.
+    pub settle: Option<Settle>,
     #[serde(default)]
     pub expect: Expect,
     /// Known bugs: expectations of this step that fail on some platform or variant.
@@ -655,7 +656,7 @@ impl JsonSchema for Step {
             "title": g.subschema_for::<Option<String>>(),
             "capture": g.subschema_for::<BTreeMap<Name, Name>>(),
             "watch": g.subschema_for::<Vec<Name>>(),
-            "settle": g.subschema_for::<Option<Duration>>(),
+            "settle": g.subschema_for::<Option<Settle>>(),
             "expect": g.subschema_for::<Expect>(),
             "known_bug": g.subschema_for::<Vec<KnownBug>>(),
             "mutants_survive": g.subschema_for::<Vec<Survivor>>(),
