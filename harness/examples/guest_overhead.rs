@@ -205,7 +205,11 @@ fn host(args: &[String]) -> anyhow::Result<()> {
         for line in m.evidence.iter().filter(|l| l.starts_with("start-cost:")) {
             println!("{line}");
         }
-        println!("start-cost: script {} in {:.1} s", m.verdict, m.in_guest_ms as f64 / 1e3);
+        println!(
+            "start-cost: script {} in {:.1} s",
+            m.verdict,
+            m.in_guest_ms as f64 / 1e3
+        );
         return Ok(());
     }
 

@@ -362,6 +362,9 @@ fn a_settle_condition_names_an_image_one_guest_reads() {
         "disk_read",
     );
     for ok in ["{until: disk_read, image: a.img, deadline: 8s}", "2s"] {
-        assert!(load_str(Path::new("ok.yaml"), &with_settle(one, ok)).is_ok(), "{ok}");
+        assert!(
+            load_str(Path::new("ok.yaml"), &with_settle(one, ok)).is_ok(),
+            "{ok}"
+        );
     }
 }

@@ -837,17 +837,12 @@ impl Run<'_> {
         self.inject_fault(index, Moment::AfterAction)?;
         if let Some(pending) = settle {
             // See StepOptions::settle; Ctrl-C cuts it short.
-            let settled = pending.wait(
-                self.libvirt.as_ref(),
-                audit,
-                &start,
-                &self.paths.interrupt,
-            );
+            let settled = pending.wait(self.libvirt.as_ref(), audit, &start, &self.paths.interrupt);
             self.note(settled.describe(index, pending.image()));
             self.target_intact(index, "in its settle window")?;
-            let action_ok = evidence.iter().all(|e| {
-                !matches!(e, Evidence::Action { outcome, .. } if *outcome != Outcome::Ok)
-            });
+            let action_ok = evidence
+                .iter()
+                .all(|e| !matches!(e, Evidence::Action { outcome, .. } if *outcome != Outcome::Ok));
             if let (settle::Settled::Deadline(why), true) = (&settled, action_ok) {
                 if !o.expect.no_avc.is_empty() {
                     tally.inconclusive_because(format!(

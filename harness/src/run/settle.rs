@@ -55,7 +55,10 @@ pub enum Settled {
     /// A fixed window ran its length.
     Window(Duration),
     /// The condition held after this long.
-    Met { after: Duration, seen: Seen },
+    Met {
+        after: Duration,
+        seen: Seen,
+    },
     /// The deadline passed and the condition never held: an absence seen in this window
     /// proves nothing. Says why.
     Deadline(String),
@@ -182,7 +185,9 @@ impl Pending {
             Err(why) => {
                 return match wait_until(until, POLL, Some(interrupt), || false) {
                     Waited::Interrupted => Settled::Interrupted,
-                    _ => Settled::Deadline(format!("{why}, so the window ran its whole {deadline:?} and proves no absence")),
+                    _ => Settled::Deadline(format!(
+                        "{why}, so the window ran its whole {deadline:?} and proves no absence"
+                    )),
                 };
             }
         };
@@ -248,7 +253,10 @@ mod tests {
     fn a_counter_that_rose_is_a_read() {
         assert_eq!(
             disk_touched(12, Some(14), 0),
-            Some(Seen::Read { before: 12, now: 14 })
+            Some(Seen::Read {
+                before: 12,
+                now: 14
+            })
         );
     }
 

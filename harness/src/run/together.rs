@@ -50,6 +50,9 @@ mod tests {
     #[test]
     fn one_item_runs_on_this_thread() {
         let me = std::thread::current().id();
-        assert_eq!(each_at_once(&[()], |_| std::thread::current().id()), vec![me]);
+        assert_eq!(
+            each_at_once(&[()], |_| std::thread::current().id()),
+            vec![me]
+        );
     }
 }

@@ -8,8 +8,8 @@ use std::str::FromStr;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::context::{Context, Level, MlsRange};
 use super::settle::Settle;
+use crate::context::{Context, Level, MlsRange};
 
 /// A value with the place in the file it came from, for errors found after parsing
 /// (dangling references, duplicate targets). Wraps serde-saphyr's `Spanned` so the JSON Schema

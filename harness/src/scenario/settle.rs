@@ -178,6 +178,11 @@ mod in_a_scenario {
     fn a_condition_loads_in_a_step() {
         let src = "name: x\ndescription: d\nimages:\n  a.img: {size: 1M}\ndomains:\n  vm1: {disks: [a.img]}\nsteps:\n  - reset: vm1\n    settle: {until: disk_read, image: a.img, deadline: 8s}\n";
         let l = crate::scenario::load_str(std::path::Path::new("x.yaml"), src);
-        assert!(l.is_ok(), "{:?}", l.err().map(|d| d.iter().map(|d| d.to_string()).collect::<Vec<_>>()));
+        assert!(
+            l.is_ok(),
+            "{:?}",
+            l.err()
+                .map(|d| d.iter().map(|d| d.to_string()).collect::<Vec<_>>())
+        );
     }
 }

@@ -59,7 +59,11 @@ impl SuiteBatch {
     }
 
     /// A slot for `l` under `variant`; call before the batch is shared.
-    pub fn slot(this: &mut Arc<SuiteBatch>, l: Arc<LoadedScenario>, variant: Option<String>) -> usize {
+    pub fn slot(
+        this: &mut Arc<SuiteBatch>,
+        l: Arc<LoadedScenario>,
+        variant: Option<String>,
+    ) -> usize {
         let me = Arc::get_mut(this).expect("slots are added before the trials are built");
         me.runs.push((l, variant));
         me.runs.len() - 1
@@ -82,7 +86,10 @@ impl SuiteBatch {
 
     /// Slot `slot`'s verdict, human report and record, as `run_shared` gives them for a run
     /// alone; `Err` holds the completion to return at once (the target cannot run here).
-    pub fn result(&self, slot: usize) -> Result<(Verdict, String, Record), Result<Completion, Failed>> {
+    pub fn result(
+        &self,
+        slot: usize,
+    ) -> Result<(Verdict, String, Record), Result<Completion, Failed>> {
         let mut results = self
             .results
             .lock()
@@ -104,7 +111,11 @@ impl SuiteBatch {
     }
 
     fn run_all(&self) -> Result<Vec<Option<Done>>, String> {
-        let selected = self.selected.lock().map_err(|_| "selection lock poisoned")?.clone();
+        let selected = self
+            .selected
+            .lock()
+            .map_err(|_| "selection lock poisoned")?
+            .clone();
         let mut guard = self.shared.lock().map_err(|_| "target lock poisoned")?;
         let target = match guard.get_or_insert_with(start_target) {
             Ok(t) => t,
@@ -133,13 +144,27 @@ impl SuiteBatch {
             .collect();
         let mut demux = |e: &Envelope| {
             if let Some(o) = own.get_mut(e.run) {
-                let alone = Envelope { run: 0, ..e.clone() };
+                let alone = Envelope {
+                    run: 0,
+                    ..e.clone()
+                };
                 o.human.event(&alone);
                 o.record.event(&alone);
                 o.facts.event(&alone);
             }
         };
-        let verdicts = dispatch(target.as_mut(), &batch, &mut [&mut demux as &mut dyn Reporter]);
+        let began = std::time::Instant::now();
+        let verdicts = dispatch(
+            target.as_mut(),
+            &batch,
+            &mut [&mut demux as &mut dyn Reporter],
+        );
+        // The cost model (BENCHMARKS.md) reads this line.
+        eprintln!(
+            "conformance: the batch of {} runs took {:.1} s",
+            batch.runs.len(),
+            began.elapsed().as_secs_f64()
+        );
         let mut out: Vec<Option<Done>> = (0..self.runs.len()).map(|_| None).collect();
         for ((slot, o), verdict) in slots.into_iter().zip(own).zip(verdicts) {
             out[slot] = Some(Done {
