@@ -843,12 +843,8 @@ impl Run<'_> {
             let action_ok = evidence
                 .iter()
                 .all(|e| !matches!(e, Evidence::Action { outcome, .. } if *outcome != Outcome::Ok));
-            if let (settle::Settled::Deadline(why), true) = (&settled, action_ok) {
-                if !o.expect.no_avc.is_empty() {
-                    tally.inconclusive_because(format!(
-                        "step {index}'s `no_avc` proves nothing: what its settle waits for never happened ({why})"
-                    ));
-                }
+            if let Some(reason) = settled.unproven_absence(index, action_ok, &o.expect) {
+                tally.inconclusive_because(reason);
             }
         }
         if let Some(mut t) = timeline {

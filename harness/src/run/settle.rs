@@ -90,6 +90,27 @@ impl Settled {
     }
 }
 
+impl Settled {
+    /// Why step `index`'s absence checks prove nothing after this window, if they do not: its
+    /// condition never held, though the action went through (a failed action fails the step
+    /// anyway) and the step claims an absence (`no_avc`, `avc: none`).
+    pub fn unproven_absence(
+        &self,
+        index: usize,
+        action_ok: bool,
+        expect: &crate::scenario::Expect,
+    ) -> Option<String> {
+        let Settled::Deadline(why) = self else {
+            return None;
+        };
+        let claims_absence = !expect.no_avc.is_empty()
+            || matches!(expect.avc, Some(crate::scenario::AvcExpect::None));
+        (action_ok && claims_absence).then(|| {
+            format!("step {index}'s absence of denials proves nothing: what its settle waits for never happened ({why})")
+        })
+    }
+}
+
 /// A settle taken before the step's action, so that what the guest does right after it
 /// counts.
 pub enum Pending {
@@ -286,6 +307,34 @@ mod tests {
             avc(false, "system_u:system_r:svirt_t:s0:c1,c2"),
         ];
         assert_eq!(denials_by(&records, &reader), 1);
+    }
+
+    fn expect(yaml: &str) -> crate::scenario::Expect {
+        serde_saphyr::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn an_absence_after_a_missed_condition_proves_nothing() {
+        let late = Settled::Deadline("vm1 never read".into());
+        let no_avc = expect("{no_avc: [{scontext: {type: svirt_t}}]}");
+        let none = expect("{avc: none}");
+        let why = late.unproven_absence(3, true, &no_avc).unwrap();
+        assert!(
+            why.contains("step 3") && why.contains("vm1 never read"),
+            "{why}"
+        );
+        assert!(late.unproven_absence(3, true, &none).is_some());
+        // No absence claimed, or an action that failed (the step fails for that): nothing.
+        assert_eq!(late.unproven_absence(3, true, &expect("{}")), None);
+        assert_eq!(late.unproven_absence(3, false, &no_avc), None);
+        // A condition that held, or a fixed window: the absence stands on the barrier.
+        let met = Settled::Met {
+            after: Duration::from_millis(5),
+            seen: Seen::Read { before: 0, now: 1 },
+        };
+        assert_eq!(met.unproven_absence(3, true, &no_avc), None);
+        let window = Settled::Window(Duration::from_secs(2));
+        assert_eq!(window.unproven_absence(3, true, &no_avc), None);
     }
 
     #[test]
