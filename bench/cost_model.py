@@ -64,12 +64,15 @@ def svg(model, fixed, today, path):
     out.append(f'<text x="{w - right + 6}" y="{y(8) + 4:.1f}" fill="#555">8 min goal</text>')
     out.append(f'<line x1="{x(today * 4):.1f}" y1="{top}" x2="{x(today * 4):.1f}" y2="{h - bottom}" stroke="#888" stroke-dasharray="2,4"/>')
     out.append(f'<text x="{x(today * 4) + 4:.1f}" y="{top + 12}" fill="#555">4x today</text>')
+    label_y = -1e9
     for i, (j, (ready, per, runs, wall)) in enumerate(sorted(model.items())):
         c = colors[i % len(colors)]
         t0, t1 = (fixed + ready) / 60, (fixed + ready + per * s_max) / 60
         out.append(f'<line x1="{x(0):.1f}" y1="{y(t0):.1f}" x2="{x(s_max):.1f}" y2="{y(t1):.1f}" stroke="{c}" stroke-width="2"/>')
         out.append(f'<circle cx="{x(runs):.1f}" cy="{y((fixed + wall) / 60):.1f}" r="4" fill="{c}"/>')
-        out.append(f'<text x="{w - right + 6}" y="{y(t1) + 4:.1f}" fill="{c}">jobs {j}: {per:.1f} s/run</text>')
+        # Lines that end close together keep their labels apart (jobs ascending: lower lines).
+        label_y = max(y(t1) + 4, label_y + 14)
+        out.append(f'<text x="{w - right + 6}" y="{label_y:.1f}" fill="{c}">jobs {j}: {per:.1f} s/run</text>')
     out.append(f'<text x="{left + 8}" y="{top + 14}" fill="#555">dots: measured batches (+ fixed part); lines: fixed + ready + per-run cost x runs</text>')
     out.append("</svg>")
     with open(path, "w") as f:
