@@ -20,6 +20,7 @@ now() { date +%s.%N; }
 for rep in $(seq "$REPS"); do
     order=$JOBS
     # Every other rep the other way round, so neither always runs first on a fresh guest.
+    # shellcheck disable=SC2086 # JOBS is a list of words
     if [ $((rep % 2)) = 0 ]; then order=$(printf '%s\n' $JOBS | tac | paste -sd' '); fi
     for j in $order; do
         name=jobs-$j-rep-$rep
