@@ -73,7 +73,7 @@ fi
 
 # --- shell scripts -----------------------------------------------------------------------------
 # Every shell script of the project, the guest's init and bootstrap included.
-scripts=(vagrant/provision.sh vagrant/run-suite.sh ci/*.sh ci/tmt/tests/conformance.sh .ci/run bench/run.sh
+scripts=(vagrant/provision.sh vagrant/run-suite.sh ci/*.sh ci/tmt/tests/conformance.sh .ci/run bench/run.sh bench/suite-scaling.sh bench/guest/*.sh
   harness/guest/harness-init harness/guest/harness-init2 harness/guest/harness-bootstrap)
 note "shellcheck ${scripts[*]}"
 shellcheck "${scripts[@]}" || finding "shellcheck found problems in the scripts above"

@@ -12,6 +12,7 @@
 //!
 //! Run (from the repo root, as root, with the debian-12 image built):
 //!   cargo run --release --example guest_overhead -- [--reps 3] [--scenario FILE] [--variant V]
+//!   cargo run --release --example guest_overhead -- --start-cost   (bench/guest/start-cost.sh)
 //! Prints a table and one `RESULT ...` line (medians) for bench/run.sh.
 
 use std::path::PathBuf;
@@ -30,6 +31,9 @@ use selinux_harness::target::vm::{VmTarget, VmTargetOptions};
 
 const SCRIPT_FILE: &str = "bench:cross-attach.sh";
 const SCRIPT: &str = include_str!("../../bench/guest/cross-attach.sh");
+/// `--start-cost`: where a guest's start goes under TCG (bench/guest/start-cost.sh).
+const START_COST_FILE: &str = "bench:start-cost.sh";
+const START_COST: &str = include_str!("../../bench/guest/start-cost.sh");
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -49,7 +53,10 @@ fn agent(args: &[String]) -> anyhow::Result<()> {
     };
     let mut handler = |req: Request, stop: &Interrupt, reply: &mut dyn FnMut(Reply)| match req {
         Request::Run { runs, .. } if runs.first().is_some_and(|r| r.file == SCRIPT_FILE) => {
-            run_script(reply)
+            run_script(SCRIPT, reply)
+        }
+        Request::Run { runs, .. } if runs.first().is_some_and(|r| r.file == START_COST_FILE) => {
+            run_script(START_COST, reply)
         }
         other => selinux_harness::agent::handler::handle(other, stop, reply),
     };
@@ -57,12 +64,12 @@ fn agent(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run_script(reply: &mut dyn FnMut(Reply)) {
+fn run_script(script: &str, reply: &mut dyn FnMut(Reply)) {
     let t = Instant::now();
     let out = std::process::Command::new("bash")
         .arg("-c")
-        .arg(SCRIPT)
-        .arg("cross-attach.sh")
+        .arg(script)
+        .arg("bench-script")
         .output();
     let millis = t.elapsed().as_millis() as u64;
     match out {
@@ -185,6 +192,26 @@ fn host(args: &[String]) -> anyhow::Result<()> {
     };
     let harness_req = Batch::one(&loaded, Some(&variant));
     let script_req = Batch::one(&script, None);
+    if args.iter().any(|a| a == "--start-cost") {
+        let start_cost = LoadedScenario {
+            path: START_COST_FILE.into(),
+            ..loaded.clone()
+        };
+        let mut vm = VmTarget::start(&VmTargetOptions {
+            binary: Some(std::env::current_exe()?),
+            ..VmTargetOptions::default()
+        })?;
+        let m = measure(&mut vm, &Batch::one(&start_cost, None))?;
+        for line in m.evidence.iter().filter(|l| l.starts_with("start-cost:")) {
+            println!("{line}");
+        }
+        println!(
+            "start-cost: script {} in {:.1} s",
+            m.verdict,
+            m.in_guest_ms as f64 / 1e3
+        );
+        return Ok(());
+    }
 
     let mut vm = VmTarget::start(&VmTargetOptions {
         binary: Some(std::env::current_exe()?),

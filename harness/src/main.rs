@@ -562,8 +562,8 @@ fn explain(path: &Path, variant: Option<&str>) -> Result<ExitCode> {
             let w: Vec<String> = o.watch.iter().map(|w| w.value.to_string()).collect();
             println!("       watch the labels of {} while it runs", w.join(", "));
         }
-        if let Some(d) = o.settle {
-            println!("       keep watching for {:?} after it returns", d.0);
+        if let Some(settle) = &o.settle {
+            println!("       {settle}");
         }
         for (name, dom) in &o.capture {
             println!("       capture ${name} = live seclabel of {}", dom.value);

@@ -356,3 +356,52 @@ fn policy_module_paths_cannot_leave_their_folders() {
     );
     assert!(load_str(Path::new("ok.yaml"), &src("sub/ok.cil.bz2")).is_ok());
 }
+
+fn with_settle(domains: &str, settle: &str) -> String {
+    format!(
+        "name: x\ndescription: d\nimages:\n  a.img: {{size: 1M}}\n  b.img: {{size: 1M}}\n\
+         domains:\n{domains}steps:\n  - start: vm1\n  - reset: vm1\n    settle: {settle}\n"
+    )
+}
+
+#[test]
+fn a_settle_condition_names_an_image_one_guest_reads() {
+    let one = "  vm1: {disks: [a.img]}\n";
+    let two = "  vm1: {disks: [a.img]}\n  vm2: {disks: [a.img]}\n";
+    rejected_at(
+        &with_settle(one, "{until: disk_read, image: c.img, deadline: 8s}"),
+        11,
+        39,
+        "unknown image `c.img`",
+    );
+    rejected_at(
+        &with_settle(one, "{until: disk_read, image: b.img, deadline: 8s}"),
+        11,
+        39,
+        "no domain has it",
+    );
+    rejected_at(
+        &with_settle(two, "{until: disk_read, image: a.img, deadline: 8s}"),
+        12,
+        39,
+        "vm1 and vm2 have it",
+    );
+    rejected_at(
+        &with_settle(one, "{until: disk_read, image: a.img}"),
+        11,
+        32,
+        "deadline",
+    );
+    rejected_at(
+        &with_settle(one, "{until: boot, image: a.img, deadline: 8s}"),
+        11,
+        21,
+        "disk_read",
+    );
+    for ok in ["{until: disk_read, image: a.img, deadline: 8s}", "2s"] {
+        assert!(
+            load_str(Path::new("ok.yaml"), &with_settle(one, ok)).is_ok(),
+            "{ok}"
+        );
+    }
+}

@@ -22,6 +22,10 @@ use selinux_harness::run::verdict::Verdict;
 use selinux_harness::scenario::{self, CheckKind, LoadedScenario};
 use selinux_harness::target::{self, Target, TargetKind};
 
+#[path = "conformance_batch/mod.rs"]
+mod batched;
+use batched::SuiteBatch;
+
 /// What a trial checks in a run's event stream besides the verdict.
 #[derive(Debug, Default)]
 struct Facts {
@@ -98,36 +102,10 @@ fn start_target() -> Result<Box<dyn Target + Send>, String> {
     }
 }
 
-/// Runs one scenario on the shared target: its verdict, the human report, and the record.
-/// `Err` holds the completion to return at once (the target cannot run here).
-fn run_shared(
-    shared: &Shared,
-    l: &LoadedScenario,
-    variant: Option<&str>,
-) -> Result<(Verdict, String, Record), Result<Completion, Failed>> {
-    // The executor's proof that cleanup put the target back; without it no trial passes.
-    let mut guard = shared
-        .lock()
-        .map_err(|_| Err(Failed::from("target lock poisoned")))?;
-    let target = match guard.get_or_insert_with(start_target) {
-        Ok(t) => t,
-        Err(why) => return Err(Ok(Completion::ignored_with(why.clone()))),
-    };
-    // The scenario's own policy under test (scenarios/policy) goes with it, as on `run`.
-    let batch = Batch::one(l, variant)
-        .with_scenario_policies()
-        .map_err(|d| Err(Failed::from(format!("{d:?}"))))?;
-    let mut human = Human::new(Vec::new(), false, false);
-    let mut record = Record::for_batch(&batch);
-    let mut facts = Facts::default();
-    let verdict = dispatch(
-        target.as_mut(),
-        &batch,
-        &mut [&mut human as &mut dyn Reporter, &mut record, &mut facts],
-    )
-    .pop()
-    .flatten();
-    let verdict = match verdict {
+/// A run's verdict as a trial judges it: a verdict without the executor's proof that cleanup
+/// put the target back is an error.
+fn settled_verdict(verdict: Option<Verdict>, facts: &Facts) -> Verdict {
+    match verdict {
         Some(Verdict::Skipped { reason }) => Verdict::Skipped { reason },
         Some(Verdict::Error { reason }) => Verdict::Error { reason },
         Some(_) if !facts.proven() => Verdict::Error {
@@ -140,9 +118,7 @@ fn run_shared(
         None => Verdict::Error {
             reason: "the run never started".into(),
         },
-    };
-    let text = String::from_utf8_lossy(&human.into_inner()).into_owned();
-    Ok((verdict, text, record))
+    }
 }
 
 fn reports_dir() -> PathBuf {
@@ -159,7 +135,7 @@ static STARTED: AtomicUsize = AtomicUsize::new(0);
 fn trial(
     l: Arc<LoadedScenario>,
     variant: Option<String>,
-    shared: Shared,
+    (batch, slot): (Arc<SuiteBatch>, usize),
     record: Arc<Mutex<Record>>,
     target_kind: TargetKind,
 ) -> Trial {
@@ -193,12 +169,12 @@ fn trial(
             )));
         }
         STARTED.fetch_add(1, Ordering::SeqCst);
-        let (verdict, text, local) = match run_shared(&shared, &l, variant.as_deref()) {
+        let (verdict, text, local) = match batch.result(slot) {
             Ok(r) => r,
             // No target here: a scenario trial that cannot run fails, it is not skipped.
-            Err(Ok(_)) => {
-                let why = match shared.lock().ok().as_deref() {
-                    Some(Some(Err(why))) => why.clone(),
+            Err(Ok(done)) => {
+                let why = match done {
+                    Completion::Ignored { reason: Some(why) } => why,
                     _ => "the target cannot run here".to_string(),
                 };
                 return Err(format!("not run: {why}").into());
@@ -272,11 +248,11 @@ fn wanted(l: &LoadedScenario) -> Result<Wanted, String> {
 /// A scenario from tests/data/wrong: wrong in exactly one way, so the trial passes only if the
 /// harness ends it in the verdict its header names, because of a check of the kind it names,
 /// and the report shows the difference.
-fn must_fail(l: Arc<LoadedScenario>, shared: Shared) -> Trial {
+fn must_fail(l: Arc<LoadedScenario>, (batch, slot): (Arc<SuiteBatch>, usize)) -> Trial {
     let name = format!("must_fail::{}", l.scenario.name.value);
     Trial::ignorable_test(name, move || {
         let want = wanted(&l)?;
-        let (verdict, text, record) = match run_shared(&shared, &l, None) {
+        let (verdict, text, record) = match batch.result(slot) {
             Ok(r) => r,
             Err(done) => return done,
         };
@@ -1185,25 +1161,21 @@ fn main() {
     let record = Arc::new(Mutex::new(Record::default()));
     // A bad SELINUX_HARNESS_TARGET fails every trial when the target starts.
     let kind = chosen_kind().map_or(TargetKind::Vm, |(k, _)| k);
-    let trials: Vec<Trial> = loaded
-        .iter()
-        .flat_map(|l| {
-            l.variants()
-                .into_iter()
-                .map(|v| trial(l.clone(), v, shared.clone(), record.clone(), kind))
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    let mut trials = trials;
+    // Every scenario run (and must_fail run) gets a slot in the one batch; the trials are
+    // built once all slots are known.
+    let mut batch = SuiteBatch::new(shared.clone());
+    let mut scenario_runs = Vec::new();
+    for l in &loaded {
+        for v in l.variants() {
+            let slot = SuiteBatch::slot(&mut batch, l.clone(), v.clone());
+            scenario_runs.push((l.clone(), v, slot));
+        }
+    }
     let wrong = scenario::discover(&[repo().join("harness/tests/data/wrong")]).unwrap_or_default();
     let mut controls = Vec::new();
     for f in wrong {
         match scenario::load_file(&f) {
-            Ok(l) => {
-                let l = Arc::new(l);
-                trials.push(must_fail(l.clone(), shared.clone()));
-                controls.push(l);
-            }
+            Ok(l) => controls.push(Arc::new(l)),
             Err(ds) => {
                 for d in ds {
                     eprintln!("{d}");
@@ -1212,6 +1184,37 @@ fn main() {
             }
         }
     }
+    let mut fail_runs = Vec::new();
+    for l in &controls {
+        fail_runs.push((l.clone(), SuiteBatch::slot(&mut batch, l.clone(), None)));
+    }
+    let wanted_target = match kind {
+        TargetKind::Local => scenario::TargetName::Local,
+        _ => scenario::TargetName::Vm,
+    };
+    let mut trials = Vec::new();
+    // (index of the trial, its slot, whether it would run at all on this target)
+    let mut slots = Vec::new();
+    for (l, v, slot) in scenario_runs {
+        let applies = !l
+            .scenario
+            .not_applicable
+            .iter()
+            .any(|n| n.target == wanted_target);
+        slots.push((trials.len(), slot, applies));
+        trials.push(trial(l, v, (batch.clone(), slot), record.clone(), kind));
+    }
+    for (l, slot) in fail_runs {
+        slots.push((trials.len(), slot, true));
+        trials.push(must_fail(l, (batch.clone(), slot)));
+    }
+    // The batch holds the runs libtest will run: not filtered out, not only `--ignored` ones
+    // (no trial here is marked ignored), applicable to the target.
+    let mut selected = vec![false; slots.len()];
+    for (t, slot, applies) in slots {
+        selected[slot] = applies && !args.ignored && !args.is_filtered_out(&trials[t]);
+    }
+    batch.select(selected);
     trials.push(negative_controls(controls));
     trials.push(vm_never_boots());
     let seed_dir = repo().join("scenarios/seed");

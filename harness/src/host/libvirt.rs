@@ -234,6 +234,25 @@ impl Libvirt {
         let hyp = lv(self.conn.hyp_version())?;
         Ok((version_string(lib), version_string(hyp)))
     }
+
+    /// Read requests the running domain's QEMU completed on the disk backed by `path`
+    /// (virDomainBlockStats). QEMU keeps counting across a guest reset; a refused read is
+    /// not counted.
+    pub fn block_read_requests(&self, name: &str, path: &Path) -> Result<i64> {
+        let disk = path
+            .to_str()
+            .ok_or_else(|| harness_error(format!("{} is not UTF-8", path.display())))?;
+        lv(self.domain(name)?.block_stats(disk)).map(|s| s.rd_req)
+    }
+
+    /// Start the domain with its vCPUs stopped (VIR_DOMAIN_START_PAUSED): QEMU is up and
+    /// labelled, its firmware never runs.
+    pub fn start_paused(&self, name: &str) -> Result<()> {
+        lv(self
+            .domain(name)?
+            .create_with_flags(sys::VIR_DOMAIN_START_PAUSED))
+        .map(|_| ())
+    }
 }
 
 impl Drop for Libvirt {

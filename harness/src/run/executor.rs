@@ -27,6 +27,8 @@ use crate::run::expect::{check_step, Captured, Captures};
 use crate::run::fault::{Fault, Moment};
 use crate::run::parallel::{self, Concurrency};
 use crate::run::plan::Plan;
+use crate::run::settle;
+use crate::run::together;
 use crate::run::verdict::{applicable_known_bugs, attribute_known_bugs, Tally, Verdict};
 use crate::scenario::{Action, CheckKind, LoadedScenario, Name, Requirement, Step};
 use crate::selinux_ops;
@@ -785,39 +787,62 @@ impl Run<'_> {
                 }
             }
             Action::Start(t) => {
+                // Defines one by one (each records its undo), then the starts at once.
+                let mut defined = Vec::new();
                 for n in t.names() {
                     let name = plan.domain_name(&n.value);
-                    let defined = self.lv().map(|lv| lv.exists(name).unwrap_or(false));
-                    let mut o = Outcome::Ok;
-                    if let Ok(false) = defined {
-                        o = self.define(&n.value);
+                    let exists = self.lv().map(|lv| lv.exists(name).unwrap_or(false));
+                    let o = match exists {
+                        Ok(false) => self.define(&n.value),
+                        _ => Outcome::Ok,
+                    };
+                    defined.push((n.value.clone(), o));
+                }
+                let lv = self.lv();
+                let outcomes = together::each_at_once(&defined, |(n, o)| {
+                    if *o != Outcome::Ok {
+                        return o.clone();
                     }
+                    match &lv {
+                        Ok(lv) => lv_outcome(lv.start(plan.domain_name(n))),
+                        Err(message) => Outcome::Other {
+                            message: message.clone(),
+                        },
+                    }
+                });
+                for ((n, _), o) in defined.into_iter().zip(outcomes) {
                     if o == Outcome::Ok {
-                        o = match self.lv() {
-                            Ok(lv) => lv_outcome(lv.start(name)),
-                            Err(message) => Outcome::Other { message },
-                        };
+                        self.running.insert(n.clone());
                     }
-                    if o == Outcome::Ok {
-                        self.running.insert(n.value.clone());
-                    }
-                    push(format!("start {}", n.value), o);
+                    push(format!("start {n}"), o);
                 }
             }
-            Action::Reset(t) | Action::Destroy(t) | Action::Undefine(t) => {
+            Action::Destroy(t) => {
+                let names: Vec<Name> = t.names().into_iter().map(|n| n.value.clone()).collect();
+                let lv = self.lv();
+                let outcomes = together::each_at_once(&names, |n| match &lv {
+                    Ok(lv) => lv_outcome(lv.destroy(plan.domain_name(n))),
+                    Err(message) => Outcome::Other {
+                        message: message.clone(),
+                    },
+                });
+                for (n, o) in names.into_iter().zip(outcomes) {
+                    if o == Outcome::Ok {
+                        self.running.remove(&n);
+                    }
+                    push(format!("destroy {n}"), o);
+                }
+            }
+            Action::Reset(t) | Action::Undefine(t) => {
                 for n in t.names() {
                     let name = plan.domain_name(&n.value);
                     let o = match self.lv() {
                         Ok(lv) => lv_outcome(match action {
                             Action::Reset(_) => lv.reset(name),
-                            Action::Destroy(_) => lv.destroy(name),
                             _ => lv.undefine(name),
                         }),
                         Err(message) => Outcome::Other { message },
                     };
-                    if matches!(action, Action::Destroy(_)) && o == Outcome::Ok {
-                        self.running.remove(&n.value);
-                    }
                     push(format!("{} {}", action.keyword(), n.value), o);
                 }
             }
@@ -922,20 +947,30 @@ impl Run<'_> {
         };
 
         self.inject_fault(index, Moment::BeforeAction)?;
+        // What the settle's condition starts from is read before the action it follows.
+        let settle = o.settle.as_ref().map(|s| {
+            settle::Pending::before_action(
+                s,
+                self.plan,
+                &self.loaded.scenario,
+                self.libvirt.as_ref(),
+            )
+        });
         let mut evidence = self.act(&step.action);
         self.publish_live();
         self.target_intact(index, "after its action")?;
         self.inject_fault(index, Moment::AfterAction)?;
-        if let Some(d) = o.settle {
-            // The scenario asked for a window (see StepOptions::settle); Ctrl-C cuts it short.
-            let until = Instant::now() + d.0;
-            crate::wait::wait_until(
-                Some(until),
-                Duration::from_millis(50),
-                Some(&self.paths.interrupt),
-                || false,
-            );
+        if let Some(pending) = settle {
+            // See StepOptions::settle; Ctrl-C cuts it short.
+            let settled = pending.wait(self.libvirt.as_ref(), audit, &start, &self.paths.interrupt);
+            self.note(settled.describe(index, pending.image()));
             self.target_intact(index, "in its settle window")?;
+            let action_ok = evidence
+                .iter()
+                .all(|e| !matches!(e, Evidence::Action { outcome, .. } if *outcome != Outcome::Ok));
+            if let Some(reason) = settled.unproven_absence(index, action_ok, &o.expect) {
+                tally.inconclusive_because(reason);
+            }
         }
         // Each watched file's inode keys the kernel's relabel records, merged in once the
         // step's audit evidence is closed.

@@ -11,6 +11,8 @@ pub mod fault_relabels;
 pub mod parallel;
 pub mod plan;
 pub mod policy_batch;
+pub(crate) mod settle;
+pub(crate) mod together;
 pub mod verdict;
 
 /// The name of a trial, one scenario under one variant: `scenario[variant]`, or the scenario's

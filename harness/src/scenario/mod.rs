@@ -6,6 +6,7 @@ mod model;
 pub mod mutate;
 mod policy_module;
 mod roles;
+mod settle;
 mod validate;
 
 pub use load::{
@@ -14,6 +15,7 @@ pub use load::{
 pub use model::*;
 pub use policy_module::{ModuleKind, ModulePath};
 pub use roles::{Role, RoleTypes, VirtType};
+pub use settle::{Settle, SettleUntil, Until};
 pub use validate::default_target;
 
 /// The JSON Schema of the scenario language, for editors.

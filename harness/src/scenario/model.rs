@@ -8,6 +8,7 @@ use std::str::FromStr;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::settle::Settle;
 use crate::context::{Context, Level, MlsRange};
 
 use super::roles::Role;
@@ -556,9 +557,9 @@ pub struct StepOptions {
     #[serde(default)]
     pub watch: Vec<At<Name>>,
     /// How long to keep watching after the action returns, for effects that come later (the
-    /// QEMU process touching its disk after a reset). Absence of an AVC is only meaningful
-    /// over a window, so this is explicit rather than a hidden sleep.
-    pub settle: Option<Duration>,
+    /// QEMU process touching its disk after a reset): until a condition is met (`{until:
+    /// disk_read, image: vm1.img, deadline: 8s}`) or a fixed window (`2s`). See `Settle`.
+    pub settle: Option<Settle>,
     #[serde(default)]
     pub expect: Expect,
     /// Known bugs: expectations of this step that fail on some platform or variant.
@@ -704,7 +705,7 @@ impl JsonSchema for Step {
             "title": g.subschema_for::<Option<String>>(),
             "capture": g.subschema_for::<BTreeMap<Name, Name>>(),
             "watch": g.subschema_for::<Vec<Name>>(),
-            "settle": g.subschema_for::<Option<Duration>>(),
+            "settle": g.subschema_for::<Option<Settle>>(),
             "expect": g.subschema_for::<Expect>(),
             "known_bug": g.subschema_for::<Vec<KnownBug>>(),
             "mutants_survive": g.subschema_for::<Vec<Survivor>>(),

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::model::*;
 use super::roles::Role;
+use super::settle::{Settle, SettleUntil};
 
 pub(super) struct Problem {
     pub line: usize,
@@ -129,6 +130,40 @@ impl Checker<'_> {
                 c.name
             );
             self.problem(at, m);
+        }
+    }
+
+    /// A `settle: {until: disk_read, image: ...}` waits for the one guest that has the image
+    /// as a disk: there must be exactly one.
+    fn settle_until(&mut self, u: &SettleUntil) {
+        self.image(&u.image);
+        if !self.s.images.contains_key(&u.image.value) {
+            return;
+        }
+        let readers: Vec<String> = self
+            .s
+            .domains
+            .iter()
+            .filter(|(_, d)| {
+                d.disks
+                    .iter()
+                    .any(|disk| disk.to_disk().image.value == u.image.value)
+            })
+            .map(|(n, _)| n.to_string())
+            .collect();
+        if readers.len() != 1 {
+            let m = format!(
+                "`settle: {{until: {}, image: {}}}` waits for the guest that has {} as a disk, but {}; list it under exactly one domain's `disks:`",
+                u.until,
+                u.image.value,
+                u.image.value,
+                if readers.is_empty() {
+                    "no domain has it".to_string()
+                } else {
+                    format!("{} have it", readers.join(" and "))
+                }
+            );
+            self.problem(&u.image, m);
         }
     }
 
@@ -463,6 +498,9 @@ impl Checker<'_> {
         let o = &step.options;
         for w in &o.watch {
             self.image(w);
+        }
+        if let Some(Settle::Until(u)) = &o.settle {
+            self.settle_until(u);
         }
         // Captures are taken right after the action, before expectations are checked.
         for (name, dom) in &o.capture {
