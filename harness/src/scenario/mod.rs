@@ -2,8 +2,10 @@
 
 pub mod from_xml;
 mod load;
+mod matrix;
 mod model;
 pub mod mutate;
+mod qemu_conf_keys;
 mod validate;
 
 pub use load::{
