@@ -83,7 +83,11 @@ pub(super) fn expand(s: &mut Scenario) -> Vec<Problem> {
         }
         keys_of_axis.push(keys);
     }
-    let count: usize = s.matrix.iter().map(|a| a.value.len()).product();
+    // Saturating: a file with many axes must get the error, not an overflow.
+    let count = s
+        .matrix
+        .iter()
+        .fold(1usize, |n, a| n.saturating_mul(a.value.len()));
     if count > MAX_VARIANTS {
         problems.push(problem(
             &s.matrix[0],
@@ -251,7 +255,7 @@ mod tests {
         .unwrap();
         let names: Vec<String> = s.variants.keys().map(|n| n.to_string()).collect();
         assert_eq!(names, ["plain", "x0", "x1"]);
-        assert!(s.matrix_cells.get(&"plain".parse().unwrap()).is_none());
+        assert!(!s.matrix_cells.contains_key(&"plain".parse().unwrap()));
     }
 
     #[rstest::rstest]
@@ -293,6 +297,20 @@ mod tests {
         assert!(
             errs.iter().any(|e| e.contains(wanted)),
             "wanted {wanted:?} among {errs:#?}"
+        );
+    }
+
+    /// 70 axes of two values is more variants than a usize holds: an error, not an overflow.
+    #[test]
+    fn a_product_too_big_to_count_is_an_error() {
+        let axes: String = (0..70)
+            .map(|i| format!("  - {{a{i}: {{}}, b{i}: {{}}}}\n"))
+            .collect();
+        let errs = load(&format!("matrix:\n{axes}steps: [{{define: vm1}}]\n")).unwrap_err();
+        assert!(
+            errs.iter()
+                .any(|e| e.contains(&format!("the matrix makes {} variants", usize::MAX))),
+            "{errs:#?}"
         );
     }
 }
