@@ -488,6 +488,15 @@ impl Run<'_> {
             if self.paths.interrupt.is_set() {
                 return Err(RunError::InterruptedBefore { step: i + 1 });
             }
+            if let Some(when) = &step.options.when {
+                if !when.value.applies(self.variant, self.target) {
+                    self.note(format!(
+                        "step {} is not run here: its `when` does not hold for this variant, distro and libvirt",
+                        i + 1
+                    ));
+                    continue;
+                }
+            }
             self.step(i + 1, step, &mut audit, &noise, &mut tally)?;
         }
         Ok(tally.verdict())

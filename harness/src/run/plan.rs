@@ -8,8 +8,8 @@ use quick_xml::escape::escape;
 
 use crate::host::layout::MARKER;
 use crate::scenario::{
-    Action, Disk, DiskSeclabel, Domain, HostSettings, LabelType, Name, QemuConfValue, Scenario,
-    Seclabel,
+    Action, Disk, DiskSeclabel, Domain, HostSettings, LabelType, Name, QemuConfValue, RawSeclabel,
+    Scenario, Seclabel,
 };
 
 #[derive(Debug, Clone)]
@@ -271,6 +271,35 @@ fn seclabel_xml(s: &Seclabel) -> String {
     }
 }
 
+/// Labels as text, escaped for XML and otherwise as written: libvirt is the one to parse them.
+fn raw_seclabel_xml(s: &RawSeclabel) -> String {
+    let kind = match s.kind {
+        LabelType::Dynamic => "dynamic",
+        LabelType::Static => "static",
+        LabelType::None => "none",
+    };
+    let model = escape(s.model.value.as_str());
+    let relabel = attr_bool("relabel", s.relabel);
+    let mut inner = String::new();
+    for (tag, v) in [
+        ("label", &s.label),
+        ("imagelabel", &s.imagelabel),
+        ("baselabel", &s.baselabel),
+    ] {
+        if let Some(text) = v {
+            inner.push_str(&format!(
+                "\n    <{tag}>{}</{tag}>",
+                escape(text.value.as_str())
+            ));
+        }
+    }
+    if inner.is_empty() {
+        format!("  <seclabel type='{kind}' model='{model}'{relabel}/>\n")
+    } else {
+        format!("  <seclabel type='{kind}' model='{model}'{relabel}>{inner}\n  </seclabel>\n")
+    }
+}
+
 fn disk_seclabel_xml(s: &DiskSeclabel) -> String {
     let model = escape(s.model.as_deref().unwrap_or("selinux")).to_string();
     let relabel = attr_bool("relabel", s.relabel);
@@ -334,11 +363,14 @@ fn domain_xml(
             disk_xml(&disk, &images[&disk.image.value].path, &target, "    ")
         })
         .collect();
-    let seclabel = d
+    let mut seclabel = d
         .seclabel
         .as_ref()
         .map(|s| seclabel_xml(&s.value))
         .unwrap_or_default();
+    for raw in &d.seclabels {
+        seclabel.push_str(&raw_seclabel_xml(&raw.value));
+    }
     format!(
         "<domain type='qemu'>
   <name>{name}</name>
@@ -412,5 +444,26 @@ mod tests {
             Path::new("/var/lib/libvirt/images/selinux-harness-r1/a.img")
         );
         assert_eq!(p.images[&a].size, 16 << 20);
+    }
+
+    /// Raw seclabels follow the checked one, their text escaped for XML but otherwise as
+    /// written: a DAC owner, or a label libvirt must refuse.
+    #[test]
+    fn raw_seclabels_follow_the_domain_seclabel_as_written() {
+        let p = plan(
+            "name: x\ndescription: d\ndomains:\n  vm1:\n    seclabel: {type: dynamic}\n    seclabels:\n      - {type: static, model: dac, relabel: false, label: '+0:+0'}\n      - {type: dynamic, model: selinux, baselabel: 'a<b&c'}\nsteps: [{define: vm1}]\n",
+            None,
+        );
+        let xml = &p.domains.values().next().unwrap().xml;
+        let at = |needle: &str| {
+            xml.find(needle)
+                .unwrap_or_else(|| panic!("{needle} not in {xml}"))
+        };
+        let first = at("<seclabel type='dynamic' model='selinux'/>");
+        let dac = at("<seclabel type='static' model='dac' relabel='no'>\n    <label>+0:+0</label>\n  </seclabel>");
+        let raw = at(
+            "<seclabel type='dynamic' model='selinux'>\n    <baselabel>a&lt;b&amp;c</baselabel>",
+        );
+        assert!(first < dac && dac < raw, "{xml}");
     }
 }

@@ -112,7 +112,7 @@ pub fn load_with_warnings(
     file: &Path,
     source: &str,
 ) -> Result<(Scenario, Vec<Diagnostic>), Vec<Diagnostic>> {
-    let scenario: Scenario = serde_saphyr::from_str(source).map_err(|e| {
+    let mut scenario: Scenario = serde_saphyr::from_str(source).map_err(|e| {
         let (line, column) = e
             .location()
             .map(|l| (l.line() as usize, l.column() as usize))
@@ -130,6 +130,10 @@ pub fn load_with_warnings(
         column: p.column,
         message: p.message,
     };
+    let expanded = super::matrix::expand(&mut scenario);
+    if !expanded.is_empty() {
+        return Err(expanded.into_iter().map(located).collect());
+    }
     let (problems, warnings) = validate::validate(&scenario);
     if problems.is_empty() {
         Ok((scenario, warnings.into_iter().map(located).collect()))

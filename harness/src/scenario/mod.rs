@@ -2,9 +2,11 @@
 
 pub mod from_xml;
 mod load;
+mod matrix;
 mod model;
 pub mod mutate;
 mod policy_module;
+mod qemu_conf_keys;
 mod roles;
 mod settle;
 mod validate;

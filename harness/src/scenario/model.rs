@@ -172,6 +172,17 @@ pub struct Scenario {
     #[serde(default)]
     pub not_applicable: Vec<NotApplicable>,
     pub steps: Vec<Step>,
+    /// Variants as a cross product: a list of axes, each a map from a value's name to the host
+    /// settings it makes. Every combination, one value per axis, becomes a variant named by
+    /// its values joined with `-` (`dc0-rc1`), with the settings of all its values; a `when:
+    /// {variant: [dc0]}` naming one value means every variant that has it.
+    #[serde(default)]
+    pub matrix: Vec<At<BTreeMap<At<Name>, HostSettings>>>,
+    /// Variant name -> the axis values it was made of, filled in from `matrix` when the file
+    /// loads (empty for variants written under `variants:`).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub matrix_cells: BTreeMap<Name, Vec<Name>>,
 }
 
 /// A target kind a scenario is not meant for.
@@ -328,6 +339,27 @@ pub struct Domain {
     pub disks: Vec<At<DiskSpec>>,
     /// Guest memory; the guests never boot an OS, so the default 64 MiB is plenty.
     pub memory_mib: Option<u32>,
+    /// Further `<seclabel>` elements after `seclabel`, one per security model (a DAC label
+    /// beside the SELinux one), their labels written as given (see `RawSeclabel`).
+    #[serde(default)]
+    pub seclabels: Vec<At<RawSeclabel>>,
+}
+
+/// A `<seclabel>` whose labels are text for libvirt to parse, not contexts the harness checks:
+/// a DAC `user:group`, or an SELinux label libvirt must reject or repair (`xxxxxx`,
+/// `system_u:system_r:svirt_t:xxxxxx`). The model must be named, as libvirt requires once a
+/// domain has more than one seclabel.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSeclabel {
+    #[serde(rename = "type")]
+    pub kind: LabelType,
+    /// selinux, dac or none.
+    pub model: At<String>,
+    pub relabel: Option<bool>,
+    pub label: Option<At<String>>,
+    pub imagelabel: Option<At<String>>,
+    pub baselabel: Option<At<String>>,
 }
 
 /// Changes to the host for the duration of a run; every one is put back afterwards.
@@ -569,6 +601,9 @@ pub struct StepOptions {
     /// the scenario cannot tell them from itself.
     #[serde(default)]
     pub mutants_survive: Vec<At<Survivor>>,
+    /// Run this step only where this holds (variants, distros, libvirt versions); elsewhere
+    /// it is left out with a note. For outcomes that differ per variant or per libvirt.
+    pub when: Option<At<Platform>>,
 }
 
 /// A mutant a step lets survive: its name as `selinux-harness mutants` prints it
@@ -599,6 +634,7 @@ const STEP_OPTIONS: &[&str] = &[
     "expect",
     "known_bug",
     "mutants_survive",
+    "when",
 ];
 
 // serde's `flatten` would buffer the step into an untyped map, which loses both
@@ -630,6 +666,7 @@ impl<'de> Deserialize<'de> for Step {
                         "expect" => o.expect = map.next_value()?,
                         "known_bug" => o.known_bug = map.next_value()?,
                         "mutants_survive" => o.mutants_survive = map.next_value()?,
+                        "when" => o.when = Some(map.next_value()?),
                         k if ACTIONS.contains(&k) => {
                             if let Some((prev, ..)) = &action {
                                 return Err(Error::custom(format!(

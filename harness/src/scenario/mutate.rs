@@ -517,7 +517,16 @@ pub fn mutants(l: &LoadedScenario) -> Result<Vec<Mutant>, Vec<Diagnostic>> {
                         v.iter().map(|n| Some(n.value.to_string())).collect()
                     }
                 }
-                _ => vec![first.clone()],
+                // A step that runs only in some variants is judged in the first of them.
+                _ => match step
+                    .options
+                    .when
+                    .as_ref()
+                    .and_then(|w| w.value.variant.first())
+                {
+                    Some(v) => vec![Some(v.value.to_string())],
+                    None => vec![first.clone()],
+                },
             };
             let listed = step
                 .options
@@ -967,5 +976,35 @@ steps:
         let terse = ok.replace("the file starts at vm1 level", "because");
         let errs = load_str(Path::new("x.yaml"), &terse).unwrap_err();
         assert!(errs[0].message.contains("reason"), "{errs:?}");
+    }
+
+    /// A step that runs only in some variants is judged where it runs: its mutants go to the
+    /// first variant its `when` names (here widened from a matrix value), not the scenario's
+    /// first variant, where the step would be left out and every mutant would survive.
+    #[test]
+    fn mutants_of_a_conditional_step_run_where_the_step_runs() {
+        let l = loaded(
+            "name: w\ndescription: d\ndomains: {vm1: {}}\nmatrix:\n  - {x0: {qemu_conf: {remember_owner: 0}}, x1: {qemu_conf: {remember_owner: 1}}}\nsteps:\n  - start: vm1\n    when: {variant: [x1]}\n    expect:\n      process:\n        vm1: {type: svirt_t}\n  - start: vm1\n    expect:\n      process:\n        vm1: {type: svirt_t}\n",
+        );
+        let ms = mutants(&l).unwrap();
+        let of_step =
+            |i: usize| -> Vec<&Mutant> { ms.iter().filter(|m| m.mutation.step == i).collect() };
+        assert!(!of_step(0).is_empty());
+        for m in of_step(0) {
+            assert_eq!(
+                m.variants,
+                vec![Some("x1".to_string())],
+                "{}",
+                m.mutation.id
+            );
+        }
+        for m in of_step(1) {
+            assert_eq!(
+                m.variants,
+                vec![Some("x0".to_string())],
+                "{}",
+                m.mutation.id
+            );
+        }
     }
 }

@@ -313,6 +313,9 @@ impl Checker<'_> {
                 let m = format!("qemu.conf key `{}` is not an identifier", key.value);
                 self.problem(key, m);
             }
+            if let Some(m) = super::qemu_conf_keys::problem(&key.value, value) {
+                self.problem(key, m);
+            }
             if let QemuConfValue::Str(s) = value {
                 // Printable ASCII only: the value is written out with Rust's `{:?}`, which
                 // escapes other characters (U+200B, U+00E9) into backslash sequences that
@@ -388,6 +391,7 @@ impl Checker<'_> {
         }
         for (name, d) in &s.domains {
             self.static_label_needs(name, d);
+            self.raw_seclabels(name, d);
             let mut targets = BTreeMap::new();
             for (i, spec) in d.disks.iter().enumerate() {
                 let disk = spec.to_disk();
@@ -416,6 +420,58 @@ impl Checker<'_> {
         for (i, step) in s.steps.iter().enumerate() {
             self.step(step);
             self.survivors(i, step);
+        }
+    }
+
+    /// A raw seclabel's text goes into the domain XML as written (escaped): it may be anything
+    /// libvirt could be asked to parse, but one line of printable ASCII, and the model a word.
+    fn raw_seclabels(&mut self, domain: &Name, d: &Domain) {
+        for raw in &d.seclabels {
+            let m = &raw.value.model;
+            if !is_identifier(&m.value) {
+                let msg = format!(
+                    "seclabel model `{}` of domain `{domain}` is not a word: write selinux, dac or none",
+                    m.value
+                );
+                self.problem(m, msg);
+            }
+            for text in [
+                &raw.value.label,
+                &raw.value.imagelabel,
+                &raw.value.baselabel,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if text.value.is_empty() || !text.value.chars().all(|c| (' '..='~').contains(&c)) {
+                    let msg = format!(
+                        "label {:?} of domain `{domain}`: give one line of printable ASCII (libvirt parses it; an empty label is left out instead)",
+                        text.value
+                    );
+                    self.problem(text, msg);
+                }
+            }
+        }
+    }
+
+    /// A step's `when` names known variants, says something, and makes no capture: a later
+    /// step could not tell whether the capture it uses was made.
+    fn step_when(&mut self, when: &At<Platform>, o: &StepOptions) {
+        for v in &when.value.variant {
+            self.variant(v);
+        }
+        let w = &when.value;
+        if w.variant.is_empty() && w.distro.is_empty() && w.libvirt.is_none() {
+            self.problem(
+                when,
+                "`when: {}` holds everywhere: remove it, or give `variant:`, `distro:` or `libvirt:`".into(),
+            );
+        }
+        if let Some((name, _)) = o.capture.iter().next() {
+            let m = format!(
+                "a step with `when:` may not capture (`{name}`): later steps run where it does not; capture in a step that always runs"
+            );
+            self.problem(when, m);
         }
     }
 
@@ -496,6 +552,9 @@ impl Checker<'_> {
             }
         }
         let o = &step.options;
+        if let Some(when) = &o.when {
+            self.step_when(when, o);
+        }
         for w in &o.watch {
             self.image(w);
         }
