@@ -669,6 +669,8 @@ fn run_selected(
     selected: Vec<(&LoadedScenario, Option<String>)>,
 ) -> Result<ExitCode> {
     let args = args.clone();
+    // A bad policy under test is the user's error: refuse it before building or booting anything.
+    let policies = policies_for(&args, &selected)?;
     let interrupt = Interrupt::on_signals()?;
     let mut t = make_target(
         args.target.into(),
@@ -698,7 +700,6 @@ fn run_selected(
     } else {
         Box::new(std::io::stderr())
     };
-    let policies = policies_for(&args, &selected)?;
     let mut batch = Batch::new(
         selected
             .iter()
