@@ -324,21 +324,42 @@ fn negative_controls(wrong: Vec<Arc<LoadedScenario>>) -> Trial {
     .with_kind("must_fail")
 }
 
-/// A VM of a fault trial's own (faults must not hit the shared target), or why the trial is
-/// ignored here.
-fn own_vm(
-    scenario_timeout: Option<std::time::Duration>,
-) -> Result<target::vm::VmTarget, Completion> {
-    if std::env::var(target::TARGET_ENV).is_ok_and(|t| t == "local") {
-        return Err(Completion::ignored_with("a VM fault; the target is local"));
-    }
-    let options = target::vm::VmTargetOptions {
+/// A VM of a fault trial's own (faults must not hit the shared target).
+fn own_vm(scenario_timeout: Option<std::time::Duration>) -> Result<target::vm::VmTarget, NoVm> {
+    start_vm(target::vm::VmTargetOptions {
         binary: Some(PathBuf::from(env!("CARGO_BIN_EXE_selinux-harness"))),
         scenario_timeout,
         ..Default::default()
-    };
+    })
+}
+
+/// Starts a VM for a trial or a stage. When the suite runs on this host the trial is ignored
+/// (its fault needs the VM); a VM that cannot start fails the trial: a proof that never ran is
+/// not a pass, the same rule as for the scenario trials.
+fn start_vm(options: target::vm::VmTargetOptions) -> Result<target::vm::VmTarget, NoVm> {
+    if matches!(chosen_kind(), Ok((TargetKind::Local, _))) {
+        return Err(NoVm::Ignored(
+            "needs the VM; the suite's target is this host".into(),
+        ));
+    }
     target::vm::VmTarget::start(&options)
-        .map_err(|e| Completion::ignored_with(format!("the VM target cannot run here: {e}")))
+        .map_err(|e| NoVm::Failed(format!("the VM target cannot start: {e}")))
+}
+
+/// Why a trial has no VM; kept by a stage for every trial after the first.
+#[derive(Clone)]
+enum NoVm {
+    Ignored(String),
+    Failed(String),
+}
+
+impl NoVm {
+    fn done(&self) -> Result<Completion, Failed> {
+        match self {
+            NoVm::Ignored(why) => Ok(Completion::ignored_with(why.clone())),
+            NoVm::Failed(why) => Err(Failed::from(why.clone())),
+        }
+    }
 }
 
 /// Fault: the VM dies in the middle of a step (its QEMU is killed). The run must end, well
@@ -348,7 +369,7 @@ fn vm_dies_mid_step(l: Arc<LoadedScenario>) -> Trial {
     Trial::ignorable_test("fault::vm-dies-mid-step", move || {
         let mut vm = match own_vm(None) {
             Ok(vm) => vm,
-            Err(skip) => return Ok(skip),
+            Err(no) => return no.done(),
         };
         let marker = vm.run_dir().to_string_lossy().into_owned();
         let killer = std::thread::spawn(move || {
@@ -390,8 +411,8 @@ fn vm_never_boots() -> Trial {
     Trial::ignorable_test("fault::vm-never-boots", move || {
         use selinux_harness::image::{self, BuildOptions, Cache, Progress};
         use selinux_harness::vm::{Vm, VmError, VmOptions, WarmPolicy};
-        if std::env::var(target::TARGET_ENV).is_ok_and(|t| t == "local") {
-            return Ok(Completion::ignored_with("a VM fault; the target is local"));
+        if matches!(chosen_kind(), Ok((TargetKind::Local, _))) {
+            return NoVm::Ignored("needs the VM; the suite's target is this host".into()).done();
         }
         let distro = std::env::var(target::vm::DISTRO_ENV)
             .unwrap_or_else(|_| target::vm::DEFAULT_DISTRO.into());
@@ -410,7 +431,7 @@ fn vm_never_boots() -> Trial {
             });
         let built = match built {
             Ok(b) => b,
-            Err(e) => return Ok(Completion::ignored_with(format!("no VM image here: {e}"))),
+            Err(e) => return Err(format!("the VM image cannot be built: {e}").into()),
         };
         let options = VmOptions {
             warm: WarmPolicy::Cold,
@@ -444,7 +465,7 @@ fn agent_stops_answering(l: Arc<LoadedScenario>) -> Trial {
     Trial::ignorable_test("fault::agent-stops-answering", move || {
         let mut vm = match own_vm(Some(std::time::Duration::from_secs(15))) {
             Ok(vm) => vm,
-            Err(skip) => return Ok(skip),
+            Err(no) => return no.done(),
         };
         let marker = vm.run_dir().to_string_lossy().into_owned();
         let freezer = std::thread::spawn(move || {
@@ -490,7 +511,7 @@ fn parallel_seed(seed: Vec<Arc<LoadedScenario>>) -> Trial {
         use selinux_harness::run::parallel::exclusive_reason;
         let mut vm = match own_vm(None) {
             Ok(vm) => vm,
-            Err(skip) => return Ok(skip),
+            Err(no) => return no.done(),
         };
         let runs: Vec<(&LoadedScenario, Option<String>)> = seed
             .iter()
@@ -600,7 +621,15 @@ fn ends_in_proven_error(verdict: &Verdict, facts: &Facts, cause: &str) -> Result
 
 /// The VM of the policy-fault stage: one for all its trials (loading a module costs ~35 s
 /// under TCG, a boot more), started by the first of them.
-type StageVm = Arc<Mutex<Option<Result<target::vm::VmTarget, String>>>>;
+type StageVm = Arc<Mutex<Option<Result<target::vm::VmTarget, NoVm>>>>;
+
+/// The VM a stage's trials share, started by the first of them.
+fn stage_vm() -> Result<target::vm::VmTarget, NoVm> {
+    start_vm(target::vm::VmTargetOptions {
+        binary: Some(PathBuf::from(env!("CARGO_BIN_EXE_selinux-harness"))),
+        ..Default::default()
+    })
+}
 
 /// What a policy fault must be caught by: a scenario, the verdicts it may end in (never pass,
 /// never known-bug), and the text the report must show as the cause.
@@ -656,20 +685,9 @@ fn stage_run(
     let mut guard = vm
         .lock()
         .map_err(|_| Err(Failed::from("stage VM lock poisoned")))?;
-    let start = || {
-        if std::env::var(target::TARGET_ENV).is_ok_and(|t| t == "local") {
-            return Err("a VM stage; the target is local".to_string());
-        }
-        let options = target::vm::VmTargetOptions {
-            binary: Some(PathBuf::from(env!("CARGO_BIN_EXE_selinux-harness"))),
-            ..Default::default()
-        };
-        target::vm::VmTarget::start(&options)
-            .map_err(|e| format!("the VM target cannot run here: {e}"))
-    };
-    let t = match guard.get_or_insert_with(start) {
+    let t = match guard.get_or_insert_with(stage_vm) {
         Ok(t) => t,
-        Err(why) => return Err(Ok(Completion::ignored_with(why.clone()))),
+        Err(no) => return Err(no.done()),
     };
     let batch = Batch::new(
         vec![RunItem {
@@ -795,7 +813,7 @@ fn injected(
     Trial::ignorable_test(format!("fault::{name}"), move || {
         let mut vm = match own_vm(None) {
             Ok(vm) => vm,
-            Err(skip) => return Ok(skip),
+            Err(no) => return no.done(),
         };
         let mut facts = Facts::default();
         let started = std::time::Instant::now();
@@ -840,7 +858,7 @@ fn permissive_is_inconclusive(l: Arc<LoadedScenario>) -> Trial {
         use selinux_harness::run::fault::Fault;
         let mut vm = match own_vm(None) {
             Ok(vm) => vm,
-            Err(skip) => return Ok(skip),
+            Err(no) => return no.done(),
         };
         let mut facts = Facts::default();
         let batch = Batch::new(
@@ -904,7 +922,7 @@ fn injected_verdict(
     Trial::ignorable_test(format!("{kind}::{name}"), move || {
         let mut vm = match own_vm(None) {
             Ok(vm) => vm,
-            Err(skip) => return Ok(skip),
+            Err(no) => return no.done(),
         };
         let batch = Batch::new(
             vec![RunItem {
@@ -978,7 +996,7 @@ fn sigint_mid_step(path: PathBuf, jobs: usize) -> Trial {
         // Also tells "cannot run here" (ignored) from "broke" (failed) before the real run.
         drop(match own_vm(None) {
             Ok(vm) => vm,
-            Err(skip) => return Ok(skip),
+            Err(no) => return no.done(),
         });
         let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
         let logs = tempfile::tempdir().map_err(|e| e.to_string())?;
@@ -1535,20 +1553,9 @@ fn policy_under_test(u: &'static UnderTest, l: Arc<LoadedScenario>, vm: StageVm)
             let mut guard = vm
                 .lock()
                 .map_err(|_| Failed::from("stage VM lock poisoned"))?;
-            let start = || {
-                if std::env::var(target::TARGET_ENV).is_ok_and(|t| t == "local") {
-                    return Err("a VM stage; the target is local".to_string());
-                }
-                let options = target::vm::VmTargetOptions {
-                    binary: Some(PathBuf::from(env!("CARGO_BIN_EXE_selinux-harness"))),
-                    ..Default::default()
-                };
-                target::vm::VmTarget::start(&options)
-                    .map_err(|e| format!("the VM target cannot run here: {e}"))
-            };
-            let t = match guard.get_or_insert_with(start) {
+            let t = match guard.get_or_insert_with(stage_vm) {
                 Ok(t) => t,
-                Err(why) => return Ok(Completion::ignored_with(why.clone())),
+                Err(no) => return no.done(),
             };
             let started = std::time::Instant::now();
             let batch = Batch::new(vec![RunItem::new(&l, None)], 1).with_policy(0, policy);
