@@ -42,6 +42,12 @@ pub enum Undo {
     },
     /// libvirtd was restarted for a reason that undoes itself; restart it again.
     RestartLibvirtd,
+    /// An xattr of a file was set or removed; put back `value` (None: it had none).
+    RestoreXattr {
+        path: PathBuf,
+        name: String,
+        value: Option<Vec<u8>>,
+    },
 }
 
 impl Undo {
@@ -75,6 +81,10 @@ impl Undo {
                 }
             }
             Undo::RestartLibvirtd => "restart libvirtd".to_string(),
+            Undo::RestoreXattr { path, name, value } => match value {
+                Some(_) => format!("put back xattr {name} of {}", path.display()),
+                None => format!("remove xattr {name} of {}", path.display()),
+            },
         }
     }
 }
@@ -185,6 +195,17 @@ impl UndoExecutor for HostUndo {
             Undo::RestartLibvirtd => crate::host::config::restart_libvirtd()
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
+            Undo::RestoreXattr { path, name, value } => {
+                let r = match value {
+                    Some(v) => crate::selinux_ops::set_xattr(path, name, v),
+                    None => match crate::selinux_ops::remove_xattr(path, name) {
+                        Err(e) if e.raw_os_error() == Some(nix::libc::ENODATA) => Ok(()),
+                        r => r,
+                    },
+                };
+                // The sandbox file may be gone already (libvirt or the run removed it).
+                ignore_missing(r, path)
+            }
         }
     }
 }

@@ -1,11 +1,13 @@
 //! Scenarios: the YAML language, loading with located errors, and validation.
 
+pub mod files;
 pub mod from_xml;
 mod load;
 mod model;
 pub mod mutate;
 mod validate;
 
+pub use files::*;
 pub use load::{
     discover, load_file, load_str, load_with_warnings, warnings, Diagnostic, LoadedScenario,
 };
