@@ -355,6 +355,8 @@ impl JsonSchema for Mode {
 
 /// `label: {FILE: default}` (what the policy's file contexts give the path: selabel_lookup,
 /// libvirt's fallback when it remembers no owner) or a MATCH as in `file:`.
+// A scenario holds a handful of these; boxing the match would only add noise where it is used.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum LabelExpect {
     Default,
