@@ -47,6 +47,12 @@ pub enum Undo {
     RemoveModules { names: Vec<String> },
     /// The policy was rebuilt without its dontaudit rules; rebuild it with them.
     EnableDontaudit,
+    /// An xattr of a file was set or removed; put back `value` (None: it had none).
+    RestoreXattr {
+        path: PathBuf,
+        name: String,
+        value: Option<Vec<u8>>,
+    },
 }
 
 impl Undo {
@@ -86,6 +92,10 @@ impl Undo {
             Undo::EnableDontaudit => {
                 "rebuild the policy with its dontaudit rules (semodule -B)".to_string()
             }
+            Undo::RestoreXattr { path, name, value } => match value {
+                Some(_) => format!("put back xattr {name} of {}", path.display()),
+                None => format!("remove xattr {name} of {}", path.display()),
+            },
         }
     }
 }
@@ -198,6 +208,17 @@ impl UndoExecutor for HostUndo {
                 .map_err(|e| e.to_string()),
             Undo::RemoveModules { names } => crate::policy::install::remove(names),
             Undo::EnableDontaudit => crate::host::dontaudit::enable().map_err(|e| e.to_string()),
+            Undo::RestoreXattr { path, name, value } => {
+                let r = match value {
+                    Some(v) => crate::selinux_ops::set_xattr(path, name, v),
+                    None => match crate::selinux_ops::remove_xattr(path, name) {
+                        Err(e) if e.raw_os_error() == Some(nix::libc::ENODATA) => Ok(()),
+                        r => r,
+                    },
+                };
+                // The sandbox file may be gone already (libvirt or the run removed it).
+                ignore_missing(r, path)
+            }
         }
     }
 }

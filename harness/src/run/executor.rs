@@ -292,6 +292,7 @@ pub fn execute(
                 libvirt: None,
                 prober: None,
                 running: BTreeSet::new(),
+                libdirs: std::collections::BTreeMap::new(),
             };
             let r = run.all();
             if matches!(&r, Err(RunError::LibvirtDown(_))) {
@@ -439,6 +440,8 @@ struct Run<'a> {
     prober: Option<probe::Prober>,
     /// Domains a step started and no step has destroyed since: their QEMU must be alive.
     running: BTreeSet<Name>,
+    /// Each domain's runtime directory (`$vm1.libdir`) as last seen while it ran.
+    libdirs: std::collections::BTreeMap<Name, PathBuf>,
 }
 
 impl Run<'_> {
@@ -916,8 +919,79 @@ impl Run<'_> {
                     o,
                 );
             }
+            Action::Setxattr(x) => {
+                let path = plan.image_path(&x.image.value);
+                let o = match crate::run::expect::bookkeeping::xattr_text_value(
+                    &x.value.0,
+                    &self.captures,
+                ) {
+                    Ok(v) => crate::run::bookkeeping::set_xattr(path, &x.name, &v, self.cleanup),
+                    Err(message) => Outcome::Other { message },
+                };
+                push(
+                    format!("setxattr {} on {} to {}", x.name, x.image.value, x.value.0),
+                    o,
+                );
+            }
+            Action::Rmxattr(x) => {
+                let path = plan.image_path(&x.image.value);
+                let o = crate::run::bookkeeping::rm_xattr(path, &x.name, self.cleanup);
+                push(format!("rmxattr {} on {}", x.name, x.image.value), o);
+            }
+            Action::RestartDaemon(_) => {
+                // The old connection dies with the daemon; close it first.
+                drop(self.libvirt.take());
+                let (o, lv) = crate::run::bookkeeping::restart_daemon(&self.paths.libvirt_uri);
+                self.libvirt = lv;
+                push("restart libvirt's daemon".into(), o);
+            }
         }
         out
+    }
+
+    /// Where each running domain's runtime directory is now (kept once seen: after a
+    /// destroy, `absent: [$vm1.libdir]` asks about the directory it had).
+    fn find_libdirs(&mut self) {
+        let root = Path::new(crate::run::bookkeeping::QEMU_LIB_DIR);
+        let running: Vec<Name> = self.running.iter().cloned().collect();
+        for n in running {
+            let id = self
+                .lv()
+                .ok()
+                .and_then(|lv| lv.live_xml(self.plan.domain_name(&n)).ok())
+                .and_then(|xml| crate::run::bookkeeping::domain_id(&xml));
+            if let Some(dir) = id.and_then(|id| crate::run::bookkeeping::libdir(root, id)) {
+                self.libdirs.insert(n, dir);
+            }
+        }
+    }
+
+    /// `before: {NAME: IMAGE}`: each image's label right before the action, as capture NAME.
+    fn remember_before(
+        &mut self,
+        index: usize,
+        o: &crate::scenario::StepOptions,
+    ) -> Result<(), RunError> {
+        for (name, img) in &o.before {
+            let path = self.plan.image_path(&img.value);
+            let label = selinux_ops::file_context(path)
+                .map_err(|e| e.to_string())
+                .and_then(|c| c.ok_or_else(|| format!("{} has no label", path.display())))
+                .map_err(|why| RunError::Capture {
+                    step: index,
+                    name: name.to_string(),
+                    domain: img.value.to_string(),
+                    why,
+                })?;
+            self.captures.insert(
+                name.clone(),
+                Captured {
+                    label,
+                    imagelabel: None,
+                },
+            );
+        }
+        Ok(())
     }
 
     fn step(
@@ -955,6 +1029,7 @@ impl Run<'_> {
             )
         };
 
+        self.remember_before(index, o)?;
         self.inject_fault(index, Moment::BeforeAction)?;
         // What the settle's condition starts from is read before the action it follows.
         let settle = o.settle.as_ref().map(|s| {
@@ -966,6 +1041,7 @@ impl Run<'_> {
             )
         });
         let mut evidence = self.act(&step.action);
+        self.find_libdirs();
         self.publish_live();
         self.target_intact(index, "after its action")?;
         self.inject_fault(index, Moment::AfterAction)?;
@@ -1038,6 +1114,13 @@ impl Run<'_> {
                 .insert(name.clone(), Captured { label, imagelabel });
         }
         evidence.extend(self.labels());
+        evidence.extend(crate::run::bookkeeping::file_states(
+            &o.expect.named_files(),
+            self.plan,
+            &self.libdirs,
+        ));
+        let owners: Vec<&Name> = o.expect.process_owner.keys().map(|d| &d.value).collect();
+        evidence.extend(crate::run::bookkeeping::process_owners(&owners, self.plan));
         for (name, path) in &watched {
             if let Ok(xattrs) = selinux_ops::remembered_owner(path) {
                 evidence.push(Evidence::RememberedOwner {

@@ -2,6 +2,7 @@
 //! expectations it checks, the verdict, and the events it emits on the way.
 
 pub mod batch;
+pub(crate) mod bookkeeping;
 pub mod event;
 pub(crate) mod executor;
 pub(crate) mod expect;

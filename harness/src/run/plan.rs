@@ -203,6 +203,20 @@ impl Plan {
                 },
                 self.image_path(&p.image.value).display()
             )],
+            Action::Setxattr(x) => vec![format!(
+                "setfattr -n {} -v '{}' {}",
+                x.name.full(),
+                x.value.0,
+                self.image_path(&x.image.value).display()
+            )],
+            Action::Rmxattr(x) => vec![format!(
+                "setfattr -x {} {}",
+                x.name.full(),
+                self.image_path(&x.image.value).display()
+            )],
+            Action::RestartDaemon(_) => vec![
+                "systemctl restart libvirtd   # virtqemud on a modular host; then wait until `virsh -c qemu:///system version` answers".to_string(),
+            ],
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Scenarios: the YAML language, loading with located errors, and validation.
 
+pub mod files;
 pub mod from_xml;
 mod load;
 mod matrix;
@@ -11,6 +12,7 @@ mod roles;
 mod settle;
 mod validate;
 
+pub use files::*;
 pub use load::{
     discover, load_file, load_str, load_with_warnings, warnings, Diagnostic, LoadedScenario,
 };

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::files::*;
 use super::model::*;
 use super::roles::Role;
 use super::settle::{Settle, SettleUntil};
@@ -164,6 +165,82 @@ impl Checker<'_> {
                 }
             );
             self.problem(&u.image, m);
+        }
+    }
+
+    /// A `$NAME` outside a MATCH (an attribute value): made by this step or an earlier one.
+    fn capture_name<T>(&mut self, at: &At<T>, c: &CaptureRef) {
+        if !self.captured.contains(&c.name) {
+            let m = format!(
+                "`{c}` is not captured by this step or an earlier one; add `capture: {{{}: DOMAIN}}` or `before: {{{}: IMAGE}}` to a step before it",
+                c.name, c.name
+            );
+            self.problem(at, m);
+        }
+    }
+
+    /// A file a bookkeeping expectation names: a known image, or a known domain's libdir.
+    fn file_ref(&mut self, f: &At<FileRef>) {
+        match &f.value {
+            FileRef::Image(n) => {
+                let n = At {
+                    value: n.clone(),
+                    line: f.line,
+                    column: f.column,
+                };
+                self.image(&n);
+            }
+            FileRef::Libdir { domain, .. } => {
+                let d = At {
+                    value: domain.clone(),
+                    line: f.line,
+                    column: f.column,
+                };
+                self.domain(&d);
+            }
+        }
+    }
+
+    /// The bookkeeping expectations of a step (see `files`).
+    fn bookkeeping(&mut self, step: &Step) {
+        let e = &step.options.expect;
+        for (f, names) in &e.xattr {
+            self.file_ref(f);
+            if names.is_empty() {
+                let m = format!(
+                    "`xattr: {{{}: {{}}}}` checks nothing: name attributes, e.g. {{ref_selinux: 1}}",
+                    f.value
+                );
+                self.problem(f, m);
+            }
+            for v in names.values() {
+                if let XattrExpect::Equals(XattrText::Capture(r)) = v {
+                    self.capture_name(f, r);
+                }
+            }
+        }
+        for f in e.owner.keys().chain(e.mode.keys()).chain(e.absent.iter()) {
+            self.file_ref(f);
+        }
+        for (f, l) in &e.label {
+            self.file_ref(f);
+            if let LabelExpect::Match(m) = l {
+                self.context_match(f, &f.value.to_string(), m);
+            }
+        }
+        for d in e.process_owner.keys() {
+            self.domain(d);
+        }
+        let at = At {
+            value: (),
+            line: step.line,
+            column: step.column,
+        };
+        if e.outcome.is_some() && (e.error.is_some() || matches!(step.action, Action::Probe(_))) {
+            self.problem(
+                &at,
+                "`outcome: any` leaves the action unjudged; it cannot stand beside `error:` or on a probe step".into(),
+            );
         }
     }
 
@@ -512,6 +589,14 @@ impl Checker<'_> {
             line: step.line,
             column: step.column,
         };
+        // `before:` is taken before the action, so the action and the step may use it.
+        for (name, img) in &step.options.before {
+            self.image(img);
+            if !self.captured.insert(name.clone()) {
+                let m = format!("capture `{name}` is made twice; give the second one another name");
+                self.problem(img, m);
+            }
+        }
         match &step.action {
             Action::Define(t)
             | Action::Start(t)
@@ -535,6 +620,14 @@ impl Checker<'_> {
             }
             Action::DetachDisk(d) => self.domain(&d.domain),
             Action::Relabel(r) => self.image(&r.image),
+            Action::Setxattr(x) => {
+                self.image(&x.image);
+                if let XattrText::Capture(r) = &x.value.0 {
+                    self.capture_name(&x.image, r);
+                }
+            }
+            Action::Rmxattr(x) => self.image(&x.image),
+            Action::RestartDaemon(_) => {}
             Action::Probe(p) => {
                 self.image(&p.image);
                 if step.options.expect.access.is_none() {
@@ -621,6 +714,7 @@ impl Checker<'_> {
                 "a probe step reports `access: allowed|denied`, not a libvirt `error`".into(),
             );
         }
+        self.bookkeeping(step);
         let keys = e.keys(matches!(step.action, Action::Probe(_)));
         for kb in &o.known_bug {
             for v in &kb.value.when.variant {
