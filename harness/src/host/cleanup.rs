@@ -42,6 +42,9 @@ pub enum Undo {
     },
     /// libvirtd was restarted for a reason that undoes itself; restart it again.
     RestartLibvirtd,
+    /// A domain was saved with managedsave: remove the managed save image (libvirt keeps it
+    /// outside the sandbox, and refuses to undefine a domain that has one).
+    ManagedSave { uri: String, name: String },
 }
 
 impl Undo {
@@ -75,6 +78,9 @@ impl Undo {
                 }
             }
             Undo::RestartLibvirtd => "restart libvirtd".to_string(),
+            Undo::ManagedSave { uri, name } => {
+                format!("remove the managed save image of domain {name} ({uri})")
+            }
         }
     }
 }
@@ -185,6 +191,16 @@ impl UndoExecutor for HostUndo {
             Undo::RestartLibvirtd => crate::host::config::restart_libvirtd()
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
+            // Starting from the image consumed it; only one that is still there is removed.
+            Undo::ManagedSave { uri, name } => {
+                let lv = connect_patiently(uri)?;
+                if lv.exists(name).map_err(|e| e.message)?
+                    && lv.has_managed_save(name).map_err(|e| e.message)?
+                {
+                    lv.managed_save_remove(name).map_err(|e| e.message)?;
+                }
+                Ok(())
+            }
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod event;
 pub(crate) mod executor;
 pub(crate) mod expect;
 pub mod fault;
+pub mod operations;
 pub mod parallel;
 pub mod plan;
 pub mod verdict;

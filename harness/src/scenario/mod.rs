@@ -4,12 +4,14 @@ pub mod from_xml;
 mod load;
 mod model;
 pub mod mutate;
+mod operations;
 mod validate;
 
 pub use load::{
     discover, load_file, load_str, load_with_warnings, warnings, Diagnostic, LoadedScenario,
 };
 pub use model::*;
+pub use operations::*;
 pub use validate::default_target;
 
 /// The JSON Schema of the scenario language, for editors.

@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::context::{Context, Level, MlsRange};
 
+use super::operations::{ChangeMedia, Chardev, DiskDevice, Dump, ManagedSave, Restore, Save};
+
 /// A value with the place in the file it came from, for errors found after parsing
 /// (dangling references, duplicate targets). Wraps serde-saphyr's `Spanned` so the JSON Schema
 /// can describe the inner value as if the wrapper were not there.
@@ -284,6 +286,9 @@ pub struct Disk {
     #[serde(default)]
     pub readonly: bool,
     pub seclabel: Option<DiskSeclabel>,
+    /// `cdrom`: a read-only IDE CD-ROM (target hdX) whose media `change_media` can change.
+    #[serde(default)]
+    pub device: DiskDevice,
 }
 
 /// A disk may be given as just an image name.
@@ -308,6 +313,7 @@ impl At<DiskSpec> {
                 shareable: false,
                 readonly: false,
                 seclabel: None,
+                device: DiskDevice::Disk,
             },
             DiskSpec::Full(d) => d.clone(),
         }
@@ -323,6 +329,9 @@ pub struct Domain {
     pub disks: Vec<At<DiskSpec>>,
     /// Guest memory; the guests never boot an OS, so the default 64 MiB is plenty.
     pub memory_mib: Option<u32>,
+    /// Character devices (serial ports, consoles) with their host side in the sandbox.
+    #[serde(default)]
+    pub serials: Vec<At<Chardev>>,
 }
 
 /// Changes to the host for the duration of a run; every one is put back afterwards.
@@ -479,6 +488,16 @@ pub enum Action {
     Relabel(Relabel),
     /// open an image from a process running in a given context
     Probe(Probe),
+    /// virsh save DOMAIN FILE
+    Save(Save),
+    /// virsh restore FILE
+    Restore(Restore),
+    /// virsh managedsave DOMAIN (a later `start` resumes from it)
+    Managedsave(ManagedSave),
+    /// virsh dump DOMAIN FILE
+    Dump(Dump),
+    /// virsh change-media DOMAIN TARGET --insert FILE | --eject
+    ChangeMedia(ChangeMedia),
 }
 
 /// A step as written: one action key (`start: vm1`) plus the step's options.
@@ -538,6 +557,11 @@ const ACTIONS: &[&str] = &[
     "undefine",
     "relabel",
     "probe",
+    "save",
+    "restore",
+    "managedsave",
+    "dump",
+    "change_media",
 ];
 const STEP_OPTIONS: &[&str] = &[
     "title",
@@ -594,6 +618,11 @@ impl<'de> Deserialize<'de> for Step {
                                 "destroy" => Action::Destroy(targets(map.next_value()?)),
                                 "undefine" => Action::Undefine(targets(map.next_value()?)),
                                 "relabel" => Action::Relabel(map.next_value()?),
+                                "save" => Action::Save(map.next_value()?),
+                                "restore" => Action::Restore(map.next_value()?),
+                                "managedsave" => Action::Managedsave(map.next_value()?),
+                                "dump" => Action::Dump(map.next_value()?),
+                                "change_media" => Action::ChangeMedia(map.next_value()?),
                                 _ => Action::Probe(map.next_value()?),
                             };
                             action = Some((a, line, column));
@@ -657,6 +686,11 @@ impl JsonSchema for Step {
             "expect": g.subschema_for::<Expect>(),
             "known_bug": g.subschema_for::<Vec<KnownBug>>(),
             "mutants_survive": g.subschema_for::<Vec<Survivor>>(),
+            "save": g.subschema_for::<Save>(),
+            "restore": g.subschema_for::<Restore>(),
+            "managedsave": g.subschema_for::<ManagedSave>(),
+            "dump": g.subschema_for::<Dump>(),
+            "change_media": g.subschema_for::<ChangeMedia>(),
         });
         let one_of: Vec<_> = ACTIONS
             .iter()
@@ -688,6 +722,11 @@ impl Action {
             Action::Undefine(_) => "undefine",
             Action::Relabel(_) => "relabel",
             Action::Probe(_) => "probe",
+            Action::Save(_) => "save",
+            Action::Restore(_) => "restore",
+            Action::Managedsave(_) => "managedsave",
+            Action::Dump(_) => "dump",
+            Action::ChangeMedia(_) => "change_media",
         }
     }
 }
