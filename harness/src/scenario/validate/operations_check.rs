@@ -47,12 +47,21 @@ impl Checker<'_> {
         }
     }
 
-    /// A file an operation writes: a new name, never one of the images (libvirt would
-    /// overwrite a disk the guests use).
+    /// A file an operation writes: a new name, or an image no guest uses as a disk (a target
+    /// that exists before, as tp-libvirt's save_to_block saves to a device; its label before
+    /// and after can be compared). Never a guest's disk: libvirt would overwrite it.
     fn output(&mut self, n: &At<Name>, what: &str) {
-        if self.s.images.contains_key(&n.value) {
+        let is_disk = self.s.domains.values().any(|d| {
+            d.disks
+                .iter()
+                .any(|spec| spec.to_disk().image.value == n.value)
+                || d.serials
+                    .iter()
+                    .any(|c| c.value.path.as_ref().is_some_and(|p| p.value == n.value))
+        });
+        if is_disk {
             let m = format!(
-                "`{what}: {}` would overwrite one of the scenario's images: give the file a name of its own",
+                "`{what}: {}` would overwrite a disk or chardev file of a guest: give the file a name of its own, or an image no guest uses",
                 n.value
             );
             self.problem(n, m);
@@ -257,8 +266,10 @@ mod tests {
             e.contains("t.yaml:6:34") && e.contains("not written by a `save:` before this step"),
             "{e}"
         );
-        let clobber = format!("{HEAD}domains: {{vm1: {{disks: [a.img]}}}}\nsteps:\n  - dump: {{domain: vm1, to: b.img}}\n");
-        assert!(errors(&clobber).contains("would overwrite one of the scenario's images"));
+        let clobber = format!("{HEAD}domains: {{vm1: {{disks: [a.img]}}}}\nsteps:\n  - dump: {{domain: vm1, to: a.img}}\n");
+        assert!(errors(&clobber).contains("would overwrite a disk or chardev file of a guest"));
+        let existing = format!("{HEAD}domains: {{vm1: {{disks: [a.img]}}}}\nsteps:\n  - dump: {{domain: vm1, to: b.img}}\n");
+        assert_eq!(errors(&existing), "");
         let unknown = format!("{HEAD}domains: {{vm1: {{}}}}\nsteps:\n  - start: vm1\n    expect: {{file: {{vm1.core: {{type: svirt_image_t}}}}}}\n");
         let e = errors(&unknown);
         assert!(
