@@ -529,6 +529,12 @@ fn explain(path: &Path, variant: Option<&str>) -> Result<ExitCode> {
             .unwrap_or_default();
         println!("  image {name}: {} bytes{ctx}", img.size);
     }
+    for (name, path) in &plan.files {
+        println!(
+            "  file {name}: {} (made by libvirt, QEMU or the harness during the run)",
+            path.display()
+        );
+    }
     if !plan.qemu_conf.is_empty() || !plan.booleans.is_empty() {
         println!("\nhost settings for the run (put back afterwards):");
         for (k, v) in &plan.qemu_conf {

@@ -53,6 +53,9 @@ pub enum Undo {
         name: String,
         value: Option<Vec<u8>>,
     },
+    /// A domain was saved with managedsave: remove the managed save image (libvirt keeps it
+    /// outside the sandbox, and refuses to undefine a domain that has one).
+    ManagedSave { uri: String, name: String },
 }
 
 impl Undo {
@@ -96,6 +99,9 @@ impl Undo {
                 Some(_) => format!("put back xattr {name} of {}", path.display()),
                 None => format!("remove xattr {name} of {}", path.display()),
             },
+            Undo::ManagedSave { uri, name } => {
+                format!("remove the managed save image of domain {name} ({uri})")
+            }
         }
     }
 }
@@ -218,6 +224,16 @@ impl UndoExecutor for HostUndo {
                 };
                 // The sandbox file may be gone already (libvirt or the run removed it).
                 ignore_missing(r, path)
+            }
+            // Starting from the image consumed it; only one that is still there is removed.
+            Undo::ManagedSave { uri, name } => {
+                let lv = connect_patiently(uri)?;
+                if lv.exists(name).map_err(|e| e.message)?
+                    && lv.has_managed_save(name).map_err(|e| e.message)?
+                {
+                    lv.managed_save_remove(name).map_err(|e| e.message)?;
+                }
+                Ok(())
             }
         }
     }

@@ -293,6 +293,7 @@ pub fn execute(
                 prober: None,
                 running: BTreeSet::new(),
                 libdirs: std::collections::BTreeMap::new(),
+                chardev_ends: None,
             };
             let r = run.all();
             if matches!(&r, Err(RunError::LibvirtDown(_))) {
@@ -442,6 +443,8 @@ struct Run<'a> {
     running: BTreeSet<Name>,
     /// Each domain's runtime directory (`$vm1.libdir`) as last seen while it ran.
     libdirs: std::collections::BTreeMap<Name, PathBuf>,
+    /// Listening sockets of the guests' chardevs, held for the run.
+    chardev_ends: Option<crate::run::operations::ChardevEnds>,
 }
 
 impl Run<'_> {
@@ -735,6 +738,10 @@ impl Run<'_> {
             }
             .map_err(|e| format!("cannot label {}: {e}", img.path.display()))?;
         }
+        self.chardev_ends = Some(crate::run::operations::prepare_chardevs(
+            &self.loaded.scenario,
+            &dir,
+        )?);
         Ok(())
     }
 
@@ -944,6 +951,38 @@ impl Run<'_> {
                 let (o, lv) = crate::run::bookkeeping::restart_daemon(&self.paths.libvirt_uri);
                 self.libvirt = lv;
                 push("restart libvirt's daemon".into(), o);
+            }
+            Action::Save(_)
+            | Action::Restore(_)
+            | Action::Managedsave(_)
+            | Action::Dump(_)
+            | Action::ChangeMedia(_) => {
+                let (what, o, runs) = match self.libvirt.as_ref() {
+                    Some(lv) => crate::run::operations::perform(
+                        lv,
+                        plan,
+                        &self.paths.libvirt_uri,
+                        action,
+                        self.cleanup,
+                    ),
+                    None => (
+                        action.keyword().to_string(),
+                        Outcome::Other {
+                            message: "no libvirt connection".into(),
+                        },
+                        None,
+                    ),
+                };
+                match runs {
+                    Some((n, true)) => {
+                        self.running.insert(n);
+                    }
+                    Some((n, false)) => {
+                        self.running.remove(&n);
+                    }
+                    None => {}
+                }
+                push(what, o);
             }
         }
         out
@@ -1410,10 +1449,12 @@ impl Run<'_> {
         let label = selinux_ops::process_context(pid)
             .map_err(|e| format!("cannot read the context of its QEMU (pid {pid}): {e}"))?;
         let disk = self.loaded.scenario.domains.get(n).and_then(|dom| {
-            dom.disks
-                .iter()
-                .map(|d| d.to_disk())
-                .find(|d| !d.shareable && !d.readonly && d.seclabel.is_none())
+            dom.disks.iter().map(|d| d.to_disk()).find(|d| {
+                !d.shareable
+                    && !d.readonly
+                    && d.seclabel.is_none()
+                    && d.device == crate::scenario::DiskDevice::Disk
+            })
         });
         let image = match disk {
             Some(disk) => {
@@ -1438,6 +1479,17 @@ impl Run<'_> {
                 path: img.path.display().to_string(),
                 context: selinux_ops::file_context(&img.path).ok().flatten(),
             });
+        }
+        // Files made by operations and chardevs, once they exist (lstat: a socket or FIFO is
+        // read as what it is, a symlink never followed).
+        for (name, path) in &self.plan.files {
+            if std::fs::symlink_metadata(path).is_ok() {
+                out.push(Evidence::FileContext {
+                    file: name.to_string(),
+                    path: path.display().to_string(),
+                    context: selinux_ops::file_context(path).ok().flatten(),
+                });
+            }
         }
         if self.libvirt.is_some() {
             for (name, d) in &self.plan.domains {

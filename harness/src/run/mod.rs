@@ -9,6 +9,7 @@ pub(crate) mod expect;
 pub(crate) mod explain;
 pub mod fault;
 pub mod fault_relabels;
+pub mod operations;
 pub mod parallel;
 pub mod plan;
 pub mod policy_batch;

@@ -6,6 +6,7 @@ mod load;
 mod matrix;
 mod model;
 pub mod mutate;
+mod operations;
 mod policy_module;
 mod qemu_conf_keys;
 mod roles;
@@ -17,6 +18,7 @@ pub use load::{
     discover, load_file, load_str, load_with_warnings, warnings, Diagnostic, LoadedScenario,
 };
 pub use model::*;
+pub use operations::*;
 pub use policy_module::{ModuleKind, ModulePath};
 pub use roles::{Role, RoleTypes, VirtType};
 pub use settle::{Settle, SettleUntil, Until};

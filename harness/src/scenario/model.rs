@@ -12,6 +12,7 @@ use super::files::*;
 use super::settle::Settle;
 use crate::context::{Context, Level, MlsRange};
 
+use super::operations::{ChangeMedia, Chardev, DiskDevice, Dump, ManagedSave, Restore, Save};
 use super::roles::Role;
 
 /// A value with the place in the file it came from, for errors found after parsing
@@ -301,6 +302,9 @@ pub struct Disk {
     #[serde(default)]
     pub readonly: bool,
     pub seclabel: Option<DiskSeclabel>,
+    /// `cdrom`: a read-only IDE CD-ROM (target hdX) whose media `change_media` can change.
+    #[serde(default)]
+    pub device: DiskDevice,
 }
 
 /// A disk may be given as just an image name.
@@ -325,6 +329,7 @@ impl At<DiskSpec> {
                 shareable: false,
                 readonly: false,
                 seclabel: None,
+                device: DiskDevice::Disk,
             },
             DiskSpec::Full(d) => d.clone(),
         }
@@ -344,6 +349,9 @@ pub struct Domain {
     /// beside the SELinux one), their labels written as given (see `RawSeclabel`).
     #[serde(default)]
     pub seclabels: Vec<At<RawSeclabel>>,
+    /// Character devices (serial ports, consoles) with their host side in the sandbox.
+    #[serde(default)]
+    pub serials: Vec<At<Chardev>>,
 }
 
 /// A `<seclabel>` whose labels are text for libvirt to parse, not contexts the harness checks:
@@ -570,6 +578,16 @@ pub enum Action {
     Rmxattr(RmXattr),
     /// restart the libvirt daemon serving qemu:///system and wait until it answers
     RestartDaemon(DaemonName),
+    /// virsh save DOMAIN FILE
+    Save(Save),
+    /// virsh restore FILE
+    Restore(Restore),
+    /// virsh managedsave DOMAIN (a later `start` resumes from it)
+    Managedsave(ManagedSave),
+    /// virsh dump DOMAIN FILE
+    Dump(Dump),
+    /// virsh change-media DOMAIN TARGET --insert FILE | --eject
+    ChangeMedia(ChangeMedia),
 }
 
 /// A step as written: one action key (`start: vm1`) plus the step's options.
@@ -640,6 +658,11 @@ const ACTIONS: &[&str] = &[
     "setxattr",
     "rmxattr",
     "restart_daemon",
+    "save",
+    "restore",
+    "managedsave",
+    "dump",
+    "change_media",
 ];
 const STEP_OPTIONS: &[&str] = &[
     "title",
@@ -703,6 +726,11 @@ impl<'de> Deserialize<'de> for Step {
                                 "setxattr" => Action::Setxattr(map.next_value()?),
                                 "rmxattr" => Action::Rmxattr(map.next_value()?),
                                 "restart_daemon" => Action::RestartDaemon(map.next_value()?),
+                                "save" => Action::Save(map.next_value()?),
+                                "restore" => Action::Restore(map.next_value()?),
+                                "managedsave" => Action::Managedsave(map.next_value()?),
+                                "dump" => Action::Dump(map.next_value()?),
+                                "change_media" => Action::ChangeMedia(map.next_value()?),
                                 _ => Action::Probe(map.next_value()?),
                             };
                             action = Some((a, line, column));
@@ -770,6 +798,11 @@ impl JsonSchema for Step {
             "rmxattr": g.subschema_for::<RmXattr>(),
             "restart_daemon": g.subschema_for::<DaemonName>(),
             "before": g.subschema_for::<BTreeMap<Name, Name>>(),
+            "save": g.subschema_for::<Save>(),
+            "restore": g.subschema_for::<Restore>(),
+            "managedsave": g.subschema_for::<ManagedSave>(),
+            "dump": g.subschema_for::<Dump>(),
+            "change_media": g.subschema_for::<ChangeMedia>(),
         });
         let one_of: Vec<_> = ACTIONS
             .iter()
@@ -804,6 +837,11 @@ impl Action {
             Action::Setxattr(_) => "setxattr",
             Action::Rmxattr(_) => "rmxattr",
             Action::RestartDaemon(_) => "restart_daemon",
+            Action::Save(_) => "save",
+            Action::Restore(_) => "restore",
+            Action::Managedsave(_) => "managedsave",
+            Action::Dump(_) => "dump",
+            Action::ChangeMedia(_) => "change_media",
         }
     }
 }

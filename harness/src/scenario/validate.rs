@@ -8,6 +8,8 @@ use super::model::*;
 use super::roles::Role;
 use super::settle::{Settle, SettleUntil};
 
+mod operations_check;
+
 pub(super) struct Problem {
     pub line: usize,
     pub column: usize,
@@ -25,6 +27,11 @@ struct Checker<'a> {
     warnings: Vec<Problem>,
     /// Captures made so far, with the step that made them.
     captured: BTreeSet<Name>,
+    /// Files other than images that the scenario names (save files, dumps, chardev paths):
+    /// `file:` may check them too.
+    made: BTreeSet<Name>,
+    /// Save files written by the steps so far (a `restore:` must come after its `save:`).
+    saved: BTreeSet<Name>,
 }
 
 /// The errors (the file is rejected) and the warnings of a scenario, each in file order.
@@ -34,6 +41,8 @@ pub(super) fn validate(s: &Scenario) -> (Vec<Problem>, Vec<Problem>) {
         problems: Vec::new(),
         warnings: Vec::new(),
         captured: BTreeSet::new(),
+        made: operations_check::files_made(s),
+        saved: BTreeSet::new(),
     };
     c.scenario();
     c.problems.sort_by_key(|p| (p.line, p.column));
@@ -484,10 +493,16 @@ impl Checker<'_> {
                         self.problem(t, m);
                     }
                 }
+                self.cdrom(&disk);
                 if targets.insert(target.clone(), ()).is_some() {
                     let m = format!("domain `{name}` has two disks with target `{target}`");
                     self.problem(&disk.image, m);
                 }
+            }
+        }
+        for d in s.domains.values() {
+            for c in &d.serials {
+                self.chardev(c);
             }
         }
         if s.steps.is_empty() {
@@ -619,6 +634,11 @@ impl Checker<'_> {
                 }
             }
             Action::DetachDisk(d) => self.domain(&d.domain),
+            Action::Save(_)
+            | Action::Restore(_)
+            | Action::Managedsave(_)
+            | Action::Dump(_)
+            | Action::ChangeMedia(_) => self.operation(&step.action),
             Action::Relabel(r) => self.image(&r.image),
             Action::Setxattr(x) => {
                 self.image(&x.image);
@@ -675,7 +695,7 @@ impl Checker<'_> {
             self.context_match(d, &d.value.to_string(), m);
         }
         for (f, m) in &e.file {
-            self.image(f);
+            self.file(f);
             self.context_match(f, &f.value.to_string(), m);
         }
         for (f, t) in &e.timeline {
