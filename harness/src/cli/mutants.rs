@@ -77,11 +77,16 @@ pub fn fates(plan: &Plan<'_>, verdicts: &[Verdict], checks: &[Vec<(usize, Check)
                 match original.map(|&o| (o, &verdicts[o])) {
                     Some((_, o)) if o.is_success() => {}
                     Some((o, v)) => {
-                        let failed: Vec<String> = checks[o]
+                        let mut failed: Vec<String> = checks[o]
                             .iter()
                             .filter(|(_, c)| !c.passed && c.known_bug.is_none())
                             .map(|(s, c)| format!("step {s} {}: observed {}", c.key, c.observed))
                             .collect();
+                        // Without the reason, an inconclusive original leaves the reader
+                        // nothing to act on (the CI log showed only "ended inconclusive").
+                        if let Verdict::Inconclusive { reason } | Verdict::Error { reason } = v {
+                            failed.insert(0, reason.clone());
+                        }
                         return Fate::NotJudged(format!(
                             "the scenario's own run{name} in this batch ended {}{}{}",
                             v.label(),

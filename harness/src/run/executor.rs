@@ -1086,7 +1086,18 @@ impl Run<'_> {
         self.inject_fault(index, Moment::AfterAction)?;
         if let Some(pending) = settle {
             // See StepOptions::settle; Ctrl-C cuts it short.
-            let settled = pending.wait(self.libvirt.as_ref(), audit, &start, &self.paths.interrupt);
+            let shared_by = self
+                .paths
+                .concurrency
+                .as_deref()
+                .map_or(1, Concurrency::running);
+            let settled = pending.wait(
+                self.libvirt.as_ref(),
+                audit,
+                &start,
+                &self.paths.interrupt,
+                shared_by,
+            );
             self.note(settled.describe(index, pending.image()));
             self.target_intact(index, "in its settle window")?;
             let action_ok = evidence

@@ -250,6 +250,18 @@ impl Concurrency {
         self.runs.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// How many runs of the batch are under way now (registered and not yet retired), the
+    /// caller's included: under TCG they share the CPUs, so a guest's clock-time deadline
+    /// stretches by this factor.
+    pub fn running(&self) -> u32 {
+        let n = self
+            .runs()
+            .values()
+            .filter(|r| r.retired_at.is_none())
+            .count();
+        u32::try_from(n).unwrap_or(u32::MAX).max(1)
+    }
+
     /// Registers a new run with an id from `make_id` that no run of the batch has used (ids
     /// come from the clock: two threads may draw the same one), before the run changes
     /// anything, so that from its first change on the others recognise what is its.
