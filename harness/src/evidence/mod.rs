@@ -69,6 +69,20 @@ pub struct LabelChange {
     pub error: Option<String>,
 }
 
+/// A timeline's labels as text, for the tests of what builds timelines: the context,
+/// `error: why`, or `none`.
+#[cfg(test)]
+pub(crate) fn labels(changes: &[LabelChange]) -> Vec<String> {
+    changes
+        .iter()
+        .map(|c| match (&c.context, &c.error) {
+            (Some(c), _) => c.to_string(),
+            (None, Some(e)) => format!("error: {e}"),
+            (None, None) => "none".into(),
+        })
+        .collect()
+}
+
 // A capture holds four contexts; evidence is a handful of values per step, never a hot path,
 // so boxing them would buy nothing.
 #[allow(clippy::large_enum_variant)]
