@@ -7,6 +7,7 @@
 //! also set beside the kernel's own access decision (security_compute_av), and a disagreement
 //! is a finding in itself. The answers are typed data carried by `Event::Explained`.
 
+pub mod cache;
 pub mod sepol;
 
 use std::fmt;
@@ -301,19 +302,21 @@ fn booleans_that_allow(
 ) -> Vec<Reason> {
     let mut out = Vec::new();
     for (name, value) in policy.booleans() {
-        if policy.set_boolean(&name, !value).is_err() {
-            continue;
-        }
-        let te_allows = policy
-            .compute(&s.to_string(), &t.to_string(), tclass, perms)
-            .is_ok_and(|d| !d.te);
-        // Put back before anything else: the copy must stay the kernel's policy.
-        if policy.set_boolean(&name, value).is_err() {
-            out.push(Reason::Unavailable {
-                why: format!("cannot restore boolean {name} in the policy copy"),
-            });
-            return out;
-        }
+        let flipped = policy.with_flipped(&name, value, |p| {
+            p.compute(&s.to_string(), &t.to_string(), tclass, perms)
+                .is_ok_and(|d| !d.te)
+        });
+        let te_allows = match flipped {
+            Ok(allows) => allows,
+            // The copy is no longer the kernel's policy: no further answer from it.
+            Err(_) if !policy.is_as_loaded() => {
+                out.push(Reason::Unavailable {
+                    why: format!("cannot restore boolean {name} in the policy copy"),
+                });
+                return out;
+            }
+            Err(_) => continue,
+        };
         if te_allows {
             out.push(Reason::Boolean {
                 name,
@@ -353,13 +356,6 @@ fn nearest(
         }
     }
     out
-}
-
-/// Load the policy the kernel runs.
-pub fn kernel_policy() -> Result<Policy, String> {
-    let bytes =
-        std::fs::read(KERNEL_POLICY).map_err(|e| format!("cannot read {KERNEL_POLICY}: {e}"))?;
-    Policy::load(&bytes)
 }
 
 /// The kernel's own decision (security_compute_av_flags through libselinux) on `perms`:

@@ -9,9 +9,11 @@
 //! libselinux1-dev (needed by `selinux-sys`) already pulls in on the build host.
 //!
 //! libsepol computes on one process-wide policydb and SID table (globals inside the library),
-//! so a [`Policy`] holds a process-wide lock for its whole life: two concurrent runs of a batch
-//! take turns.
+//! so every call on a [`Policy`] takes a process-wide lock and points those globals at its own
+//! policydb and SID table first: several policies can live at once (a run keeps the kernel's
+//! for all its steps, `oracle::cache`) and concurrent runs of a batch take turns per question.
 
+use std::cell::{Cell, UnsafeCell};
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr, CString};
 use std::sync::{Mutex, MutexGuard};
 
@@ -120,16 +122,24 @@ pub struct Decision {
 pub struct Policy {
     db: *mut c_void,
     handle: *mut c_void,
-    sidtab: Box<SidTab>,
-    _lock: MutexGuard<'static, ()>,
+    /// libsepol fills it (new SIDs) through the global pointer while a call holds the lock.
+    sidtab: Box<UnsafeCell<SidTab>>,
+    /// A boolean of this copy could not be put back: it is no longer the policy it was loaded
+    /// from.
+    altered: Cell<bool>,
+}
+
+/// libsepol's globals pointed at one policy, for as long as the guard lives.
+fn lock() -> MutexGuard<'static, ()> {
+    // A poisoned lock only means another run panicked while it held it; whoever takes it next
+    // points libsepol's globals afresh.
+    LIBSEPOL.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Policy {
     /// Load a binary policy (e.g. the bytes of /sys/fs/selinux/policy).
     pub fn load(bytes: &[u8]) -> Result<Policy, String> {
-        // A poisoned lock only means another run panicked while it held it; libsepol's state is
-        // set afresh below.
-        let lock = LIBSEPOL.lock().unwrap_or_else(|p| p.into_inner());
+        let _lock = lock();
         let mut data = bytes.to_vec();
         // SAFETY: every pointer passed is live for the call; `data` outlives the read, which
         // copies what it needs into the policydb.
@@ -150,22 +160,19 @@ impl Policy {
                 sepol_policydb_free(db);
                 return Err("libsepol cannot read the binary policy".into());
             }
-            // `struct sepol_policydb` is `{ struct policydb p; }`: its address is the policydb's.
-            sepol_set_policydb(db);
-            let mut sidtab = Box::new(SidTab {
+            let sidtab = Box::new(UnsafeCell::new(SidTab {
                 htable: std::ptr::null_mut(),
                 nel: 0,
                 next_sid: 0,
                 shutdown: 0,
-            });
-            if sepol_sidtab_init(&mut *sidtab) != 0 {
+            }));
+            if sepol_sidtab_init(sidtab.get()) != 0 {
                 sepol_policydb_free(db);
                 return Err("libsepol: cannot initialise a SID table".into());
             }
-            sepol_set_sidtab(&mut *sidtab);
             let handle = sepol_handle_create();
             if handle.is_null() {
-                sepol_sidtab_destroy(&mut *sidtab);
+                sepol_sidtab_destroy(sidtab.get());
                 sepol_policydb_free(db);
                 return Err("libsepol: cannot create a handle".into());
             }
@@ -175,9 +182,47 @@ impl Policy {
                 db,
                 handle,
                 sidtab,
-                _lock: lock,
+                altered: Cell::new(false),
             })
         }
+    }
+
+    /// Take the lock and point libsepol's globals at this policy: every call that asks
+    /// libsepol through them holds the guard.
+    fn bind(&self) -> MutexGuard<'static, ()> {
+        let guard = lock();
+        // `struct sepol_policydb` is `{ struct policydb p; }`: its address is the policydb's.
+        // SAFETY: both point at this policy's own tables, which live as long as it does; the
+        // guard keeps any other policy from re-pointing them while the caller computes.
+        unsafe {
+            sepol_set_policydb(self.db);
+            sepol_set_sidtab(self.sidtab.get());
+        }
+        guard
+    }
+
+    /// Still the policy it was loaded from (every boolean flipped for a question was put
+    /// back).
+    pub fn is_as_loaded(&self) -> bool {
+        !self.altered.get()
+    }
+
+    /// `f` asked with boolean `name`, now `now`, flipped in this copy, then put back. Err when
+    /// the boolean cannot be set; one that cannot be put back leaves the copy marked altered
+    /// ([`Policy::is_as_loaded`]).
+    pub fn with_flipped<T>(
+        &self,
+        name: &str,
+        now: bool,
+        f: impl FnOnce(&Self) -> T,
+    ) -> Result<T, String> {
+        self.set_boolean(name, !now)?;
+        let out = f(self);
+        if let Err(e) = self.set_boolean(name, now) {
+            self.altered.set(true);
+            return Err(e);
+        }
+        Ok(out)
     }
 
     fn sid(&self, context: &str) -> Result<u32, String> {
@@ -221,6 +266,7 @@ impl Policy {
         class: &str,
         perms: &[String],
     ) -> Result<Decision, String> {
+        let _bound = self.bind();
         let ssid = self.sid(scontext)?;
         let tsid = self.sid(tcontext)?;
         let (number, bits) = self.class(class, perms)?;
@@ -289,6 +335,7 @@ impl Policy {
             0
         }
         let mut out: Vec<(String, bool)> = Vec::new();
+        let _bound = self.bind();
         // SAFETY: the callback only touches `out`, which lives across the call.
         unsafe {
             sepol_bool_iterate(
@@ -302,8 +349,9 @@ impl Policy {
     }
 
     /// Set boolean `name` in the loaded copy of the policy (never the kernel's).
-    pub fn set_boolean(&self, name: &str, value: bool) -> Result<(), String> {
+    fn set_boolean(&self, name: &str, value: bool) -> Result<(), String> {
         let c = CString::new(name).map_err(|_| format!("{name:?} holds a NUL"))?;
+        let _bound = self.bind();
         // SAFETY: key and boolean are created, used and freed here; libsepol copies the value
         // into the policydb and re-evaluates the conditional rules.
         unsafe {
@@ -330,10 +378,12 @@ impl Policy {
 
 impl Drop for Policy {
     fn drop(&mut self) {
-        // SAFETY: created in `load`, released once, while the lock is still held.
+        let _lock = lock();
+        // SAFETY: created in `load`, released once, under the lock. libsepol's globals may
+        // still point here; every call points them afresh before it uses them.
         unsafe {
-            sepol_sidtab_shutdown(&mut *self.sidtab);
-            sepol_sidtab_destroy(&mut *self.sidtab);
+            sepol_sidtab_shutdown(self.sidtab.get());
+            sepol_sidtab_destroy(self.sidtab.get());
             sepol_handle_destroy(self.handle);
             sepol_policydb_free(self.db);
         }
@@ -364,7 +414,7 @@ pub(crate) fn compile_cil(cil: &str) -> Result<Vec<u8>, String> {
             len: *mut usize,
         ) -> c_int;
     }
-    let _lock = LIBSEPOL.lock().unwrap_or_else(|p| p.into_inner());
+    let _lock = lock();
     // SAFETY: the CIL db, the policydb and the image are created, used and freed here.
     unsafe {
         let mut db = std::ptr::null_mut();

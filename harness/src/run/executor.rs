@@ -294,6 +294,7 @@ pub fn execute(
                 running: BTreeSet::new(),
                 libdirs: std::collections::BTreeMap::new(),
                 chardev_ends: None,
+                kernel_policy: Default::default(),
             };
             let r = run.all();
             if matches!(&r, Err(RunError::LibvirtDown(_))) {
@@ -445,6 +446,8 @@ struct Run<'a> {
     libdirs: std::collections::BTreeMap<Name, PathBuf>,
     /// Listening sockets of the guests' chardevs, held for the run.
     chardev_ends: Option<crate::run::operations::ChardevEnds>,
+    /// The oracle's copy of the kernel's policy, kept from step to step while it is current.
+    kernel_policy: crate::oracle::cache::KernelPolicy,
 }
 
 impl Run<'_> {
@@ -1296,7 +1299,7 @@ impl Run<'_> {
     /// The oracle's answers for the step (`run::explain`): each denied access among its AVC
     /// records, and a probe's access beside the kernel's prediction.
     fn explanations(
-        &self,
+        &mut self,
         step: &Step,
         evidence: &[Evidence],
         missing: &[crate::run::explain::MissingDenial],
@@ -1350,7 +1353,13 @@ impl Run<'_> {
             .collect();
         candidates.sort();
         candidates.dedup();
-        crate::run::explain::explain_step(&records, probe.as_ref(), missing, &candidates)
+        crate::run::explain::explain_step(
+            &records,
+            probe.as_ref(),
+            missing,
+            &candidates,
+            &mut self.kernel_policy,
+        )
     }
 
     fn inject_fault(&mut self, index: usize, moment: Moment) -> Result<(), RunError> {

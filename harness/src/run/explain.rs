@@ -5,6 +5,7 @@
 
 use crate::context::Context;
 use crate::evidence::AvcRecord;
+use crate::oracle::cache::KernelPolicy;
 use crate::oracle::{self, Explanation, Policy, Reason, Subject};
 use crate::scenario::Access;
 
@@ -49,24 +50,28 @@ pub fn pattern_access(
 }
 
 /// Explanations for a step: one per distinct denied access among `records`, one for the
-/// probe, one per expected denial that was not logged. `candidates` are the types the run knows (for the nearest rules). The policy is
-/// loaded once per step, and only when there is something to explain.
+/// probe, one per expected denial that was not logged. `candidates` are the types the run knows (for the nearest rules). The
+/// kernel's policy is asked for only when there is something to explain, and parsed again only
+/// when the kernel's changed since the run's last step asked (`oracle::cache`).
 pub fn explain_step(
     records: &[AvcRecord],
     probe: Option<&ProbeAccess>,
     missing: &[MissingDenial],
     candidates: &[String],
+    kernel: &mut KernelPolicy,
 ) -> Vec<Explanation> {
-    explain_step_with(records, probe, missing, candidates, oracle::kernel_policy)
+    explain_step_with(records, probe, missing, candidates, || {
+        kernel.get().map_err(|e| e.to_string())
+    })
 }
 
 /// [`explain_step`] on the policy `load` gives (the kernel's, or a test's).
-fn explain_step_with(
+fn explain_step_with<'p>(
     records: &[AvcRecord],
     probe: Option<&ProbeAccess>,
     missing: &[MissingDenial],
     candidates: &[String],
-    load: impl FnOnce() -> Result<Policy, String>,
+    load: impl FnOnce() -> Result<&'p Policy, String>,
 ) -> Vec<Explanation> {
     let mut wanted: Vec<(String, Context, Context, String, Vec<String>)> = Vec::new();
     for r in records.iter().filter(|r| r.denied) {
@@ -133,7 +138,7 @@ fn explain_step_with(
 }
 
 fn reasons(
-    policy: &Result<Policy, String>,
+    policy: &Result<&Policy, String>,
     s: &Context,
     t: &Context,
     class: &str,
@@ -148,7 +153,7 @@ fn reasons(
 }
 
 fn explain_probe(
-    policy: &Result<Policy, String>,
+    policy: &Result<&Policy, String>,
     p: &ProbeAccess,
     candidates: &[String],
 ) -> Explanation {
@@ -214,7 +219,10 @@ mod tests {
     #[test]
     fn a_denial_logged_twice_is_asked_about_once() {
         let r = parse_record(DENIED).unwrap();
-        let out = explain_step_with(&[r.clone(), r], None, &[], &["img_t".into()], test_policy);
+        let policy = test_policy();
+        let out = explain_step_with(&[r.clone(), r], None, &[], &["img_t".into()], || {
+            policy.as_ref().map_err(Clone::clone)
+        });
         assert_eq!(out.len(), 1, "{out:?}");
         assert_eq!(
             out[0].summary(),
