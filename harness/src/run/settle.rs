@@ -265,6 +265,7 @@ impl Pending {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rstest::rstest;
 
     fn avc(denied: bool, scontext: &str) -> AvcRecord {
         AvcRecord {
@@ -281,31 +282,25 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_counter_that_rose_is_a_read() {
-        assert_eq!(
-            disk_touched(12, Some(14), 0),
-            Some(Seen::Read {
-                before: 12,
-                now: 14
-            })
-        );
-    }
-
-    #[test]
-    fn an_unchanged_or_unreadable_counter_is_not() {
-        assert_eq!(disk_touched(12, Some(12), 0), None);
-        assert_eq!(disk_touched(12, None, 0), None);
-        // A counter that went down (a new QEMU) is not a read of this one's disk.
-        assert_eq!(disk_touched(12, Some(3), 0), None);
-    }
-
-    #[test]
-    fn a_denial_of_the_reader_ends_the_wait_even_without_a_read() {
-        assert_eq!(
-            disk_touched(12, Some(12), 1),
-            Some(Seen::Denied { records: 1 })
-        );
+    #[rstest]
+    #[case::a_counter_that_rose_is_a_read(12, Some(14), 0, Some(Seen::Read { before: 12, now: 14 }))]
+    #[case::an_unchanged_counter_is_not(12, Some(12), 0, None)]
+    #[case::an_unreadable_counter_is_not(12, None, 0, None)]
+    // A counter that went down (a new QEMU) is not a read of this one's disk.
+    #[case::a_counter_that_went_down_is_not(12, Some(3), 0, None)]
+    #[case::a_denial_of_the_reader_ends_the_wait_even_without_a_read(
+        12,
+        Some(12),
+        1,
+        Some(Seen::Denied { records: 1 })
+    )]
+    fn disk_touched_is(
+        #[case] before: i64,
+        #[case] now: Option<i64>,
+        #[case] denials: usize,
+        #[case] seen: Option<Seen>,
+    ) {
+        assert_eq!(disk_touched(before, now, denials), seen);
     }
 
     #[test]
