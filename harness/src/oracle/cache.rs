@@ -10,6 +10,7 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
 use super::{Policy, KERNEL_POLICY};
+use crate::error::IoError;
 
 /// The SELinux status page (`struct selinux_kernel_status`).
 pub const KERNEL_STATUS: &str = "/sys/fs/selinux/status";
@@ -60,11 +61,8 @@ pub fn seqno_of(page: &[u8]) -> Option<u32> {
 /// Why the kernel's policy could not be had.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Read(#[from] IoError),
     #[error("{0}")]
     Parse(String),
 }
@@ -127,10 +125,7 @@ impl KernelPolicy {
     }
 
     fn read_policy(&self) -> Result<Vec<u8>, LoadError> {
-        std::fs::read(&self.policy).map_err(|source| LoadError::Read {
-            path: self.policy.clone(),
-            source,
-        })
+        Ok(std::fs::read(&self.policy).map_err(IoError::at("cannot read", &self.policy))?)
     }
 }
 

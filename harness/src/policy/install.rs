@@ -135,7 +135,7 @@ pub fn install(p: &PolicyUnderTest, cleanup: &mut Cleanup) -> Result<Installed, 
     done.millis = started.elapsed().as_millis() as u64;
     for t in &p.permissive {
         // The kernel's own answer, not semodule's word for it.
-        if !crate::evidence::liveness::permissive_type(t)? {
+        if !crate::evidence::liveness::permissive_type(t).map_err(|e| e.to_string())? {
             return Err(format!(
                 "{PERMISSIVE_MODULE} is installed but the kernel does not report {t} permissive"
             ));

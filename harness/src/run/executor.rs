@@ -472,9 +472,9 @@ impl Run<'_> {
         if let Some(policy) = self.paths.fault.as_ref().and_then(Fault::policy) {
             let done = policy
                 .apply(self.cleanup)
-                .map_err(|error| RunError::PolicyFault {
+                .map_err(|e| RunError::PolicyFault {
                     fault: format!("{policy:?}"),
-                    error,
+                    error: e.to_string(),
                 })?;
             self.note(done);
         }
@@ -486,7 +486,7 @@ impl Run<'_> {
         }
         self.make_sandbox().map_err(RunError::Sandbox)?;
         let mut audit = AuditPath::open(&self.paths.audit_log, &self.plan.run_id)
-            .map_err(RunError::AuditLog)?;
+            .map_err(|e| RunError::AuditLog(e.to_string()))?;
         let roles = self.resolve_roles();
         for reason in self.permissive_types().map_err(RunError::SelinuxMode)? {
             tally.inconclusive_because(reason);
@@ -584,7 +584,7 @@ impl Run<'_> {
         }
         let mut out = Vec::new();
         for kind in crate::evidence::liveness::involved_types(named) {
-            if crate::evidence::liveness::permissive_type(&kind)? {
+            if crate::evidence::liveness::permissive_type(&kind).map_err(|e| e.to_string())? {
                 let mut reason = format!("the loaded policy makes {kind} permissive (a permissive domain's denials are allowed and logged at most once)");
                 if let Some(p) = &self.paths.policy {
                     if p.permissive.contains(&kind) {
@@ -638,7 +638,8 @@ impl Run<'_> {
         targets.dedup();
         for s in &sources {
             for t in &targets {
-                let perms = crate::evidence::liveness::dontaudited_file_perms(s, t)?;
+                let perms = crate::evidence::liveness::dontaudited_file_perms(s, t)
+                    .map_err(|e| e.to_string())?;
                 if !perms.is_empty() {
                     self.note(format!(
                         "dontaudit: the policy keeps denials of {{ {} }} by {s} on {t} files from the log; such a denial cannot fail `avc: none`",
@@ -1051,7 +1052,9 @@ impl Run<'_> {
             .unwrap_or_else(|| self.plan.virsh(&step.action).join("; "));
         self.sink.emit(Event::StepStarted { step: index, title });
         let started = Instant::now();
-        let start = audit.begin().map_err(RunError::AuditOffset)?;
+        let start = audit
+            .begin()
+            .map_err(|e| RunError::AuditOffset(e.to_string()))?;
         let watched: Vec<(String, PathBuf)> = o
             .watch
             .iter()
@@ -1186,7 +1189,10 @@ impl Run<'_> {
         // The barrier: after it, no record of the step's action is still on its way.
         let closed = audit
             .close(&start, index)
-            .map_err(|error| RunError::AvcIncomplete { step: index, error })?;
+            .map_err(|e| RunError::AvcIncomplete {
+                step: index,
+                error: e.to_string(),
+            })?;
         for reason in permissive_signs(index, &start, &closed) {
             tally.inconclusive_because(reason);
         }
@@ -1210,7 +1216,10 @@ impl Run<'_> {
                 None => {
                     audit
                         .read(&start)
-                        .map_err(|error| RunError::AvcIncomplete { step: index, error })?
+                        .map_err(|e| RunError::AvcIncomplete {
+                            step: index,
+                            error: e.to_string(),
+                        })?
                         .records
                 }
             };
