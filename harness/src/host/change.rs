@@ -218,8 +218,11 @@ mod tests {
                 path,
                 original: Some(b),
                 restart_libvirtd: true,
-            } => write_in_place(path, b).map_err(|e| e.to_string()),
-            other => Err(format!("unexpected {other:?}")),
+            } => write_in_place(path, b).map_err(|source| crate::host::cleanup::UndoError::Io {
+                path: path.clone(),
+                source,
+            }),
+            other => panic!("unexpected {other:?}"),
         });
         assert_eq!(pending.len(), 1, "{notes:?}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), original);

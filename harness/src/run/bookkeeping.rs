@@ -73,7 +73,7 @@ pub fn restart_daemon(uri: &str) -> (Outcome, Option<Libvirt>) {
     }
     match crate::host::cleanup::connect_patiently(uri) {
         Ok(lv) => (Outcome::Ok, Some(lv)),
-        Err(e) => (failed(e), None),
+        Err(e) => (failed(e.to_string()), None),
     }
 }
 

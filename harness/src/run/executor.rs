@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::error::IoError;
 use crate::evidence::audit::NoiseFilter;
 use crate::evidence::liveness::{permissive_signs, AuditPath};
 use crate::evidence::timeline::Timeline;
@@ -117,6 +118,27 @@ pub enum RunError {
     },
     #[error("cleanup failed, the host may hold leftovers (run `selinux-harness doctor`): {}", .0.join("; "))]
     CleanupFailed(Vec<String>),
+}
+
+/// Why a domain's labels could not be read off the host for a `capture:`.
+#[derive(Debug, thiserror::Error)]
+enum SeclabelError {
+    #[error("it has no QEMU process (not running)")]
+    NotRunning,
+    #[error("cannot read the context of its QEMU (pid {pid}): {source}")]
+    Qemu {
+        pid: u32,
+        #[source]
+        source: Box<selinux_ops::SelinuxOpsError>,
+    },
+    #[error("cannot read the label of {}: {source}", path.display())]
+    Label {
+        path: PathBuf,
+        #[source]
+        source: Box<selinux_ops::SelinuxOpsError>,
+    },
+    #[error("{} has no label", path.display())]
+    Unlabelled { path: PathBuf },
 }
 
 impl RunError {
@@ -488,10 +510,10 @@ impl Run<'_> {
         let mut audit = AuditPath::open(&self.paths.audit_log, &self.plan.run_id)
             .map_err(|e| RunError::AuditLog(e.to_string()))?;
         let roles = self.resolve_roles();
-        for reason in self.permissive_types().map_err(RunError::SelinuxMode)? {
+        for reason in self.permissive_types()? {
             tally.inconclusive_because(reason);
         }
-        self.note_dontaudit().map_err(RunError::SelinuxMode)?;
+        self.note_dontaudit()?;
         let noise = NoiseFilter::for_this_process().with_roles(roles.as_ref());
         for (i, step) in self.loaded.scenario.steps.iter().enumerate() {
             if self.paths.interrupt.is_set() {
@@ -553,7 +575,7 @@ impl Run<'_> {
     /// The types this run depends on that the loaded policy makes permissive: the kernel logs
     /// a permissive domain's denial once and then allows it silently, so neither records nor
     /// their absence say anything about them.
-    fn permissive_types(&self) -> Result<Vec<String>, String> {
+    fn permissive_types(&self) -> Result<Vec<String>, RunError> {
         let mut named: Vec<String> = fixed_contexts(self.plan)
             .into_iter()
             .map(|c| c.kind)
@@ -584,7 +606,9 @@ impl Run<'_> {
         }
         let mut out = Vec::new();
         for kind in crate::evidence::liveness::involved_types(named) {
-            if crate::evidence::liveness::permissive_type(&kind).map_err(|e| e.to_string())? {
+            if crate::evidence::liveness::permissive_type(&kind)
+                .map_err(|e| RunError::SelinuxMode(e.to_string()))?
+            {
                 let mut reason = format!("the loaded policy makes {kind} permissive (a permissive domain's denials are allowed and logged at most once)");
                 if let Some(p) = &self.paths.policy {
                     if p.permissive.contains(&kind) {
@@ -607,7 +631,7 @@ impl Run<'_> {
     /// Says which denials of QEMU's domains on the run's image types the loaded policy keeps
     /// from the log (`dontaudit`): such a denial cannot fail `avc: none`. Not disabled
     /// (`semodule -DB` rebuilds the policy, ~35 s each way in the TCG guest), but never hidden.
-    fn note_dontaudit(&mut self) -> Result<(), String> {
+    fn note_dontaudit(&mut self) -> Result<(), RunError> {
         let mut sources = vec!["svirt_t".to_string(), "svirt_tcg_t".to_string()];
         // The roles as this policy resolves them (`$domain`, `$image`, `$content`).
         let role_type = |r: crate::scenario::Role| {
@@ -639,7 +663,7 @@ impl Run<'_> {
         for s in &sources {
             for t in &targets {
                 let perms = crate::evidence::liveness::dontaudited_file_perms(s, t)
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| RunError::SelinuxMode(e.to_string()))?;
                 if !perms.is_empty() {
                     self.note(format!(
                         "dontaudit: the policy keeps denials of {{ {} }} by {s} on {t} files from the log; such a denial cannot fail `avc: none`",
@@ -668,31 +692,33 @@ impl Run<'_> {
                         return Err(RunError::LibvirtDown(e.message));
                     }
                 }
-                Requirement::ProbeModule => {
-                    if let Err(e) = self.ensure_probe_module() {
-                        return Err(RunError::Requirement(format!(
-                            "cannot load the probe policy module: {e}"
-                        )));
-                    }
-                }
+                Requirement::ProbeModule => self.ensure_probe_module()?,
             }
         }
         Ok(None)
     }
 
-    fn ensure_probe_module(&mut self) -> Result<(), String> {
-        let installed = config::installed_modules().map_err(|e| e.to_string())?;
+    /// The probe module loaded (for this run, unless it already was); a requirement error
+    /// when it cannot be.
+    fn ensure_probe_module(&mut self) -> Result<(), RunError> {
+        let failed = |e: &dyn std::fmt::Display| {
+            RunError::Requirement(format!("cannot load the probe policy module: {e}"))
+        };
+        let installed = config::installed_modules().map_err(|e| failed(&e))?;
         if installed.iter().any(|m| m == PROBE_MODULE_NAME) {
             return Ok(());
         }
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let tmp = std::env::temp_dir();
+        let dir = tempfile::tempdir()
+            .map_err(|e| failed(&IoError::at("cannot create a directory in", &tmp)(e)))?;
         let file = dir.path().join(format!("{PROBE_MODULE_NAME}.cil"));
-        std::fs::write(&file, PROBE_MODULE).map_err(|e| e.to_string())?;
+        std::fs::write(&file, PROBE_MODULE)
+            .map_err(|e| failed(&IoError::at("cannot write", &file)(e)))?;
         // Recorded first, so `doctor` can remove it if this run dies before its cleanup.
         Journal::default()
             .record_module(PROBE_MODULE_NAME)
-            .map_err(|e| format!("cannot record the module for `doctor`: {e}"))?;
-        change::install_module(&file, self.cleanup).map_err(|e| e.to_string())?;
+            .map_err(|e| failed(&format!("cannot record the module for `doctor`: {e}")))?;
+        change::install_module(&file, self.cleanup).map_err(|e| failed(&e))?;
         self.note(format!(
             "loaded policy module {PROBE_MODULE_NAME} for this run"
         ));
@@ -1139,7 +1165,8 @@ impl Run<'_> {
             let (label, imagelabel) = match self.real_seclabel(&dom.value) {
                 Ok(real) => real,
                 Err(why) => {
-                    let note = missing_capture(index, name, &dom.value, why, action_failed)?;
+                    let note =
+                        missing_capture(index, name, &dom.value, why.to_string(), action_failed)?;
                     self.note(note);
                     continue;
                 }
@@ -1471,12 +1498,14 @@ impl Run<'_> {
     fn real_seclabel(
         &self,
         n: &Name,
-    ) -> Result<(crate::context::Context, Option<crate::context::Context>), String> {
+    ) -> Result<(crate::context::Context, Option<crate::context::Context>), SeclabelError> {
         let d = &self.plan.domains[n];
-        let pid = crate::host::libvirt::qemu_pid(&d.libvirt_name)
-            .ok_or_else(|| "it has no QEMU process (not running)".to_string())?;
-        let label = selinux_ops::process_context(pid)
-            .map_err(|e| format!("cannot read the context of its QEMU (pid {pid}): {e}"))?;
+        let pid =
+            crate::host::libvirt::qemu_pid(&d.libvirt_name).ok_or(SeclabelError::NotRunning)?;
+        let label = selinux_ops::process_context(pid).map_err(|source| SeclabelError::Qemu {
+            pid,
+            source: Box::new(source),
+        })?;
         let disk = self.loaded.scenario.domains.get(n).and_then(|dom| {
             dom.disks.iter().map(|d| d.to_disk()).find(|d| {
                 !d.shareable
@@ -1490,8 +1519,13 @@ impl Run<'_> {
                 let path = self.plan.image_path(&disk.image.value);
                 Some(
                     selinux_ops::file_context(path)
-                        .map_err(|e| format!("cannot read the label of {}: {e}", path.display()))?
-                        .ok_or_else(|| format!("{} has no label", path.display()))?,
+                        .map_err(|source| SeclabelError::Label {
+                            path: path.to_path_buf(),
+                            source: Box::new(source),
+                        })?
+                        .ok_or_else(|| SeclabelError::Unlabelled {
+                            path: path.to_path_buf(),
+                        })?,
                 )
             }
             None => None,
