@@ -117,18 +117,43 @@ pub fn describe(
     )
 }
 
+/// Why a file's or a process's facts could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FileStateError {
+    #[error("stat {}: {source}", path.display())]
+    Stat {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Selinux(#[from] Box<selinux_ops::SelinuxOpsError>),
+    #[error("read {path}: {source}")]
+    Status {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} has no Uid:/Gid: lines")]
+    NoIds { path: String },
+}
+
 /// The file at `path` (not following a symlink), or None when there is none.
-pub fn read(path: &Path) -> Result<Option<FileFacts>, String> {
+pub fn read(path: &Path) -> Result<Option<FileFacts>, FileStateError> {
     let md = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("stat {}: {e}", path.display())),
+        Err(source) => {
+            return Err(FileStateError::Stat {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
     };
-    let context = selinux_ops::file_context(path).map_err(|e| e.to_string())?;
-    let default_context =
-        selinux_ops::default_file_context(path, md.mode()).map_err(|e| e.to_string())?;
+    let context = selinux_ops::file_context(path).map_err(Box::new)?;
+    let default_context = selinux_ops::default_file_context(path, md.mode()).map_err(Box::new)?;
     let xattrs = selinux_ops::remembered_owner(path)
-        .map_err(|e| e.to_string())?
+        .map_err(Box::new)?
         .into_iter()
         .map(|(n, v)| (n.strip_prefix(REMEMBER_PREFIX).unwrap_or(&n).to_string(), v))
         .collect();
@@ -147,12 +172,15 @@ pub fn read(path: &Path) -> Result<Option<FileFacts>, String> {
 }
 
 /// The effective uid and gid of a process, from /proc/PID/status.
-pub fn process_ids(pid: u32) -> Result<Ids, String> {
+pub fn process_ids(pid: u32) -> Result<Ids, FileStateError> {
     let path = format!("/proc/{pid}/status");
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("read {path}: {e}"))?;
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(source) => return Err(FileStateError::Status { path, source }),
+    };
     parse_status_ids(&text)
         .map(|(u, g)| Ids::new(u, g))
-        .ok_or_else(|| format!("{path} has no Uid:/Gid: lines"))
+        .ok_or(FileStateError::NoIds { path })
 }
 
 /// (effective uid, effective gid) from a /proc/PID/status text: the second field of each line.

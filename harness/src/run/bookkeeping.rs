@@ -94,19 +94,24 @@ pub fn libdir(root: &Path, id: u32) -> Option<PathBuf> {
         .map(|e| e.path())
 }
 
+/// A file reference that stands for no host path yet.
+#[derive(Debug, thiserror::Error)]
+#[error("{domain} was never seen running with a runtime directory under {QEMU_LIB_DIR}")]
+pub struct Unresolved {
+    pub domain: Name,
+}
+
 /// The host path a file reference stands for, or why it has none yet.
 pub fn resolve(
     f: &FileRef,
     plan: &Plan,
     libdirs: &BTreeMap<Name, PathBuf>,
-) -> Result<PathBuf, String> {
+) -> Result<PathBuf, Unresolved> {
     match f {
         FileRef::Image(n) => Ok(plan.image_path(n).to_path_buf()),
         FileRef::Libdir { domain, rel } => {
-            let dir = libdirs.get(domain).ok_or_else(|| {
-                format!(
-                    "{domain} was never seen running with a runtime directory under {QEMU_LIB_DIR}"
-                )
+            let dir = libdirs.get(domain).ok_or_else(|| Unresolved {
+                domain: domain.clone(),
             })?;
             Ok(match rel {
                 Some(r) => dir.join(r),
@@ -131,7 +136,7 @@ pub fn file_states(
                     file,
                     path: None,
                     facts: None,
-                    why: Some(why),
+                    why: Some(why.to_string()),
                 },
                 Ok(path) => {
                     let shown = Some(path.display().to_string());
@@ -146,7 +151,7 @@ pub fn file_states(
                             file,
                             path: None,
                             facts: None,
-                            why: Some(why),
+                            why: Some(why.to_string()),
                         },
                     }
                 }
