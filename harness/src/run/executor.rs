@@ -15,9 +15,7 @@ use crate::evidence::{Evidence, Outcome};
 use crate::host::cleanup::{Cleanup, Undo, Undone};
 use crate::host::environment::TargetInfo;
 use crate::host::journal::Journal;
-use crate::host::layout::{
-    Layout, AUDIT_LOG, IMAGES_ROOT, LIBVIRT_URI, QEMU_CONF, QEMU_LOG_DIR, QEMU_PID_DIR,
-};
+use crate::host::layout::{Layout, LIBVIRT_URI, QEMU_CONF, QEMU_LOG_DIR, QEMU_PID_DIR};
 use crate::host::libvirt::Libvirt;
 use crate::host::sandbox::SandboxDir;
 use crate::host::state;
@@ -159,6 +157,8 @@ impl RunError {
 }
 
 /// Where things are on this host (the defaults are libvirt's and auditd's), and how to run.
+/// Where it says where things are, it is the host's [`Layout`]: its defaults are the layout's,
+/// and the layout a run's state snapshots read is made from it ([`HostPaths::layout`]).
 #[derive(Debug, Clone)]
 pub struct HostPaths {
     pub images_root: PathBuf,
@@ -186,12 +186,26 @@ pub struct HostPaths {
     pub policy: Option<Arc<crate::policy::PolicyUnderTest>>,
 }
 
+impl HostPaths {
+    /// The host's layout as this run sees it: the state snapshots that prove its cleanup read
+    /// the images directory and libvirt the run used.
+    pub fn layout(&self) -> Layout {
+        Layout {
+            images_root: self.images_root.clone(),
+            audit_log: self.audit_log.clone(),
+            libvirt_uri: Some(self.libvirt_uri.clone()),
+            ..Layout::default()
+        }
+    }
+}
+
 impl Default for HostPaths {
     fn default() -> Self {
+        let layout = Layout::default();
         Self {
-            images_root: IMAGES_ROOT.into(),
-            audit_log: AUDIT_LOG.into(),
-            libvirt_uri: LIBVIRT_URI.into(),
+            images_root: layout.images_root,
+            audit_log: layout.audit_log,
+            libvirt_uri: layout.libvirt_uri.unwrap_or_else(|| LIBVIRT_URI.into()),
             probe_binary: std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into()),
             verify_host_state: false,
             interrupt: Interrupt::new(),
@@ -277,11 +291,7 @@ pub fn execute(
             message: "under the target's own policy: the scenario's `modules`/`permissive` are not loaded for this run".into(),
         });
     }
-    let state_paths = Layout {
-        images_root: paths.images_root.clone(),
-        libvirt_uri: Some(paths.libvirt_uri.clone()),
-        ..Layout::default()
-    };
+    let state_paths = paths.layout();
     inject_around_run(paths, sink);
     let before = paths
         .verify_host_state
@@ -1574,6 +1584,25 @@ impl Run<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_runs_layout_is_its_paths_and_the_defaults_agree() {
+        // Every field, present and future: the default paths make the default layout.
+        assert_eq!(
+            format!("{:?}", HostPaths::default().layout()),
+            format!("{:?}", Layout::default())
+        );
+        let paths = HostPaths {
+            images_root: "/srv/images".into(),
+            audit_log: "/srv/audit.log".into(),
+            libvirt_uri: "test:///default".into(),
+            ..HostPaths::default()
+        };
+        let l = paths.layout();
+        assert_eq!(l.images_root, Path::new("/srv/images"));
+        assert_eq!(l.audit_log, Path::new("/srv/audit.log"));
+        assert_eq!(l.libvirt_uri.as_deref(), Some("test:///default"));
+    }
 
     #[test]
     fn guest_logs_are_read_capped_and_skipped_when_absent() {
