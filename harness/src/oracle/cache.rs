@@ -63,8 +63,8 @@ pub fn seqno_of(page: &[u8]) -> Option<u32> {
 pub enum LoadError {
     #[error(transparent)]
     Read(#[from] IoError),
-    #[error("{0}")]
-    Parse(String),
+    #[error(transparent)]
+    Parse(#[from] super::sepol::SepolError),
 }
 
 /// The kernel's policy for one run: parsed on the first question, kept while the kernel's seqno
@@ -111,7 +111,7 @@ impl KernelPolicy {
                     Some(b) => b,
                     None => self.read_policy()?,
                 };
-                (now, Policy::load(&bytes).map_err(LoadError::Parse)?)
+                (now, Policy::load(&bytes)?)
             }
         };
         Ok(&self.held.insert(kept).1)

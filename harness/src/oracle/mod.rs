@@ -242,7 +242,7 @@ pub fn explain(
 ) -> Vec<Reason> {
     let d = match policy.compute(&s.to_string(), &t.to_string(), tclass, perms) {
         Ok(d) => d,
-        Err(why) => return vec![Reason::Unavailable { why }],
+        Err(e) => return vec![Reason::Unavailable { why: e.to_string() }],
     };
     let mut out = Vec::new();
     if permissive {
@@ -358,6 +358,33 @@ fn nearest(
     out
 }
 
+/// Why the kernel could not be asked for its decision.
+#[derive(Debug, thiserror::Error)]
+pub enum DecisionError {
+    #[error(transparent)]
+    Nul(#[from] std::ffi::NulError),
+    #[error("class {class}: {source}")]
+    Class {
+        class: String,
+        #[source]
+        source: selinux::errors::Error,
+    },
+    #[error("permission {perm} of {class}: {source}")]
+    Permission {
+        perm: String,
+        class: String,
+        #[source]
+        source: selinux::errors::Error,
+    },
+    /// `access`: "SCONTEXT -> TCONTEXT CLASS".
+    #[error("security_compute_av {access}: {source}")]
+    Compute {
+        access: String,
+        #[source]
+        source: selinux::errors::Error,
+    },
+}
+
 /// The kernel's own decision (security_compute_av_flags through libselinux) on `perms`:
 /// (allowed, permissive).
 pub fn kernel_decision(
@@ -365,22 +392,32 @@ pub fn kernel_decision(
     t: &Context,
     tclass: &str,
     perms: &[String],
-) -> Result<(bool, bool), String> {
+) -> Result<(bool, bool), DecisionError> {
     use selinux::{SecurityClass, SecurityContext};
-    let cs = std::ffi::CString::new(s.to_string()).map_err(|e| e.to_string())?;
-    let ct = std::ffi::CString::new(t.to_string()).map_err(|e| e.to_string())?;
+    let cs = std::ffi::CString::new(s.to_string())?;
+    let ct = std::ffi::CString::new(t.to_string())?;
     let sc = SecurityContext::from_c_str(&cs, true);
     let tc = SecurityContext::from_c_str(&ct, true);
-    let class = SecurityClass::from_name(tclass).map_err(|e| format!("class {tclass}: {e}"))?;
+    let class = SecurityClass::from_name(tclass).map_err(|source| DecisionError::Class {
+        class: tclass.into(),
+        source,
+    })?;
     let mut requested = 0;
     for p in perms {
         requested |= class
             .access_vector_bit(p)
-            .map_err(|e| format!("permission {p} of {tclass}: {e}"))?;
+            .map_err(|source| DecisionError::Permission {
+                perm: p.clone(),
+                class: tclass.into(),
+                source,
+            })?;
     }
     let avd = sc
         .query_access_decision(&tc, class, requested)
-        .map_err(|e| format!("security_compute_av {s} -> {t} {tclass}: {e}"))?;
+        .map_err(|source| DecisionError::Compute {
+            access: format!("{s} -> {t} {tclass}"),
+            source,
+        })?;
     // AVD_FLAGS_PERMISSIVE
     Ok((avd.allowed & requested == requested, avd.flags & 1 != 0))
 }
