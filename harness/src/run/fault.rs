@@ -199,11 +199,7 @@ impl PolicyFault {
                 // Not journalled for `doctor`, which removes modules by name and would take
                 // "virt" for the distribution's own: the stage runs only in the VM, whose
                 // overlay is thrown away if the run dies before its cleanup.
-                change::override_module(
-                    VIRT_MODULE,
-                    &|cil| without_mcs_constraint(cil).map_err(|e| e.to_string()),
-                    cleanup,
-                )?;
+                change::override_module(VIRT_MODULE, &without_mcs_constraint, cleanup)?;
                 Ok(format!("fault injected: module virt overridden at priority 400 without svirt_t in {MCS_ATTRIBUTE} (svirt_t exempt from the MCS constraints)"))
             }
             PolicyFault::VirtUseExecmemOff => {

@@ -111,6 +111,17 @@ impl Settled {
     }
 }
 
+/// Why the read counter a `disk_read` condition starts from is not known.
+#[derive(Debug, thiserror::Error)]
+pub enum NoCounter {
+    #[error("cannot read {domain}'s block statistics: {message}")]
+    Stats { domain: String, message: String },
+    #[error("no domain has {0} as a disk")]
+    NoDomain(String),
+    #[error("no libvirt connection")]
+    NoLibvirt,
+}
+
 /// A settle taken before the step's action, so that what the guest does right after it
 /// counts.
 pub enum Pending {
@@ -121,7 +132,7 @@ pub enum Pending {
         path: PathBuf,
         deadline: Duration,
         /// The counter before the action, or why it could not be read.
-        before: Result<i64, String>,
+        before: Result<i64, NoCounter>,
     },
 }
 
@@ -151,11 +162,15 @@ impl Pending {
                     .map(|(n, _)| plan.domain_name(n).to_string());
                 let path = plan.image_path(&u.image.value).to_path_buf();
                 let before = match (&domain, libvirt) {
-                    (Some(d), Some(lv)) => lv
-                        .block_read_requests(d, &path)
-                        .map_err(|e| format!("cannot read {d}'s block statistics: {}", e.message)),
-                    (None, _) => Err(format!("no domain has {} as a disk", u.image.value)),
-                    (_, None) => Err("no libvirt connection".to_string()),
+                    (Some(d), Some(lv)) => {
+                        lv.block_read_requests(d, &path)
+                            .map_err(|e| NoCounter::Stats {
+                                domain: d.clone(),
+                                message: e.message,
+                            })
+                    }
+                    (None, _) => Err(NoCounter::NoDomain(u.image.value.to_string())),
+                    (_, None) => Err(NoCounter::NoLibvirt),
                 };
                 Pending::DiskRead {
                     image: u.image.value.to_string(),
