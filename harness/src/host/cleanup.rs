@@ -132,8 +132,8 @@ pub enum UndoError {
     #[error("qemu.conf restored, but its backup stays: {0}")]
     QemuConfBackup(#[source] std::io::Error),
     /// The policy under test's modules could not be removed.
-    #[error("{0}")]
-    Modules(String),
+    #[error(transparent)]
+    Modules(Box<crate::policy::install::InstallError>),
 }
 
 impl From<crate::evidence::LibvirtError> for UndoError {
@@ -252,7 +252,7 @@ impl UndoExecutor for HostUndo {
                 Ok(())
             }
             Undo::RemoveModules { names } => {
-                crate::policy::install::remove(names).map_err(UndoError::Modules)
+                crate::policy::install::remove(names).map_err(|e| UndoError::Modules(Box::new(e)))
             }
             Undo::EnableDontaudit => Ok(crate::host::dontaudit::enable()?),
             Undo::RestoreXattr { path, name, value } => {
