@@ -39,6 +39,14 @@ pub enum SelinuxOpsError {
     Io(#[from] IoError),
     #[error("{path} holds {content:?}, expected 0 or 1")]
     BadFlag { path: PathBuf, content: String },
+    #[error(transparent)]
+    Nul(#[from] std::ffi::NulError),
+    #[error("setexeccon({context}): {source}")]
+    ExecContext {
+        context: String,
+        #[source]
+        source: selinux::errors::Error,
+    },
 }
 
 type Result<T> = std::result::Result<T, SelinuxOpsError>;
@@ -117,11 +125,14 @@ pub fn process_context(pid: u32) -> Result<Context> {
 pub struct ExecContextGuard(());
 
 impl ExecContextGuard {
-    pub fn set(context: &Context) -> std::result::Result<Self, String> {
-        let c = CString::new(context.to_string()).map_err(|e| e.to_string())?;
+    pub fn set(context: &Context) -> Result<Self> {
+        let c = CString::new(context.to_string())?;
         SecurityContext::from_c_str(&c, true)
             .set_for_next_exec()
-            .map_err(|e| format!("setexeccon({context}): {e}"))?;
+            .map_err(|source| SelinuxOpsError::ExecContext {
+                context: context.to_string(),
+                source,
+            })?;
         Ok(Self(()))
     }
 }

@@ -31,8 +31,8 @@ const CANARY_EXE: &str = "/bin/true";
 pub enum LivenessError {
     #[error("the audit canary's context: {0}")]
     CanaryContext(#[source] ParseError),
-    #[error("{0}")]
-    ExecContext(String),
+    #[error(transparent)]
+    ExecContext(Box<SelinuxOpsError>),
     #[error("the audit canary ({CANARY_EXE} as {context}): {source}")]
     Canary {
         context: Context,
@@ -87,7 +87,7 @@ pub fn canary_context(current: &Context) -> Result<Context> {
 pub fn provoke(context: &Context) -> Result<bool> {
     let child = {
         let _exec = crate::selinux_ops::ExecContextGuard::set(context)
-            .map_err(LivenessError::ExecContext)?;
+            .map_err(|e| LivenessError::ExecContext(Box::new(e)))?;
         Command::new(CANARY_EXE)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -183,7 +183,7 @@ impl Prober {
             message,
         };
         let child = {
-            let _exec = ExecContextGuard::set(context).map_err(spawn_err)?;
+            let _exec = ExecContextGuard::set(context).map_err(|e| spawn_err(e.to_string()))?;
             Command::new(&self.exe)
                 .arg(SUBCOMMAND)
                 .arg(access.flag())
