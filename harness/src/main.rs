@@ -705,16 +705,13 @@ fn run_wide_policy(args: &RunArgs) -> Result<selinux_harness::policy::PolicyUnde
     use selinux_harness::policy;
     let mut p = policy::PolicyUnderTest::default();
     for f in &args.policy_module {
-        p.modules
-            .push(policy::read_cli_module(f).map_err(anyhow::Error::msg)?);
+        p.modules.push(policy::read_cli_module(f)?);
     }
     for t in &args.permissive {
-        p.permissive
-            .push(policy::parse_type_arg(t).map_err(anyhow::Error::msg)?);
+        p.permissive.push(policy::parse_type_arg(t)?);
     }
     for b in &args.boolean {
-        p.booleans
-            .push(policy::parse_boolean_arg(b).map_err(anyhow::Error::msg)?);
+        p.booleans.push(policy::parse_boolean_arg(b)?);
     }
     if let Some(name) = p.duplicate_name() {
         bail!("two --policy-module files make the policy module `{name}`: give one");
