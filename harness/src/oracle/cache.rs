@@ -132,8 +132,9 @@ impl KernelPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::context::Context;
-    use crate::oracle::{explain, sepol::compile_cil, Reason, TEST_POLICY};
+    use crate::oracle::{
+        dom_reads_other, sepol::compile_cil, test_policy_with_module, TEST_POLICY,
+    };
 
     const SEQ: Generation = Generation::Seqno(7);
 
@@ -177,21 +178,8 @@ mod tests {
         assert_eq!(seqno_of(&page(4, 12)[..12]), None);
     }
 
-    /// Whether the policy at hand lets dom_t read other_t (the test policy does not; the
-    /// "module" below adds the rule).
     fn reads_other(k: &mut KernelPolicy) -> bool {
-        let ctx = |s: &str| s.parse::<Context>().unwrap();
-        let p = k.get().unwrap();
-        let r = explain(
-            p,
-            &ctx("u:r:dom_t:s0"),
-            &ctx("u:object_r:other_t:s0"),
-            "file",
-            &["read".into()],
-            &[],
-            false,
-        );
-        r == [Reason::Allowed]
+        dom_reads_other(k.get().unwrap())
     }
 
     #[test]
@@ -199,8 +187,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (status, policy) = (dir.path().join("status"), dir.path().join("policy"));
         let base = compile_cil(TEST_POLICY).unwrap();
-        let module =
-            compile_cil(&format!("{TEST_POLICY}(allow dom_t other_t (file (read)))")).unwrap();
+        let module = compile_cil(&test_policy_with_module()).unwrap();
         std::fs::write(&status, page(2, 1)).unwrap();
         std::fs::write(&policy, &base).unwrap();
         let mut k = KernelPolicy::at(&status, &policy);

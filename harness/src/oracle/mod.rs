@@ -490,5 +490,26 @@ pub(crate) const TEST_POLICY: &str = r#"
 (mlsconstrain (file (read write)) (dom h1 h2))
 "#;
 
+/// TEST_POLICY with the rule a module loaded mid-run would add: dom_t may read other_t.
+#[cfg(test)]
+pub(crate) fn test_policy_with_module() -> String {
+    format!("{TEST_POLICY}(allow dom_t other_t (file (read)))")
+}
+
+/// Whether `policy` lets dom_t read other_t: TEST_POLICY does not, its module does.
+#[cfg(test)]
+pub(crate) fn dom_reads_other(policy: &Policy) -> bool {
+    let ctx = |s: &str| s.parse::<Context>().expect("a test context");
+    explain(
+        policy,
+        &ctx("u:r:dom_t:s0"),
+        &ctx("u:object_r:other_t:s0"),
+        "file",
+        &["read".into()],
+        &[],
+        false,
+    ) == [Reason::Allowed]
+}
+
 #[cfg(test)]
 mod tests;

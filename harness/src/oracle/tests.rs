@@ -152,21 +152,8 @@ fn two_policies_alive_at_once_each_answer_for_themselves() {
     // libsepol computes on globals: each call must point them at its own policy (a run keeps
     // its policy for all its steps while the batch's other runs keep theirs).
     let base = Policy::load(&sepol::compile_cil(TEST_POLICY).unwrap()).unwrap();
-    let more = Policy::load(
-        &sepol::compile_cil(&format!("{TEST_POLICY}(allow dom_t other_t (file (read)))")).unwrap(),
-    )
-    .unwrap();
-    let reads = |p: &Policy| {
-        explain(
-            p,
-            &ctx("u:r:dom_t:s0"),
-            &ctx("u:object_r:other_t:s0"),
-            "file",
-            &["read".into()],
-            &[],
-            false,
-        ) == [Reason::Allowed]
-    };
+    let more = Policy::load(&sepol::compile_cil(&test_policy_with_module()).unwrap()).unwrap();
+    let reads = dom_reads_other;
     for _ in 0..3 {
         assert!(!reads(&base));
         assert!(reads(&more));
