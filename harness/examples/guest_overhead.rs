@@ -159,6 +159,8 @@ fn evidence_kind(e: &Evidence) -> &'static str {
         Evidence::Avcs { .. } => "AVC set (audit log since the step began, noise-filtered)",
         Evidence::Timeline { .. } => "label timeline",
         Evidence::RememberedOwner { .. } => "remembered-owner xattrs",
+        Evidence::FileState { .. } => "file state (owner, mode, label, xattrs)",
+        Evidence::ProcessOwner { .. } => "QEMU process uid:gid",
     }
 }
 

@@ -529,6 +529,12 @@ fn explain(path: &Path, variant: Option<&str>) -> Result<ExitCode> {
             .unwrap_or_default();
         println!("  image {name}: {} bytes{ctx}", img.size);
     }
+    for (name, path) in &plan.files {
+        println!(
+            "  file {name}: {} (made by libvirt, QEMU or the harness during the run)",
+            path.display()
+        );
+    }
     if !plan.qemu_conf.is_empty() || !plan.booleans.is_empty() {
         println!("\nhost settings for the run (put back afterwards):");
         for (k, v) in &plan.qemu_conf {
@@ -671,13 +677,7 @@ fn run_selected(
     let args = args.clone();
     // A bad policy under test is the user's error: refuse it before building or booting anything.
     let policies = policies_for(&args, &selected)?;
-    let interrupt = Interrupt::on_signals()?;
-    let mut t = make_target(
-        args.target.into(),
-        args.allow_local_changes,
-        args.cold,
-        interrupt.clone(),
-    )?;
+    let (mut t, interrupt) = open_target(args.target.into(), args.allow_local_changes, args.cold)?;
     // The live event stream, for tools that follow a run as it happens.
     let mut events = match (args.format, &args.output) {
         (Format::Events, Some(p)) => Some(EventLines(Box::new(
@@ -689,28 +689,8 @@ fn run_selected(
 
     // Human progress goes to stdout unless stdout carries a machine-readable report.
     let to_stdout = args.format == Format::Human && args.output.is_none();
-    let color = std::env::var_os("NO_COLOR").is_none()
-        && if to_stdout {
-            std::io::stdout().is_terminal()
-        } else {
-            std::io::stderr().is_terminal()
-        };
-    let out: Box<dyn std::io::Write> = if to_stdout {
-        Box::new(std::io::stdout())
-    } else {
-        Box::new(std::io::stderr())
-    };
-    let mut batch = Batch::new(
-        selected
-            .iter()
-            .map(|(l, v)| RunItem::new(l, v.as_deref()))
-            .collect(),
-        args.jobs.get(),
-    );
-    for (i, p) in policies.into_iter().enumerate() {
-        batch = batch.with_policy(i, p);
-    }
-    let human = Human::new(out, color, args.verbose).for_jobs(batch.jobs);
+    let batch = batch_of(&selected, args.jobs.get(), policies);
+    let human = progress(to_stdout, &args);
     let (verdicts, record) = run_batch(t.as_mut(), &batch, human, events.as_mut());
     drop(t);
     let not_started = selected.len() - verdicts.len();
@@ -725,16 +705,13 @@ fn run_wide_policy(args: &RunArgs) -> Result<selinux_harness::policy::PolicyUnde
     use selinux_harness::policy;
     let mut p = policy::PolicyUnderTest::default();
     for f in &args.policy_module {
-        p.modules
-            .push(policy::read_cli_module(f).map_err(anyhow::Error::msg)?);
+        p.modules.push(policy::read_cli_module(f)?);
     }
     for t in &args.permissive {
-        p.permissive
-            .push(policy::parse_type_arg(t).map_err(anyhow::Error::msg)?);
+        p.permissive.push(policy::parse_type_arg(t)?);
     }
     for b in &args.boolean {
-        p.booleans
-            .push(policy::parse_boolean_arg(b).map_err(anyhow::Error::msg)?);
+        p.booleans.push(policy::parse_boolean_arg(b)?);
     }
     if let Some(name) = p.duplicate_name() {
         bail!("two --policy-module files make the policy module `{name}`: give one");
@@ -874,13 +851,7 @@ fn mutants(args: MutantsArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let interrupt = Interrupt::on_signals()?;
-    let mut t = make_target(
-        args.target.into(),
-        args.allow_local_changes,
-        false,
-        interrupt.clone(),
-    )?;
+    let (mut t, interrupt) = open_target(args.target.into(), args.allow_local_changes, false)?;
     let started = std::time::Instant::now();
     let (verdicts, checks) = cli::mutants::run_batch(t.as_mut(), &plan, args.jobs.get());
     drop(t);
@@ -902,22 +873,62 @@ fn mutants(args: MutantsArgs) -> Result<ExitCode> {
     })
 }
 
-fn make_target(
+/// The target a command's runs go to and the interrupt that stops them. Opened only after the
+/// command line and the scenarios were checked: bad input builds and boots nothing.
+fn open_target(
     kind: TargetKind,
     allow_local: bool,
     cold: bool,
-    interrupt: Interrupt,
-) -> Result<Box<dyn Target>> {
+) -> Result<(Box<dyn Target>, Interrupt)> {
+    let interrupt = Interrupt::on_signals()?;
     let (kind, why) = target::resolve(kind, allow_local);
     eprintln!("target: {kind:?} ({why})");
-    Ok(match kind {
-        TargetKind::Local => Box::new(target::local::Local::new(allow_local, interrupt)?),
+    let t: Box<dyn Target> = match kind {
+        TargetKind::Local => Box::new(target::local::Local::new(allow_local, interrupt.clone())?),
         _ => Box::new(target::vm::VmTarget::start(&target::vm::VmTargetOptions {
-            interrupt,
+            interrupt: interrupt.clone(),
             cold,
             ..Default::default()
         })?),
-    })
+    };
+    Ok((t, interrupt))
+}
+
+/// The selected runs as one batch `jobs` wide, each with its policy under test (none where
+/// `policies` is shorter).
+fn batch_of<'a>(
+    selected: &'a [(&'a LoadedScenario, Option<String>)],
+    jobs: usize,
+    policies: Vec<selinux_harness::policy::PolicyUnderTest>,
+) -> Batch<'a> {
+    let mut batch = Batch::new(
+        selected
+            .iter()
+            .map(|(l, v)| RunItem::new(l, v.as_deref()))
+            .collect(),
+        jobs,
+    );
+    for (i, p) in policies.into_iter().enumerate() {
+        batch = batch.with_policy(i, p);
+    }
+    batch
+}
+
+/// The human progress report on stdout or stderr, coloured when that stream is a terminal and
+/// NO_COLOR is not set.
+fn progress(to_stdout: bool, args: &RunArgs) -> Human<Box<dyn std::io::Write>> {
+    let color = std::env::var_os("NO_COLOR").is_none()
+        && if to_stdout {
+            std::io::stdout().is_terminal()
+        } else {
+            std::io::stderr().is_terminal()
+        };
+    let out: Box<dyn std::io::Write> = if to_stdout {
+        Box::new(std::io::stdout())
+    } else {
+        Box::new(std::io::stderr())
+    };
+    Human::new(out, color, args.verbose).for_jobs(args.jobs.get())
 }
 
 fn repro(
@@ -937,8 +948,7 @@ fn repro(
         Path::new(selinux_harness::host::layout::IMAGES_ROOT),
     )?;
     let by_hand = by_hand(&loaded, &plan);
-    let interrupt = Interrupt::on_signals()?;
-    let mut t = make_target(kind, allow_local, false, interrupt.clone())?;
+    let (mut t, interrupt) = open_target(kind, allow_local, false)?;
     let mut human = Human::new(std::io::stderr(), std::io::stderr().is_terminal(), false);
     let batch = Batch::one(&loaded, variant.as_deref())
         .with_scenario_policies()

@@ -39,6 +39,14 @@ pub enum SelinuxOpsError {
     Io(#[from] IoError),
     #[error("{path} holds {content:?}, expected 0 or 1")]
     BadFlag { path: PathBuf, content: String },
+    #[error(transparent)]
+    Nul(#[from] std::ffi::NulError),
+    #[error("setexeccon({context}): {source}")]
+    ExecContext {
+        context: String,
+        #[source]
+        source: selinux::errors::Error,
+    },
 }
 
 type Result<T> = std::result::Result<T, SelinuxOpsError>;
@@ -117,11 +125,14 @@ pub fn process_context(pid: u32) -> Result<Context> {
 pub struct ExecContextGuard(());
 
 impl ExecContextGuard {
-    pub fn set(context: &Context) -> std::result::Result<Self, String> {
-        let c = CString::new(context.to_string()).map_err(|e| e.to_string())?;
+    pub fn set(context: &Context) -> Result<Self> {
+        let c = CString::new(context.to_string())?;
         SecurityContext::from_c_str(&c, true)
             .set_for_next_exec()
-            .map_err(|e| format!("setexeccon({context}): {e}"))?;
+            .map_err(|source| SelinuxOpsError::ExecContext {
+                context: context.to_string(),
+                source,
+            })?;
         Ok(Self(()))
     }
 }
@@ -164,6 +175,32 @@ pub fn remembered_owner(path: &Path) -> Result<Vec<(String, String)>> {
     }
     out.sort();
     Ok(out)
+}
+
+/// The label the policy's file contexts give `path` for a file of type `mode` (selabel_lookup,
+/// what restorecon would set and what libvirt falls back to without a remembered owner); None
+/// when no entry matches.
+pub fn default_file_context(path: &Path, mode: u32) -> Result<Option<Context>> {
+    use selinux::label::{back_end::File, Labeler};
+    let labeler = Labeler::<File>::new(&[], true).map_err(|source| SelinuxOpsError::Selinux {
+        what: "selabel_open",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let found = labeler.look_up_by_path(path, selinux::FileAccessMode::new(mode));
+    match found {
+        Ok(c) => parse_raw(format!("default label of {}", path.display()), c.as_bytes()).map(Some),
+        Err(selinux::errors::Error::IO { source, .. })
+            if source.raw_os_error() == Some(libc::ENOENT) =>
+        {
+            Ok(None)
+        }
+        Err(source) => Err(SelinuxOpsError::Selinux {
+            what: "selabel_lookup_raw",
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
 }
 
 /// Whether the kernel enforces (reads /sys/fs/selinux/enforce; an error if SELinux is off).
@@ -279,6 +316,19 @@ pub fn set_xattr(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
             0,
         )
     };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Remove one xattr (following symlinks); ENODATA when there is none.
+pub fn remove_xattr(path: &Path, name: &str) -> io::Result<()> {
+    let p = c_path(path)?;
+    let n = c_name(name)?;
+    // SAFETY: valid NUL-terminated strings.
+    let r = unsafe { libc::removexattr(p.as_ptr(), n.as_ptr()) };
     if r < 0 {
         Err(io::Error::last_os_error())
     } else {

@@ -1,17 +1,15 @@
 //! `selinux-harness compare`: the same runs under the shipped policy and under the policy under
 //! test, one after the other on one target, and what changed (`report::compare`).
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context as _, Result};
 
-use selinux_harness::interrupt::Interrupt;
 use selinux_harness::report::compare::{compare as diff, Comparison};
-use selinux_harness::report::human::Human;
-use selinux_harness::run::batch::{Batch, RunItem};
 
-use crate::{load_all, make_target, policies_for, run_batch, select, Format, RunArgs};
+use crate::{
+    batch_of, load_all, open_target, policies_for, progress, run_batch, select, Format, RunArgs,
+};
 
 pub fn compare(args: RunArgs) -> Result<ExitCode> {
     let (loaded, errors) = load_all(&args.paths)?;
@@ -33,43 +31,18 @@ pub fn compare(args: RunArgs) -> Result<ExitCode> {
         .collect();
     described.dedup();
     let candidate_policy = described.join(" | ");
-    let items = || -> Vec<RunItem<'_>> {
-        selected
-            .iter()
-            .map(|(l, v)| RunItem::new(l, v.as_deref()))
-            .collect()
-    };
-    let baseline = Batch::new(items(), args.jobs.get());
-    let mut candidate = Batch::new(items(), args.jobs.get());
-    for (i, p) in policies.into_iter().enumerate() {
-        candidate = candidate.with_policy(i, p);
-    }
-
-    let interrupt = Interrupt::on_signals()?;
-    let mut t = make_target(
-        args.target.into(),
-        args.allow_local_changes,
-        args.cold,
-        interrupt.clone(),
-    )?;
+    let baseline = batch_of(&selected, args.jobs.get(), Vec::new());
+    let candidate = batch_of(&selected, args.jobs.get(), policies);
+    let (mut t, interrupt) = open_target(args.target.into(), args.allow_local_changes, args.cold)?;
     // Progress of both passes goes to stderr: stdout carries the comparison.
-    let progress = || {
-        let color = std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal();
-        Human::new(
-            Box::new(std::io::stderr()) as Box<dyn std::io::Write>,
-            color,
-            args.verbose,
-        )
-        .for_jobs(args.jobs.get())
-    };
     eprintln!("compare: pass 1 of 2, the shipped policy");
-    let (_, before) = run_batch(t.as_mut(), &baseline, progress(), None);
+    let (_, before) = run_batch(t.as_mut(), &baseline, progress(false, &args), None);
     if interrupt.is_set() {
         eprintln!("interrupted: the policy under test was not run");
         return Ok(ExitCode::from(130));
     }
     eprintln!("compare: pass 2 of 2, {candidate_policy}");
-    let (_, after) = run_batch(t.as_mut(), &candidate, progress(), None);
+    let (_, after) = run_batch(t.as_mut(), &candidate, progress(false, &args), None);
     drop(t);
     let result = diff(&before, &after, &candidate_policy);
     write(&args, &result)?;

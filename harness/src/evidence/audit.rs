@@ -61,6 +61,12 @@ pub enum AuditError {
     },
     #[error("{0}")]
     Selinux(#[from] crate::selinux_ops::SelinuxOpsError),
+    #[error("cannot run auditctl -s: {0}")]
+    AuditctlSpawn(#[source] std::io::Error),
+    #[error("auditctl -s failed: {0}")]
+    AuditctlFailed(String),
+    #[error("auditctl -s said {0:?}")]
+    AuditctlOutput(String),
 }
 
 type Result<T> = std::result::Result<T, AuditError>;
@@ -396,20 +402,19 @@ impl AuditStatus {
     }
 
     /// The kernel's status now.
-    pub fn read() -> std::result::Result<AuditStatus, String> {
+    pub fn read() -> Result<AuditStatus> {
         let out = Command::new("auditctl")
             .arg("-s")
             .stdin(Stdio::null())
             .output()
-            .map_err(|e| format!("cannot run auditctl -s: {e}"))?;
+            .map_err(AuditError::AuditctlSpawn)?;
         let text = String::from_utf8_lossy(&out.stdout);
         if !out.status.success() {
-            return Err(format!(
-                "auditctl -s failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
+            return Err(AuditError::AuditctlFailed(
+                String::from_utf8_lossy(&out.stderr).trim().to_string(),
             ));
         }
-        AuditStatus::parse(&text).ok_or_else(|| format!("auditctl -s said {text:?}"))
+        AuditStatus::parse(&text).ok_or_else(|| AuditError::AuditctlOutput(text.into_owned()))
     }
 
     /// Why records may be missing between `self` (earlier) and `now`; None if nothing says so.

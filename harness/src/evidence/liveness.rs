@@ -12,9 +12,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::context::Context;
-use crate::evidence::audit::{AuditLog, AuditStatus, StepAudit};
+use crate::context::{Context, ParseError};
+use crate::error::IoError;
+use crate::evidence::audit::{AuditError, AuditLog, AuditStatus, StepAudit};
 use crate::evidence::AvcRecord;
+use crate::selinux_ops::SelinuxOpsError;
 
 /// The canary's MCS level: never one libvirt hands out (it uses two categories), reserved for
 /// the harness so its own records can be told apart.
@@ -23,19 +25,69 @@ pub const CANARY_LEVEL: &str = "s0:c1021.c1023";
 /// exec is refused with a denial (`entrypoint`, or `transition` without the probe module).
 const CANARY_EXE: &str = "/bin/true";
 
+/// Why the audit path could not be proven complete, or the kernel could not be asked what it
+/// would hide or let through.
+#[derive(Debug, thiserror::Error)]
+pub enum LivenessError {
+    #[error("the audit canary's context: {0}")]
+    CanaryContext(#[source] ParseError),
+    #[error(transparent)]
+    ExecContext(Box<SelinuxOpsError>),
+    #[error("the audit canary ({CANARY_EXE} as {context}): {source}")]
+    Canary {
+        context: Context,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the audit canary's denial (exec of {CANARY_EXE} as {canary}) did not reach the audit log though the marker sent after it did: AVC records are kept from the log (an audit exclude rule? `auditctl -l`), so an absence of denials proves nothing")]
+    CanaryMissing { canary: Context },
+    /// A class or permission index of selinuxfs could not be read.
+    #[error(transparent)]
+    Io(#[from] IoError),
+    #[error("cannot ask the kernel whether {kind} is permissive: {source}")]
+    PermissiveQuery {
+        kind: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot ask the kernel about {source_type} on {target}: {source}")]
+    DontauditQuery {
+        source_type: String,
+        target: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the kernel's access answer for {about} is unreadable: {reply:?}")]
+    AccessReply { about: String, reply: String },
+    #[error("cannot read this process's context: {0}")]
+    OwnContext(#[source] SelinuxOpsError),
+    /// The log cannot be read, the marker did not come back, the log changed under the step,
+    /// `auditctl -s` failed.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    /// The kernel's audit status says records may be missing.
+    #[error("{0}")]
+    Lost(String),
+    #[error("cannot read the SELinux mode: {0}")]
+    Mode(#[source] SelinuxOpsError),
+}
+
+type Result<T> = std::result::Result<T, LivenessError>;
+
 /// The context the canary exec is attempted in: the caller's user and role, svirt_t at
 /// `CANARY_LEVEL`.
-pub fn canary_context(current: &Context) -> Result<Context, String> {
+pub fn canary_context(current: &Context) -> Result<Context> {
     format!("{}:{}:svirt_t:{CANARY_LEVEL}", current.user, current.role)
         .parse()
-        .map_err(|e| format!("the audit canary's context: {e}"))
+        .map_err(LivenessError::CanaryContext)
 }
 
 /// Provoke the canary denial. Ok(true): refused, as it must be in enforcing mode; Ok(false):
 /// the exec went through (the kernel is permissive, or the policy allows what it never should).
-pub fn provoke(context: &Context) -> Result<bool, String> {
+pub fn provoke(context: &Context) -> Result<bool> {
     let child = {
-        let _exec = crate::selinux_ops::ExecContextGuard::set(context)?;
+        let _exec = crate::selinux_ops::ExecContextGuard::set(context)
+            .map_err(|e| LivenessError::ExecContext(Box::new(e)))?;
         Command::new(CANARY_EXE)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -44,7 +96,10 @@ pub fn provoke(context: &Context) -> Result<bool, String> {
     };
     match child {
         Err(e) if e.raw_os_error() == Some(nix::libc::EACCES) => Ok(true),
-        Err(e) => Err(format!("the audit canary ({CANARY_EXE} as {context}): {e}")),
+        Err(source) => Err(LivenessError::Canary {
+            context: context.clone(),
+            source,
+        }),
         Ok(mut c) => {
             let _ = c.wait();
             Ok(false)
@@ -58,22 +113,21 @@ pub fn is_canary(r: &AvcRecord, canary: &Context) -> bool {
 }
 
 /// Take the canary's records out of a step's records; Err if there were none.
-pub fn take_canary(records: &mut Vec<AvcRecord>, canary: &Context) -> Result<usize, String> {
+pub fn take_canary(records: &mut Vec<AvcRecord>, canary: &Context) -> Result<usize> {
     let before = records.len();
     records.retain(|r| !is_canary(r, canary));
     match before - records.len() {
-        0 => Err(format!(
-            "the audit canary's denial (exec of {CANARY_EXE} as {canary}) did not reach the audit log though the marker sent after it did: AVC records are kept from the log (an audit exclude rule? `auditctl -l`), so an absence of denials proves nothing"
-        )),
+        0 => Err(LivenessError::CanaryMissing {
+            canary: canary.clone(),
+        }),
         n => Ok(n),
     }
 }
 
 /// Whether the loaded policy makes `kind` a permissive domain: the kernel's access decision
 /// for it carries AVD_FLAGS_PERMISSIVE (selinuxfs `access`, as security_compute_av_flags).
-pub fn permissive_type(kind: &str) -> Result<bool, String> {
-    let class = std::fs::read_to_string("/sys/fs/selinux/class/process/index")
-        .map_err(|e| format!("cannot read the process class index: {e}"))?;
+pub fn permissive_type(kind: &str) -> Result<bool> {
+    let class = read_index(PROCESS_CLASS_INDEX)?;
     // object_r goes with every type, so the context is valid whatever roles the type has.
     let ctx = format!("system_u:object_r:{kind}:s0");
     let request = format!("{ctx} {ctx} {}", class.trim());
@@ -81,15 +135,26 @@ pub fn permissive_type(kind: &str) -> Result<bool, String> {
         Ok(r) => r,
         // No such type in the loaded policy: nothing of it can be permissive.
         Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => return Ok(false),
-        Err(e) => {
-            return Err(format!(
-                "cannot ask the kernel whether {kind} is permissive: {e}"
-            ))
+        Err(source) => {
+            return Err(LivenessError::PermissiveQuery {
+                kind: kind.to_string(),
+                source,
+            })
         }
     };
     access_flags(&reply)
         .map(|f| f & AVD_FLAGS_PERMISSIVE != 0)
-        .ok_or_else(|| format!("the kernel's access answer for {kind} is unreadable: {reply:?}"))
+        .ok_or_else(|| LivenessError::AccessReply {
+            about: kind.to_string(),
+            reply,
+        })
+}
+
+const PROCESS_CLASS_INDEX: &str = "/sys/fs/selinux/class/process/index";
+const FILE_CLASS_INDEX: &str = "/sys/fs/selinux/class/file/index";
+
+fn read_index(path: &str) -> Result<String> {
+    Ok(std::fs::read_to_string(path).map_err(IoError::at("cannot read", path))?)
 }
 
 const AVD_FLAGS_PERMISSIVE: u32 = 1;
@@ -102,9 +167,8 @@ const FILE_PERMS: [&str; 7] = [
 /// The file permissions of `source` on `target` files that the loaded policy's `dontaudit`
 /// rules keep from the log (their bit is clear in the decision's auditdeny vector): a denial
 /// of these is silent, so `avc: none` cannot see it. Types not in the policy give nothing.
-pub fn dontaudited_file_perms(source: &str, target: &str) -> Result<Vec<String>, String> {
-    let class = std::fs::read_to_string("/sys/fs/selinux/class/file/index")
-        .map_err(|e| format!("cannot read the file class index: {e}"))?;
+pub fn dontaudited_file_perms(source: &str, target: &str) -> Result<Vec<String>> {
+    let class = read_index(FILE_CLASS_INDEX)?;
     let request = format!(
         "system_u:object_r:{source}:s0 system_u:object_r:{target}:s0 {}",
         class.trim()
@@ -113,13 +177,17 @@ pub fn dontaudited_file_perms(source: &str, target: &str) -> Result<Vec<String>,
         Ok(r) => r,
         Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => return Ok(Vec::new()),
         Err(e) => {
-            return Err(format!(
-                "cannot ask the kernel about {source} on {target}: {e}"
-            ))
+            return Err(LivenessError::DontauditQuery {
+                source_type: source.to_string(),
+                target: target.to_string(),
+                source: e,
+            })
         }
     };
-    let auditdeny = auditdeny(&reply)
-        .ok_or_else(|| format!("the kernel's access answer is unreadable: {reply:?}"))?;
+    let auditdeny = auditdeny(&reply).ok_or_else(|| LivenessError::AccessReply {
+        about: format!("{source} on {target}"),
+        reply: reply.clone(),
+    })?;
     let mut out = Vec::new();
     for perm in FILE_PERMS {
         let Ok(index) = std::fs::read_to_string(format!("/sys/fs/selinux/class/file/perms/{perm}"))
@@ -195,10 +263,10 @@ mod tests {
         let line = format!("type=AVC msg=audit(1795653811.452:50): avc:  denied  {{ entrypoint }} for  pid=417 comm=\"selinux-harnes\" path=\"/usr/bin/true\" dev=\"vda\" ino=1 scontext={canary} tcontext=system_u:object_r:bin_t:s0 tclass=file permissive=0");
         let other = r#"type=AVC msg=audit(1795653811.452:51): avc:  denied  { read } for  pid=418 comm="qemu-system-x86" name="a.img" dev="vda" ino=2 scontext=system_u:system_r:svirt_t:s0:c3,c4 tcontext=system_u:object_r:svirt_image_t:s0:c1,c2 tclass=file permissive=0"#;
         let mut records = crate::evidence::audit::parse_records(&format!("{line}\n{other}\n"));
-        assert_eq!(take_canary(&mut records, &canary), Ok(1));
+        assert_eq!(take_canary(&mut records, &canary).unwrap(), 1);
         assert_eq!(records.len(), 1);
         assert!(!is_canary(&records[0], &canary));
-        let e = take_canary(&mut records, &canary).unwrap_err();
+        let e = take_canary(&mut records, &canary).unwrap_err().to_string();
         assert!(e.contains("did not reach the audit log"), "{e}");
     }
 
@@ -281,10 +349,10 @@ pub struct ClosedStep {
 }
 
 impl AuditPath {
-    pub fn open(log: &Path, run_id: &str) -> Result<AuditPath, String> {
-        let log = AuditLog::open(log).map_err(|e| format!("cannot read the audit log: {e}"))?;
+    pub fn open(log: &Path, run_id: &str) -> Result<AuditPath> {
+        let log = AuditLog::open(log)?;
         let me = crate::selinux_ops::process_context(std::process::id())
-            .map_err(|e| format!("cannot read this process's context: {e}"))?;
+            .map_err(LivenessError::OwnContext)?;
         Ok(AuditPath {
             log,
             canary: canary_context(&me)?,
@@ -297,11 +365,8 @@ impl AuditPath {
     }
 
     /// A step starts now: where its records begin, the kernel's lost counter, the mode.
-    pub fn begin(&mut self) -> Result<StepStart, String> {
-        let offset = self
-            .log
-            .offset()
-            .map_err(|e| format!("cannot read the audit log: {e}"))?;
+    pub fn begin(&mut self) -> Result<StepStart> {
+        let offset = self.log.offset()?;
         Ok(StepStart {
             offset,
             status: AuditStatus::read()?,
@@ -312,20 +377,15 @@ impl AuditPath {
     /// Close step `index`: provoke the canary denial, send the marker and wait until auditd
     /// wrote it, check that the kernel lost nothing meanwhile, and read the step's records.
     /// Any doubt about the audit path is an error naming it (the caller says which step).
-    pub fn close(&mut self, start: &StepStart, index: usize) -> Result<ClosedStep, String> {
+    pub fn close(&mut self, start: &StepStart, index: usize) -> Result<ClosedStep> {
         let canary_allowed = !provoke(&self.canary)?;
         let marker = format!("selinux-harness:{}:step{index}:barrier", self.run_id);
-        self.log
-            .barrier(start.offset, &marker, BARRIER_TIMEOUT)
-            .map_err(|e| e.to_string())?;
+        self.log.barrier(start.offset, &marker, BARRIER_TIMEOUT)?;
         let now = AuditStatus::read()?;
         if let Some(why) = start.status.loss_since(&now) {
-            return Err(why);
+            return Err(LivenessError::Lost(why));
         }
-        let mut audit = self
-            .log
-            .step_since(start.offset)
-            .map_err(|e| e.to_string())?;
+        let mut audit = self.log.step_since(start.offset)?;
         let enforcing = enforcing()?;
         let present = take_canary(&mut audit.records, &self.canary);
         // In permissive mode the kernel logs a denial once and caches the grant: the canary
@@ -342,18 +402,15 @@ impl AuditPath {
 
     /// The step's records again (an expected denial may still be on its way), without the
     /// canary's.
-    pub fn read(&mut self, start: &StepStart) -> Result<StepAudit, String> {
-        let mut audit = self
-            .log
-            .step_since(start.offset)
-            .map_err(|e| e.to_string())?;
+    pub fn read(&mut self, start: &StepStart) -> Result<StepAudit> {
+        let mut audit = self.log.step_since(start.offset)?;
         audit.records.retain(|r| !is_canary(r, &self.canary));
         Ok(audit)
     }
 }
 
-fn enforcing() -> Result<bool, String> {
-    crate::selinux_ops::is_enforcing().map_err(|e| format!("cannot read the SELinux mode: {e}"))
+fn enforcing() -> Result<bool> {
+    crate::selinux_ops::is_enforcing().map_err(LivenessError::Mode)
 }
 
 /// Why step `index`'s evidence cannot decide anything: every sign of permissive mode, from

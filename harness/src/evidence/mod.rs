@@ -3,6 +3,7 @@
 //! caused), `liveness` (the proof that the audit path could have shown a denial) and `timeline` (the labels a watched file took during a step).
 
 pub mod audit;
+pub mod file_state;
 pub mod liveness;
 pub mod relabels;
 pub mod timeline;
@@ -68,6 +69,20 @@ pub struct LabelChange {
     pub error: Option<String>,
 }
 
+/// A timeline's labels as text, for the tests of what builds timelines: the context,
+/// `error: why`, or `none`.
+#[cfg(test)]
+pub(crate) fn labels(changes: &[LabelChange]) -> Vec<String> {
+    changes
+        .iter()
+        .map(|c| match (&c.context, &c.error) {
+            (Some(c), _) => c.to_string(),
+            (None, Some(e)) => format!("error: {e}"),
+            (None, None) => "none".into(),
+        })
+        .collect()
+}
+
 // A capture holds four contexts; evidence is a handful of values per step, never a hot path,
 // so boxing them would buy nothing.
 #[allow(clippy::large_enum_variant)]
@@ -117,6 +132,22 @@ pub enum Evidence {
     RememberedOwner {
         file: String,
         xattrs: Vec<(String, String)>,
+    },
+    /// A file a step's bookkeeping expectations name (`xattr`, `owner`, `mode`, `absent`,
+    /// `label`), after the step. `path` None: the name did not resolve (a guest's runtime
+    /// directory that was never seen), `why` says so; `facts` None: no such file.
+    FileState {
+        file: String,
+        path: Option<String>,
+        facts: Option<file_state::FileFacts>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        why: Option<String>,
+    },
+    /// Who a domain's QEMU process runs as.
+    ProcessOwner {
+        domain: String,
+        pid: u32,
+        ids: file_state::Ids,
     },
 }
 

@@ -377,6 +377,7 @@ pub fn relabels_audited(source: &str, kind: &str) -> Result<(), RelabelAuditErro
 mod tests {
     use super::*;
     use crate::evidence::audit::parse_records;
+    use crate::evidence::labels;
 
     const A: &str = "system_u:object_r:virt_image_t:s0";
     const B: &str = "system_u:object_r:svirt_image_t:s0:c161,c423";
@@ -402,17 +403,6 @@ mod tests {
 
     fn start_us() -> u64 {
         1_796_143_166_000_000
-    }
-
-    fn labels(changes: &[LabelChange]) -> Vec<String> {
-        changes
-            .iter()
-            .map(|c| match (&c.context, &c.error) {
-                (Some(c), _) => c.to_string(),
-                (None, Some(e)) => format!("error: {e}"),
-                (None, None) => "none".into(),
-            })
-            .collect()
     }
 
     #[test]

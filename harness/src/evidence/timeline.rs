@@ -324,6 +324,7 @@ fn drain(inotify: &Inotify, state: &mut State, progress: &Progress) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::evidence::labels;
     use crate::selinux_ops::set_xattr;
 
     const A: &str = "system_u:object_r:svirt_image_t:s0:c146,c1010";
@@ -355,17 +356,6 @@ mod tests {
         let mut b = v.as_bytes().to_vec();
         b.push(0);
         set_xattr(p, ATTR, &b).unwrap();
-    }
-
-    fn labels(changes: &[LabelChange]) -> Vec<String> {
-        changes
-            .iter()
-            .map(|c| match (&c.context, &c.error) {
-                (Some(c), _) => c.to_string(),
-                (None, Some(e)) => format!("error: {e}"),
-                (None, None) => "none".into(),
-            })
-            .collect()
     }
 
     #[test]

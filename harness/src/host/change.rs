@@ -75,9 +75,9 @@ pub fn set_boolean(name: &str, value: bool, cleanup: &mut Cleanup) -> Result<()>
 /// which is installed at priority 400 - above the distribution's 100, so it takes the module's
 /// place - and removed on cleanup (`semodule -r` removes at 400), which brings back the
 /// original. Refuses when the module already has a priority-400 copy (not ours to replace).
-pub fn override_module(
+pub fn override_module<E: std::fmt::Display>(
     name: &str,
-    edit: &dyn Fn(&str) -> std::result::Result<String, String>,
+    edit: &dyn Fn(&str) -> std::result::Result<String, E>,
     cleanup: &mut Cleanup,
 ) -> Result<()> {
     crate::host::config::validate_policy_name("policy module", name)?;
@@ -150,7 +150,7 @@ pub fn override_module(
     let edited = edit(&original).map_err(|why| HostError::Command {
         command: format!("edit of module {name}"),
         status: "refused".into(),
-        stderr: why,
+        stderr: why.to_string(),
     })?;
     std::fs::write(&file, edited).map_err(io_err("write", &file))?;
     let f = file.to_str().ok_or_else(|| HostError::Invalid {
@@ -218,8 +218,11 @@ mod tests {
                 path,
                 original: Some(b),
                 restart_libvirtd: true,
-            } => write_in_place(path, b).map_err(|e| e.to_string()),
-            other => Err(format!("unexpected {other:?}")),
+            } => write_in_place(path, b).map_err(|source| crate::host::cleanup::UndoError::Io {
+                path: path.clone(),
+                source,
+            }),
+            other => panic!("unexpected {other:?}"),
         });
         assert_eq!(pending.len(), 1, "{notes:?}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), original);

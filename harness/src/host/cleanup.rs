@@ -47,6 +47,15 @@ pub enum Undo {
     RemoveModules { names: Vec<String> },
     /// The policy was rebuilt without its dontaudit rules; rebuild it with them.
     EnableDontaudit,
+    /// An xattr of a file was set or removed; put back `value` (None: it had none).
+    RestoreXattr {
+        path: PathBuf,
+        name: String,
+        value: Option<Vec<u8>>,
+    },
+    /// A domain was saved with managedsave: remove the managed save image (libvirt keeps it
+    /// outside the sandbox, and refuses to undefine a domain that has one).
+    ManagedSave { uri: String, name: String },
 }
 
 impl Undo {
@@ -86,17 +95,60 @@ impl Undo {
             Undo::EnableDontaudit => {
                 "rebuild the policy with its dontaudit rules (semodule -B)".to_string()
             }
+            Undo::RestoreXattr { path, name, value } => match value {
+                Some(_) => format!("put back xattr {name} of {}", path.display()),
+                None => format!("remove xattr {name} of {}", path.display()),
+            },
+            Undo::ManagedSave { uri, name } => {
+                format!("remove the managed save image of domain {name} ({uri})")
+            }
         }
+    }
+}
+
+/// Why an undo failed (its text is the cleanup note's, `cleanup FAILED: WHAT: WHY`).
+#[derive(Debug, thiserror::Error)]
+pub enum UndoError {
+    /// libvirt refused (its message as it gave it).
+    #[error("{0}")]
+    Libvirt(String),
+    #[error("libvirtd did not answer within {waited:?}: {last}")]
+    LibvirtGone {
+        waited: std::time::Duration,
+        last: String,
+    },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Selinux(#[from] crate::selinux_ops::SelinuxOpsError),
+    #[error(transparent)]
+    Host(#[from] crate::host::config::HostError),
+    #[error("module removed, but its journal record stays: {0}")]
+    JournalRecord(#[source] std::io::Error),
+    #[error("qemu.conf restored, but its backup stays: {0}")]
+    QemuConfBackup(#[source] std::io::Error),
+    /// The policy under test's modules could not be removed.
+    #[error(transparent)]
+    Modules(Box<crate::policy::install::InstallError>),
+}
+
+impl From<crate::evidence::LibvirtError> for UndoError {
+    fn from(e: crate::evidence::LibvirtError) -> Self {
+        UndoError::Libvirt(e.message)
     }
 }
 
 /// Performs undo actions. The real one touches the host; tests record.
 pub trait UndoExecutor {
-    fn undo(&mut self, action: &Undo) -> Result<(), String>;
+    fn undo(&mut self, action: &Undo) -> Result<(), UndoError>;
 }
 
-impl<F: FnMut(&Undo) -> Result<(), String>> UndoExecutor for F {
-    fn undo(&mut self, action: &Undo) -> Result<(), String> {
+impl<F: FnMut(&Undo) -> Result<(), UndoError>> UndoExecutor for F {
+    fn undo(&mut self, action: &Undo) -> Result<(), UndoError> {
         self(action)
     }
 }
@@ -105,7 +157,7 @@ impl<F: FnMut(&Undo) -> Result<(), String>> UndoExecutor for F {
 /// libvirtd that died; a run whose libvirtd died must still remove its domains).
 const LIBVIRTD_RETURN: std::time::Duration = std::time::Duration::from_secs(30);
 
-pub(crate) fn connect_patiently(uri: &str) -> Result<crate::host::libvirt::Libvirt, String> {
+pub(crate) fn connect_patiently(uri: &str) -> Result<crate::host::libvirt::Libvirt, UndoError> {
     use crate::wait::{wait_until, Waited};
     let mut last = String::new();
     // Not interruptible: this is the cleanup a Ctrl-C asked for.
@@ -121,9 +173,10 @@ pub(crate) fn connect_patiently(uri: &str) -> Result<crate::host::libvirt::Libvi
     );
     match connected {
         Waited::Met(lv) => Ok(lv),
-        Waited::TimedOut | Waited::Interrupted => Err(format!(
-            "libvirtd did not answer within {LIBVIRTD_RETURN:?}: {last}"
-        )),
+        Waited::TimedOut | Waited::Interrupted => Err(UndoError::LibvirtGone {
+            waited: LIBVIRTD_RETURN,
+            last,
+        }),
     }
 }
 
@@ -132,81 +185,105 @@ pub(crate) fn connect_patiently(uri: &str) -> Result<crate::host::libvirt::Libvi
 pub struct HostUndo;
 
 impl UndoExecutor for HostUndo {
-    fn undo(&mut self, action: &Undo) -> Result<(), String> {
+    fn undo(&mut self, action: &Undo) -> Result<(), UndoError> {
         match action {
             Undo::Domain { uri, name } => {
                 let lv = connect_patiently(uri)?;
-                if lv.exists(name).map_err(|e| e.message)? {
+                if lv.exists(name)? {
                     // Not running is fine: destroy only matters for an active domain. It may
                     // stop between the two calls (a libvirtd that just restarted is still
                     // reconnecting to its QEMUs), so a failed destroy of a domain that is no
                     // longer active is no failure.
-                    if lv.is_active(name).map_err(|e| e.message)? {
+                    if lv.is_active(name)? {
                         if let Err(e) = lv.destroy(name) {
                             if lv.is_active(name).unwrap_or(true) {
-                                return Err(e.message);
+                                return Err(e.into());
                             }
                         }
                     }
-                    lv.undefine(name).map_err(|e| e.message)?;
+                    lv.undefine(name)?;
                 }
                 Ok(())
             }
             Undo::RemoveFile { path } => ignore_missing(std::fs::remove_file(path), path),
             Undo::RemoveDir { path } => ignore_missing(std::fs::remove_dir_all(path), path),
-            Undo::RestoreLabel { path, context } => match context {
+            Undo::RestoreLabel { path, context } => Ok(match context {
                 Some(c) => crate::selinux_ops::set_file_context(path, c),
                 None => crate::selinux_ops::restore_default_context(path),
-            }
-            .map_err(|e| e.to_string()),
+            }?),
             Undo::RemoveModule { name } => {
-                crate::host::config::remove_module(name).map_err(|e| e.to_string())?;
+                crate::host::config::remove_module(name)?;
                 // The crash journal's record is for a run that never gets here; this one did,
                 // so `doctor` must not find (and try to remove) the module again.
                 crate::host::journal::Journal::default()
                     .forget_module(name)
-                    .map_err(|e| format!("module removed, but its journal record stays: {e}"))
+                    .map_err(UndoError::JournalRecord)
             }
-            Undo::SetBoolean { name, value } => {
-                crate::host::config::setsebool(name, *value).map_err(|e| e.to_string())
-            }
+            Undo::SetBoolean { name, value } => Ok(crate::host::config::setsebool(name, *value)?),
             Undo::RestoreFile {
                 path,
                 original,
                 restart_libvirtd,
             } => {
                 match original {
-                    Some(bytes) => crate::host::config::write_in_place(path, bytes)
-                        .map_err(|e| e.to_string())?,
+                    Some(bytes) => {
+                        crate::host::config::write_in_place(path, bytes).map_err(|source| {
+                            UndoError::Io {
+                                path: path.clone(),
+                                source,
+                            }
+                        })?
+                    }
                     None => ignore_missing(std::fs::remove_file(path), path)?,
                 }
                 if *restart_libvirtd {
-                    crate::host::config::restart_libvirtd()
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())?;
+                    crate::host::config::restart_libvirtd()?;
                 }
                 if path == Path::new(crate::host::layout::QEMU_CONF) {
                     // qemu.conf is back: the journal's copy for `doctor` has done its job.
                     crate::host::journal::Journal::default()
                         .drop_qemu_conf_backup()
-                        .map_err(|e| format!("qemu.conf restored, but its backup stays: {e}"))?;
+                        .map_err(UndoError::QemuConfBackup)?;
                 }
                 Ok(())
             }
-            Undo::RestartLibvirtd => crate::host::config::restart_libvirtd()
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
-            Undo::RemoveModules { names } => crate::policy::install::remove(names),
-            Undo::EnableDontaudit => crate::host::dontaudit::enable().map_err(|e| e.to_string()),
+            Undo::RestartLibvirtd => {
+                crate::host::config::restart_libvirtd()?;
+                Ok(())
+            }
+            Undo::RemoveModules { names } => {
+                crate::policy::install::remove(names).map_err(|e| UndoError::Modules(Box::new(e)))
+            }
+            Undo::EnableDontaudit => Ok(crate::host::dontaudit::enable()?),
+            Undo::RestoreXattr { path, name, value } => {
+                let r = match value {
+                    Some(v) => crate::selinux_ops::set_xattr(path, name, v),
+                    None => match crate::selinux_ops::remove_xattr(path, name) {
+                        Err(e) if e.raw_os_error() == Some(nix::libc::ENODATA) => Ok(()),
+                        r => r,
+                    },
+                };
+                // The sandbox file may be gone already (libvirt or the run removed it).
+                ignore_missing(r, path)
+            }
+            // Starting from the image consumed it; only one that is still there is removed.
+            Undo::ManagedSave { uri, name } => {
+                let lv = connect_patiently(uri)?;
+                if lv.exists(name)? && lv.has_managed_save(name)? {
+                    lv.managed_save_remove(name)?;
+                }
+                Ok(())
+            }
         }
     }
 }
 
-fn ignore_missing(r: std::io::Result<()>, path: &Path) -> Result<(), String> {
+fn ignore_missing(r: std::io::Result<()>, path: &Path) -> Result<(), UndoError> {
     match r {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(format!("{}: {e}", path.display()))
-        }
+        Err(source) if source.kind() != std::io::ErrorKind::NotFound => Err(UndoError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
         _ => Ok(()),
     }
 }
@@ -251,7 +328,7 @@ impl Cleanup {
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| exec.undo(&action)));
             let outcome = match r {
                 Ok(Ok(())) => UndoOutcome::Done,
-                Ok(Err(error)) => UndoOutcome::Failed(error),
+                Ok(Err(error)) => UndoOutcome::Failed(error.to_string()),
                 Err(_) => UndoOutcome::Panicked,
             };
             done.push(Undone { what, outcome });
@@ -366,7 +443,7 @@ mod tests {
         let notes = c.run_with(&mut |a: &Undo| {
             count += 1;
             match a {
-                Undo::Domain { .. } => Err("no libvirtd".to_string()),
+                Undo::Domain { .. } => Err(UndoError::Libvirt("no libvirtd".into())),
                 Undo::RemoveFile { .. } => panic!("boom"),
                 _ => Ok(()),
             }

@@ -400,7 +400,10 @@ pub fn restart_libvirtd() -> Result<LibvirtdRestart> {
 fn start_libvirtd(context: Option<&Context>) -> Result<()> {
     // The exec context is per thread and sticky: set it right before the fork, always reset it.
     let _guard = match context {
-        Some(c) => Some(crate::selinux_ops::ExecContextGuard::set(c).map_err(HostError::Libvirtd)?),
+        Some(c) => Some(
+            crate::selinux_ops::ExecContextGuard::set(c)
+                .map_err(|e| HostError::Libvirtd(e.to_string()))?,
+        ),
         None => None,
     };
     let status = Command::new(LIBVIRTD)

@@ -175,22 +175,55 @@ fn scan_modules(state_dir: &Path, out: &mut Vec<Leftover>) {
     }
 }
 
+/// Why a leftover was not removed.
+#[derive(Debug, thiserror::Error)]
+pub enum CleanError {
+    /// It no longer looks like the harness's (edited or swapped since the scan).
+    #[error("{0}")]
+    NotOurs(&'static str),
+    #[error(transparent)]
+    Undo(#[from] crate::host::cleanup::UndoError),
+    #[error(transparent)]
+    Io(#[from] crate::error::IoError),
+    #[error(transparent)]
+    Host(#[from] crate::host::config::HostError),
+    #[error("restored, but libvirtd did not restart: {0}")]
+    Restart(#[source] crate::host::config::HostError),
+    #[error("{what}: {error}")]
+    Unreadable { what: String, error: String },
+}
+
+/// A leftover `clean` could not remove: "FAILED: WHAT: WHY".
+#[derive(Debug, thiserror::Error)]
+#[error("FAILED: {what}: {source}")]
+pub struct CleanFailed {
+    pub what: String,
+    #[source]
+    pub source: Box<CleanError>,
+}
+
 /// Remove every leftover; one line per action, saying what was done (Ok) or why it failed
 /// (Err, a line starting with "FAILED:"): the caller's exit status depends on which.
-pub fn clean(leftovers: &[Leftover]) -> Vec<Result<String, String>> {
+pub fn clean(leftovers: &[Leftover]) -> Vec<Result<String, CleanFailed>> {
     leftovers
         .iter()
-        .map(|l| clean_one(l).map_err(|e| format!("FAILED: {}: {e}", l.describe())))
+        .map(|l| {
+            clean_one(l).map_err(|source| CleanFailed {
+                what: l.describe(),
+                source: Box::new(source),
+            })
+        })
         .collect()
 }
 
-fn clean_one(l: &Leftover) -> Result<String, String> {
+fn clean_one(l: &Leftover) -> Result<String, CleanError> {
+    use crate::error::IoError;
     use crate::host::cleanup::{HostUndo, Undo, UndoExecutor};
     match l {
         Leftover::Domain { uri, name } => {
             // Re-check the marker: the list may have been edited between scan and clean.
             if !is_marked_name(name) {
-                return Err("not a harness domain name".into());
+                return Err(CleanError::NotOurs("not a harness domain name"));
             }
             HostUndo.undo(&Undo::Domain {
                 uri: uri.clone(),
@@ -204,28 +237,28 @@ fn clean_one(l: &Leftover) -> Result<String, String> {
                 .and_then(|n| n.to_str())
                 .is_some_and(is_marked_name);
             if !marked {
-                return Err("not a harness sandbox name".into());
+                return Err(CleanError::NotOurs("not a harness sandbox name"));
             }
             // Swapped for a symlink since the scan? Then it is not ours any more.
-            let meta = std::fs::symlink_metadata(path).map_err(|e| e.to_string())?;
+            let meta = std::fs::symlink_metadata(path).map_err(IoError::at("cannot stat", path))?;
             if !meta.is_dir() {
-                return Err("no longer a directory".into());
+                return Err(CleanError::NotOurs("no longer a directory"));
             }
             // remove_dir_all does not follow symlinks inside the tree.
-            std::fs::remove_dir_all(path).map_err(|e| e.to_string())?;
+            std::fs::remove_dir_all(path).map_err(IoError::at("cannot remove", path))?;
             Ok(format!("removed {}", path.display()))
         }
         Leftover::Module { name, state_dir } => {
             if !is_module_name(name) {
-                return Err("not a module name".into());
+                return Err(CleanError::NotOurs("not a module name"));
             }
-            let installed = crate::host::config::installed_modules().map_err(|e| e.to_string())?;
+            let installed = crate::host::config::installed_modules()?;
             if installed.iter().any(|m| m == name) {
-                crate::host::config::remove_module(name).map_err(|e| e.to_string())?;
+                crate::host::config::remove_module(name)?;
             }
             Journal::at(state_dir)
                 .forget_module(name)
-                .map_err(|e| e.to_string())?;
+                .map_err(IoError::at("cannot update the crash journal in", state_dir))?;
             Ok(format!("removed policy module {name}"))
         }
         Leftover::QemuConf {
@@ -233,16 +266,16 @@ fn clean_one(l: &Leftover) -> Result<String, String> {
             backup,
             restart_libvirtd,
         } => {
-            let original = std::fs::read(backup).map_err(|e| e.to_string())?;
+            let original = std::fs::read(backup).map_err(IoError::at("cannot read", backup))?;
             let current = std::fs::read(path).ok();
             let changed = current.as_deref() != Some(original.as_slice());
             if changed {
-                crate::host::config::write_in_place(path, &original).map_err(|e| e.to_string())?;
+                crate::host::config::write_in_place(path, &original)
+                    .map_err(IoError::at("cannot write", path))?;
             }
-            std::fs::remove_file(backup).map_err(|e| e.to_string())?;
+            std::fs::remove_file(backup).map_err(IoError::at("cannot remove", backup))?;
             if changed && *restart_libvirtd {
-                crate::host::config::restart_libvirtd()
-                    .map_err(|e| format!("restored, but libvirtd did not restart: {e}"))?;
+                crate::host::config::restart_libvirtd().map_err(CleanError::Restart)?;
             }
             Ok(if changed {
                 format!("restored {} from {}", path.display(), backup.display())
@@ -253,7 +286,10 @@ fn clean_one(l: &Leftover) -> Result<String, String> {
                 )
             })
         }
-        Leftover::Unreadable { what, error } => Err(format!("{what}: {error}")),
+        Leftover::Unreadable { what, error } => Err(CleanError::Unreadable {
+            what: what.clone(),
+            error: error.clone(),
+        }),
     }
 }
 
@@ -348,7 +384,9 @@ mod tests {
         symlink(&outside, &ours).unwrap();
         let notes = clean(&found);
         assert!(
-            notes[0].as_ref().is_err_and(|n| n.starts_with("FAILED: ")),
+            notes[0]
+                .as_ref()
+                .is_err_and(|n| n.to_string().starts_with("FAILED: ")),
             "{notes:?}"
         );
         assert!(outside.join("keep").exists());

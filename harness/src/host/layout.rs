@@ -37,6 +37,8 @@ pub const INIT_STATUS: &str = "/run/selinux-harness/status";
 /// Prefix of every libvirt domain and sandbox directory the harness creates: `doctor` finds
 /// leftovers of an interrupted run by it.
 pub const MARKER: &str = "selinux-harness";
+/// Where libvirt keeps managed save images (DOMAIN.save).
+pub const QEMU_SAVE_DIR: &str = "/var/lib/libvirt/qemu/save";
 
 /// Where things are on one SELinux host, for what reads and restores it (`state`, `doctor`).
 /// `Default` is the host the constants above describe; tests point it into a temporary

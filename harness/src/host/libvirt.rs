@@ -253,6 +253,85 @@ impl Libvirt {
             .create_with_flags(sys::VIR_DOMAIN_START_PAUSED))
         .map(|_| ())
     }
+
+    /// virsh save: the domain's state to `to`; the domain stops.
+    pub fn save(&self, name: &str, to: &Path, bypass_cache: bool) -> Result<()> {
+        let dom = self.domain(name)?;
+        let to = path_cstring(to)?;
+        let flags = if bypass_cache {
+            sys::VIR_DOMAIN_SAVE_BYPASS_CACHE
+        } else {
+            0
+        };
+        // SAFETY: the domain pointer is live for the call, `to` outlives it, NULL dxml is allowed.
+        let r =
+            unsafe { sys::virDomainSaveFlags(dom.as_ptr(), to.as_ptr(), std::ptr::null(), flags) };
+        if r < 0 {
+            Err(convert_error(&VirtError::last_error()))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// virsh restore [--xml]: a domain from a save file.
+    pub fn restore(&self, from: &Path, dxml: Option<&str>, bypass_cache: bool) -> Result<()> {
+        let flags = if bypass_cache {
+            sys::VIR_DOMAIN_SAVE_BYPASS_CACHE
+        } else {
+            0
+        };
+        lv(self
+            .conn
+            .restore_domain_flags(&from.to_string_lossy(), dxml, flags))
+    }
+
+    /// virsh save-image-dumpxml --security-info.
+    pub fn save_image_xml(&self, file: &Path) -> Result<String> {
+        lv(self.conn.save_image_xml_desc(
+            &file.to_string_lossy(),
+            sys::VIR_DOMAIN_SAVE_IMAGE_XML_SECURE,
+        ))
+    }
+
+    pub fn managed_save(&self, name: &str, bypass_cache: bool) -> Result<()> {
+        let flags = if bypass_cache {
+            sys::VIR_DOMAIN_SAVE_BYPASS_CACHE
+        } else {
+            0
+        };
+        lv(self.domain(name)?.managed_save(flags))
+    }
+
+    pub fn has_managed_save(&self, name: &str) -> Result<bool> {
+        lv(self.domain(name)?.has_managed_save(0))
+    }
+
+    pub fn managed_save_remove(&self, name: &str) -> Result<()> {
+        lv(self.domain(name)?.managed_save_remove(0))
+    }
+
+    /// virsh dump [--memory-only]; the domain keeps running.
+    pub fn core_dump(&self, name: &str, to: &Path, memory_only: bool) -> Result<()> {
+        let flags = if memory_only {
+            sys::VIR_DUMP_MEMORY_ONLY
+        } else {
+            0
+        };
+        lv(self.domain(name)?.core_dump(&to.to_string_lossy(), flags))
+    }
+
+    /// virsh update-device --live (what change-media sends).
+    pub fn update_device_live(&self, name: &str, xml: &str) -> Result<()> {
+        lv(self
+            .domain(name)?
+            .update_device_flags(xml, sys::VIR_DOMAIN_AFFECT_LIVE))
+    }
+}
+
+fn path_cstring(p: &Path) -> Result<std::ffi::CString> {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| harness_error(format!("{} holds a NUL byte", p.display())))
 }
 
 impl Drop for Libvirt {

@@ -106,10 +106,14 @@ pub fn errno_name(n: i32) -> String {
 
 /// The context a probe runs in: the caller's user and role (crossing users needs more policy
 /// than the test module grants), the requested type and MCS level.
-pub fn probe_context(current: &Context, kind: &str, level: &str) -> Result<Context, String> {
+pub fn probe_context(current: &Context, kind: &str, level: &str) -> Result<Context, ProbeError> {
     format!("{}:{}:{kind}:{level}", current.user, current.role)
         .parse()
-        .map_err(|e| format!("probe context with type {kind:?} level {level:?}: {e}"))
+        .map_err(|source| ProbeError::Context {
+            kind: kind.to_string(),
+            level: level.to_string(),
+            source,
+        })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +122,13 @@ pub enum ProbeError {
     Setup { path: PathBuf, message: String },
     #[error("starting the probe as {context}: {message}")]
     Spawn { context: String, message: String },
+    #[error("probe context with type {kind:?} level {level:?}: {source}")]
+    Context {
+        kind: String,
+        level: String,
+        #[source]
+        source: crate::context::ParseError,
+    },
 }
 
 /// A labelled copy of the harness binary, ready to run probes.
@@ -172,7 +183,7 @@ impl Prober {
             message,
         };
         let child = {
-            let _exec = ExecContextGuard::set(context).map_err(spawn_err)?;
+            let _exec = ExecContextGuard::set(context).map_err(|e| spawn_err(e.to_string()))?;
             Command::new(&self.exe)
                 .arg(SUBCOMMAND)
                 .arg(access.flag())

@@ -117,12 +117,52 @@ impl SandboxDir {
         })?;
         Ok(f)
     }
+
+    /// Create a FIFO `name` (mode 0600; libvirt chowns it for QEMU), never over an existing entry.
+    pub fn create_fifo(&self, name: &str) -> Result<()> {
+        check_name(name)?;
+        nix::unistd::mkfifoat(self.fd.as_fd(), name, Mode::from_bits_truncate(0o600)).map_err(
+            |errno| SandboxError::Os {
+                what: "create FIFO",
+                path: self.path.join(name),
+                errno,
+            },
+        )
+    }
+
+    /// A listening UNIX socket `name`, for a guest's chardev in connect mode. bind(2) never
+    /// follows or replaces an existing entry (EADDRINUSE), and the directory is ours.
+    pub fn listen(&self, name: &str) -> Result<std::os::unix::net::UnixListener> {
+        check_name(name)?;
+        let path = self.path.join(name);
+        std::os::unix::net::UnixListener::bind(&path).map_err(|e| SandboxError::Os {
+            what: "listen on",
+            path,
+            errno: Errno::from_raw(e.raw_os_error().unwrap_or(nix::libc::EIO)),
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
+
+    #[test]
+    fn makes_fifos_and_sockets_but_never_over_an_entry() {
+        let t = tempfile::tempdir().unwrap();
+        let d = SandboxDir::create(&t.path().join("box"), 0o755).unwrap();
+        d.create_fifo("p.in").unwrap();
+        use std::os::unix::fs::FileTypeExt;
+        let meta = std::fs::symlink_metadata(t.path().join("box/p.in")).unwrap();
+        assert!(meta.file_type().is_fifo());
+        assert!(d.create_fifo("p.in").is_err());
+        let _l = d.listen("s.sock").unwrap();
+        assert!(d.listen("s.sock").is_err());
+        symlink("/etc/passwd", t.path().join("box/evil")).unwrap();
+        assert!(d.create_fifo("evil").is_err() && d.listen("evil").is_err());
+        assert!(d.create_fifo("../x").is_err() && d.listen("a/b").is_err());
+    }
 
     #[test]
     fn creates_a_sized_file() {

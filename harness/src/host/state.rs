@@ -105,7 +105,7 @@ pub fn snapshot(paths: &Layout, modules: bool) -> HostState {
             match crate::evidence::liveness::permissive_type(t) {
                 Ok(true) => s.permissive.push(t.to_string()),
                 Ok(false) => {}
-                Err(e) => s.errors.push(e),
+                Err(e) => s.errors.push(e.to_string()),
             }
         }
     }

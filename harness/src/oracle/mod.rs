@@ -7,6 +7,7 @@
 //! also set beside the kernel's own access decision (security_compute_av), and a disagreement
 //! is a finding in itself. The answers are typed data carried by `Event::Explained`.
 
+pub mod cache;
 pub mod sepol;
 
 use std::fmt;
@@ -241,7 +242,7 @@ pub fn explain(
 ) -> Vec<Reason> {
     let d = match policy.compute(&s.to_string(), &t.to_string(), tclass, perms) {
         Ok(d) => d,
-        Err(why) => return vec![Reason::Unavailable { why }],
+        Err(e) => return vec![Reason::Unavailable { why: e.to_string() }],
     };
     let mut out = Vec::new();
     if permissive {
@@ -301,19 +302,21 @@ fn booleans_that_allow(
 ) -> Vec<Reason> {
     let mut out = Vec::new();
     for (name, value) in policy.booleans() {
-        if policy.set_boolean(&name, !value).is_err() {
-            continue;
-        }
-        let te_allows = policy
-            .compute(&s.to_string(), &t.to_string(), tclass, perms)
-            .is_ok_and(|d| !d.te);
-        // Put back before anything else: the copy must stay the kernel's policy.
-        if policy.set_boolean(&name, value).is_err() {
-            out.push(Reason::Unavailable {
-                why: format!("cannot restore boolean {name} in the policy copy"),
-            });
-            return out;
-        }
+        let flipped = policy.with_flipped(&name, value, |p| {
+            p.compute(&s.to_string(), &t.to_string(), tclass, perms)
+                .is_ok_and(|d| !d.te)
+        });
+        let te_allows = match flipped {
+            Ok(allows) => allows,
+            // The copy is no longer the kernel's policy: no further answer from it.
+            Err(_) if !policy.is_as_loaded() => {
+                out.push(Reason::Unavailable {
+                    why: format!("cannot restore boolean {name} in the policy copy"),
+                });
+                return out;
+            }
+            Err(_) => continue,
+        };
         if te_allows {
             out.push(Reason::Boolean {
                 name,
@@ -355,11 +358,31 @@ fn nearest(
     out
 }
 
-/// Load the policy the kernel runs.
-pub fn kernel_policy() -> Result<Policy, String> {
-    let bytes =
-        std::fs::read(KERNEL_POLICY).map_err(|e| format!("cannot read {KERNEL_POLICY}: {e}"))?;
-    Policy::load(&bytes)
+/// Why the kernel could not be asked for its decision.
+#[derive(Debug, thiserror::Error)]
+pub enum DecisionError {
+    #[error(transparent)]
+    Nul(#[from] std::ffi::NulError),
+    #[error("class {class}: {source}")]
+    Class {
+        class: String,
+        #[source]
+        source: selinux::errors::Error,
+    },
+    #[error("permission {perm} of {class}: {source}")]
+    Permission {
+        perm: String,
+        class: String,
+        #[source]
+        source: selinux::errors::Error,
+    },
+    /// `access`: "SCONTEXT -> TCONTEXT CLASS".
+    #[error("security_compute_av {access}: {source}")]
+    Compute {
+        access: String,
+        #[source]
+        source: selinux::errors::Error,
+    },
 }
 
 /// The kernel's own decision (security_compute_av_flags through libselinux) on `perms`:
@@ -369,22 +392,32 @@ pub fn kernel_decision(
     t: &Context,
     tclass: &str,
     perms: &[String],
-) -> Result<(bool, bool), String> {
+) -> Result<(bool, bool), DecisionError> {
     use selinux::{SecurityClass, SecurityContext};
-    let cs = std::ffi::CString::new(s.to_string()).map_err(|e| e.to_string())?;
-    let ct = std::ffi::CString::new(t.to_string()).map_err(|e| e.to_string())?;
+    let cs = std::ffi::CString::new(s.to_string())?;
+    let ct = std::ffi::CString::new(t.to_string())?;
     let sc = SecurityContext::from_c_str(&cs, true);
     let tc = SecurityContext::from_c_str(&ct, true);
-    let class = SecurityClass::from_name(tclass).map_err(|e| format!("class {tclass}: {e}"))?;
+    let class = SecurityClass::from_name(tclass).map_err(|source| DecisionError::Class {
+        class: tclass.into(),
+        source,
+    })?;
     let mut requested = 0;
     for p in perms {
         requested |= class
             .access_vector_bit(p)
-            .map_err(|e| format!("permission {p} of {tclass}: {e}"))?;
+            .map_err(|source| DecisionError::Permission {
+                perm: p.clone(),
+                class: tclass.into(),
+                source,
+            })?;
     }
     let avd = sc
         .query_access_decision(&tc, class, requested)
-        .map_err(|e| format!("security_compute_av {s} -> {t} {tclass}: {e}"))?;
+        .map_err(|source| DecisionError::Compute {
+            access: format!("{s} -> {t} {tclass}"),
+            source,
+        })?;
     // AVD_FLAGS_PERMISSIVE
     Ok((avd.allowed & requested == requested, avd.flags & 1 != 0))
 }
@@ -456,6 +489,27 @@ pub(crate) const TEST_POLICY: &str = r#"
 (booleanif dom_reads_bool (true (allow dom_t bool_t (file (read open)))))
 (mlsconstrain (file (read write)) (dom h1 h2))
 "#;
+
+/// TEST_POLICY with the rule a module loaded mid-run would add: dom_t may read other_t.
+#[cfg(test)]
+pub(crate) fn test_policy_with_module() -> String {
+    format!("{TEST_POLICY}(allow dom_t other_t (file (read)))")
+}
+
+/// Whether `policy` lets dom_t read other_t: TEST_POLICY does not, its module does.
+#[cfg(test)]
+pub(crate) fn dom_reads_other(policy: &Policy) -> bool {
+    let ctx = |s: &str| s.parse::<Context>().expect("a test context");
+    explain(
+        policy,
+        &ctx("u:r:dom_t:s0"),
+        &ctx("u:object_r:other_t:s0"),
+        "file",
+        &["read".into()],
+        &[],
+        false,
+    ) == [Reason::Allowed]
+}
 
 #[cfg(test)]
 mod tests;

@@ -9,9 +9,11 @@
 //! libselinux1-dev (needed by `selinux-sys`) already pulls in on the build host.
 //!
 //! libsepol computes on one process-wide policydb and SID table (globals inside the library),
-//! so a [`Policy`] holds a process-wide lock for its whole life: two concurrent runs of a batch
-//! take turns.
+//! so every call on a [`Policy`] takes a process-wide lock and points those globals at its own
+//! policydb and SID table first: several policies can live at once (a run keeps the kernel's
+//! for all its steps, `oracle::cache`) and concurrent runs of a batch take turns per question.
 
+use std::cell::{Cell, UnsafeCell};
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr, CString};
 use std::sync::{Mutex, MutexGuard};
 
@@ -97,6 +99,38 @@ extern "C" {
 
 static LIBSEPOL: Mutex<()> = Mutex::new(());
 
+/// What libsepol could not do, or what the policy does not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SepolError {
+    /// Setting libsepol up for a policy failed (out of memory, in practice).
+    #[error("libsepol: cannot {0}")]
+    Setup(&'static str),
+    #[error("libsepol cannot read the binary policy")]
+    Unreadable,
+    #[error("{0:?} holds a NUL")]
+    Nul(String),
+    #[error("{0} is not a valid context in this policy")]
+    InvalidContext(String),
+    #[error("the policy has no class {0}")]
+    NoClass(String),
+    #[error("class {class} has no permission {perm}")]
+    NoPermission { class: String, perm: String },
+    #[error("libsepol cannot compute {scontext} -> {tcontext} {class}")]
+    Compute {
+        scontext: String,
+        tcontext: String,
+        class: String,
+    },
+    #[error("libsepol: no key for boolean {0}")]
+    NoBooleanKey(String),
+    #[error("the policy has no boolean {0}")]
+    NoBoolean(String),
+    #[error("libsepol cannot set boolean {0}")]
+    SetBoolean(String),
+}
+
+type Result<T> = std::result::Result<T, SepolError>;
+
 /// What libsepol decided for one request, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
@@ -120,54 +154,59 @@ pub struct Decision {
 pub struct Policy {
     db: *mut c_void,
     handle: *mut c_void,
-    sidtab: Box<SidTab>,
-    _lock: MutexGuard<'static, ()>,
+    /// libsepol fills it (new SIDs) through the global pointer while a call holds the lock.
+    sidtab: Box<UnsafeCell<SidTab>>,
+    /// A boolean of this copy could not be put back: it is no longer the policy it was loaded
+    /// from.
+    altered: Cell<bool>,
+}
+
+/// libsepol's globals pointed at one policy, for as long as the guard lives.
+fn lock() -> MutexGuard<'static, ()> {
+    // A poisoned lock only means another run panicked while it held it; whoever takes it next
+    // points libsepol's globals afresh.
+    LIBSEPOL.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Policy {
     /// Load a binary policy (e.g. the bytes of /sys/fs/selinux/policy).
-    pub fn load(bytes: &[u8]) -> Result<Policy, String> {
-        // A poisoned lock only means another run panicked while it held it; libsepol's state is
-        // set afresh below.
-        let lock = LIBSEPOL.lock().unwrap_or_else(|p| p.into_inner());
+    pub fn load(bytes: &[u8]) -> Result<Policy> {
+        let _lock = lock();
         let mut data = bytes.to_vec();
         // SAFETY: every pointer passed is live for the call; `data` outlives the read, which
         // copies what it needs into the policydb.
         unsafe {
             let mut pf = std::ptr::null_mut();
             if sepol_policy_file_create(&mut pf) != 0 {
-                return Err("libsepol: cannot create a policy file".into());
+                return Err(SepolError::Setup("create a policy file"));
             }
             let mut db = std::ptr::null_mut();
             if sepol_policydb_create(&mut db) != 0 {
                 sepol_policy_file_free(pf);
-                return Err("libsepol: cannot create a policydb".into());
+                return Err(SepolError::Setup("create a policydb"));
             }
             sepol_policy_file_set_mem(pf, data.as_mut_ptr().cast(), data.len());
             let read = sepol_policydb_read(db, pf);
             sepol_policy_file_free(pf);
             if read != 0 {
                 sepol_policydb_free(db);
-                return Err("libsepol cannot read the binary policy".into());
+                return Err(SepolError::Unreadable);
             }
-            // `struct sepol_policydb` is `{ struct policydb p; }`: its address is the policydb's.
-            sepol_set_policydb(db);
-            let mut sidtab = Box::new(SidTab {
+            let sidtab = Box::new(UnsafeCell::new(SidTab {
                 htable: std::ptr::null_mut(),
                 nel: 0,
                 next_sid: 0,
                 shutdown: 0,
-            });
-            if sepol_sidtab_init(&mut *sidtab) != 0 {
+            }));
+            if sepol_sidtab_init(sidtab.get()) != 0 {
                 sepol_policydb_free(db);
-                return Err("libsepol: cannot initialise a SID table".into());
+                return Err(SepolError::Setup("initialise a SID table"));
             }
-            sepol_set_sidtab(&mut *sidtab);
             let handle = sepol_handle_create();
             if handle.is_null() {
-                sepol_sidtab_destroy(&mut *sidtab);
+                sepol_sidtab_destroy(sidtab.get());
                 sepol_policydb_free(db);
-                return Err("libsepol: cannot create a handle".into());
+                return Err(SepolError::Setup("create a handle"));
             }
             // Quiet: libsepol would print its messages on stderr, which is the agent's.
             sepol_msg_set_callback(handle, std::ptr::null(), std::ptr::null_mut());
@@ -175,38 +214,74 @@ impl Policy {
                 db,
                 handle,
                 sidtab,
-                _lock: lock,
+                altered: Cell::new(false),
             })
         }
     }
 
-    fn sid(&self, context: &str) -> Result<u32, String> {
-        let c = CString::new(context).map_err(|_| format!("{context:?} holds a NUL"))?;
+    /// Take the lock and point libsepol's globals at this policy: every call that asks
+    /// libsepol through them holds the guard.
+    fn bind(&self) -> MutexGuard<'static, ()> {
+        let guard = lock();
+        // `struct sepol_policydb` is `{ struct policydb p; }`: its address is the policydb's.
+        // SAFETY: both point at this policy's own tables, which live as long as it does; the
+        // guard keeps any other policy from re-pointing them while the caller computes.
+        unsafe {
+            sepol_set_policydb(self.db);
+            sepol_set_sidtab(self.sidtab.get());
+        }
+        guard
+    }
+
+    /// Still the policy it was loaded from (every boolean flipped for a question was put
+    /// back).
+    pub fn is_as_loaded(&self) -> bool {
+        !self.altered.get()
+    }
+
+    /// `f` asked with boolean `name`, now `now`, flipped in this copy, then put back. Err when
+    /// the boolean cannot be set; one that cannot be put back leaves the copy marked altered
+    /// ([`Policy::is_as_loaded`]).
+    pub fn with_flipped<T>(&self, name: &str, now: bool, f: impl FnOnce(&Self) -> T) -> Result<T> {
+        self.set_boolean(name, !now)?;
+        let out = f(self);
+        if let Err(e) = self.set_boolean(name, now) {
+            self.altered.set(true);
+            return Err(e);
+        }
+        Ok(out)
+    }
+
+    fn sid(&self, context: &str) -> Result<u32> {
+        let c = CString::new(context).map_err(|_| SepolError::Nul(context.into()))?;
         let mut sid = 0;
         // SAFETY: c is NUL-terminated; libsepol reads len bytes including the NUL, as
         // audit2why passes them.
         let rc = unsafe { sepol_context_to_sid(c.as_ptr(), context.len() + 1, &mut sid) };
         if rc < 0 {
-            return Err(format!("{context} is not a valid context in this policy"));
+            return Err(SepolError::InvalidContext(context.into()));
         }
         Ok(sid)
     }
 
     /// Class number and the bit of each permission.
-    fn class(&self, class: &str, perms: &[String]) -> Result<(u16, Vec<(String, u32)>), String> {
-        let c = CString::new(class).map_err(|_| format!("{class:?} holds a NUL"))?;
+    fn class(&self, class: &str, perms: &[String]) -> Result<(u16, Vec<(String, u32)>)> {
+        let c = CString::new(class).map_err(|_| SepolError::Nul(class.into()))?;
         let mut number = 0u16;
         // SAFETY: NUL-terminated name, an out parameter on the stack.
         if unsafe { sepol_string_to_security_class(c.as_ptr(), &mut number) } < 0 {
-            return Err(format!("the policy has no class {class}"));
+            return Err(SepolError::NoClass(class.into()));
         }
         let mut bits = Vec::new();
         for p in perms {
-            let pc = CString::new(p.as_str()).map_err(|_| format!("{p:?} holds a NUL"))?;
+            let pc = CString::new(p.as_str()).map_err(|_| SepolError::Nul(p.clone()))?;
             let mut av = 0u32;
             // SAFETY: as above.
             if unsafe { sepol_string_to_av_perm(number, pc.as_ptr(), &mut av) } < 0 || av == 0 {
-                return Err(format!("class {class} has no permission {p}"));
+                return Err(SepolError::NoPermission {
+                    class: class.into(),
+                    perm: p.clone(),
+                });
             }
             bits.push((p.clone(), av));
         }
@@ -220,7 +295,8 @@ impl Policy {
         tcontext: &str,
         class: &str,
         perms: &[String],
-    ) -> Result<Decision, String> {
+    ) -> Result<Decision> {
+        let _bound = self.bind();
         let ssid = self.sid(scontext)?;
         let tsid = self.sid(tcontext)?;
         let (number, bits) = self.class(class, perms)?;
@@ -253,9 +329,11 @@ impl Policy {
             }
         };
         if rc < 0 {
-            return Err(format!(
-                "libsepol cannot compute {scontext} -> {tcontext} {class}"
-            ));
+            return Err(SepolError::Compute {
+                scontext: scontext.into(),
+                tcontext: tcontext.into(),
+                class: class.into(),
+            });
         }
         let pick = |f: &dyn Fn(u32) -> bool| -> Vec<String> {
             bits.iter()
@@ -289,6 +367,7 @@ impl Policy {
             0
         }
         let mut out: Vec<(String, bool)> = Vec::new();
+        let _bound = self.bind();
         // SAFETY: the callback only touches `out`, which lives across the call.
         unsafe {
             sepol_bool_iterate(
@@ -302,26 +381,27 @@ impl Policy {
     }
 
     /// Set boolean `name` in the loaded copy of the policy (never the kernel's).
-    pub fn set_boolean(&self, name: &str, value: bool) -> Result<(), String> {
-        let c = CString::new(name).map_err(|_| format!("{name:?} holds a NUL"))?;
+    fn set_boolean(&self, name: &str, value: bool) -> Result<()> {
+        let c = CString::new(name).map_err(|_| SepolError::Nul(name.into()))?;
+        let _bound = self.bind();
         // SAFETY: key and boolean are created, used and freed here; libsepol copies the value
         // into the policydb and re-evaluates the conditional rules.
         unsafe {
             let mut key = std::ptr::null_mut();
             if sepol_bool_key_create(self.handle, c.as_ptr(), &mut key) < 0 {
-                return Err(format!("libsepol: no key for boolean {name}"));
+                return Err(SepolError::NoBooleanKey(name.into()));
             }
             let mut b = std::ptr::null_mut();
             if sepol_bool_query(self.handle, self.db, key, &mut b) < 0 || b.is_null() {
                 sepol_bool_key_free(key);
-                return Err(format!("the policy has no boolean {name}"));
+                return Err(SepolError::NoBoolean(name.into()));
             }
             sepol_bool_set_value(b, c_int::from(value));
             let rc = sepol_bool_set(self.handle, self.db, key, b);
             sepol_bool_free(b);
             sepol_bool_key_free(key);
             if rc < 0 {
-                return Err(format!("libsepol cannot set boolean {name}"));
+                return Err(SepolError::SetBoolean(name.into()));
             }
         }
         Ok(())
@@ -330,10 +410,12 @@ impl Policy {
 
 impl Drop for Policy {
     fn drop(&mut self) {
-        // SAFETY: created in `load`, released once, while the lock is still held.
+        let _lock = lock();
+        // SAFETY: created in `load`, released once, under the lock. libsepol's globals may
+        // still point here; every call points them afresh before it uses them.
         unsafe {
-            sepol_sidtab_shutdown(&mut *self.sidtab);
-            sepol_sidtab_destroy(&mut *self.sidtab);
+            sepol_sidtab_shutdown(self.sidtab.get());
+            sepol_sidtab_destroy(self.sidtab.get());
             sepol_handle_destroy(self.handle);
             sepol_policydb_free(self.db);
         }
@@ -343,7 +425,7 @@ impl Drop for Policy {
 /// Test-only: compile a CIL policy with libsepol's own compiler (secilc's library) into a
 /// binary policy, so the oracle's answers are checked against rules the test wrote.
 #[cfg(test)]
-pub(crate) fn compile_cil(cil: &str) -> Result<Vec<u8>, String> {
+pub(crate) fn compile_cil(cil: &str) -> std::result::Result<Vec<u8>, String> {
     extern "C" {
         fn cil_db_init(db: *mut *mut c_void);
         fn cil_db_destroy(db: *mut *mut c_void);
@@ -364,7 +446,7 @@ pub(crate) fn compile_cil(cil: &str) -> Result<Vec<u8>, String> {
             len: *mut usize,
         ) -> c_int;
     }
-    let _lock = LIBSEPOL.lock().unwrap_or_else(|p| p.into_inner());
+    let _lock = lock();
     // SAFETY: the CIL db, the policydb and the image are created, used and freed here.
     unsafe {
         let mut db = std::ptr::null_mut();

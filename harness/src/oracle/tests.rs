@@ -146,3 +146,25 @@ fn a_record_without_contexts_is_not_asked_about() {
     no_tclass.tclass = None;
     assert!(access_of(&no_tclass).is_none());
 }
+
+#[test]
+fn two_policies_alive_at_once_each_answer_for_themselves() {
+    // libsepol computes on globals: each call must point them at its own policy (a run keeps
+    // its policy for all its steps while the batch's other runs keep theirs).
+    let base = Policy::load(&sepol::compile_cil(TEST_POLICY).unwrap()).unwrap();
+    let more = Policy::load(&sepol::compile_cil(&test_policy_with_module()).unwrap()).unwrap();
+    let reads = dom_reads_other;
+    for _ in 0..3 {
+        assert!(!reads(&base));
+        assert!(reads(&more));
+    }
+    // Threads too: the lock keeps one question at a time.
+    std::thread::scope(|s| {
+        let a = s.spawn(|| {
+            let p = Policy::load(&sepol::compile_cil(TEST_POLICY).unwrap()).unwrap();
+            (0..20).all(|_| !reads(&p))
+        });
+        assert!((0..20).all(|_| reads(&more)));
+        assert!(a.join().unwrap());
+    });
+}

@@ -7,9 +7,69 @@ use std::path::Path;
 use std::time::Instant;
 
 use super::{ModuleKind, PolicyUnderTest, PERMISSIVE_MODULE};
+use crate::error::IoError;
 use crate::host::cleanup::{Cleanup, Undo};
-use crate::host::config::run;
+use crate::host::config::{run, HostError};
 use crate::host::journal::Journal;
+
+/// Why a policy under test could not be loaded or removed.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error("boolean {name}: {source}")]
+    Boolean {
+        name: String,
+        #[source]
+        source: HostError,
+    },
+    /// semodule failed, or a module name is not one.
+    #[error(transparent)]
+    Host(#[from] HostError),
+    #[error(transparent)]
+    Io(#[from] IoError),
+    #[error("cannot make a directory for the modules: {0}")]
+    TempDir(#[source] std::io::Error),
+    /// A module file name that names no module (`ModulePath::parse`'s why).
+    #[error("{0}")]
+    ModulePath(String),
+    #[error("policy module {0} already has a priority-{PRIORITY} copy on the target, which is not ours to replace (`semodule --list-modules=full`)")]
+    NotOurs(String),
+    #[error("policy module {PERMISSIVE_MODULE} is already installed: a run that died before its cleanup? run `selinux-harness doctor`")]
+    PermissiveLeftover,
+    #[error("cannot record module {name} for `doctor`: {source}")]
+    Journal {
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("module {name} removed, but its journal record stays: {source}")]
+    Forget {
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("module path {} is not UTF-8", .0.display())]
+    NotUtf8(std::path::PathBuf),
+    #[error("building {name}.te with the target's checkmodule failed (is checkpolicy installed there? refpolicy interface macros are not expanded: write plain `require`/`allow` rules): {source}")]
+    Checkmodule {
+        name: String,
+        #[source]
+        source: HostError,
+    },
+    #[error(transparent)]
+    Liveness(#[from] Box<crate::evidence::liveness::LivenessError>),
+    #[error("{PERMISSIVE_MODULE} is installed but the kernel does not report {0} permissive")]
+    NotPermissive(String),
+    #[error("tmp_t context does not parse")]
+    TmpContext,
+    #[error("cannot label {} tmp_t: {source}", dir.display())]
+    Label {
+        dir: std::path::PathBuf,
+        #[source]
+        source: Box<crate::selinux_ops::SelinuxOpsError>,
+    },
+}
+
+type Result<T> = std::result::Result<T, InstallError>;
 
 /// The priority modules under test are installed at: above the distribution's 100, so a module
 /// named like an installed one takes its place; `semodule -X 400 -r` brings the original back.
@@ -24,8 +84,8 @@ pub struct Installed {
 }
 
 /// (priority, name) of every installed module (`semodule --list-modules=full`).
-pub fn installed_with_priority() -> Result<Vec<(String, String)>, String> {
-    let out = run("semodule", &["--list-modules=full"]).map_err(|e| e.to_string())?;
+pub fn installed_with_priority() -> std::result::Result<Vec<(String, String)>, HostError> {
+    let out = run("semodule", &["--list-modules=full"])?;
     Ok(parse_full_list(&out))
 }
 
@@ -51,11 +111,15 @@ pub fn permissive_cil(types: &[String]) -> String {
 }
 
 /// Load `p` here; every change's undo goes into `cleanup` before the change is made.
-pub fn install(p: &PolicyUnderTest, cleanup: &mut Cleanup) -> Result<Installed, String> {
+pub fn install(p: &PolicyUnderTest, cleanup: &mut Cleanup) -> Result<Installed> {
     let mut done = Installed::default();
     for (name, value) in &p.booleans {
-        crate::host::change::set_boolean(name, *value, cleanup)
-            .map_err(|e| format!("boolean {name}: {e}"))?;
+        crate::host::change::set_boolean(name, *value, cleanup).map_err(|source| {
+            InstallError::Boolean {
+                name: name.clone(),
+                source,
+            }
+        })?;
         done.notes.push(format!(
             "boolean {name} {} for the run",
             if *value { "on" } else { "off" }
@@ -65,21 +129,17 @@ pub fn install(p: &PolicyUnderTest, cleanup: &mut Cleanup) -> Result<Installed, 
         return Ok(done);
     }
     let present = installed_with_priority()?;
-    let dir =
-        tempfile::tempdir().map_err(|e| format!("cannot make a directory for the modules: {e}"))?;
+    let dir = tempfile::tempdir().map_err(InstallError::TempDir)?;
     label_tmp(dir.path())?;
     let mut files = Vec::new();
     let mut names = Vec::new();
     for m in &p.modules {
-        let path = m.path()?;
+        let path = m.path().map_err(InstallError::ModulePath)?;
         if present
             .iter()
             .any(|(pr, n)| pr == PRIORITY && *n == path.name)
         {
-            return Err(format!(
-                "policy module {} already has a priority-{PRIORITY} copy on the target, which is not ours to replace (`semodule --list-modules=full`)",
-                path.name
-            ));
+            return Err(InstallError::NotOurs(path.name));
         }
         if let Some((pr, _)) = present.iter().find(|(_, n)| *n == path.name) {
             done.notes.push(format!(
@@ -88,8 +148,7 @@ pub fn install(p: &PolicyUnderTest, cleanup: &mut Cleanup) -> Result<Installed, 
             ));
         }
         let file = dir.path().join(m.file_name());
-        std::fs::write(&file, &m.bytes)
-            .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+        std::fs::write(&file, &m.bytes).map_err(IoError::at("cannot write", &file))?;
         let file = match path.kind {
             ModuleKind::Te => build_te(dir.path(), &path.name, &file)?,
             ModuleKind::Cil | ModuleKind::Pp => file,
@@ -99,13 +158,11 @@ pub fn install(p: &PolicyUnderTest, cleanup: &mut Cleanup) -> Result<Installed, 
     }
     if !p.permissive.is_empty() {
         if present.iter().any(|(_, n)| n == PERMISSIVE_MODULE) {
-            return Err(format!(
-                "policy module {PERMISSIVE_MODULE} is already installed: a run that died before its cleanup? run `selinux-harness doctor`"
-            ));
+            return Err(InstallError::PermissiveLeftover);
         }
         let file = dir.path().join(format!("{PERMISSIVE_MODULE}.cil"));
         std::fs::write(&file, permissive_cil(&p.permissive))
-            .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+            .map_err(IoError::at("cannot write", &file))?;
         files.push(file);
         names.push(PERMISSIVE_MODULE.to_string());
     }
@@ -114,7 +171,10 @@ pub fn install(p: &PolicyUnderTest, cleanup: &mut Cleanup) -> Result<Installed, 
         // Recorded first, so `doctor` removes it if the run dies before its cleanup.
         journal
             .record_module(n)
-            .map_err(|e| format!("cannot record module {n} for `doctor`: {e}"))?;
+            .map_err(|source| InstallError::Journal {
+                name: n.clone(),
+                source,
+            })?;
     }
     // Registered before semodule: one that fails half-way may still have installed some.
     cleanup.push(Undo::RemoveModules {
@@ -125,20 +185,18 @@ pub fn install(p: &PolicyUnderTest, cleanup: &mut Cleanup) -> Result<Installed, 
         args.push("-i".into());
         args.push(
             f.to_str()
-                .ok_or_else(|| format!("module path {} is not UTF-8", f.display()))?
+                .ok_or_else(|| InstallError::NotUtf8(f.clone()))?
                 .to_string(),
         );
     }
     let started = Instant::now();
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    run("semodule", &argv).map_err(|e| e.to_string())?;
+    run("semodule", &argv)?;
     done.millis = started.elapsed().as_millis() as u64;
     for t in &p.permissive {
         // The kernel's own answer, not semodule's word for it.
-        if !crate::evidence::liveness::permissive_type(t)? {
-            return Err(format!(
-                "{PERMISSIVE_MODULE} is installed but the kernel does not report {t} permissive"
-            ));
+        if !crate::evidence::liveness::permissive_type(t).map_err(Box::new)? {
+            return Err(InstallError::NotPermissive(t.clone()));
         }
     }
     done.notes.push(format!(
@@ -150,39 +208,47 @@ pub fn install(p: &PolicyUnderTest, cleanup: &mut Cleanup) -> Result<Installed, 
 }
 
 /// Remove the modules `install` put in, with one semodule call.
-pub fn remove(names: &[String]) -> Result<(), String> {
+pub fn remove(names: &[String]) -> Result<()> {
     let mut args: Vec<&str> = vec!["-X", PRIORITY];
     for n in names {
-        crate::host::config::validate_policy_name("policy module", n).map_err(|e| e.to_string())?;
+        crate::host::config::validate_policy_name("policy module", n)?;
         args.push("-r");
         args.push(n);
     }
-    run("semodule", &args).map_err(|e| e.to_string())?;
+    run("semodule", &args)?;
     let journal = Journal::default();
     for n in names {
         journal
             .forget_module(n)
-            .map_err(|e| format!("module {n} removed, but its journal record stays: {e}"))?;
+            .map_err(|source| InstallError::Forget {
+                name: n.clone(),
+                source,
+            })?;
     }
     Ok(())
 }
 
 /// .te -> CIL with the target's own checkmodule (checkpolicy); semodule_package is not needed.
-fn build_te(dir: &Path, name: &str, te: &Path) -> Result<std::path::PathBuf, String> {
+fn build_te(dir: &Path, name: &str, te: &Path) -> Result<std::path::PathBuf> {
     let out = dir.join(format!("{name}.cil"));
-    let (te_s, out_s) = (
-        te.to_str().ok_or("module path is not UTF-8")?,
-        out.to_str().ok_or("module path is not UTF-8")?,
-    );
-    run("checkmodule", &["-M", "-m", "-C", "-o", out_s, te_s]).map_err(|e| {
-        format!("building {name}.te with the target's checkmodule failed (is checkpolicy installed there? refpolicy interface macros are not expanded: write plain `require`/`allow` rules): {e}")
+    let utf8 = |p: &Path| {
+        p.to_str()
+            .map(str::to_string)
+            .ok_or_else(|| InstallError::NotUtf8(p.to_path_buf()))
+    };
+    let (te_s, out_s) = (utf8(te)?, utf8(&out)?);
+    run("checkmodule", &["-M", "-m", "-C", "-o", &out_s, &te_s]).map_err(|source| {
+        InstallError::Checkmodule {
+            name: name.to_string(),
+            source,
+        }
     })?;
     Ok(out)
 }
 
 /// semodule reads the module files as semanage_t, which may read tmp_t but not the user_tmp_t
 /// a directory made by an unconfined process in /tmp gets (see `change::override_module`).
-fn label_tmp(dir: &Path) -> Result<(), String> {
+fn label_tmp(dir: &Path) -> Result<()> {
     if crate::selinux_ops::file_context(dir)
         .ok()
         .flatten()
@@ -192,9 +258,11 @@ fn label_tmp(dir: &Path) -> Result<(), String> {
     }
     let tmp: crate::context::Context = "system_u:object_r:tmp_t:s0"
         .parse()
-        .map_err(|_| "tmp_t context does not parse".to_string())?;
-    crate::selinux_ops::set_file_context(dir, &tmp)
-        .map_err(|e| format!("cannot label {} tmp_t: {e}", dir.display()))
+        .map_err(|_| InstallError::TmpContext)?;
+    crate::selinux_ops::set_file_context(dir, &tmp).map_err(|e| InstallError::Label {
+        dir: dir.to_path_buf(),
+        source: Box::new(e),
+    })
 }
 
 #[cfg(test)]

@@ -176,36 +176,56 @@ impl PolicyUnderTest {
     }
 }
 
+/// A command-line policy argument that is not one (`--boolean`, `--permissive`,
+/// `--policy-module`), with the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ArgError {
+    #[error("--boolean {0}: write NAME=on or NAME=off")]
+    BooleanForm(String),
+    #[error("--boolean {0}: the value must be on or off (or 1/0, true/false)")]
+    BooleanValue(String),
+    #[error("--boolean {arg}: `{name}` is not a boolean name (letters, digits and _)")]
+    BooleanName { arg: String, name: String },
+    #[error("--permissive {0}: not a type name (letters, digits and _)")]
+    TypeName(String),
+    #[error("--policy-module {}: not a file name", .0.display())]
+    ModuleFileName(PathBuf),
+    /// The file name names no module (`ModulePath::parse`'s why).
+    #[error("--policy-module {}: {why}", path.display())]
+    ModuleName { path: PathBuf, why: String },
+    /// Not a `#[source]`: the binary prints the chain, and the text already ends with it.
+    #[error("--policy-module {}: cannot read it: {error}", path.display())]
+    ModuleRead {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+}
+
 /// A `--boolean NAME=VALUE` argument: on/off, 1/0, true/false.
-pub fn parse_boolean_arg(arg: &str) -> Result<(String, bool), String> {
+pub fn parse_boolean_arg(arg: &str) -> Result<(String, bool), ArgError> {
     let (name, value) = arg
         .split_once('=')
-        .ok_or_else(|| format!("--boolean {arg}: write NAME=on or NAME=off"))?;
+        .ok_or_else(|| ArgError::BooleanForm(arg.into()))?;
     let v = match value {
         "on" | "1" | "true" => true,
         "off" | "0" | "false" => false,
-        _ => {
-            return Err(format!(
-                "--boolean {arg}: the value must be on or off (or 1/0, true/false)"
-            ))
-        }
+        _ => return Err(ArgError::BooleanValue(arg.into())),
     };
     if !is_type_or_boolean(name) {
-        return Err(format!(
-            "--boolean {arg}: `{name}` is not a boolean name (letters, digits and _)"
-        ));
+        return Err(ArgError::BooleanName {
+            arg: arg.into(),
+            name: name.into(),
+        });
     }
     Ok((name.to_string(), v))
 }
 
 /// A `--permissive TYPE` argument.
-pub fn parse_type_arg(arg: &str) -> Result<String, String> {
+pub fn parse_type_arg(arg: &str) -> Result<String, ArgError> {
     if is_type_or_boolean(arg) {
         Ok(arg.to_string())
     } else {
-        Err(format!(
-            "--permissive {arg}: not a type name (letters, digits and _)"
-        ))
+        Err(ArgError::TypeName(arg.into()))
     }
 }
 
@@ -218,14 +238,19 @@ fn is_type_or_boolean(s: &str) -> bool {
 
 /// Read a module file named on the command line (any path the user gives; its file name is
 /// checked like a scenario's).
-pub fn read_cli_module(path: &Path) -> Result<ModuleFile, String> {
+pub fn read_cli_module(path: &Path) -> Result<ModuleFile, ArgError> {
     let file = path
         .file_name()
         .and_then(|f| f.to_str())
-        .ok_or_else(|| format!("--policy-module {}: not a file name", path.display()))?;
-    ModulePath::parse(file).map_err(|e| format!("--policy-module {}: {e}", path.display()))?;
-    let bytes = std::fs::read(path)
-        .map_err(|e| format!("--policy-module {}: cannot read it: {e}", path.display()))?;
+        .ok_or_else(|| ArgError::ModuleFileName(path.to_path_buf()))?;
+    ModulePath::parse(file).map_err(|why| ArgError::ModuleName {
+        path: path.to_path_buf(),
+        why,
+    })?;
+    let bytes = std::fs::read(path).map_err(|error| ArgError::ModuleRead {
+        path: path.to_path_buf(),
+        error,
+    })?;
     Ok(ModuleFile {
         file: file.to_string(),
         origin: path.display().to_string(),
@@ -391,12 +416,17 @@ mod tests {
             ("virt_use_nfs".into(), true)
         );
         assert_eq!(parse_boolean_arg("x=0").unwrap(), ("x".into(), false));
-        assert!(parse_boolean_arg("x").unwrap_err().contains("NAME=on"));
+        assert!(parse_boolean_arg("x")
+            .unwrap_err()
+            .to_string()
+            .contains("NAME=on"));
         assert!(parse_boolean_arg("x=maybe")
             .unwrap_err()
+            .to_string()
             .contains("on or off"));
         assert!(parse_boolean_arg("a;b=1")
             .unwrap_err()
+            .to_string()
             .contains("not a boolean"));
         assert_eq!(parse_type_arg("svirt_t").unwrap(), "svirt_t");
         assert!(parse_type_arg("svirt_t:s0").is_err());

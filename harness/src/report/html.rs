@@ -707,6 +707,22 @@ fn evidence_lines(e: &Evidence) -> Vec<String> {
                 .collect::<Vec<_>>()
                 .join(" ")
         )],
+        Evidence::FileState {
+            file,
+            path,
+            facts,
+            why,
+        } => vec![escape(&crate::evidence::file_state::describe(
+            file,
+            path.as_deref(),
+            facts.as_ref(),
+            why.as_deref(),
+        ))],
+        Evidence::ProcessOwner { domain, pid, ids } => vec![format!(
+            "{} QEMU (pid {pid}) runs as {}",
+            escape(domain),
+            code(&ids.describe())
+        )],
     }
 }
 

@@ -338,6 +338,20 @@ pub fn describe_evidence(e: &Evidence) -> Vec<String> {
                 .collect::<Vec<_>>()
                 .join(" ")
         )],
+        Evidence::FileState {
+            file,
+            path,
+            facts,
+            why,
+        } => vec![crate::evidence::file_state::describe(
+            file,
+            path.as_deref(),
+            facts.as_ref(),
+            why.as_deref(),
+        )],
+        Evidence::ProcessOwner { domain, pid, ids } => {
+            vec![format!("{domain} (pid {pid}) runs as {}", ids.describe())]
+        }
     }
 }
 

@@ -400,6 +400,28 @@ fn step(out: &mut String, st: &StepRecord) {
                     .join(" ");
                 let _ = writeln!(out, "- {} remembered owner: {}", code(file), code(&kv));
             }
+            Evidence::FileState {
+                file,
+                path,
+                facts,
+                why,
+            } => {
+                let line = crate::evidence::file_state::describe(
+                    file,
+                    path.as_deref(),
+                    facts.as_ref(),
+                    why.as_deref(),
+                );
+                let _ = writeln!(out, "- {}", code(&line));
+            }
+            Evidence::ProcessOwner { domain, pid, ids } => {
+                let _ = writeln!(
+                    out,
+                    "- {} QEMU (pid {pid}) runs as {}",
+                    code(domain),
+                    code(&ids.describe())
+                );
+            }
         }
     }
     if !avcs.is_empty() {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::error::IoError;
 use crate::evidence::audit::NoiseFilter;
 use crate::evidence::liveness::{permissive_signs, AuditPath};
 use crate::evidence::timeline::Timeline;
@@ -14,9 +15,7 @@ use crate::evidence::{Evidence, Outcome};
 use crate::host::cleanup::{Cleanup, Undo, Undone};
 use crate::host::environment::TargetInfo;
 use crate::host::journal::Journal;
-use crate::host::layout::{
-    Layout, AUDIT_LOG, IMAGES_ROOT, LIBVIRT_URI, QEMU_CONF, QEMU_LOG_DIR, QEMU_PID_DIR,
-};
+use crate::host::layout::{Layout, LIBVIRT_URI, QEMU_CONF, QEMU_LOG_DIR, QEMU_PID_DIR};
 use crate::host::libvirt::Libvirt;
 use crate::host::sandbox::SandboxDir;
 use crate::host::state;
@@ -119,6 +118,27 @@ pub enum RunError {
     CleanupFailed(Vec<String>),
 }
 
+/// Why a domain's labels could not be read off the host for a `capture:`.
+#[derive(Debug, thiserror::Error)]
+enum SeclabelError {
+    #[error("it has no QEMU process (not running)")]
+    NotRunning,
+    #[error("cannot read the context of its QEMU (pid {pid}): {source}")]
+    Qemu {
+        pid: u32,
+        #[source]
+        source: Box<selinux_ops::SelinuxOpsError>,
+    },
+    #[error("cannot read the label of {}: {source}", path.display())]
+    Label {
+        path: PathBuf,
+        #[source]
+        source: Box<selinux_ops::SelinuxOpsError>,
+    },
+    #[error("{} has no label", path.display())]
+    Unlabelled { path: PathBuf },
+}
+
 impl RunError {
     /// The reason of a run that `first` ended (if anything did), after which its cleanup
     /// found `then`: the first cause first, as that is what a reader needs to see.
@@ -137,6 +157,8 @@ impl RunError {
 }
 
 /// Where things are on this host (the defaults are libvirt's and auditd's), and how to run.
+/// Where it says where things are, it is the host's [`Layout`]: its defaults are the layout's,
+/// and the layout a run's state snapshots read is made from it ([`HostPaths::layout`]).
 #[derive(Debug, Clone)]
 pub struct HostPaths {
     pub images_root: PathBuf,
@@ -164,12 +186,26 @@ pub struct HostPaths {
     pub policy: Option<Arc<crate::policy::PolicyUnderTest>>,
 }
 
+impl HostPaths {
+    /// The host's layout as this run sees it: the state snapshots that prove its cleanup read
+    /// the images directory and libvirt the run used.
+    pub fn layout(&self) -> Layout {
+        Layout {
+            images_root: self.images_root.clone(),
+            audit_log: self.audit_log.clone(),
+            libvirt_uri: Some(self.libvirt_uri.clone()),
+            ..Layout::default()
+        }
+    }
+}
+
 impl Default for HostPaths {
     fn default() -> Self {
+        let layout = Layout::default();
         Self {
-            images_root: IMAGES_ROOT.into(),
-            audit_log: AUDIT_LOG.into(),
-            libvirt_uri: LIBVIRT_URI.into(),
+            images_root: layout.images_root,
+            audit_log: layout.audit_log,
+            libvirt_uri: layout.libvirt_uri.unwrap_or_else(|| LIBVIRT_URI.into()),
             probe_binary: std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into()),
             verify_host_state: false,
             interrupt: Interrupt::new(),
@@ -255,11 +291,7 @@ pub fn execute(
             message: "under the target's own policy: the scenario's `modules`/`permissive` are not loaded for this run".into(),
         });
     }
-    let state_paths = Layout {
-        images_root: paths.images_root.clone(),
-        libvirt_uri: Some(paths.libvirt_uri.clone()),
-        ..Layout::default()
-    };
+    let state_paths = paths.layout();
     inject_around_run(paths, sink);
     let before = paths
         .verify_host_state
@@ -292,6 +324,9 @@ pub fn execute(
                 libvirt: None,
                 prober: None,
                 running: BTreeSet::new(),
+                libdirs: std::collections::BTreeMap::new(),
+                chardev_ends: None,
+                kernel_policy: Default::default(),
             };
             let r = run.all();
             if matches!(&r, Err(RunError::LibvirtDown(_))) {
@@ -439,6 +474,12 @@ struct Run<'a> {
     prober: Option<probe::Prober>,
     /// Domains a step started and no step has destroyed since: their QEMU must be alive.
     running: BTreeSet<Name>,
+    /// Each domain's runtime directory (`$vm1.libdir`) as last seen while it ran.
+    libdirs: std::collections::BTreeMap<Name, PathBuf>,
+    /// Listening sockets of the guests' chardevs, held for the run.
+    chardev_ends: Option<crate::run::operations::ChardevEnds>,
+    /// The oracle's copy of the kernel's policy, kept from step to step while it is current.
+    kernel_policy: crate::oracle::cache::KernelPolicy,
 }
 
 impl Run<'_> {
@@ -463,9 +504,9 @@ impl Run<'_> {
         if let Some(policy) = self.paths.fault.as_ref().and_then(Fault::policy) {
             let done = policy
                 .apply(self.cleanup)
-                .map_err(|error| RunError::PolicyFault {
+                .map_err(|e| RunError::PolicyFault {
                     fault: format!("{policy:?}"),
-                    error,
+                    error: e.to_string(),
                 })?;
             self.note(done);
         }
@@ -477,12 +518,12 @@ impl Run<'_> {
         }
         self.make_sandbox().map_err(RunError::Sandbox)?;
         let mut audit = AuditPath::open(&self.paths.audit_log, &self.plan.run_id)
-            .map_err(RunError::AuditLog)?;
+            .map_err(|e| RunError::AuditLog(e.to_string()))?;
         let roles = self.resolve_roles();
-        for reason in self.permissive_types().map_err(RunError::SelinuxMode)? {
+        for reason in self.permissive_types()? {
             tally.inconclusive_because(reason);
         }
-        self.note_dontaudit().map_err(RunError::SelinuxMode)?;
+        self.note_dontaudit()?;
         let noise = NoiseFilter::for_this_process().with_roles(roles.as_ref());
         for (i, step) in self.loaded.scenario.steps.iter().enumerate() {
             if self.paths.interrupt.is_set() {
@@ -544,7 +585,7 @@ impl Run<'_> {
     /// The types this run depends on that the loaded policy makes permissive: the kernel logs
     /// a permissive domain's denial once and then allows it silently, so neither records nor
     /// their absence say anything about them.
-    fn permissive_types(&self) -> Result<Vec<String>, String> {
+    fn permissive_types(&self) -> Result<Vec<String>, RunError> {
         let mut named: Vec<String> = fixed_contexts(self.plan)
             .into_iter()
             .map(|c| c.kind)
@@ -575,7 +616,9 @@ impl Run<'_> {
         }
         let mut out = Vec::new();
         for kind in crate::evidence::liveness::involved_types(named) {
-            if crate::evidence::liveness::permissive_type(&kind)? {
+            if crate::evidence::liveness::permissive_type(&kind)
+                .map_err(|e| RunError::SelinuxMode(e.to_string()))?
+            {
                 let mut reason = format!("the loaded policy makes {kind} permissive (a permissive domain's denials are allowed and logged at most once)");
                 if let Some(p) = &self.paths.policy {
                     if p.permissive.contains(&kind) {
@@ -598,7 +641,7 @@ impl Run<'_> {
     /// Says which denials of QEMU's domains on the run's image types the loaded policy keeps
     /// from the log (`dontaudit`): such a denial cannot fail `avc: none`. Not disabled
     /// (`semodule -DB` rebuilds the policy, ~35 s each way in the TCG guest), but never hidden.
-    fn note_dontaudit(&mut self) -> Result<(), String> {
+    fn note_dontaudit(&mut self) -> Result<(), RunError> {
         let mut sources = vec!["svirt_t".to_string(), "svirt_tcg_t".to_string()];
         // The roles as this policy resolves them (`$domain`, `$image`, `$content`).
         let role_type = |r: crate::scenario::Role| {
@@ -629,7 +672,8 @@ impl Run<'_> {
         targets.dedup();
         for s in &sources {
             for t in &targets {
-                let perms = crate::evidence::liveness::dontaudited_file_perms(s, t)?;
+                let perms = crate::evidence::liveness::dontaudited_file_perms(s, t)
+                    .map_err(|e| RunError::SelinuxMode(e.to_string()))?;
                 if !perms.is_empty() {
                     self.note(format!(
                         "dontaudit: the policy keeps denials of {{ {} }} by {s} on {t} files from the log; such a denial cannot fail `avc: none`",
@@ -658,31 +702,33 @@ impl Run<'_> {
                         return Err(RunError::LibvirtDown(e.message));
                     }
                 }
-                Requirement::ProbeModule => {
-                    if let Err(e) = self.ensure_probe_module() {
-                        return Err(RunError::Requirement(format!(
-                            "cannot load the probe policy module: {e}"
-                        )));
-                    }
-                }
+                Requirement::ProbeModule => self.ensure_probe_module()?,
             }
         }
         Ok(None)
     }
 
-    fn ensure_probe_module(&mut self) -> Result<(), String> {
-        let installed = config::installed_modules().map_err(|e| e.to_string())?;
+    /// The probe module loaded (for this run, unless it already was); a requirement error
+    /// when it cannot be.
+    fn ensure_probe_module(&mut self) -> Result<(), RunError> {
+        let failed = |e: &dyn std::fmt::Display| {
+            RunError::Requirement(format!("cannot load the probe policy module: {e}"))
+        };
+        let installed = config::installed_modules().map_err(|e| failed(&e))?;
         if installed.iter().any(|m| m == PROBE_MODULE_NAME) {
             return Ok(());
         }
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let tmp = std::env::temp_dir();
+        let dir = tempfile::tempdir()
+            .map_err(|e| failed(&IoError::at("cannot create a directory in", &tmp)(e)))?;
         let file = dir.path().join(format!("{PROBE_MODULE_NAME}.cil"));
-        std::fs::write(&file, PROBE_MODULE).map_err(|e| e.to_string())?;
+        std::fs::write(&file, PROBE_MODULE)
+            .map_err(|e| failed(&IoError::at("cannot write", &file)(e)))?;
         // Recorded first, so `doctor` can remove it if this run dies before its cleanup.
         Journal::default()
             .record_module(PROBE_MODULE_NAME)
-            .map_err(|e| format!("cannot record the module for `doctor`: {e}"))?;
-        change::install_module(&file, self.cleanup).map_err(|e| e.to_string())?;
+            .map_err(|e| failed(&format!("cannot record the module for `doctor`: {e}")))?;
+        change::install_module(&file, self.cleanup).map_err(|e| failed(&e))?;
         self.note(format!(
             "loaded policy module {PROBE_MODULE_NAME} for this run"
         ));
@@ -732,6 +778,10 @@ impl Run<'_> {
             }
             .map_err(|e| format!("cannot label {}: {e}", img.path.display()))?;
         }
+        self.chardev_ends = Some(crate::run::operations::prepare_chardevs(
+            &self.loaded.scenario,
+            &dir,
+        )?);
         Ok(())
     }
 
@@ -916,8 +966,111 @@ impl Run<'_> {
                     o,
                 );
             }
+            Action::Setxattr(x) => {
+                let path = plan.image_path(&x.image.value);
+                let o = match crate::run::expect::bookkeeping::xattr_text_value(
+                    &x.value.0,
+                    &self.captures,
+                ) {
+                    Ok(v) => crate::run::bookkeeping::set_xattr(path, &x.name, &v, self.cleanup),
+                    Err(message) => Outcome::Other { message },
+                };
+                push(
+                    format!("setxattr {} on {} to {}", x.name, x.image.value, x.value.0),
+                    o,
+                );
+            }
+            Action::Rmxattr(x) => {
+                let path = plan.image_path(&x.image.value);
+                let o = crate::run::bookkeeping::rm_xattr(path, &x.name, self.cleanup);
+                push(format!("rmxattr {} on {}", x.name, x.image.value), o);
+            }
+            Action::RestartDaemon(_) => {
+                // The old connection dies with the daemon; close it first.
+                drop(self.libvirt.take());
+                let (o, lv) = crate::run::bookkeeping::restart_daemon(&self.paths.libvirt_uri);
+                self.libvirt = lv;
+                push("restart libvirt's daemon".into(), o);
+            }
+            Action::Save(_)
+            | Action::Restore(_)
+            | Action::Managedsave(_)
+            | Action::Dump(_)
+            | Action::ChangeMedia(_) => {
+                let (what, o, runs) = match self.libvirt.as_ref() {
+                    Some(lv) => crate::run::operations::perform(
+                        lv,
+                        plan,
+                        &self.paths.libvirt_uri,
+                        action,
+                        self.cleanup,
+                    ),
+                    None => (
+                        action.keyword().to_string(),
+                        Outcome::Other {
+                            message: "no libvirt connection".into(),
+                        },
+                        None,
+                    ),
+                };
+                match runs {
+                    Some((n, true)) => {
+                        self.running.insert(n);
+                    }
+                    Some((n, false)) => {
+                        self.running.remove(&n);
+                    }
+                    None => {}
+                }
+                push(what, o);
+            }
         }
         out
+    }
+
+    /// Where each running domain's runtime directory is now (kept once seen: after a
+    /// destroy, `absent: [$vm1.libdir]` asks about the directory it had).
+    fn find_libdirs(&mut self) {
+        let root = Path::new(crate::run::bookkeeping::QEMU_LIB_DIR);
+        let running: Vec<Name> = self.running.iter().cloned().collect();
+        for n in running {
+            let id = self
+                .lv()
+                .ok()
+                .and_then(|lv| lv.live_xml(self.plan.domain_name(&n)).ok())
+                .and_then(|xml| crate::run::bookkeeping::domain_id(&xml));
+            if let Some(dir) = id.and_then(|id| crate::run::bookkeeping::libdir(root, id)) {
+                self.libdirs.insert(n, dir);
+            }
+        }
+    }
+
+    /// `before: {NAME: IMAGE}`: each image's label right before the action, as capture NAME.
+    fn remember_before(
+        &mut self,
+        index: usize,
+        o: &crate::scenario::StepOptions,
+    ) -> Result<(), RunError> {
+        for (name, img) in &o.before {
+            let path = self.plan.image_path(&img.value);
+            let label = selinux_ops::file_context(path)
+                .map_err(|e| e.to_string())
+                .and_then(|c| c.ok_or_else(|| format!("{} has no label", path.display())))
+                .map_err(|why| RunError::Capture {
+                    step: index,
+                    name: name.to_string(),
+                    domain: img.value.to_string(),
+                    why,
+                })?;
+            self.captures.insert(
+                name.clone(),
+                Captured {
+                    label,
+                    imagelabel: None,
+                },
+            );
+        }
+        Ok(())
     }
 
     fn step(
@@ -935,7 +1088,9 @@ impl Run<'_> {
             .unwrap_or_else(|| self.plan.virsh(&step.action).join("; "));
         self.sink.emit(Event::StepStarted { step: index, title });
         let started = Instant::now();
-        let start = audit.begin().map_err(RunError::AuditOffset)?;
+        let start = audit
+            .begin()
+            .map_err(|e| RunError::AuditOffset(e.to_string()))?;
         let watched: Vec<(String, PathBuf)> = o
             .watch
             .iter()
@@ -955,6 +1110,7 @@ impl Run<'_> {
             )
         };
 
+        self.remember_before(index, o)?;
         self.inject_fault(index, Moment::BeforeAction)?;
         // What the settle's condition starts from is read before the action it follows.
         let settle = o.settle.as_ref().map(|s| {
@@ -966,6 +1122,7 @@ impl Run<'_> {
             )
         });
         let mut evidence = self.act(&step.action);
+        self.find_libdirs();
         self.publish_live();
         self.target_intact(index, "after its action")?;
         self.inject_fault(index, Moment::AfterAction)?;
@@ -1018,7 +1175,8 @@ impl Run<'_> {
             let (label, imagelabel) = match self.real_seclabel(&dom.value) {
                 Ok(real) => real,
                 Err(why) => {
-                    let note = missing_capture(index, name, &dom.value, why, action_failed)?;
+                    let note =
+                        missing_capture(index, name, &dom.value, why.to_string(), action_failed)?;
                     self.note(note);
                     continue;
                 }
@@ -1049,6 +1207,13 @@ impl Run<'_> {
                 .insert(name.clone(), Captured { label, imagelabel });
         }
         evidence.extend(self.labels());
+        evidence.extend(crate::run::bookkeeping::file_states(
+            &o.expect.named_files(),
+            self.plan,
+            &self.libdirs,
+        ));
+        let owners: Vec<&Name> = o.expect.process_owner.keys().map(|d| &d.value).collect();
+        evidence.extend(crate::run::bookkeeping::process_owners(&owners, self.plan));
         for (name, path) in &watched {
             if let Ok(xattrs) = selinux_ops::remembered_owner(path) {
                 evidence.push(Evidence::RememberedOwner {
@@ -1061,7 +1226,10 @@ impl Run<'_> {
         // The barrier: after it, no record of the step's action is still on its way.
         let closed = audit
             .close(&start, index)
-            .map_err(|error| RunError::AvcIncomplete { step: index, error })?;
+            .map_err(|e| RunError::AvcIncomplete {
+                step: index,
+                error: e.to_string(),
+            })?;
         for reason in permissive_signs(index, &start, &closed) {
             tally.inconclusive_because(reason);
         }
@@ -1085,7 +1253,10 @@ impl Run<'_> {
                 None => {
                     audit
                         .read(&start)
-                        .map_err(|error| RunError::AvcIncomplete { step: index, error })?
+                        .map_err(|e| RunError::AvcIncomplete {
+                            step: index,
+                            error: e.to_string(),
+                        })?
                         .records
                 }
             };
@@ -1174,7 +1345,7 @@ impl Run<'_> {
     /// The oracle's answers for the step (`run::explain`): each denied access among its AVC
     /// records, and a probe's access beside the kernel's prediction.
     fn explanations(
-        &self,
+        &mut self,
         step: &Step,
         evidence: &[Evidence],
         missing: &[crate::run::explain::MissingDenial],
@@ -1228,7 +1399,13 @@ impl Run<'_> {
             .collect();
         candidates.sort();
         candidates.dedup();
-        crate::run::explain::explain_step(&records, probe.as_ref(), missing, &candidates)
+        crate::run::explain::explain_step(
+            &records,
+            probe.as_ref(),
+            missing,
+            &candidates,
+            &mut self.kernel_policy,
+        )
     }
 
     fn inject_fault(&mut self, index: usize, moment: Moment) -> Result<(), RunError> {
@@ -1331,25 +1508,34 @@ impl Run<'_> {
     fn real_seclabel(
         &self,
         n: &Name,
-    ) -> Result<(crate::context::Context, Option<crate::context::Context>), String> {
+    ) -> Result<(crate::context::Context, Option<crate::context::Context>), SeclabelError> {
         let d = &self.plan.domains[n];
-        let pid = crate::host::libvirt::qemu_pid(&d.libvirt_name)
-            .ok_or_else(|| "it has no QEMU process (not running)".to_string())?;
-        let label = selinux_ops::process_context(pid)
-            .map_err(|e| format!("cannot read the context of its QEMU (pid {pid}): {e}"))?;
+        let pid =
+            crate::host::libvirt::qemu_pid(&d.libvirt_name).ok_or(SeclabelError::NotRunning)?;
+        let label = selinux_ops::process_context(pid).map_err(|source| SeclabelError::Qemu {
+            pid,
+            source: Box::new(source),
+        })?;
         let disk = self.loaded.scenario.domains.get(n).and_then(|dom| {
-            dom.disks
-                .iter()
-                .map(|d| d.to_disk())
-                .find(|d| !d.shareable && !d.readonly && d.seclabel.is_none())
+            dom.disks.iter().map(|d| d.to_disk()).find(|d| {
+                !d.shareable
+                    && !d.readonly
+                    && d.seclabel.is_none()
+                    && d.device == crate::scenario::DiskDevice::Disk
+            })
         });
         let image = match disk {
             Some(disk) => {
                 let path = self.plan.image_path(&disk.image.value);
                 Some(
                     selinux_ops::file_context(path)
-                        .map_err(|e| format!("cannot read the label of {}: {e}", path.display()))?
-                        .ok_or_else(|| format!("{} has no label", path.display()))?,
+                        .map_err(|source| SeclabelError::Label {
+                            path: path.to_path_buf(),
+                            source: Box::new(source),
+                        })?
+                        .ok_or_else(|| SeclabelError::Unlabelled {
+                            path: path.to_path_buf(),
+                        })?,
                 )
             }
             None => None,
@@ -1366,6 +1552,17 @@ impl Run<'_> {
                 path: img.path.display().to_string(),
                 context: selinux_ops::file_context(&img.path).ok().flatten(),
             });
+        }
+        // Files made by operations and chardevs, once they exist (lstat: a socket or FIFO is
+        // read as what it is, a symlink never followed).
+        for (name, path) in &self.plan.files {
+            if std::fs::symlink_metadata(path).is_ok() {
+                out.push(Evidence::FileContext {
+                    file: name.to_string(),
+                    path: path.display().to_string(),
+                    context: selinux_ops::file_context(path).ok().flatten(),
+                });
+            }
         }
         if self.libvirt.is_some() {
             for (name, d) in &self.plan.domains {
@@ -1387,6 +1584,25 @@ impl Run<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_runs_layout_is_its_paths_and_the_defaults_agree() {
+        // Every field, present and future: the default paths make the default layout.
+        assert_eq!(
+            format!("{:?}", HostPaths::default().layout()),
+            format!("{:?}", Layout::default())
+        );
+        let paths = HostPaths {
+            images_root: "/srv/images".into(),
+            audit_log: "/srv/audit.log".into(),
+            libvirt_uri: "test:///default".into(),
+            ..HostPaths::default()
+        };
+        let l = paths.layout();
+        assert_eq!(l.images_root, Path::new("/srv/images"));
+        assert_eq!(l.audit_log, Path::new("/srv/audit.log"));
+        assert_eq!(l.libvirt_uri.as_deref(), Some("test:///default"));
+    }
 
     #[test]
     fn guest_logs_are_read_capped_and_skipped_when_absent() {

@@ -13,6 +13,8 @@ use crate::scenario::{
     Name, TimelineCheck, TimelineMatch, Valued,
 };
 
+pub mod bookkeeping;
+
 /// A domain's live seclabel, remembered by `capture:`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Captured {
@@ -692,6 +694,8 @@ pub fn check_step(
         if let Some(access) = expect.access {
             out.extend(access_checks(access, evidence));
         }
+    } else if expect.outcome.is_some() {
+        // `outcome: any`: the action's result is recorded, deliberately not judged.
     } else if let Some(em) = &expect.error {
         out.extend(error_checks(&em.value, evidence));
     } else {
@@ -720,6 +724,7 @@ pub fn check_step(
     for (n, m) in expect.no_avc.iter().enumerate() {
         out.push(no_avc_check(n, &m.value, &records, caps));
     }
+    out.extend(bookkeeping::checks(expect, evidence, caps));
     out
 }
 

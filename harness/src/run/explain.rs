@@ -5,6 +5,7 @@
 
 use crate::context::Context;
 use crate::evidence::AvcRecord;
+use crate::oracle::cache::{KernelPolicy, LoadError};
 use crate::oracle::{self, Explanation, Policy, Reason, Subject};
 use crate::scenario::Access;
 
@@ -49,24 +50,26 @@ pub fn pattern_access(
 }
 
 /// Explanations for a step: one per distinct denied access among `records`, one for the
-/// probe, one per expected denial that was not logged. `candidates` are the types the run knows (for the nearest rules). The policy is
-/// loaded once per step, and only when there is something to explain.
+/// probe, one per expected denial that was not logged. `candidates` are the types the run knows (for the nearest rules). The
+/// kernel's policy is asked for only when there is something to explain, and parsed again only
+/// when the kernel's changed since the run's last step asked (`oracle::cache`).
 pub fn explain_step(
     records: &[AvcRecord],
     probe: Option<&ProbeAccess>,
     missing: &[MissingDenial],
     candidates: &[String],
+    kernel: &mut KernelPolicy,
 ) -> Vec<Explanation> {
-    explain_step_with(records, probe, missing, candidates, oracle::kernel_policy)
+    explain_step_with(records, probe, missing, candidates, || kernel.get())
 }
 
 /// [`explain_step`] on the policy `load` gives (the kernel's, or a test's).
-fn explain_step_with(
+fn explain_step_with<'p>(
     records: &[AvcRecord],
     probe: Option<&ProbeAccess>,
     missing: &[MissingDenial],
     candidates: &[String],
-    load: impl FnOnce() -> Result<Policy, String>,
+    load: impl FnOnce() -> Result<&'p Policy, LoadError>,
 ) -> Vec<Explanation> {
     let mut wanted: Vec<(String, Context, Context, String, Vec<String>)> = Vec::new();
     for r in records.iter().filter(|r| r.denied) {
@@ -133,7 +136,7 @@ fn explain_step_with(
 }
 
 fn reasons(
-    policy: &Result<Policy, String>,
+    policy: &Result<&Policy, LoadError>,
     s: &Context,
     t: &Context,
     class: &str,
@@ -143,12 +146,14 @@ fn reasons(
 ) -> Vec<Reason> {
     match policy {
         Ok(p) => oracle::explain(p, s, t, class, perms, candidates, permissive),
-        Err(why) => vec![Reason::Unavailable { why: why.clone() }],
+        Err(why) => vec![Reason::Unavailable {
+            why: why.to_string(),
+        }],
     }
 }
 
 fn explain_probe(
-    policy: &Result<Policy, String>,
+    policy: &Result<&Policy, LoadError>,
     p: &ProbeAccess,
     candidates: &[String],
 ) -> Explanation {
@@ -201,8 +206,10 @@ mod tests {
 
     const DENIED: &str = r#"type=AVC msg=audit(1795653826.616:86): avc:  denied  { read } for  pid=518 comm="qemu-system-x86" name="a.img" dev="vda" ino=2 scontext=u:r:dom_t:s0 tcontext=u:object_r:other_t:s0 tclass=file permissive=0"#;
 
-    fn test_policy() -> Result<Policy, String> {
-        Policy::load(&oracle::sepol::compile_cil(oracle::TEST_POLICY)?)
+    fn test_policy() -> Result<Policy, LoadError> {
+        Ok(Policy::load(
+            &oracle::sepol::compile_cil(oracle::TEST_POLICY).unwrap(),
+        )?)
     }
 
     #[test]
@@ -214,7 +221,12 @@ mod tests {
     #[test]
     fn a_denial_logged_twice_is_asked_about_once() {
         let r = parse_record(DENIED).unwrap();
-        let out = explain_step_with(&[r.clone(), r], None, &[], &["img_t".into()], test_policy);
+        let policy = test_policy();
+        let out = explain_step_with(&[r.clone(), r], None, &[], &["img_t".into()], || {
+            policy
+                .as_ref()
+                .map_err(|e| panic!("the test policy does not load: {e}"))
+        });
         assert_eq!(out.len(), 1, "{out:?}");
         assert_eq!(
             out[0].summary(),
@@ -230,12 +242,17 @@ mod tests {
             access: None,
         }];
         let out = explain_step_with(&[r], None, &missing, &[], || {
-            Err("cannot read /sys/fs/selinux/policy: No such file or directory".into())
+            Err(
+                crate::error::IoError::at("cannot read", "/sys/fs/selinux/policy")(
+                    std::io::Error::from_raw_os_error(nix::libc::ENOENT),
+                )
+                .into(),
+            )
         });
         assert_eq!(out.len(), 2);
         assert!(
             out[0].summary().ends_with(
-                "oracle unavailable: cannot read /sys/fs/selinux/policy: No such file or directory"
+                "oracle unavailable: cannot read /sys/fs/selinux/policy: No such file or directory (os error 2)"
             ),
             "{}",
             out[0].summary()

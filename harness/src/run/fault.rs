@@ -14,7 +14,11 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
+use crate::error::IoError;
+use crate::evidence::audit::AuditError;
+use crate::host::config::HostError;
 use crate::host::layout::{AUDITD_PID, LIBVIRTD_PID, LIBVIRT_SOCK};
+use crate::run::fault_relabels::MeasureError;
 use crate::run::plan::Plan;
 use crate::wait::{wait_until, Waited};
 
@@ -23,6 +27,77 @@ const LIBVIRT_SOCK_HIDDEN: &str = "/run/libvirt/libvirt-sock.selinux-harness-fau
 /// How long a killed process or a rotation may take to be visible.
 const SETTLE: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(20);
+
+/// Why a fault could not be made (the run that asked for it ends in `error` with this).
+#[derive(Debug, thiserror::Error)]
+pub enum FaultError {
+    #[error(transparent)]
+    Io(#[from] IoError),
+    #[error("cannot write {value} to {}: {source}", path.display())]
+    Write {
+        value: String,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot rename {} to {}: {source}", from.display(), to.display())]
+    Rename {
+        from: std::path::PathBuf,
+        to: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Host(#[from] HostError),
+    #[error("cannot record the module for `doctor`: {0}")]
+    Journal(#[source] std::io::Error),
+    #[error("{0} is already loaded")]
+    AlreadyLoaded(&'static str),
+    #[error("no `(typeattributeset {MCS_ATTRIBUTE} (... svirt_t ...))` in the virt module: this policy does not constrain svirt_t that way")]
+    NoMcsConstraint,
+    #[error("{0:?} strikes in a step, not around the run")]
+    NotAroundRun(Fault),
+    #[error("a policy fault is made before step 1")]
+    PolicyInStep,
+    #[error("the scenario has no {what} {name}")]
+    Unknown { what: &'static str, name: String },
+    #[error("{0} has no QEMU process to kill")]
+    NoQemu(String),
+    #[error("cannot {what}: {source}")]
+    Signal {
+        what: String,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("pid {pid} still exists {waited:?} after SIGKILL")]
+    Survived { pid: u32, waited: Duration },
+    #[error("auditd did not rotate {} within {waited:?}", path.display())]
+    NotRotated {
+        path: std::path::PathBuf,
+        waited: Duration,
+    },
+    #[error("{} holds no pid: {text:?}", file.display())]
+    NoPid {
+        file: std::path::PathBuf,
+        text: String,
+    },
+    #[error("cannot run auditctl {args:?}: {source}")]
+    AuditctlSpawn {
+        args: Vec<String>,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("auditctl {args:?}: {stderr}")]
+    Auditctl { args: Vec<String>, stderr: String },
+    #[error(transparent)]
+    AuditStatus(#[from] AuditError),
+    #[error("the kernel lost no record under a rate limit of 1/s")]
+    NothingLost,
+    #[error(transparent)]
+    Relabels(#[from] MeasureError),
+}
+
+type Result<T> = std::result::Result<T, FaultError>;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "fault", rename_all = "snake_case")]
@@ -100,19 +175,23 @@ const VIRT_MODULE: &str = "virt";
 
 impl PolicyFault {
     /// Break the policy, registering the undo first; returns what was done, for the notes.
-    pub fn apply(self, cleanup: &mut crate::host::cleanup::Cleanup) -> Result<String, String> {
+    pub fn apply(self, cleanup: &mut crate::host::cleanup::Cleanup) -> Result<String> {
         use crate::host::change;
         use crate::host::journal::Journal;
         match self {
             PolicyFault::SvirtPermissive => {
-                let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+                let dir = tempfile::tempdir().map_err(IoError::at(
+                    "cannot create a directory in",
+                    std::env::temp_dir(),
+                ))?;
                 let file = dir.path().join(format!("{PERMISSIVE_MODULE_NAME}.cil"));
-                std::fs::write(&file, PERMISSIVE_MODULE).map_err(|e| e.to_string())?;
+                std::fs::write(&file, PERMISSIVE_MODULE)
+                    .map_err(IoError::at("cannot write", &file))?;
                 Journal::default()
                     .record_module(PERMISSIVE_MODULE_NAME)
-                    .map_err(|e| format!("cannot record the module for `doctor`: {e}"))?;
-                if !change::install_module(&file, cleanup).map_err(|e| e.to_string())? {
-                    return Err(format!("{PERMISSIVE_MODULE_NAME} is already loaded"));
+                    .map_err(FaultError::Journal)?;
+                if !change::install_module(&file, cleanup)? {
+                    return Err(FaultError::AlreadyLoaded(PERMISSIVE_MODULE_NAME));
                 }
                 Ok("fault injected: policy module harness_fault_permissive loaded (typepermissive svirt_t)".into())
             }
@@ -120,19 +199,17 @@ impl PolicyFault {
                 // Not journalled for `doctor`, which removes modules by name and would take
                 // "virt" for the distribution's own: the stage runs only in the VM, whose
                 // overlay is thrown away if the run dies before its cleanup.
-                change::override_module(VIRT_MODULE, &without_mcs_constraint, cleanup)
-                    .map_err(|e| e.to_string())?;
+                change::override_module(VIRT_MODULE, &without_mcs_constraint, cleanup)?;
                 Ok(format!("fault injected: module virt overridden at priority 400 without svirt_t in {MCS_ATTRIBUTE} (svirt_t exempt from the MCS constraints)"))
             }
             PolicyFault::VirtUseExecmemOff => {
-                change::set_boolean("virt_use_execmem", false, cleanup)
-                    .map_err(|e| e.to_string())?;
+                change::set_boolean("virt_use_execmem", false, cleanup)?;
                 Ok("fault injected: boolean virt_use_execmem off".into())
             }
             PolicyFault::DontauditOff => {
                 // Not journalled for `doctor` (it cannot tell this from an admin's own -D):
                 // the stage runs only in the VM, whose overlay is thrown away if the run dies.
-                crate::host::dontaudit::disable(cleanup).map_err(|e| e.to_string())?;
+                crate::host::dontaudit::disable(cleanup)?;
                 Ok(
                     "fault injected: policy rebuilt without its dontaudit rules (semodule -DB)"
                         .into(),
@@ -144,7 +221,7 @@ impl PolicyFault {
 
 /// The `virt` module's CIL with svirt_t taken out of `(typeattributeset mcs_constrained_type
 /// (...))`; an error when no such statement names svirt_t (nothing would be exempted).
-pub fn without_mcs_constraint(cil: &str) -> Result<String, String> {
+pub fn without_mcs_constraint(cil: &str) -> Result<String> {
     let head = format!("(typeattributeset {MCS_ATTRIBUTE} (");
     let mut changed = false;
     let out: Vec<String> = cil
@@ -168,9 +245,7 @@ pub fn without_mcs_constraint(cil: &str) -> Result<String, String> {
         })
         .collect();
     if !changed {
-        return Err(format!(
-            "no `(typeattributeset {MCS_ATTRIBUTE} (... svirt_t ...))` in the virt module: this policy does not constrain svirt_t that way"
-        ));
+        return Err(FaultError::NoMcsConstraint);
     }
     Ok(out.join("\n") + "\n")
 }
@@ -246,15 +321,14 @@ impl Fault {
     }
 
     /// The faults that strike around the run rather than in a step; each call toggles.
-    pub fn inject_around_run(&self) -> Result<String, String> {
+    pub fn inject_around_run(&self) -> Result<String> {
         match self {
             Fault::TimelineOverflow { .. } => {
                 let now = std::fs::read_to_string(MAX_QUEUED_EVENTS)
-                    .map_err(|e| format!("cannot read {MAX_QUEUED_EVENTS}: {e}"))?;
+                    .map_err(IoError::at("cannot read", MAX_QUEUED_EVENTS))?;
                 // The guest runs with the kernel's default; back to it after the run.
                 let to = if now.trim() == "1" { "16384" } else { "1" };
-                std::fs::write(MAX_QUEUED_EVENTS, to)
-                    .map_err(|e| format!("cannot write {to} to {MAX_QUEUED_EVENTS}: {e}"))?;
+                write_value(Path::new(MAX_QUEUED_EVENTS), to)?;
                 Ok(format!(
                     "fault injected: {MAX_QUEUED_EVENTS} {} -> {to}",
                     now.trim()
@@ -267,19 +341,21 @@ impl Fault {
                 } else {
                     (hidden, sock, "back in place")
                 };
-                std::fs::rename(from, to).map_err(|e| {
-                    format!("cannot rename {} to {}: {e}", from.display(), to.display())
+                std::fs::rename(from, to).map_err(|source| FaultError::Rename {
+                    from: from.to_path_buf(),
+                    to: to.to_path_buf(),
+                    source,
                 })?;
                 Ok(format!("fault injected: libvirtd's socket {what}"))
             }
-            other => Err(format!("{other:?} strikes in a step, not around the run")),
+            other => Err(FaultError::NotAroundRun(other.clone())),
         }
     }
 
     /// Break the target; returns what was done, for the run's notes.
-    pub fn inject(&self, plan: &Plan, audit_log: &Path) -> Result<String, String> {
+    pub fn inject(&self, plan: &Plan, audit_log: &Path) -> Result<String> {
         match self {
-            Fault::Policy { .. } => Err("a policy fault is made before step 1".into()),
+            Fault::Policy { .. } => Err(FaultError::PolicyInStep),
             Fault::KillLibvirtd { .. } => {
                 let pid = pid_from(Path::new(LIBVIRTD_PID))?;
                 kill_and_wait(pid)?;
@@ -292,9 +368,12 @@ impl Fault {
                     .domains
                     .iter()
                     .find(|(n, _)| n.as_str() == domain)
-                    .ok_or_else(|| format!("the scenario has no domain {domain}"))?;
+                    .ok_or_else(|| FaultError::Unknown {
+                        what: "domain",
+                        name: domain.clone(),
+                    })?;
                 let pid = crate::host::libvirt::qemu_pid(&d.libvirt_name)
-                    .ok_or_else(|| format!("{domain} has no QEMU process to kill"))?;
+                    .ok_or_else(|| FaultError::NoQemu(domain.clone()))?;
                 kill_and_wait(pid)?;
                 Ok(format!(
                     "fault injected: {domain}'s QEMU (pid {pid}) killed with SIGKILL"
@@ -303,7 +382,10 @@ impl Fault {
             Fault::SuspendAuditd { millis, .. } => {
                 let pid = pid_from(Path::new(AUDITD_PID))?;
                 let p = Pid::from_raw(pid as i32);
-                kill(p, Signal::SIGSTOP).map_err(|e| format!("cannot stop auditd: {e}"))?;
+                kill(p, Signal::SIGSTOP).map_err(|source| FaultError::Signal {
+                    what: format!("stop auditd (pid {pid})"),
+                    source,
+                })?;
                 let for_ = Duration::from_millis(*millis);
                 std::thread::spawn(move || {
                     std::thread::sleep(for_);
@@ -333,19 +415,22 @@ impl Fault {
                     .images
                     .iter()
                     .find(|(n, _)| n.as_str() == image)
-                    .ok_or_else(|| format!("the scenario has no image {image}"))?;
-                let err = |e: std::io::Error| format!("{}: {e}", img.path.display());
+                    .ok_or_else(|| FaultError::Unknown {
+                        what: "image",
+                        name: image.clone(),
+                    })?;
+                let chmod = || IoError::at("cannot change the mode of", &img.path);
                 let mode = std::fs::metadata(&img.path)
-                    .map_err(err)?
+                    .map_err(IoError::at("cannot stat", &img.path))?
                     .permissions()
                     .mode();
                 for i in 0..2000 {
                     let m = if i % 2 == 0 { mode ^ 0o040 } else { mode };
                     std::fs::set_permissions(&img.path, std::fs::Permissions::from_mode(m))
-                        .map_err(err)?;
+                        .map_err(chmod())?;
                 }
                 std::fs::set_permissions(&img.path, std::fs::Permissions::from_mode(mode))
-                    .map_err(err)?;
+                    .map_err(chmod())?;
                 Ok(format!(
                     "fault injected: 2000 mode changes on {image} against a queue of one event"
                 ))
@@ -353,14 +438,13 @@ impl Fault {
             Fault::Permissive { .. } => {
                 let enforce = Path::new(crate::selinux_ops::ENFORCE_PATH);
                 let now = std::fs::read_to_string(enforce)
-                    .map_err(|e| format!("cannot read {}: {e}", enforce.display()))?;
+                    .map_err(IoError::at("cannot read", enforce))?;
                 // Before the action the kernel enforces (the run checked); after it, not.
                 let (to, what) = match now.trim() {
                     "1" => ("0", "SELinux set permissive for the action"),
                     _ => ("1", "SELinux set enforcing again after the action"),
                 };
-                std::fs::write(enforce, to)
-                    .map_err(|e| format!("cannot write {to} to {}: {e}", enforce.display()))?;
+                write_value(enforce, to)?;
                 Ok(format!("fault injected: {what}"))
             }
             Fault::TransientRelabels {
@@ -370,25 +454,33 @@ impl Fault {
                     .images
                     .iter()
                     .find(|(n, _)| n.as_str() == image)
-                    .ok_or_else(|| format!("the scenario has no image {image}"))?;
-                crate::run::fault_relabels::measure(&img.path, audit_log, *per_hold)
-                    .map_err(|e| e.to_string())
+                    .ok_or_else(|| FaultError::Unknown {
+                        what: "image",
+                        name: image.clone(),
+                    })?;
+                Ok(crate::run::fault_relabels::measure(
+                    &img.path, audit_log, *per_hold,
+                )?)
             }
             Fault::RotateAuditLog { .. } => {
                 let before = inode(audit_log)?;
                 let pid = pid_from(Path::new(AUDITD_PID))?;
                 // auditd(8): SIGUSR1 makes it rotate its logs, as `service auditd rotate` does.
-                kill(Pid::from_raw(pid as i32), Signal::SIGUSR1)
-                    .map_err(|e| format!("cannot signal auditd (pid {pid}): {e}"))?;
+                kill(Pid::from_raw(pid as i32), Signal::SIGUSR1).map_err(|source| {
+                    FaultError::Signal {
+                        what: format!("signal auditd (pid {pid})"),
+                        source,
+                    }
+                })?;
                 // Between auditd's rename and its create the path briefly names nothing.
                 let rotated = wait_until(Some(Instant::now() + SETTLE), POLL, None, || {
                     inode(audit_log).is_ok_and(|now| now != before)
                 });
                 if rotated != Waited::Met(()) {
-                    return Err(format!(
-                        "auditd did not rotate {} within {SETTLE:?}",
-                        audit_log.display()
-                    ));
+                    return Err(FaultError::NotRotated {
+                        path: audit_log.to_path_buf(),
+                        waited: SETTLE,
+                    });
                 }
                 Ok(format!(
                     "fault injected: auditd (pid {pid}) rotated {}",
@@ -399,23 +491,36 @@ impl Fault {
     }
 }
 
-fn auditctl(args: &[&str]) -> Result<String, String> {
+/// Write `value` into the kernel setting at `path`.
+fn write_value(path: &Path, value: &str) -> Result<()> {
+    std::fs::write(path, value).map_err(|source| FaultError::Write {
+        value: value.to_string(),
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn auditctl(args: &[&str]) -> Result<String> {
+    let owned = || args.iter().map(|a| a.to_string()).collect();
     let out = std::process::Command::new("auditctl")
         .args(args)
         .stdin(std::process::Stdio::null())
         .output()
-        .map_err(|e| format!("cannot run auditctl {args:?}: {e}"))?;
+        .map_err(|source| FaultError::AuditctlSpawn {
+            args: owned(),
+            source,
+        })?;
     if !out.status.success() {
-        return Err(format!(
-            "auditctl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        return Err(FaultError::Auditctl {
+            args: owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// The kernel counts a record over the rate limit as lost (audit_log_end -> audit_log_lost).
-fn lose_audit_records() -> Result<String, String> {
+fn lose_audit_records() -> Result<String> {
     let before = crate::evidence::audit::AuditStatus::read()?;
     auditctl(&["-r", "1"])?;
     let mut burst = Ok(());
@@ -429,7 +534,7 @@ fn lose_audit_records() -> Result<String, String> {
     burst?;
     let after = crate::evidence::audit::AuditStatus::read()?;
     if after.lost == before.lost {
-        return Err("the kernel lost no record under a rate limit of 1/s".into());
+        return Err(FaultError::NothingLost);
     }
     Ok(format!(
         "fault injected: the kernel dropped {} audit record(s) (rate limit 1/s for a burst)",
@@ -439,19 +544,22 @@ fn lose_audit_records() -> Result<String, String> {
 
 /// Truncate in place and write past the old size: the inode stays, the size grows, the bytes
 /// before any earlier offset are different ones. auditd appends after the filler.
-fn truncate_and_regrow(audit_log: &Path) -> Result<String, String> {
+fn truncate_and_regrow(audit_log: &Path) -> Result<String> {
     use std::io::Write;
-    let err = |e: std::io::Error| format!("{}: {e}", audit_log.display());
-    let size = std::fs::metadata(audit_log).map_err(err)?.len();
+    let size = std::fs::metadata(audit_log)
+        .map_err(IoError::at("cannot stat", audit_log))?
+        .len();
     let mut f = std::fs::OpenOptions::new()
         .append(true)
         .open(audit_log)
-        .map_err(err)?;
-    f.set_len(0).map_err(err)?;
+        .map_err(IoError::at("cannot open", audit_log))?;
+    f.set_len(0)
+        .map_err(IoError::at("cannot truncate", audit_log))?;
     let line = "# selinux-harness fault: the audit log was truncated and regrown here\n";
     let mut written = 0;
     while written <= size + 4096 {
-        f.write_all(line.as_bytes()).map_err(err)?;
+        f.write_all(line.as_bytes())
+            .map_err(IoError::at("cannot write", audit_log))?;
         written += line.len() as u64;
     }
     Ok(format!(
@@ -460,28 +568,33 @@ fn truncate_and_regrow(audit_log: &Path) -> Result<String, String> {
     ))
 }
 
-fn pid_from(file: &Path) -> Result<u32, String> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-    text.trim()
-        .parse()
-        .map_err(|_| format!("{} holds no pid: {text:?}", file.display()))
+fn pid_from(file: &Path) -> Result<u32> {
+    let text = std::fs::read_to_string(file).map_err(IoError::at("cannot read", file))?;
+    text.trim().parse().map_err(|_| FaultError::NoPid {
+        file: file.to_path_buf(),
+        text: text.clone(),
+    })
 }
 
-fn inode(path: &Path) -> Result<u64, String> {
-    std::fs::metadata(path)
+fn inode(path: &Path) -> Result<u64> {
+    Ok(std::fs::metadata(path)
         .map(|m| m.ino())
-        .map_err(|e| format!("cannot stat {}: {e}", path.display()))
+        .map_err(IoError::at("cannot stat", path))?)
 }
 
-fn kill_and_wait(pid: u32) -> Result<(), String> {
-    kill(Pid::from_raw(pid as i32), Signal::SIGKILL)
-        .map_err(|e| format!("cannot kill pid {pid}: {e}"))?;
+fn kill_and_wait(pid: u32) -> Result<()> {
+    kill(Pid::from_raw(pid as i32), Signal::SIGKILL).map_err(|source| FaultError::Signal {
+        what: format!("kill pid {pid}"),
+        source,
+    })?;
     let gone = wait_until(Some(Instant::now() + SETTLE), POLL, None, || {
         !Path::new(&format!("/proc/{pid}")).exists()
     });
     if gone != Waited::Met(()) {
-        return Err(format!("pid {pid} still exists {SETTLE:?} after SIGKILL"));
+        return Err(FaultError::Survived {
+            pid,
+            waited: SETTLE,
+        });
     }
     Ok(())
 }
@@ -525,7 +638,7 @@ mod tests {
             out,
             "(typeattributeset cil_gen_require mcs_constrained_type)\n(typeattributeset mcs_constrained_type (svirt_prot_exec_t ))\n(typeattributeset virt_domain (svirt_t ))\n"
         );
-        let e = without_mcs_constraint(&out).unwrap_err();
+        let e = without_mcs_constraint(&out).unwrap_err().to_string();
         assert!(e.contains("does not constrain svirt_t"), "{e}");
         assert!(Fault::Policy {
             policy: PolicyFault::SvirtPermissive
@@ -543,7 +656,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("x.pid");
         std::fs::write(&f, "not a pid\n").unwrap();
-        let e = pid_from(&f).unwrap_err();
+        let e = pid_from(&f).unwrap_err().to_string();
         assert!(e.contains("x.pid") && e.contains("no pid"), "{e}");
     }
 }

@@ -2,12 +2,14 @@
 //! expectations it checks, the verdict, and the events it emits on the way.
 
 pub mod batch;
+pub(crate) mod bookkeeping;
 pub mod event;
 pub(crate) mod executor;
 pub(crate) mod expect;
 pub(crate) mod explain;
 pub mod fault;
 pub mod fault_relabels;
+pub mod operations;
 pub mod parallel;
 pub mod plan;
 pub mod policy_batch;

@@ -30,6 +30,8 @@ pub enum Exclusive {
     /// The probe module is loaded for the run and removed by its cleanup: another run that
     /// probes would lose it in the middle, and the policy reload races everyone's checks.
     ProbeModule,
+    /// A step restarts libvirt's daemon: every other run's connection dies with it.
+    RestartsDaemon,
 }
 
 impl Exclusive {
@@ -38,6 +40,7 @@ impl Exclusive {
             Exclusive::QemuConf => "edits qemu.conf and restarts libvirtd",
             Exclusive::Booleans => "sets SELinux booleans",
             Exclusive::ProbeModule => "loads and removes the probe policy module",
+            Exclusive::RestartsDaemon => "restarts libvirt's daemon",
         }
     }
 }
@@ -54,6 +57,12 @@ pub fn exclusive_reason(s: &Scenario, variant: Option<&str>) -> Option<Exclusive
         Some(Exclusive::QemuConf)
     } else if !plan.booleans.is_empty() {
         Some(Exclusive::Booleans)
+    } else if s
+        .steps
+        .iter()
+        .any(|st| matches!(st.action, crate::scenario::Action::RestartDaemon(_)))
+    {
+        Some(Exclusive::RestartsDaemon)
     } else {
         None
     }

@@ -23,6 +23,10 @@ pub struct Plan {
     pub domains: BTreeMap<Name, PlannedDomain>,
     pub qemu_conf: Vec<(String, String)>,
     pub booleans: Vec<(String, bool)>,
+    /// Files other than images the scenario names (save files, dumps, chardev paths, a managed
+    /// save image), with their paths: all in the sandbox but the managed save image, which
+    /// libvirt keeps in its own directory.
+    pub files: BTreeMap<Name, PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -94,15 +98,16 @@ impl Plan {
                 )
             })
             .collect();
-        let domains = s
+        let domains: BTreeMap<Name, PlannedDomain> = s
             .domains
             .iter()
             .map(|(n, d)| {
                 let libvirt_name = format!("{MARKER}-{run_id}-{n}");
-                let xml = domain_xml(&libvirt_name, &s.name.value, d, &images);
+                let xml = domain_xml(&libvirt_name, &s.name.value, d, &images, &sandbox);
                 (n.clone(), PlannedDomain { libvirt_name, xml })
             })
             .collect();
+        let files = super::operations::planned_files(s, &sandbox, &domains);
         Ok(Plan {
             scenario: s.name.value.to_string(),
             variant: variant.map(str::to_string),
@@ -112,6 +117,7 @@ impl Plan {
             domains,
             qemu_conf,
             booleans,
+            files,
         })
     }
 
@@ -131,6 +137,7 @@ impl Plan {
             shareable: a.shareable,
             readonly: a.readonly,
             seclabel: a.seclabel.clone(),
+            device: crate::scenario::DiskDevice::Disk,
         };
         disk_xml(
             &disk,
@@ -203,6 +210,25 @@ impl Plan {
                 },
                 self.image_path(&p.image.value).display()
             )],
+            Action::Setxattr(x) => vec![format!(
+                "setfattr -n {} -v '{}' {}",
+                x.name.full(),
+                x.value.0,
+                self.image_path(&x.image.value).display()
+            )],
+            Action::Rmxattr(x) => vec![format!(
+                "setfattr -x {} {}",
+                x.name.full(),
+                self.image_path(&x.image.value).display()
+            )],
+            Action::RestartDaemon(_) => vec![
+                "systemctl restart libvirtd   # virtqemud on a modular host; then wait until `virsh -c qemu:///system version` answers".to_string(),
+            ],
+            Action::Save(_)
+            | Action::Restore(_)
+            | Action::Managedsave(_)
+            | Action::Dump(_)
+            | Action::ChangeMedia(_) => self.virsh_operation(action),
         }
     }
 }
@@ -300,7 +326,7 @@ fn raw_seclabel_xml(s: &RawSeclabel) -> String {
     }
 }
 
-fn disk_seclabel_xml(s: &DiskSeclabel) -> String {
+pub(super) fn disk_seclabel_xml(s: &DiskSeclabel) -> String {
     let model = escape(s.model.as_deref().unwrap_or("selinux")).to_string();
     let relabel = attr_bool("relabel", s.relabel);
     match &s.label {
@@ -312,7 +338,10 @@ fn disk_seclabel_xml(s: &DiskSeclabel) -> String {
     }
 }
 
-fn disk_xml(d: &Disk, path: &Path, target: &str, indent: &str) -> String {
+pub(super) fn disk_xml(d: &Disk, path: &Path, target: &str, indent: &str) -> String {
+    if d.device == crate::scenario::DiskDevice::Cdrom {
+        return super::operations::cdrom_xml(d, Some(path), target, indent);
+    }
     let source_inner = d
         .seclabel
         .as_ref()
@@ -348,8 +377,9 @@ fn domain_xml(
     scenario: &Name,
     d: &Domain,
     images: &BTreeMap<Name, PlannedImage>,
+    sandbox: &Path,
 ) -> String {
-    let disks: Vec<String> = d
+    let mut disks: Vec<String> = d
         .disks
         .iter()
         .enumerate()
@@ -363,6 +393,7 @@ fn domain_xml(
             disk_xml(&disk, &images[&disk.image.value].path, &target, "    ")
         })
         .collect();
+    disks.extend(super::operations::chardevs_xml(&d.serials, sandbox, "    "));
     let mut seclabel = d
         .seclabel
         .as_ref()

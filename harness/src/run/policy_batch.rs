@@ -13,7 +13,6 @@ use std::time::Instant;
 
 use crate::host::cleanup::{Cleanup, Undone};
 use crate::host::environment::TargetInfo;
-use crate::host::layout::Layout;
 use crate::host::state;
 use crate::policy::PolicyUnderTest;
 use crate::run::batch::{run_batch, Batch, RunItem};
@@ -85,11 +84,7 @@ fn run_group(
     paths: &HostPaths,
     on_event: &mut dyn FnMut(Envelope),
 ) -> Vec<Option<Verdict>> {
-    let layout = Layout {
-        images_root: paths.images_root.clone(),
-        libvirt_uri: Some(paths.libvirt_uri.clone()),
-        ..Layout::default()
-    };
+    let layout = paths.layout();
     let before = paths
         .verify_host_state
         .then(|| state::snapshot(&layout, true));

@@ -111,6 +111,17 @@ impl Settled {
     }
 }
 
+/// Why the read counter a `disk_read` condition starts from is not known.
+#[derive(Debug, thiserror::Error)]
+pub enum NoCounter {
+    #[error("cannot read {domain}'s block statistics: {message}")]
+    Stats { domain: String, message: String },
+    #[error("no domain has {0} as a disk")]
+    NoDomain(String),
+    #[error("no libvirt connection")]
+    NoLibvirt,
+}
+
 /// A settle taken before the step's action, so that what the guest does right after it
 /// counts.
 pub enum Pending {
@@ -121,7 +132,7 @@ pub enum Pending {
         path: PathBuf,
         deadline: Duration,
         /// The counter before the action, or why it could not be read.
-        before: Result<i64, String>,
+        before: Result<i64, NoCounter>,
     },
 }
 
@@ -151,11 +162,15 @@ impl Pending {
                     .map(|(n, _)| plan.domain_name(n).to_string());
                 let path = plan.image_path(&u.image.value).to_path_buf();
                 let before = match (&domain, libvirt) {
-                    (Some(d), Some(lv)) => lv
-                        .block_read_requests(d, &path)
-                        .map_err(|e| format!("cannot read {d}'s block statistics: {}", e.message)),
-                    (None, _) => Err(format!("no domain has {} as a disk", u.image.value)),
-                    (_, None) => Err("no libvirt connection".to_string()),
+                    (Some(d), Some(lv)) => {
+                        lv.block_read_requests(d, &path)
+                            .map_err(|e| NoCounter::Stats {
+                                domain: d.clone(),
+                                message: e.message,
+                            })
+                    }
+                    (None, _) => Err(NoCounter::NoDomain(u.image.value.to_string())),
+                    (_, None) => Err(NoCounter::NoLibvirt),
                 };
                 Pending::DiskRead {
                     image: u.image.value.to_string(),
@@ -265,6 +280,7 @@ impl Pending {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rstest::rstest;
 
     fn avc(denied: bool, scontext: &str) -> AvcRecord {
         AvcRecord {
@@ -281,31 +297,25 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_counter_that_rose_is_a_read() {
-        assert_eq!(
-            disk_touched(12, Some(14), 0),
-            Some(Seen::Read {
-                before: 12,
-                now: 14
-            })
-        );
-    }
-
-    #[test]
-    fn an_unchanged_or_unreadable_counter_is_not() {
-        assert_eq!(disk_touched(12, Some(12), 0), None);
-        assert_eq!(disk_touched(12, None, 0), None);
-        // A counter that went down (a new QEMU) is not a read of this one's disk.
-        assert_eq!(disk_touched(12, Some(3), 0), None);
-    }
-
-    #[test]
-    fn a_denial_of_the_reader_ends_the_wait_even_without_a_read() {
-        assert_eq!(
-            disk_touched(12, Some(12), 1),
-            Some(Seen::Denied { records: 1 })
-        );
+    #[rstest]
+    #[case::a_counter_that_rose_is_a_read(12, Some(14), 0, Some(Seen::Read { before: 12, now: 14 }))]
+    #[case::an_unchanged_counter_is_not(12, Some(12), 0, None)]
+    #[case::an_unreadable_counter_is_not(12, None, 0, None)]
+    // A counter that went down (a new QEMU) is not a read of this one's disk.
+    #[case::a_counter_that_went_down_is_not(12, Some(3), 0, None)]
+    #[case::a_denial_of_the_reader_ends_the_wait_even_without_a_read(
+        12,
+        Some(12),
+        1,
+        Some(Seen::Denied { records: 1 })
+    )]
+    fn disk_touched_is(
+        #[case] before: i64,
+        #[case] now: Option<i64>,
+        #[case] denials: usize,
+        #[case] seen: Option<Seen>,
+    ) {
+        assert_eq!(disk_touched(before, now, denials), seen);
     }
 
     #[test]

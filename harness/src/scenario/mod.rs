@@ -1,20 +1,24 @@
 //! Scenarios: the YAML language, loading with located errors, and validation.
 
+pub mod files;
 pub mod from_xml;
 mod load;
 mod matrix;
 mod model;
 pub mod mutate;
+mod operations;
 mod policy_module;
 mod qemu_conf_keys;
 mod roles;
 mod settle;
 mod validate;
 
+pub use files::*;
 pub use load::{
     discover, load_file, load_str, load_with_warnings, warnings, Diagnostic, LoadedScenario,
 };
 pub use model::*;
+pub use operations::*;
 pub use policy_module::{ModuleKind, ModulePath};
 pub use roles::{Role, RoleTypes, VirtType};
 pub use settle::{Settle, SettleUntil, Until};

@@ -8,9 +8,11 @@ use std::str::FromStr;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::files::*;
 use super::settle::Settle;
 use crate::context::{Context, Level, MlsRange};
 
+use super::operations::{ChangeMedia, Chardev, DiskDevice, Dump, ManagedSave, Restore, Save};
 use super::roles::Role;
 
 /// A value with the place in the file it came from, for errors found after parsing
@@ -300,6 +302,9 @@ pub struct Disk {
     #[serde(default)]
     pub readonly: bool,
     pub seclabel: Option<DiskSeclabel>,
+    /// `cdrom`: a read-only IDE CD-ROM (target hdX) whose media `change_media` can change.
+    #[serde(default)]
+    pub device: DiskDevice,
 }
 
 /// A disk may be given as just an image name.
@@ -324,6 +329,7 @@ impl At<DiskSpec> {
                 shareable: false,
                 readonly: false,
                 seclabel: None,
+                device: DiskDevice::Disk,
             },
             DiskSpec::Full(d) => d.clone(),
         }
@@ -343,6 +349,9 @@ pub struct Domain {
     /// beside the SELinux one), their labels written as given (see `RawSeclabel`).
     #[serde(default)]
     pub seclabels: Vec<At<RawSeclabel>>,
+    /// Character devices (serial ports, consoles) with their host side in the sandbox.
+    #[serde(default)]
+    pub serials: Vec<At<Chardev>>,
 }
 
 /// A `<seclabel>` whose labels are text for libvirt to parse, not contexts the harness checks:
@@ -563,6 +572,22 @@ pub enum Action {
     Relabel(Relabel),
     /// open an image from a process running in a given context
     Probe(Probe),
+    /// setfattr -n trusted.libvirt.security.NAME -v VALUE on one of the scenario's images
+    Setxattr(SetXattr),
+    /// setfattr -x trusted.libvirt.security.NAME on one of the scenario's images
+    Rmxattr(RmXattr),
+    /// restart the libvirt daemon serving qemu:///system and wait until it answers
+    RestartDaemon(DaemonName),
+    /// virsh save DOMAIN FILE
+    Save(Save),
+    /// virsh restore FILE
+    Restore(Restore),
+    /// virsh managedsave DOMAIN (a later `start` resumes from it)
+    Managedsave(ManagedSave),
+    /// virsh dump DOMAIN FILE
+    Dump(Dump),
+    /// virsh change-media DOMAIN TARGET --insert FILE | --eject
+    ChangeMedia(ChangeMedia),
 }
 
 /// A step as written: one action key (`start: vm1`) plus the step's options.
@@ -604,6 +629,11 @@ pub struct StepOptions {
     /// Run this step only where this holds (variants, distros, libvirt versions); elsewhere
     /// it is left out with a note. For outcomes that differ per variant or per libvirt.
     pub when: Option<At<Platform>>,
+    /// Remember images' labels right before the step's action: `before: {orig: vm1.img}`
+    /// makes `$orig` (that label) usable from this step on, so "restored to exactly what it
+    /// had" needs no literal.
+    #[serde(default)]
+    pub before: BTreeMap<Name, At<Name>>,
 }
 
 /// A mutant a step lets survive: its name as `selinux-harness mutants` prints it
@@ -625,6 +655,14 @@ const ACTIONS: &[&str] = &[
     "undefine",
     "relabel",
     "probe",
+    "setxattr",
+    "rmxattr",
+    "restart_daemon",
+    "save",
+    "restore",
+    "managedsave",
+    "dump",
+    "change_media",
 ];
 const STEP_OPTIONS: &[&str] = &[
     "title",
@@ -635,6 +673,7 @@ const STEP_OPTIONS: &[&str] = &[
     "known_bug",
     "mutants_survive",
     "when",
+    "before",
 ];
 
 // serde's `flatten` would buffer the step into an untyped map, which loses both
@@ -667,6 +706,7 @@ impl<'de> Deserialize<'de> for Step {
                         "known_bug" => o.known_bug = map.next_value()?,
                         "mutants_survive" => o.mutants_survive = map.next_value()?,
                         "when" => o.when = Some(map.next_value()?),
+                        "before" => o.before = map.next_value()?,
                         k if ACTIONS.contains(&k) => {
                             if let Some((prev, ..)) = &action {
                                 return Err(Error::custom(format!(
@@ -683,6 +723,14 @@ impl<'de> Deserialize<'de> for Step {
                                 "destroy" => Action::Destroy(targets(map.next_value()?)),
                                 "undefine" => Action::Undefine(targets(map.next_value()?)),
                                 "relabel" => Action::Relabel(map.next_value()?),
+                                "setxattr" => Action::Setxattr(map.next_value()?),
+                                "rmxattr" => Action::Rmxattr(map.next_value()?),
+                                "restart_daemon" => Action::RestartDaemon(map.next_value()?),
+                                "save" => Action::Save(map.next_value()?),
+                                "restore" => Action::Restore(map.next_value()?),
+                                "managedsave" => Action::Managedsave(map.next_value()?),
+                                "dump" => Action::Dump(map.next_value()?),
+                                "change_media" => Action::ChangeMedia(map.next_value()?),
                                 _ => Action::Probe(map.next_value()?),
                             };
                             action = Some((a, line, column));
@@ -746,6 +794,15 @@ impl JsonSchema for Step {
             "expect": g.subschema_for::<Expect>(),
             "known_bug": g.subschema_for::<Vec<KnownBug>>(),
             "mutants_survive": g.subschema_for::<Vec<Survivor>>(),
+            "setxattr": g.subschema_for::<SetXattr>(),
+            "rmxattr": g.subschema_for::<RmXattr>(),
+            "restart_daemon": g.subschema_for::<DaemonName>(),
+            "before": g.subschema_for::<BTreeMap<Name, Name>>(),
+            "save": g.subschema_for::<Save>(),
+            "restore": g.subschema_for::<Restore>(),
+            "managedsave": g.subschema_for::<ManagedSave>(),
+            "dump": g.subschema_for::<Dump>(),
+            "change_media": g.subschema_for::<ChangeMedia>(),
         });
         let one_of: Vec<_> = ACTIONS
             .iter()
@@ -777,6 +834,14 @@ impl Action {
             Action::Undefine(_) => "undefine",
             Action::Relabel(_) => "relabel",
             Action::Probe(_) => "probe",
+            Action::Setxattr(_) => "setxattr",
+            Action::Rmxattr(_) => "rmxattr",
+            Action::RestartDaemon(_) => "restart_daemon",
+            Action::Save(_) => "save",
+            Action::Restore(_) => "restore",
+            Action::Managedsave(_) => "managedsave",
+            Action::Dump(_) => "dump",
+            Action::ChangeMedia(_) => "change_media",
         }
     }
 }
@@ -1089,6 +1154,26 @@ pub struct Expect {
     pub no_avc: Vec<At<AvcMatch>>,
     /// For a probe step: whether the open was allowed.
     pub access: Option<AccessOutcome>,
+    /// libvirt's remembered-owner attributes (trusted.libvirt.security.*) of files.
+    #[serde(default)]
+    pub xattr: BTreeMap<At<FileRef>, BTreeMap<XattrName, XattrExpect>>,
+    /// Owners of files, `user:group` (names resolved on the target).
+    #[serde(default)]
+    pub owner: BTreeMap<At<FileRef>, Owner>,
+    /// Permission bits of files, e.g. "0750".
+    #[serde(default)]
+    pub mode: BTreeMap<At<FileRef>, Mode>,
+    /// Files that must not exist after the step (libvirt removed them).
+    #[serde(default)]
+    pub absent: Vec<At<FileRef>>,
+    /// Labels of files (images or runtime files): `default` or a MATCH.
+    #[serde(default)]
+    pub label: BTreeMap<At<FileRef>, LabelExpect>,
+    /// The uid:gid the domains' QEMU processes run as, `user:group`.
+    #[serde(default)]
+    pub process_owner: BTreeMap<At<Name>, Owner>,
+    /// `outcome: any`: the action's success or failure is deliberately not judged.
+    pub outcome: Option<OutcomeExpect>,
 }
 
 /// Marks named expectations of a step as a known bug where `when` holds.
@@ -1181,6 +1266,13 @@ pub enum CheckKey {
     AvcNone,
     AvcDenial(usize),
     NoAvc(usize),
+    /// `xattr.FILE.NAME` (NAME short: ref_selinux)
+    Xattr(String, String),
+    Owner(String),
+    Mode(String),
+    Absent(String),
+    Label(String),
+    ProcessOwner(String),
 }
 
 /// The kinds of check, for counting and for the negative controls of the conformance suite.
@@ -1197,10 +1289,16 @@ pub enum CheckKind {
     AvcNone,
     AvcDenial,
     NoAvc,
+    Xattr,
+    Owner,
+    Mode,
+    Absent,
+    Label,
+    ProcessOwner,
 }
 
 impl CheckKind {
-    pub const ALL: [CheckKind; 11] = [
+    pub const ALL: [CheckKind; 17] = [
         CheckKind::Succeeds,
         CheckKind::Error,
         CheckKind::Access,
@@ -1212,6 +1310,12 @@ impl CheckKind {
         CheckKind::AvcNone,
         CheckKind::AvcDenial,
         CheckKind::NoAvc,
+        CheckKind::Xattr,
+        CheckKind::Owner,
+        CheckKind::Mode,
+        CheckKind::Absent,
+        CheckKind::Label,
+        CheckKind::ProcessOwner,
     ];
 
     pub fn label(self) -> &'static str {
@@ -1227,6 +1331,12 @@ impl CheckKind {
             CheckKind::AvcNone => "avc_none",
             CheckKind::AvcDenial => "avc_denial",
             CheckKind::NoAvc => "no_avc",
+            CheckKind::Xattr => "xattr",
+            CheckKind::Owner => "owner",
+            CheckKind::Mode => "mode",
+            CheckKind::Absent => "absent",
+            CheckKind::Label => "label",
+            CheckKind::ProcessOwner => "process_owner",
         }
     }
 }
@@ -1245,6 +1355,12 @@ impl CheckKey {
             CheckKey::AvcNone => CheckKind::AvcNone,
             CheckKey::AvcDenial(_) => CheckKind::AvcDenial,
             CheckKey::NoAvc(_) => CheckKind::NoAvc,
+            CheckKey::Xattr(..) => CheckKind::Xattr,
+            CheckKey::Owner(_) => CheckKind::Owner,
+            CheckKey::Mode(_) => CheckKind::Mode,
+            CheckKey::Absent(_) => CheckKind::Absent,
+            CheckKey::Label(_) => CheckKind::Label,
+            CheckKey::ProcessOwner(_) => CheckKind::ProcessOwner,
         }
     }
 
@@ -1270,6 +1386,12 @@ impl fmt::Display for CheckKey {
             CheckKey::AvcNone => f.write_str("avc"),
             CheckKey::AvcDenial(n) => write!(f, "avc.{n}"),
             CheckKey::NoAvc(n) => write!(f, "no_avc.{n}"),
+            CheckKey::Xattr(i, n) => write!(f, "xattr.{i}.{n}"),
+            CheckKey::Owner(i) => write!(f, "owner.{i}"),
+            CheckKey::Mode(i) => write!(f, "mode.{i}"),
+            CheckKey::Absent(i) => write!(f, "absent.{i}"),
+            CheckKey::Label(i) => write!(f, "label.{i}"),
+            CheckKey::ProcessOwner(d) => write!(f, "process_owner.{d}"),
         }
     }
 }
@@ -1301,6 +1423,15 @@ impl FromStr for CheckKey {
                 };
                 CheckKey::Timeline(i.to_string(), t)
             }
+            Some(("xattr", rest)) => {
+                let (i, n) = rest.rsplit_once('.').ok_or_else(bad)?;
+                CheckKey::Xattr(i.to_string(), n.to_string())
+            }
+            Some(("owner", i)) => CheckKey::Owner(i.to_string()),
+            Some(("mode", i)) => CheckKey::Mode(i.to_string()),
+            Some(("absent", i)) => CheckKey::Absent(i.to_string()),
+            Some(("label", i)) => CheckKey::Label(i.to_string()),
+            Some(("process_owner", d)) => CheckKey::ProcessOwner(d.to_string()),
             _ => return Err(bad()),
         })
     }
@@ -1329,6 +1460,8 @@ impl Expect {
             if self.access.is_some() {
                 out.push(CheckKey::Access);
             }
+        } else if self.outcome.is_some() {
+            // Deliberately not judged.
         } else if self.error.is_some() {
             out.push(CheckKey::Error);
         } else {
@@ -1364,7 +1497,55 @@ impl Expect {
             None => {}
         }
         out.extend((0..self.no_avc.len()).map(CheckKey::NoAvc));
+        for (f, names) in &self.xattr {
+            out.extend(
+                names
+                    .keys()
+                    .map(|n| CheckKey::Xattr(f.value.to_string(), n.to_string())),
+            );
+        }
+        out.extend(
+            self.owner
+                .keys()
+                .map(|f| CheckKey::Owner(f.value.to_string())),
+        );
+        out.extend(
+            self.mode
+                .keys()
+                .map(|f| CheckKey::Mode(f.value.to_string())),
+        );
+        out.extend(
+            self.absent
+                .iter()
+                .map(|f| CheckKey::Absent(f.value.to_string())),
+        );
+        out.extend(
+            self.label
+                .keys()
+                .map(|f| CheckKey::Label(f.value.to_string())),
+        );
+        out.extend(
+            self.process_owner
+                .keys()
+                .map(|d| CheckKey::ProcessOwner(d.value.to_string())),
+        );
         out
+    }
+
+    /// Every file the step's bookkeeping expectations name, each once.
+    pub fn named_files(&self) -> Vec<&FileRef> {
+        let mut v: Vec<&FileRef> = self
+            .xattr
+            .keys()
+            .chain(self.owner.keys())
+            .chain(self.mode.keys())
+            .chain(self.absent.iter())
+            .chain(self.label.keys())
+            .map(|f| &f.value)
+            .collect();
+        v.sort();
+        v.dedup();
+        v
     }
 }
 

@@ -171,7 +171,8 @@ pub fn step_mutations(s: &Scenario, i: usize) -> Vec<Mutation> {
                 )],
             );
         }
-    } else {
+    } else if e.outcome.is_none() {
+        // (`outcome: any` judges neither success nor failure: there is nothing to invert.)
         b.push(
             "succeeds",
             "invert",

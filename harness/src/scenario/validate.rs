@@ -3,9 +3,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::files::*;
 use super::model::*;
 use super::roles::Role;
 use super::settle::{Settle, SettleUntil};
+
+mod operations_check;
 
 pub(super) struct Problem {
     pub line: usize,
@@ -24,6 +27,11 @@ struct Checker<'a> {
     warnings: Vec<Problem>,
     /// Captures made so far, with the step that made them.
     captured: BTreeSet<Name>,
+    /// Files other than images that the scenario names (save files, dumps, chardev paths):
+    /// `file:` may check them too.
+    made: BTreeSet<Name>,
+    /// Save files written by the steps so far (a `restore:` must come after its `save:`).
+    saved: BTreeSet<Name>,
 }
 
 /// The errors (the file is rejected) and the warnings of a scenario, each in file order.
@@ -33,6 +41,8 @@ pub(super) fn validate(s: &Scenario) -> (Vec<Problem>, Vec<Problem>) {
         problems: Vec::new(),
         warnings: Vec::new(),
         captured: BTreeSet::new(),
+        made: operations_check::files_made(s),
+        saved: BTreeSet::new(),
     };
     c.scenario();
     c.problems.sort_by_key(|p| (p.line, p.column));
@@ -164,6 +174,82 @@ impl Checker<'_> {
                 }
             );
             self.problem(&u.image, m);
+        }
+    }
+
+    /// A `$NAME` outside a MATCH (an attribute value): made by this step or an earlier one.
+    fn capture_name<T>(&mut self, at: &At<T>, c: &CaptureRef) {
+        if !self.captured.contains(&c.name) {
+            let m = format!(
+                "`{c}` is not captured by this step or an earlier one; add `capture: {{{}: DOMAIN}}` or `before: {{{}: IMAGE}}` to a step before it",
+                c.name, c.name
+            );
+            self.problem(at, m);
+        }
+    }
+
+    /// A file a bookkeeping expectation names: a known image, or a known domain's libdir.
+    fn file_ref(&mut self, f: &At<FileRef>) {
+        match &f.value {
+            FileRef::Image(n) => {
+                let n = At {
+                    value: n.clone(),
+                    line: f.line,
+                    column: f.column,
+                };
+                self.image(&n);
+            }
+            FileRef::Libdir { domain, .. } => {
+                let d = At {
+                    value: domain.clone(),
+                    line: f.line,
+                    column: f.column,
+                };
+                self.domain(&d);
+            }
+        }
+    }
+
+    /// The bookkeeping expectations of a step (see `files`).
+    fn bookkeeping(&mut self, step: &Step) {
+        let e = &step.options.expect;
+        for (f, names) in &e.xattr {
+            self.file_ref(f);
+            if names.is_empty() {
+                let m = format!(
+                    "`xattr: {{{}: {{}}}}` checks nothing: name attributes, e.g. {{ref_selinux: 1}}",
+                    f.value
+                );
+                self.problem(f, m);
+            }
+            for v in names.values() {
+                if let XattrExpect::Equals(XattrText::Capture(r)) = v {
+                    self.capture_name(f, r);
+                }
+            }
+        }
+        for f in e.owner.keys().chain(e.mode.keys()).chain(e.absent.iter()) {
+            self.file_ref(f);
+        }
+        for (f, l) in &e.label {
+            self.file_ref(f);
+            if let LabelExpect::Match(m) = l {
+                self.context_match(f, &f.value.to_string(), m);
+            }
+        }
+        for d in e.process_owner.keys() {
+            self.domain(d);
+        }
+        let at = At {
+            value: (),
+            line: step.line,
+            column: step.column,
+        };
+        if e.outcome.is_some() && (e.error.is_some() || matches!(step.action, Action::Probe(_))) {
+            self.problem(
+                &at,
+                "`outcome: any` leaves the action unjudged; it cannot stand beside `error:` or on a probe step".into(),
+            );
         }
     }
 
@@ -407,10 +493,16 @@ impl Checker<'_> {
                         self.problem(t, m);
                     }
                 }
+                self.cdrom(&disk);
                 if targets.insert(target.clone(), ()).is_some() {
                     let m = format!("domain `{name}` has two disks with target `{target}`");
                     self.problem(&disk.image, m);
                 }
+            }
+        }
+        for d in s.domains.values() {
+            for c in &d.serials {
+                self.chardev(c);
             }
         }
         if s.steps.is_empty() {
@@ -512,6 +604,14 @@ impl Checker<'_> {
             line: step.line,
             column: step.column,
         };
+        // `before:` is taken before the action, so the action and the step may use it.
+        for (name, img) in &step.options.before {
+            self.image(img);
+            if !self.captured.insert(name.clone()) {
+                let m = format!("capture `{name}` is made twice; give the second one another name");
+                self.problem(img, m);
+            }
+        }
         match &step.action {
             Action::Define(t)
             | Action::Start(t)
@@ -534,7 +634,20 @@ impl Checker<'_> {
                 }
             }
             Action::DetachDisk(d) => self.domain(&d.domain),
+            Action::Save(_)
+            | Action::Restore(_)
+            | Action::Managedsave(_)
+            | Action::Dump(_)
+            | Action::ChangeMedia(_) => self.operation(&step.action),
             Action::Relabel(r) => self.image(&r.image),
+            Action::Setxattr(x) => {
+                self.image(&x.image);
+                if let XattrText::Capture(r) = &x.value.0 {
+                    self.capture_name(&x.image, r);
+                }
+            }
+            Action::Rmxattr(x) => self.image(&x.image),
+            Action::RestartDaemon(_) => {}
             Action::Probe(p) => {
                 self.image(&p.image);
                 if step.options.expect.access.is_none() {
@@ -582,7 +695,7 @@ impl Checker<'_> {
             self.context_match(d, &d.value.to_string(), m);
         }
         for (f, m) in &e.file {
-            self.image(f);
+            self.file(f);
             self.context_match(f, &f.value.to_string(), m);
         }
         for (f, t) in &e.timeline {
@@ -621,6 +734,7 @@ impl Checker<'_> {
                 "a probe step reports `access: allowed|denied`, not a libvirt `error`".into(),
             );
         }
+        self.bookkeeping(step);
         let keys = e.keys(matches!(step.action, Action::Probe(_)));
         for kb in &o.known_bug {
             for v in &kb.value.when.variant {
