@@ -3,6 +3,7 @@
 
 pub mod batch;
 pub(crate) mod bookkeeping;
+mod domain_xml;
 pub mod event;
 pub(crate) mod executor;
 pub(crate) mod expect;

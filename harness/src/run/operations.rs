@@ -6,11 +6,13 @@
 //! label or read a file outside its sandbox.
 
 use std::collections::BTreeMap;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use quick_xml::escape::escape;
 
-use super::plan::{disk_seclabel_xml, Plan, PlannedDomain};
+use super::domain_xml::{render, XmlWriter};
+use super::plan::{disk_seclabel_xml, file_source_xml, Plan, PlannedDomain};
 use crate::evidence::Outcome;
 use crate::host::cleanup::{Cleanup, Undo};
 use crate::host::layout::QEMU_SAVE_DIR;
@@ -61,65 +63,83 @@ pub fn managed_save_path(libvirt_name: &str) -> PathBuf {
 }
 
 /// A CD-ROM: IDE (the `pc` machine's bus for it), read-only; no source is an empty drive.
-pub(super) fn cdrom_xml(d: &Disk, path: Option<&Path>, target: &str, indent: &str) -> String {
-    let source = match path {
-        Some(p) => {
-            let p = escape(p.to_string_lossy().into_owned()).to_string();
-            match d.seclabel.as_ref().map(disk_seclabel_xml) {
-                Some(sl) => format!("\n{indent}  <source file='{p}'>{sl}</source>"),
-                None => format!("\n{indent}  <source file='{p}'/>"),
+pub(super) fn cdrom_xml(
+    w: &mut XmlWriter,
+    d: &Disk,
+    path: Option<&Path>,
+    target: &str,
+) -> io::Result<()> {
+    w.create_element("disk")
+        .with_attributes([("type", "file"), ("device", "cdrom")])
+        .write_inner_content(|w| {
+            w.create_element("driver")
+                .with_attributes([("name", "qemu"), ("type", "raw")])
+                .write_empty()?;
+            if let Some(p) = path {
+                file_source_xml(w, p, d.seclabel.as_ref())?;
             }
-        }
-        None => String::new(),
-    };
-    format!(
-        "{indent}<disk type='file' device='cdrom'>\n{indent}  <driver name='qemu' type='raw'/>{source}\n{indent}  <target dev='{}' bus='ide'/>\n{indent}  <readonly/>\n{indent}</disk>",
-        escape(target)
-    )
+            w.create_element("target")
+                .with_attributes([("dev", target), ("bus", "ide")])
+                .write_empty()?;
+            w.create_element("readonly").write_empty()?;
+            Ok(())
+        })?;
+    Ok(())
 }
 
 /// The `<serial>`/`<console>` elements of a domain's chardevs; ports count per kind.
-pub(super) fn chardevs_xml(chardevs: &[At<Chardev>], sandbox: &Path, indent: &str) -> Vec<String> {
+pub(super) fn chardevs_xml(
+    w: &mut XmlWriter,
+    chardevs: &[At<Chardev>],
+    sandbox: &Path,
+) -> io::Result<()> {
     let mut serial_port = 0;
-    chardevs
-        .iter()
-        .map(|c| {
-            let c = &c.value;
-            let (element, target) = match c.device {
-                ChardevKind::Serial => {
-                    serial_port += 1;
-                    ("serial", format!("<target port='{}'/>", serial_port - 1))
+    for c in chardevs {
+        let c = &c.value;
+        let (element, target) = match c.device {
+            ChardevKind::Serial => {
+                serial_port += 1;
+                ("serial", ("port", (serial_port - 1).to_string()))
+            }
+            ChardevKind::Console => ("console", ("type", "virtio".to_string())),
+        };
+        let kind = match c.backend.value {
+            ChardevBackend::File => "file",
+            ChardevBackend::Unix => "unix",
+            ChardevBackend::Pipe => "pipe",
+            ChardevBackend::Pty => "pty",
+        };
+        let mut attrs: Vec<(&str, String)> = Vec::new();
+        if let Some(m) = c.mode {
+            let mode = match m {
+                UnixMode::Bind => "bind",
+                UnixMode::Connect => "connect",
+            };
+            attrs.push(("mode", mode.to_string()));
+        }
+        if let Some(p) = &c.path {
+            let path = sandbox.join(p.value.as_str());
+            attrs.push(("path", path.to_string_lossy().into_owned()));
+        }
+        w.create_element(element)
+            .with_attribute(("type", kind))
+            .write_inner_content(|w| {
+                if !attrs.is_empty() || c.seclabel.is_some() {
+                    let e = w
+                        .create_element("source")
+                        .with_attributes(attrs.iter().map(|(k, v)| (*k, v.as_str())));
+                    match &c.seclabel {
+                        Some(sl) => e.write_inner_content(|w| disk_seclabel_xml(w, sl))?,
+                        None => e.write_empty()?,
+                    };
                 }
-                ChardevKind::Console => ("console", "<target type='virtio'/>".to_string()),
-            };
-            let kind = match c.backend.value {
-                ChardevBackend::File => "file",
-                ChardevBackend::Unix => "unix",
-                ChardevBackend::Pipe => "pipe",
-                ChardevBackend::Pty => "pty",
-            };
-            let mut attrs = String::new();
-            if let Some(m) = c.mode {
-                attrs.push_str(match m {
-                    UnixMode::Bind => " mode='bind'",
-                    UnixMode::Connect => " mode='connect'",
-                });
-            }
-            if let Some(p) = &c.path {
-                let path = sandbox.join(p.value.as_str());
-                attrs.push_str(&format!(
-                    " path='{}'",
-                    escape(path.to_string_lossy().into_owned())
-                ));
-            }
-            let source = match (attrs.is_empty(), c.seclabel.as_ref().map(disk_seclabel_xml)) {
-                (true, None) => String::new(),
-                (_, None) => format!("<source{attrs}/>"),
-                (_, Some(sl)) => format!("<source{attrs}>{sl}</source>"),
-            };
-            format!("{indent}<{element} type='{kind}'>{source}{target}</{element}>")
-        })
-        .collect()
+                w.create_element("target")
+                    .with_attribute((target.0, target.1.as_str()))
+                    .write_empty()?;
+                Ok(())
+            })?;
+    }
+    Ok(())
 }
 
 impl Plan {
@@ -140,7 +160,7 @@ impl Plan {
             seclabel: None,
             device: crate::scenario::DiskDevice::Cdrom,
         };
-        cdrom_xml(&disk, image.map(|i| self.image_path(i)), target, "")
+        render(|w| cdrom_xml(w, &disk, image.map(|i| self.image_path(i)), target))
     }
 
     pub(super) fn virsh_operation(&self, action: &Action) -> Vec<String> {
@@ -431,11 +451,13 @@ mod tests {
         let vm1: Name = "vm1".parse().unwrap();
         let b: Name = "b.img".parse().unwrap();
         let insert = p.change_media_xml(&vm1, "hdc", Some(&b));
-        assert!(insert.contains("device='cdrom'"), "{insert}");
+        assert!(insert.contains(r#"device="cdrom""#), "{insert}");
         assert!(
-            insert.contains("<source file='/var/lib/libvirt/images/selinux-harness-r1/b.img'/>")
+            insert.contains(r#"<source file="/var/lib/libvirt/images/selinux-harness-r1/b.img"/>"#)
         );
-        assert!(insert.contains("<target dev='hdc' bus='ide'/>") && insert.contains("<readonly/>"));
+        assert!(
+            insert.contains(r#"<target dev="hdc" bus="ide"/>"#) && insert.contains("<readonly/>")
+        );
         let eject = p.change_media_xml(&vm1, "hdc", None);
         assert!(!eject.contains("<source"), "{eject}");
     }

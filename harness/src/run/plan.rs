@@ -2,9 +2,12 @@
 //! the libvirt XML of every domain and disk, the host settings in force.
 
 use std::collections::BTreeMap;
+use std::io;
 use std::path::{Path, PathBuf};
 
-use quick_xml::escape::escape;
+use quick_xml::events::BytesText;
+
+use super::domain_xml::{render, text_element, yes_no, XmlWriter};
 
 use crate::host::layout::MARKER;
 use crate::scenario::{
@@ -139,20 +142,22 @@ impl Plan {
             seclabel: a.seclabel.clone(),
             device: crate::scenario::DiskDevice::Disk,
         };
-        disk_xml(
-            &disk,
-            &self.images[&a.image.value].path,
-            &a.target.value,
-            "",
-        )
+        render(|w| disk_xml(w, &disk, &self.images[&a.image.value].path, &a.target.value))
     }
 
     /// The `<disk>` element that identifies a disk to detach: libvirt matches on the target.
     pub fn detach_xml(&self, target: &str) -> String {
-        format!(
-            "<disk type='file' device='disk'><target dev='{}' bus='virtio'/></disk>",
-            escape(target)
-        )
+        render(|w| {
+            w.create_element("disk")
+                .with_attributes([("type", "file"), ("device", "disk")])
+                .write_inner_content(|w| {
+                    w.create_element("target")
+                        .with_attributes([("dev", target), ("bus", "virtio")])
+                        .write_empty()?;
+                    Ok(())
+                })?;
+            Ok(())
+        })
     }
 
     /// The commands a human would type to do the same step by hand.
@@ -254,116 +259,140 @@ fn qemu_conf_value(v: &QemuConfValue) -> String {
     v.to_string()
 }
 
-fn attr_bool(name: &str, v: Option<bool>) -> String {
-    match v {
-        Some(true) => format!(" {name}='yes'"),
-        Some(false) => format!(" {name}='no'"),
-        None => String::new(),
-    }
+/// The `relabel='yes|no'` attribute, when the scenario sets it.
+fn relabel_attr(v: Option<bool>) -> Option<(&'static str, &'static str)> {
+    v.map(|v| ("relabel", yes_no(v)))
 }
 
-fn seclabel_xml(s: &Seclabel) -> String {
-    let kind = match s.kind {
+fn label_type(k: LabelType) -> &'static str {
+    match k {
         LabelType::Dynamic => "dynamic",
         LabelType::Static => "static",
         LabelType::None => "none",
-    };
-    let model = s
-        .model
-        .as_deref()
-        .map(|m| format!(" model='{}'", escape(m)))
-        .unwrap_or_else(|| {
-            if s.kind == LabelType::None {
-                String::new()
-            } else {
-                " model='selinux'".to_string()
+    }
+}
+
+/// A domain-level `<seclabel>` with its labels as children, those present in libvirt's order.
+fn seclabel_element(
+    w: &mut XmlWriter,
+    kind: LabelType,
+    model: Option<&str>,
+    relabel: Option<bool>,
+    labels: [(&str, Option<String>); 3],
+) -> io::Result<()> {
+    let mut e = w
+        .create_element("seclabel")
+        .with_attribute(("type", label_type(kind)));
+    if let Some(m) = model {
+        e = e.with_attribute(("model", m));
+    }
+    if let Some(r) = relabel_attr(relabel) {
+        e = e.with_attribute(r);
+    }
+    if labels.iter().all(|(_, v)| v.is_none()) {
+        e.write_empty()?;
+        return Ok(());
+    }
+    e.write_inner_content(|w| {
+        for (tag, v) in &labels {
+            if let Some(text) = v {
+                text_element(w, tag, text)?;
             }
-        });
-    let mut inner = String::new();
-    for (tag, v) in [
-        ("label", &s.label),
-        ("imagelabel", &s.imagelabel),
-        ("baselabel", &s.baselabel),
-    ] {
-        if let Some(c) = v {
-            inner.push_str(&format!("\n    <{tag}>{}</{tag}>", escape(c.to_string())));
         }
-    }
-    let relabel = attr_bool("relabel", s.relabel);
-    if inner.is_empty() {
-        format!("  <seclabel type='{kind}'{model}{relabel}/>\n")
-    } else {
-        format!("  <seclabel type='{kind}'{model}{relabel}>{inner}\n  </seclabel>\n")
-    }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+fn seclabel_xml(w: &mut XmlWriter, s: &Seclabel) -> io::Result<()> {
+    let model = match (&s.model, s.kind) {
+        (Some(m), _) => Some(m.as_str()),
+        (None, LabelType::None) => None,
+        (None, _) => Some("selinux"),
+    };
+    let text = |c: &Option<crate::context::Context>| c.as_ref().map(|c| c.to_string());
+    seclabel_element(
+        w,
+        s.kind,
+        model,
+        s.relabel,
+        [
+            ("label", text(&s.label)),
+            ("imagelabel", text(&s.imagelabel)),
+            ("baselabel", text(&s.baselabel)),
+        ],
+    )
 }
 
 /// Labels as text, escaped for XML and otherwise as written: libvirt is the one to parse them.
-fn raw_seclabel_xml(s: &RawSeclabel) -> String {
-    let kind = match s.kind {
-        LabelType::Dynamic => "dynamic",
-        LabelType::Static => "static",
-        LabelType::None => "none",
-    };
-    let model = escape(s.model.value.as_str());
-    let relabel = attr_bool("relabel", s.relabel);
-    let mut inner = String::new();
-    for (tag, v) in [
-        ("label", &s.label),
-        ("imagelabel", &s.imagelabel),
-        ("baselabel", &s.baselabel),
-    ] {
-        if let Some(text) = v {
-            inner.push_str(&format!(
-                "\n    <{tag}>{}</{tag}>",
-                escape(text.value.as_str())
-            ));
-        }
-    }
-    if inner.is_empty() {
-        format!("  <seclabel type='{kind}' model='{model}'{relabel}/>\n")
-    } else {
-        format!("  <seclabel type='{kind}' model='{model}'{relabel}>{inner}\n  </seclabel>\n")
-    }
-}
-
-pub(super) fn disk_seclabel_xml(s: &DiskSeclabel) -> String {
-    let model = escape(s.model.as_deref().unwrap_or("selinux")).to_string();
-    let relabel = attr_bool("relabel", s.relabel);
-    match &s.label {
-        Some(l) => format!(
-            "<seclabel model='{model}'{relabel}><label>{}</label></seclabel>",
-            escape(l.to_string())
-        ),
-        None => format!("<seclabel model='{model}'{relabel}/>"),
-    }
-}
-
-pub(super) fn disk_xml(d: &Disk, path: &Path, target: &str, indent: &str) -> String {
-    if d.device == crate::scenario::DiskDevice::Cdrom {
-        return super::operations::cdrom_xml(d, Some(path), target, indent);
-    }
-    let source_inner = d
-        .seclabel
-        .as_ref()
-        .map(disk_seclabel_xml)
-        .unwrap_or_default();
-    let path = escape(path.to_string_lossy().into_owned()).to_string();
-    let source = if source_inner.is_empty() {
-        format!("<source file='{path}'/>")
-    } else {
-        format!("<source file='{path}'>{source_inner}</source>")
-    };
-    let mut flags = String::new();
-    if d.shareable {
-        flags.push_str(&format!("\n{indent}  <shareable/>"));
-    }
-    if d.readonly {
-        flags.push_str(&format!("\n{indent}  <readonly/>"));
-    }
-    format!(
-        "{indent}<disk type='file' device='disk'>\n{indent}  <driver name='qemu' type='raw'/>\n{indent}  {source}\n{indent}  <target dev='{}' bus='virtio'/>{flags}\n{indent}</disk>",
-        escape(target)
+fn raw_seclabel_xml(w: &mut XmlWriter, s: &RawSeclabel) -> io::Result<()> {
+    let text = |t: &Option<crate::scenario::At<String>>| t.as_ref().map(|t| t.value.clone());
+    seclabel_element(
+        w,
+        s.kind,
+        Some(s.model.value.as_str()),
+        s.relabel,
+        [
+            ("label", text(&s.label)),
+            ("imagelabel", text(&s.imagelabel)),
+            ("baselabel", text(&s.baselabel)),
+        ],
     )
+}
+
+pub(super) fn disk_seclabel_xml(w: &mut XmlWriter, s: &DiskSeclabel) -> io::Result<()> {
+    let mut e = w
+        .create_element("seclabel")
+        .with_attribute(("model", s.model.as_deref().unwrap_or("selinux")));
+    if let Some(r) = relabel_attr(s.relabel) {
+        e = e.with_attribute(r);
+    }
+    match &s.label {
+        Some(l) => e.write_inner_content(|w| text_element(w, "label", &l.to_string()))?,
+        None => e.write_empty()?,
+    };
+    Ok(())
+}
+
+/// `<source file=PATH>`, holding the disk's own seclabel if it has one.
+pub(super) fn file_source_xml(
+    w: &mut XmlWriter,
+    path: &Path,
+    seclabel: Option<&DiskSeclabel>,
+) -> io::Result<()> {
+    let e = w
+        .create_element("source")
+        .with_attribute(("file", path.to_string_lossy().as_ref()));
+    match seclabel {
+        Some(sl) => e.write_inner_content(|w| disk_seclabel_xml(w, sl))?,
+        None => e.write_empty()?,
+    };
+    Ok(())
+}
+
+pub(super) fn disk_xml(w: &mut XmlWriter, d: &Disk, path: &Path, target: &str) -> io::Result<()> {
+    if d.device == crate::scenario::DiskDevice::Cdrom {
+        return super::operations::cdrom_xml(w, d, Some(path), target);
+    }
+    w.create_element("disk")
+        .with_attributes([("type", "file"), ("device", "disk")])
+        .write_inner_content(|w| {
+            w.create_element("driver")
+                .with_attributes([("name", "qemu"), ("type", "raw")])
+                .write_empty()?;
+            file_source_xml(w, path, d.seclabel.as_ref())?;
+            w.create_element("target")
+                .with_attributes([("dev", target), ("bus", "virtio")])
+                .write_empty()?;
+            if d.shareable {
+                w.create_element("shareable").write_empty()?;
+            }
+            if d.readonly {
+                w.create_element("readonly").write_empty()?;
+            }
+            Ok(())
+        })?;
+    Ok(())
 }
 
 /// A guest that never boots an OS: firmware only, enough for libvirt to label, start and
@@ -379,48 +408,58 @@ fn domain_xml(
     images: &BTreeMap<Name, PlannedImage>,
     sandbox: &Path,
 ) -> String {
-    let mut disks: Vec<String> = d
-        .disks
-        .iter()
-        .enumerate()
-        .map(|(i, spec)| {
-            let disk = spec.to_disk();
-            let target = disk
-                .target
-                .as_ref()
-                .map(|t| t.value.clone())
-                .unwrap_or_else(|| crate::scenario::default_target(i));
-            disk_xml(&disk, &images[&disk.image.value].path, &target, "    ")
-        })
-        .collect();
-    disks.extend(super::operations::chardevs_xml(&d.serials, sandbox, "    "));
-    let mut seclabel = d
-        .seclabel
-        .as_ref()
-        .map(|s| seclabel_xml(&s.value))
-        .unwrap_or_default();
-    for raw in &d.seclabels {
-        seclabel.push_str(&raw_seclabel_xml(&raw.value));
-    }
-    format!(
-        "<domain type='qemu'>
-  <name>{name}</name>
-  <description>{MARKER} scenario {scenario}</description>
-  <memory unit='MiB'>{mem}</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
-  <features><acpi/></features>
-  <devices>
-{disks}
-    <memballoon model='none'/>
-  </devices>
-{seclabel}</domain>
-",
-        name = escape(name),
-        scenario = escape(scenario.as_str()),
-        mem = d.memory_mib.unwrap_or(64),
-        disks = disks.join("\n"),
-    )
+    let mut xml = render(|w| {
+        w.create_element("domain")
+            .with_attribute(("type", "qemu"))
+            .write_inner_content(|w| {
+                text_element(w, "name", name)?;
+                text_element(w, "description", &format!("{MARKER} scenario {scenario}"))?;
+                let mem = d.memory_mib.unwrap_or(64).to_string();
+                w.create_element("memory")
+                    .with_attribute(("unit", "MiB"))
+                    .write_text_content(BytesText::new(&mem))?;
+                text_element(w, "vcpu", "1")?;
+                w.create_element("os").write_inner_content(|w| {
+                    w.create_element("type")
+                        .with_attributes([("arch", "x86_64"), ("machine", "pc")])
+                        .write_text_content(BytesText::new("hvm"))?;
+                    w.create_element("boot")
+                        .with_attribute(("dev", "hd"))
+                        .write_empty()?;
+                    Ok(())
+                })?;
+                w.create_element("features").write_inner_content(|w| {
+                    w.create_element("acpi").write_empty()?;
+                    Ok(())
+                })?;
+                w.create_element("devices").write_inner_content(|w| {
+                    for (i, spec) in d.disks.iter().enumerate() {
+                        let disk = spec.to_disk();
+                        let target = disk
+                            .target
+                            .as_ref()
+                            .map(|t| t.value.clone())
+                            .unwrap_or_else(|| crate::scenario::default_target(i));
+                        disk_xml(w, &disk, &images[&disk.image.value].path, &target)?;
+                    }
+                    super::operations::chardevs_xml(w, &d.serials, sandbox)?;
+                    w.create_element("memballoon")
+                        .with_attribute(("model", "none"))
+                        .write_empty()?;
+                    Ok(())
+                })?;
+                if let Some(s) = &d.seclabel {
+                    seclabel_xml(w, &s.value)?;
+                }
+                for raw in &d.seclabels {
+                    raw_seclabel_xml(w, &raw.value)?;
+                }
+                Ok(())
+            })?;
+        Ok(())
+    });
+    xml.push('\n');
+    xml
 }
 
 #[cfg(test)]
@@ -490,11 +529,12 @@ mod tests {
             xml.find(needle)
                 .unwrap_or_else(|| panic!("{needle} not in {xml}"))
         };
-        let first = at("<seclabel type='dynamic' model='selinux'/>");
-        let dac = at("<seclabel type='static' model='dac' relabel='no'>\n    <label>+0:+0</label>\n  </seclabel>");
-        let raw = at(
-            "<seclabel type='dynamic' model='selinux'>\n    <baselabel>a&lt;b&amp;c</baselabel>",
-        );
+        let first = at(r#"<seclabel type="dynamic" model="selinux"/>"#);
+        let dac = at(r#"<seclabel type="static" model="dac" relabel="no">
+    <label>+0:+0</label>
+  </seclabel>"#);
+        let raw = at(r#"<seclabel type="dynamic" model="selinux">
+    <baselabel>a&lt;b&amp;c</baselabel>"#);
         assert!(first < dac && dac < raw, "{xml}");
     }
 }
