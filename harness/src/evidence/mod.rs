@@ -69,6 +69,17 @@ pub struct LabelChange {
     pub error: Option<String>,
 }
 
+impl LabelChange {
+    /// The label as reports show it: the context, or "no label" with the reason when known.
+    pub fn shown(&self) -> String {
+        match (&self.context, &self.error) {
+            (Some(ctx), _) => ctx.to_string(),
+            (None, Some(e)) => format!("no label ({e})"),
+            (None, None) => "no label".into(),
+        }
+    }
+}
+
 /// A timeline's labels as text, for the tests of what builds timelines: the context,
 /// `error: why`, or `none`.
 #[cfg(test)]

@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 
 use super::{Record, ScenarioRecord, StepRecord};
 use crate::context::Context;
-use crate::evidence::{Evidence, LabelChange, Outcome};
+use crate::evidence::{Evidence, Outcome};
 use crate::host::environment::TargetInfo;
 use crate::run::expect::avc_line;
 use crate::run::verdict::{Check, Verdict};
@@ -135,14 +135,6 @@ fn verdict_detail(v: &Verdict) -> String {
         Verdict::Inconclusive { reason }
         | Verdict::Error { reason }
         | Verdict::Skipped { reason } => reason.clone(),
-    }
-}
-
-fn label_text(c: &LabelChange) -> String {
-    match (&c.context, &c.error) {
-        (Some(ctx), _) => ctx.to_string(),
-        (None, Some(e)) => format!("no label ({e})"),
-        (None, None) => "no label".into(),
     }
 }
 
@@ -421,7 +413,7 @@ fn lanes(out: &mut String, s: &ScenarioRecord, palette: &mut Palette) {
                         .max(c.at_us);
                     let x0 = axis.at(i, c.at_us, st.millis);
                     let x1 = axis.at(i, end_us, st.millis);
-                    let text = label_text(c);
+                    let text = c.shown();
                     let held = format!(
                         "{}\nstep {}: +{:.3} s to +{:.3} s ({:.3} s)",
                         text,
@@ -694,7 +686,7 @@ fn evidence_lines(e: &Evidence) -> Vec<String> {
             escape(file),
             changes
                 .iter()
-                .map(|c| format!("+{:.3} s {}", c.at_us as f64 / 1e6, code(&label_text(c))))
+                .map(|c| format!("+{:.3} s {}", c.at_us as f64 / 1e6, code(&c.shown())))
                 .collect::<Vec<_>>()
                 .join(" &rarr; ")
         )],
@@ -729,7 +721,7 @@ fn evidence_lines(e: &Evidence) -> Vec<String> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::evidence::{AvcRecord, LibvirtError};
+    use crate::evidence::{AvcRecord, LabelChange, LibvirtError};
 
     fn ctx(s: &str) -> Context {
         s.parse().expect("test contexts are valid")

@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 
 use super::{ScenarioRecord, StepRecord};
 use crate::context::Context;
-use crate::evidence::{Evidence, LabelChange, Outcome};
+use crate::evidence::{Evidence, Outcome};
 use crate::host::environment::TargetInfo;
 use crate::run::verdict::{Check, Verdict};
 
@@ -77,14 +77,6 @@ fn code(s: &str) -> String {
 
 fn ctx_or(c: &Option<Context>, none: &str) -> String {
     c.as_ref().map(|c| c.to_string()).unwrap_or(none.into())
-}
-
-fn label_text(c: &LabelChange) -> String {
-    match (&c.context, &c.error) {
-        (Some(ctx), _) => ctx.to_string(),
-        (None, Some(e)) => format!("no label ({e})"),
-        (None, None) => "no label".into(),
-    }
 }
 
 fn verdict_text(v: Option<&Verdict>) -> String {
@@ -377,7 +369,7 @@ fn step(out: &mut String, st: &StepRecord) {
                         None => "(until the step ended)".into(),
                     };
                     let at = format!("+{:.3} s", c.at_us as f64 / 1e6);
-                    lines.push(format!("{at:>10}  {}  {held}", label_text(c)));
+                    lines.push(format!("{at:>10}  {}  {held}", c.shown()));
                 }
                 for l in fenced("text", &lines.join("\n")).lines() {
                     let _ = writeln!(out, "  {l}");
