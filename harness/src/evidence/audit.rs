@@ -213,6 +213,30 @@ impl AuditLog {
         })
     }
 
+    /// The whole lines written from `offset` on, and the offset after the last of them (a
+    /// line auditd is still writing is left for the next call).
+    pub fn lines_since(&mut self, offset: u64) -> Result<(String, u64)> {
+        let size = self.file.metadata().map_err(self.io("stat"))?.len();
+        if size < offset {
+            return Err(AuditError::Truncated {
+                path: self.path.clone(),
+                offset,
+                size,
+            });
+        }
+        self.file
+            .seek(SeekFrom::Start(offset))
+            .map_err(self.io("seek"))?;
+        let mut buf = Vec::with_capacity((size - offset) as usize);
+        self.file.read_to_end(&mut buf).map_err(self.io("read"))?;
+        let whole = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        buf.truncate(whole);
+        Ok((
+            String::from_utf8_lossy(&buf).into_owned(),
+            offset + whole as u64,
+        ))
+    }
+
     fn read_from(&mut self, offset: u64) -> Result<String> {
         let size = self.file.metadata().map_err(self.io("stat"))?.len();
         if size < offset {
@@ -503,7 +527,7 @@ pub fn parse_record(line: &str) -> Option<AvcRecord> {
 /// in either overflows (a panic in debug builds, a wrong time in release). No kernel writes
 /// that, but the log is input; such lines go to the fallback parser. Every occurrence is
 /// checked because a `node=` value may itself contain the text.
-fn event_id_in_range(line: &str) -> bool {
+pub(crate) fn event_id_in_range(line: &str) -> bool {
     line.match_indices("msg=audit(").all(|(i, m)| {
         let rest = &line[i + m.len()..];
         let secs = rest.bytes().take_while(u8::is_ascii_digit).count();
@@ -514,7 +538,7 @@ fn event_id_in_range(line: &str) -> bool {
     })
 }
 
-fn value_str(v: &Value) -> Option<String> {
+pub(crate) fn value_str(v: &Value) -> Option<String> {
     match v {
         Value::Str(b, _) => Some(String::from_utf8_lossy(b).into_owned()),
         Value::Owned(b) => Some(String::from_utf8_lossy(b).into_owned()),

@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod file_state;
 pub mod liveness;
+pub mod machines;
 pub mod relabels;
 pub mod timeline;
 

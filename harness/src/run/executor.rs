@@ -1091,6 +1091,9 @@ impl Run<'_> {
         let start = audit
             .begin()
             .map_err(|e| RunError::AuditOffset(e.to_string()))?;
+        if let Some(c) = self.paths.concurrency.as_deref() {
+            c.audit_from(start.offset);
+        }
         let watched: Vec<(String, PathBuf)> = o
             .watch
             .iter()
@@ -1264,6 +1267,7 @@ impl Run<'_> {
             records.retain(|r| !crate::evidence::relabels::is_granted_relabel(r));
             if let Some(c) = self.paths.concurrency.as_deref() {
                 c.observe_running(Path::new(QEMU_PID_DIR));
+                c.learn_machines(audit.log());
                 (records, left_to_others) = c.keep_for(&self.plan.run_id, records);
             }
             let mut all = evidence.clone();

@@ -14,6 +14,8 @@ use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::context::Context;
+use crate::evidence::audit::AuditLog;
+use crate::evidence::machines::{self, MachineLabel};
 use crate::evidence::AvcRecord;
 use crate::host::layout::MARKER;
 use crate::run::plan::Plan;
@@ -83,6 +85,10 @@ pub struct Identity {
     /// pid counts only together with its context: a pid reused by another process would
     /// otherwise name the wrong run.
     pub live_pids: BTreeMap<u32, Context>,
+    /// Levels libvirt's VIRT_MACHINE_ID records gave the run's domains (`learn_machines`):
+    /// written before QEMU starts, they name a guest's level also when its QEMU is denied
+    /// and dies before its process label could be read. Kept for the whole run.
+    pub audited_levels: BTreeSet<String>,
     /// When the run ended (wall clock, as the kernel stamps audit records): its levels and pids
     /// are evidence only for records stamped before, as libvirt may reuse them afterwards.
     pub retired_at: Option<SystemTime>,
@@ -191,9 +197,11 @@ pub fn owners(r: &AvcRecord, runs: &[Identity]) -> BTreeSet<usize> {
                     .is_some_and(|c| r.scontext.as_ref().is_none_or(|s| s == c))
             });
         let by_level = was_running
-            && levels
-                .iter()
-                .any(|l| run.fixed_levels.contains(l) || run.live_levels.contains(l));
+            && levels.iter().any(|l| {
+                run.fixed_levels.contains(l)
+                    || run.live_levels.contains(l)
+                    || run.audited_levels.contains(l)
+            });
         let by_name = mentions(&r.raw, &run.marker)
             || r.target
                 .as_deref()
@@ -215,6 +223,8 @@ pub struct Concurrency {
     /// Every run of the batch so far, by run id; finished runs stay (retired), so their late
     /// records and leftover names are still recognised.
     runs: Mutex<BTreeMap<String, Identity>>,
+    /// How far `learn_machines` has read the audit log (None until a step began).
+    scanned: Mutex<Option<u64>>,
 }
 
 /// A run's place on the host; dropping it retires the run and lets others in.
@@ -260,6 +270,45 @@ impl Concurrency {
             .filter(|r| r.retired_at.is_none())
             .count();
         u32::try_from(n).unwrap_or(u32::MAX).max(1)
+    }
+
+    /// Where the batch's audit evidence begins: the offset of the first step any run began
+    /// (no run acted before it). Later calls change nothing.
+    pub fn audit_from(&self, offset: u64) {
+        let mut scanned = self.scanned.lock().unwrap_or_else(PoisonError::into_inner);
+        if scanned.is_none() {
+            *scanned = Some(offset);
+        }
+    }
+
+    /// Reads libvirt's VIRT_MACHINE_ID records written since the last call (by any run) and
+    /// gives each run the levels of its domains. A log that cannot be read teaches nothing:
+    /// the records it would have explained stay every run's evidence.
+    pub fn learn_machines(&self, log: &mut AuditLog) {
+        let mut scanned = self.scanned.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(from) = *scanned else { return };
+        let Ok((text, end)) = log.lines_since(from) else {
+            return;
+        };
+        *scanned = Some(end);
+        let machines: Vec<MachineLabel> = text.lines().filter_map(machines::parse).collect();
+        self.claim(&machines);
+    }
+
+    /// Gives each run the levels of the machine records that name one of its domains.
+    pub fn claim(&self, found: &[MachineLabel]) {
+        let mut runs = self.runs();
+        for m in found {
+            for run in runs.values_mut() {
+                let ours =
+                    m.vm.strip_prefix(&run.marker)
+                        .is_some_and(|rest| rest.starts_with('-'));
+                if ours {
+                    run.audited_levels
+                        .extend(m.contexts.iter().filter_map(mcs_key));
+                }
+            }
+        }
     }
 
     /// Registers a new run with an id from `make_id` that no run of the batch has used (ids

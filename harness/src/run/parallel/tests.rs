@@ -253,3 +253,58 @@ fn the_kernel_stamp_is_read_from_the_record() {
     );
     assert_eq!(record_time("type=AVC avc: denied"), None);
 }
+
+/// libvirt's VIRT_MACHINE_ID record for run 2b's vm1 at VM1_GETATTR's level, logged before
+/// its QEMU ran (the form of evidence/machines.rs's recorded line).
+const MACHINE_2B: &str = "type=VIRT_MACHINE_ID msg=audit(1795653889.001:190): pid=431 uid=0 auid=4294967295 ses=4294967295 subj=system_u:system_r:virtd_t:s0-s0:c0.c1023 msg='virt=kvm vm=\"selinux-harness-2b-vm1\" uuid=650c2a3b-2a7d-a7bd-bbc7-aa0069007bbf vm-ctx=system_u:system_r:svirt_t:s0:c146,c1010 img-ctx=system_u:object_r:svirt_image_t:s0:c146,c1010 model=selinux exe=\"/usr/sbin/libvirtd\" hostname=? addr=? terminal=? res=success'";
+
+#[test]
+fn a_guest_that_died_at_start_is_known_by_libvirts_machine_record() {
+    // Run 2b's QEMU was denied at once and died: no pid, no live level was ever published,
+    // so its denial is everyone's - run 1a's `avc: none` would fail on it (the CI's case).
+    let c = Concurrency::new();
+    let mut ids = ["1a", "2b"].into_iter().map(str::to_string);
+    let a = c.register(|| ids.next().unwrap_or_default());
+    let b = c.register(|| ids.next().unwrap_or_default());
+    assert_eq!(c.keep_for(&a, vec![rec(VM1_GETATTR)]).1, 0);
+    // libvirt's record of the label it gave 2b's vm1 settles it.
+    c.claim(&[crate::evidence::machines::parse(MACHINE_2B).unwrap()]);
+    assert_eq!(c.keep_for(&a, vec![rec(VM1_GETATTR)]), (vec![], 1));
+    assert_eq!(c.keep_for(&b, vec![rec(VM1_GETATTR)]).0.len(), 1);
+    // A record naming a domain of no run of the batch (a prefix is not enough) claims nothing.
+    let c = Concurrency::new();
+    let mut ids = ["1a", "2"].into_iter().map(str::to_string);
+    let a = c.register(|| ids.next().unwrap_or_default());
+    let _two = c.register(|| ids.next().unwrap_or_default());
+    c.claim(&[crate::evidence::machines::parse(MACHINE_2B).unwrap()]);
+    assert_eq!(c.keep_for(&a, vec![rec(VM1_GETATTR)]).1, 0);
+}
+
+#[test]
+fn machine_records_are_learned_from_the_log_once_each_and_only_whole_lines() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let mut f = std::fs::File::create(&path).unwrap();
+    writeln!(f, "{UDEV}").unwrap();
+    let mut log = AuditLog::open(&path).unwrap();
+    let c = Concurrency::new();
+    let mut ids = ["1a", "2b"].into_iter().map(str::to_string);
+    let a = c.register(|| ids.next().unwrap_or_default());
+    let _b = c.register(|| ids.next().unwrap_or_default());
+    // Nothing is read before a step began: the batch's evidence starts there.
+    let start = log.offset().unwrap();
+    c.learn_machines(&mut log);
+    c.audit_from(start);
+    // auditd is halfway through the record: nothing is learned from half a line ...
+    let (head, tail) = MACHINE_2B.split_at(100);
+    write!(f, "{head}").unwrap();
+    f.flush().unwrap();
+    c.learn_machines(&mut log);
+    assert_eq!(c.keep_for(&a, vec![rec(VM1_GETATTR)]).1, 0);
+    // ... and the whole line is read once it is complete.
+    writeln!(f, "{tail}").unwrap();
+    f.flush().unwrap();
+    c.learn_machines(&mut log);
+    assert_eq!(c.keep_for(&a, vec![rec(VM1_GETATTR)]).1, 1);
+}
