@@ -147,6 +147,9 @@ SELinux permissive) or skipped; 130 interrupted.")]
         target: cli::TargetArg,
         #[arg(long, env = target::LOCAL_OPT_IN_ENV)]
         allow_local_changes: bool,
+        /// VM target: the image recipe to build and boot (debian-12, debian-13).
+        #[arg(long, env = target::vm::DISTRO_ENV, value_name = "RECIPE")]
+        distro: Option<String>,
     },
     /// Find and remove what interrupted runs left on this host (domains, sandboxes, a loaded
     /// probe module, an edited qemu.conf), by the harness's marker. Do not run it during a run.
@@ -215,6 +218,9 @@ struct RunArgs {
     /// VM target: boot cold instead of restoring the warm snapshot.
     #[arg(long)]
     cold: bool,
+    /// VM target: the image recipe to build and boot (debian-12, debian-13; default debian-12).
+    #[arg(long, env = target::vm::DISTRO_ENV, value_name = "RECIPE")]
+    distro: Option<String>,
     /// Run up to N scenario runs at the same time on the one target (one guest, or this
     /// host), each with its own executor, domains and sandbox. Runs that change the host for
     /// everyone run alone, after the others: qemu.conf settings (libvirtd is restarted under
@@ -253,6 +259,9 @@ struct MutantsArgs {
     target: cli::TargetArg,
     #[arg(long, env = target::LOCAL_OPT_IN_ENV)]
     allow_local_changes: bool,
+    /// VM target: the image recipe to build and boot (debian-12, debian-13; default debian-12).
+    #[arg(long, env = target::vm::DISTRO_ENV, value_name = "RECIPE")]
+    distro: Option<String>,
     /// Up to N runs at once on the one target (see `run --jobs`).
     #[arg(long, short = 'j', default_value = "4", value_name = "N")]
     jobs: std::num::NonZeroUsize,
@@ -315,10 +324,12 @@ fn command(cli: Cli) -> Result<ExitCode> {
             variant,
             target,
             allow_local_changes,
+            distro,
         } => repro(
             &scenario,
             output,
             variant,
+            distro,
             target.into(),
             allow_local_changes,
         ),
@@ -677,7 +688,12 @@ fn run_selected(
     let args = args.clone();
     // A bad policy under test is the user's error: refuse it before building or booting anything.
     let policies = policies_for(&args, &selected)?;
-    let (mut t, interrupt) = open_target(args.target.into(), args.allow_local_changes, args.cold)?;
+    let (mut t, interrupt) = open_target(
+        args.target.into(),
+        args.allow_local_changes,
+        args.cold,
+        args.distro.clone(),
+    )?;
     // The live event stream, for tools that follow a run as it happens.
     let mut events = match (args.format, &args.output) {
         (Format::Events, Some(p)) => Some(EventLines(Box::new(
@@ -851,7 +867,12 @@ fn mutants(args: MutantsArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let (mut t, interrupt) = open_target(args.target.into(), args.allow_local_changes, false)?;
+    let (mut t, interrupt) = open_target(
+        args.target.into(),
+        args.allow_local_changes,
+        false,
+        args.distro.clone(),
+    )?;
     let started = std::time::Instant::now();
     let (verdicts, checks) = cli::mutants::run_batch(t.as_mut(), &plan, args.jobs.get());
     drop(t);
@@ -879,6 +900,7 @@ fn open_target(
     kind: TargetKind,
     allow_local: bool,
     cold: bool,
+    distro: Option<String>,
 ) -> Result<(Box<dyn Target>, Interrupt)> {
     let interrupt = Interrupt::on_signals()?;
     let (kind, why) = target::resolve(kind, allow_local);
@@ -888,6 +910,7 @@ fn open_target(
         _ => Box::new(target::vm::VmTarget::start(&target::vm::VmTargetOptions {
             interrupt: interrupt.clone(),
             cold,
+            distro,
             ..Default::default()
         })?),
     };
@@ -935,6 +958,7 @@ fn repro(
     path: &Path,
     output: Option<PathBuf>,
     variant: Option<String>,
+    distro: Option<String>,
     kind: TargetKind,
     allow_local: bool,
 ) -> Result<ExitCode> {
@@ -948,7 +972,7 @@ fn repro(
         Path::new(selinux_harness::host::layout::IMAGES_ROOT),
     )?;
     let by_hand = by_hand(&loaded, &plan);
-    let (mut t, interrupt) = open_target(kind, allow_local, false)?;
+    let (mut t, interrupt) = open_target(kind, allow_local, false, distro)?;
     let mut human = Human::new(std::io::stderr(), std::io::stderr().is_terminal(), false);
     let batch = Batch::one(&loaded, variant.as_deref())
         .with_scenario_policies()

@@ -23,6 +23,7 @@ fn harness(args: &[&str], cache: &Path) -> Output {
         .env("XDG_CACHE_HOME", cache)
         .env_remove("SELINUX_HARNESS_TARGET")
         .env_remove("SELINUX_HARNESS_ALLOW_LOCAL")
+        .env_remove("SELINUX_HARNESS_DISTRO")
         .output()
         .expect("the built binary runs")
 }
@@ -253,6 +254,17 @@ fn every_command_documents_its_exit_status() {
         assert!(
             text.contains("Exit status:"),
             "{cmd} --help has no exit status:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn an_unknown_distro_is_refused_before_any_image_is_built() {
+    for cmd in ["run", "repro", "mutants"] {
+        assert_status(
+            &[cmd, "--target", "vm", "--distro", "bogus", VALID],
+            2,
+            "unknown recipe `bogus`; built-in recipes: debian-12, debian-13",
         );
     }
 }

@@ -33,7 +33,12 @@ pub fn compare(args: RunArgs) -> Result<ExitCode> {
     let candidate_policy = described.join(" | ");
     let baseline = batch_of(&selected, args.jobs.get(), Vec::new());
     let candidate = batch_of(&selected, args.jobs.get(), policies);
-    let (mut t, interrupt) = open_target(args.target.into(), args.allow_local_changes, args.cold)?;
+    let (mut t, interrupt) = open_target(
+        args.target.into(),
+        args.allow_local_changes,
+        args.cold,
+        args.distro.clone(),
+    )?;
     // Progress of both passes goes to stderr: stdout carries the comparison.
     eprintln!("compare: pass 1 of 2, the shipped policy");
     let (_, before) = run_batch(t.as_mut(), &baseline, progress(false, &args), None);
