@@ -216,19 +216,7 @@ impl AuditLog {
     /// The whole lines written from `offset` on, and the offset after the last of them (a
     /// line auditd is still writing is left for the next call).
     pub fn lines_since(&mut self, offset: u64) -> Result<(String, u64)> {
-        let size = self.file.metadata().map_err(self.io("stat"))?.len();
-        if size < offset {
-            return Err(AuditError::Truncated {
-                path: self.path.clone(),
-                offset,
-                size,
-            });
-        }
-        self.file
-            .seek(SeekFrom::Start(offset))
-            .map_err(self.io("seek"))?;
-        let mut buf = Vec::with_capacity((size - offset) as usize);
-        self.file.read_to_end(&mut buf).map_err(self.io("read"))?;
+        let mut buf = self.bytes_from(offset)?;
         let whole = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
         buf.truncate(whole);
         Ok((
@@ -238,6 +226,11 @@ impl AuditLog {
     }
 
     fn read_from(&mut self, offset: u64) -> Result<String> {
+        Ok(String::from_utf8_lossy(&self.bytes_from(offset)?).into_owned())
+    }
+
+    /// Everything from `offset` to the end now; a log shorter than `offset` was truncated.
+    fn bytes_from(&mut self, offset: u64) -> Result<Vec<u8>> {
         let size = self.file.metadata().map_err(self.io("stat"))?.len();
         if size < offset {
             return Err(AuditError::Truncated {
@@ -251,7 +244,7 @@ impl AuditLog {
             .map_err(self.io("seek"))?;
         let mut buf = Vec::with_capacity((size - offset) as usize);
         self.file.read_to_end(&mut buf).map_err(self.io("read"))?;
-        Ok(String::from_utf8_lossy(&buf).into_owned())
+        Ok(buf)
     }
 }
 
