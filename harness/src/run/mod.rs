@@ -2,12 +2,15 @@
 //! expectations it checks, the verdict, and the events it emits on the way.
 
 pub mod batch;
+mod blockjob;
 pub mod event;
 pub(crate) mod executor;
 pub(crate) mod expect;
 pub mod fault;
+mod image_make;
 pub mod parallel;
 pub mod plan;
+mod plan_boot;
 pub mod verdict;
 
 /// The name of a trial, one scenario under one variant: `scenario[variant]`, or the scenario's

@@ -8,8 +8,8 @@ use quick_xml::escape::escape;
 
 use crate::host::layout::MARKER;
 use crate::scenario::{
-    Action, Disk, DiskSeclabel, Domain, HostSettings, LabelType, Name, QemuConfValue, Scenario,
-    Seclabel,
+    Action, Disk, DiskSeclabel, Domain, HostSettings, ImageFormat, LabelType, Name, QemuConfValue,
+    Scenario, Seclabel, TargetFile,
 };
 
 #[derive(Debug, Clone)]
@@ -28,8 +28,65 @@ pub struct Plan {
 #[derive(Debug, Clone)]
 pub struct PlannedImage {
     pub path: PathBuf,
+    /// 0 where the scenario gives none (copies, files a step creates, qcow2 over a backing file).
     pub size: u64,
     pub context: Option<crate::context::Context>,
+    pub source: ImageSource,
+}
+
+/// How an image comes to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageSource {
+    /// The harness creates it: a sparse raw file, or qcow2 with qemu-img (maybe over a backing
+    /// file of the sandbox, given with its format).
+    New {
+        format: ImageFormat,
+        backing: Option<(PathBuf, ImageFormat)>,
+    },
+    /// The harness copies one of the target's files.
+    Copy(TargetFile),
+    /// A step creates it (a snapshot's overlay, a block copy's destination).
+    ByStep,
+}
+
+impl PlannedImage {
+    /// The format libvirt is told (`<driver type=...>`).
+    pub fn format(&self) -> ImageFormat {
+        match &self.source {
+            ImageSource::New { format, .. } => *format,
+            _ => ImageFormat::Raw,
+        }
+    }
+
+    /// The shell command that makes the image by hand (`explain`, repro bundles); None for a
+    /// file a step creates.
+    pub fn setup_command(&self) -> Option<String> {
+        let path = self.path.display();
+        Some(match &self.source {
+            ImageSource::New {
+                format: ImageFormat::Raw,
+                ..
+            } => format!("truncate -s {} {path}", self.size),
+            ImageSource::New {
+                format: ImageFormat::Qcow2,
+                backing,
+            } => {
+                let mut c = "qemu-img create -f qcow2".to_string();
+                if let Some((b, f)) = backing {
+                    c.push_str(&format!(" -b {} -F {}", b.display(), f.as_str()));
+                }
+                c.push_str(&format!(" {path}"));
+                if self.size > 0 {
+                    c.push_str(&format!(" {}", self.size));
+                }
+                c
+            }
+            ImageSource::Copy(f) => {
+                format!("cp {} {path}", f.path("$(uname -r)").display())
+            }
+            ImageSource::ByStep => return None,
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -84,12 +141,30 @@ impl Plan {
             .images
             .iter()
             .map(|(n, i)| {
+                let i = &i.value;
+                let source = if let Some(f) = i.copy_of {
+                    ImageSource::Copy(f)
+                } else if !i.create {
+                    ImageSource::ByStep
+                } else {
+                    ImageSource::New {
+                        format: i.format,
+                        backing: i.backing.as_ref().map(|b| {
+                            let format = s
+                                .images
+                                .get(&b.value)
+                                .map_or(ImageFormat::Raw, |bi| bi.value.format);
+                            (sandbox.join(b.value.as_str()), format)
+                        }),
+                    }
+                };
                 (
                     n.clone(),
                     PlannedImage {
                         path: sandbox.join(n.as_str()),
-                        size: i.size.0,
+                        size: i.size.map_or(0, |s| s.0),
                         context: i.context.clone(),
+                        source,
                     },
                 )
             })
@@ -115,6 +190,14 @@ impl Plan {
         })
     }
 
+    /// The images in the order they are made: every backing file before its overlays.
+    pub fn images_in_creation_order(&self) -> Vec<(&Name, &PlannedImage)> {
+        super::image_make::creation_order(&self.images)
+            .into_iter()
+            .map(|n| (n, &self.images[n]))
+            .collect()
+    }
+
     pub fn image_path(&self, n: &Name) -> &Path {
         &self.images[n].path
     }
@@ -132,12 +215,8 @@ impl Plan {
             readonly: a.readonly,
             seclabel: a.seclabel.clone(),
         };
-        disk_xml(
-            &disk,
-            &self.images[&a.image.value].path,
-            &a.target.value,
-            "",
-        )
+        let img = &self.images[&a.image.value];
+        disk_xml(&disk, &img.path, img.format(), &a.target.value, "")
     }
 
     /// The `<disk>` element that identifies a disk to detach: libvirt matches on the target.
@@ -203,6 +282,10 @@ impl Plan {
                 },
                 self.image_path(&p.image.value).display()
             )],
+            Action::SnapshotCreate(_)
+            | Action::Blockcommit(_)
+            | Action::Blockcopy(_)
+            | Action::BlockJob(_) => super::blockjob::virsh(self, action).unwrap_or_default(),
         }
     }
 }
@@ -283,7 +366,7 @@ fn disk_seclabel_xml(s: &DiskSeclabel) -> String {
     }
 }
 
-fn disk_xml(d: &Disk, path: &Path, target: &str, indent: &str) -> String {
+fn disk_xml(d: &Disk, path: &Path, format: ImageFormat, target: &str, indent: &str) -> String {
     let source_inner = d
         .seclabel
         .as_ref()
@@ -303,7 +386,8 @@ fn disk_xml(d: &Disk, path: &Path, target: &str, indent: &str) -> String {
         flags.push_str(&format!("\n{indent}  <readonly/>"));
     }
     format!(
-        "{indent}<disk type='file' device='disk'>\n{indent}  <driver name='qemu' type='raw'/>\n{indent}  {source}\n{indent}  <target dev='{}' bus='virtio'/>{flags}\n{indent}</disk>",
+        "{indent}<disk type='file' device='disk'>\n{indent}  <driver name='qemu' type='{}'/>\n{indent}  {source}\n{indent}  <target dev='{}' bus='virtio'/>{flags}\n{indent}</disk>",
+        format.as_str(),
         escape(target)
     )
 }
@@ -327,7 +411,8 @@ fn domain_xml(
                 .as_ref()
                 .map(|t| t.value.clone())
                 .unwrap_or_else(|| crate::scenario::default_target(i));
-            disk_xml(&disk, &images[&disk.image.value].path, &target, "    ")
+            let img = &images[&disk.image.value];
+            disk_xml(&disk, &img.path, img.format(), &target, "    ")
         })
         .collect();
     let seclabel = d.seclabel.as_ref().map(seclabel_xml).unwrap_or_default();
@@ -337,7 +422,7 @@ fn domain_xml(
   <description>{MARKER} scenario {scenario}</description>
   <memory unit='MiB'>{mem}</memory>
   <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
+  <os><type arch='x86_64' machine='pc'>hvm</type>{boot}<boot dev='hd'/></os>
   <features><acpi/></features>
   <devices>
 {disks}
@@ -348,6 +433,7 @@ fn domain_xml(
         name = escape(name),
         scenario = escape(scenario.as_str()),
         mem = d.memory_mib.unwrap_or(64),
+        boot = super::plan_boot::os_boot_xml(d, images),
         disks = disks.join("\n"),
     )
 }

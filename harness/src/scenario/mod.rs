@@ -4,6 +4,7 @@ pub mod from_xml;
 mod load;
 mod model;
 pub mod mutate;
+mod storage;
 mod validate;
 
 pub use load::{

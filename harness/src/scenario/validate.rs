@@ -5,6 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::model::*;
 
+#[path = "validate_storage.rs"]
+mod storage;
+
 pub(super) struct Problem {
     pub line: usize,
     pub column: usize,
@@ -282,11 +285,13 @@ impl Checker<'_> {
         for settings in s.variants.values() {
             self.host(settings);
         }
+        self.images();
         for (name, d) in &s.domains {
+            self.boot_files(d);
             let mut targets = BTreeMap::new();
             for (i, spec) in d.disks.iter().enumerate() {
                 let disk = spec.to_disk();
-                self.image(&disk.image);
+                self.created_image(&disk.image, "a disk at define time");
                 let target = disk
                     .target
                     .as_ref()
@@ -389,6 +394,10 @@ impl Checker<'_> {
                     );
                 }
             }
+            Action::SnapshotCreate(_)
+            | Action::Blockcommit(_)
+            | Action::Blockcopy(_)
+            | Action::BlockJob(_) => self.storage_action(&step.action),
         }
         let o = &step.options;
         for w in &o.watch {
