@@ -273,7 +273,7 @@ fn load_errors_speak_to_the_author() {
             "name: a\ndescription: d\nimages: {a: {}}\nsteps: [{define: vm}]\n",
             3,
             13,
-            "missing key `size`",
+            "needs a `size`",
         ),
     ] {
         let errs = errors(src);
