@@ -538,7 +538,10 @@ fn explain(path: &Path, variant: Option<&str>) -> Result<ExitCode> {
             .as_ref()
             .map(|c| format!(", labelled {c}"))
             .unwrap_or_default();
-        println!("  image {name}: {} bytes{ctx}", img.size);
+        match img.setup_command() {
+            Some(c) => println!("  image {name}: {c}{ctx}"),
+            None => println!("  image {name}: made by a step"),
+        }
     }
     for (name, path) in &plan.files {
         println!(
@@ -1011,8 +1014,8 @@ fn by_hand(
     plan: &selinux_harness::run::plan::Plan,
 ) -> selinux_harness::report::markdown::ByHand {
     let mut setup = vec![format!("mkdir -p {}", plan.sandbox.display())];
-    for img in plan.images.values() {
-        setup.push(format!("truncate -s {} {}", img.size, img.path.display()));
+    for (_, img) in plan.images_in_creation_order() {
+        setup.extend(img.setup_command());
         if let Some(c) = &img.context {
             setup.push(format!("chcon {c} {}", img.path.display()));
         }

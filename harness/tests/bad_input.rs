@@ -274,7 +274,7 @@ fn non_utf8_files_are_an_error_not_a_panic() {
     "name: a\ndescription: d\nimages: {a: {}}\nsteps: [{define: vm}]\n",
     3,
     13,
-    "missing key `size`"
+    "needs a `size`"
 )]
 fn load_errors_speak_to_the_author(
     #[case] src: &str,

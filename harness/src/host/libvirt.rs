@@ -20,6 +20,10 @@ use crate::host::layout::QEMU_PID_DIR;
 
 include!("libvirt_codes.rs");
 
+#[path = "libvirt_blockjob.rs"]
+mod blockjob;
+pub use blockjob::JobInfo;
+
 /// Symbolic name of a virErrorNumber, as in virterror.h; unknown numbers print as VIR_ERR_<n>.
 pub fn error_code_name(number: i32) -> String {
     usize::try_from(number)

@@ -283,8 +283,8 @@ mod tests {
         use crate::host::layout::MARKER;
         use crate::run::plan::PlannedImage;
         use crate::scenario::{
-            At, Chardev, ChardevBackend, ChardevKind, Disk, DiskSeclabel, Domain, LabelType, Name,
-            RawSeclabel, Seclabel, UnixMode,
+            At, Chardev, ChardevBackend, ChardevKind, Disk, DiskSeclabel, Domain, ImageFormat,
+            LabelType, Name, RawSeclabel, Seclabel, UnixMode, OVMF_CODE,
         };
 
         pub fn attach_xml(plan: &Plan, a: &crate::scenario::AttachDisk) -> String {
@@ -296,12 +296,8 @@ mod tests {
                 seclabel: a.seclabel.clone(),
                 device: crate::scenario::DiskDevice::Disk,
             };
-            disk_xml(
-                &disk,
-                &plan.images[&a.image.value].path,
-                &a.target.value,
-                "",
-            )
+            let img = &plan.images[&a.image.value];
+            disk_xml(&disk, &img.path, img.format(), &a.target.value, "")
         }
 
         pub fn detach_xml(target: &str) -> String {
@@ -413,7 +409,13 @@ mod tests {
             }
         }
 
-        fn disk_xml(d: &Disk, path: &Path, target: &str, indent: &str) -> String {
+        fn disk_xml(
+            d: &Disk,
+            path: &Path,
+            format: ImageFormat,
+            target: &str,
+            indent: &str,
+        ) -> String {
             if d.device == crate::scenario::DiskDevice::Cdrom {
                 return cdrom_xml(d, Some(path), target, indent);
             }
@@ -436,7 +438,8 @@ mod tests {
                 flags.push_str(&format!("\n{indent}  <readonly/>"));
             }
             format!(
-                "{indent}<disk type='file' device='disk'>\n{indent}  <driver name='qemu' type='raw'/>\n{indent}  {source}\n{indent}  <target dev='{}' bus='virtio'/>{flags}\n{indent}</disk>",
+                "{indent}<disk type='file' device='disk'>\n{indent}  <driver name='qemu' type='{}'/>\n{indent}  {source}\n{indent}  <target dev='{}' bus='virtio'/>{flags}\n{indent}</disk>",
+                format.as_str(),
                 escape(target)
             )
         }
@@ -502,6 +505,25 @@ mod tests {
                 .collect()
         }
 
+        fn os_boot_xml(d: &Domain, images: &BTreeMap<Name, PlannedImage>) -> String {
+            let path =
+                |n: &Name| escape(images[n].path.to_string_lossy().into_owned()).into_owned();
+            let mut out = String::new();
+            if let Some(n) = &d.nvram {
+                out.push_str(&format!(
+                    "<loader readonly='yes' type='pflash'>{OVMF_CODE}</loader><nvram>{}</nvram>",
+                    path(&n.value)
+                ));
+            }
+            if let Some(n) = &d.kernel {
+                out.push_str(&format!("<kernel>{}</kernel>", path(&n.value)));
+            }
+            if let Some(n) = &d.initrd {
+                out.push_str(&format!("<initrd>{}</initrd>", path(&n.value)));
+            }
+            out
+        }
+
         pub fn domain_xml(
             name: &str,
             scenario: &Name,
@@ -520,7 +542,8 @@ mod tests {
                         .as_ref()
                         .map(|t| t.value.clone())
                         .unwrap_or_else(|| crate::scenario::default_target(i));
-                    disk_xml(&disk, &images[&disk.image.value].path, &target, "    ")
+                    let img = &images[&disk.image.value];
+                    disk_xml(&disk, &img.path, img.format(), &target, "    ")
                 })
                 .collect();
             disks.extend(chardevs_xml(&d.serials, sandbox, "    "));
@@ -538,7 +561,7 @@ mod tests {
   <description>{MARKER} scenario {scenario}</description>
   <memory unit='MiB'>{mem}</memory>
   <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
+  <os><type arch='x86_64' machine='pc'>hvm</type>{boot}<boot dev='hd'/></os>
   <features><acpi/></features>
   <devices>
 {disks}
@@ -549,6 +572,7 @@ mod tests {
                 name = escape(name),
                 scenario = escape(scenario.as_str()),
                 mem = d.memory_mib.unwrap_or(64),
+                boot = os_boot_xml(d, images),
                 disks = disks.join("\n"),
             )
         }

@@ -769,9 +769,13 @@ impl Run<'_> {
         let dir = SandboxDir::create(path, 0o755).map_err(|e| e.to_string())?;
         self.cleanup.push(Undo::RemoveDir { path: path.clone() });
         selinux_ops::restore_default_context(path).map_err(|e| e.to_string())?;
-        for (name, img) in &self.plan.images {
-            dir.create_image(name.as_str(), img.size)
-                .map_err(|e| e.to_string())?;
+        let release = super::image_make::kernel_release()?;
+        for name in super::image_make::creation_order(&self.plan.images) {
+            let img = &self.plan.images[name];
+            super::image_make::make(&dir, name, img, &release)?;
+            if img.source == super::plan::ImageSource::ByStep {
+                continue;
+            }
             match &img.context {
                 Some(c) => selinux_ops::set_file_context(&img.path, c),
                 None => selinux_ops::restore_default_context(&img.path),
@@ -1022,6 +1026,24 @@ impl Run<'_> {
                     }
                     None => {}
                 }
+                push(what, o);
+            }
+            Action::SnapshotCreate(_)
+            | Action::Blockcommit(_)
+            | Action::Blockcopy(_)
+            | Action::BlockJob(_) => {
+                let (what, o) = match self.lv() {
+                    Ok(lv) => super::blockjob::act(lv, plan, action, &self.paths.interrupt)
+                        .unwrap_or_else(|| {
+                            (
+                                action.keyword().to_string(),
+                                Outcome::Other {
+                                    message: "not a storage action".into(),
+                                },
+                            )
+                        }),
+                    Err(message) => (action.keyword().to_string(), Outcome::Other { message }),
+                };
                 push(what, o);
             }
         }

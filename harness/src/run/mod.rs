@@ -3,6 +3,7 @@
 
 pub mod batch;
 pub(crate) mod bookkeeping;
+mod blockjob;
 mod domain_xml;
 pub mod event;
 pub(crate) mod executor;
@@ -10,9 +11,11 @@ pub(crate) mod expect;
 pub(crate) mod explain;
 pub mod fault;
 pub mod fault_relabels;
+mod image_make;
 pub mod operations;
 pub mod parallel;
 pub mod plan;
+mod plan_boot;
 pub mod policy_batch;
 pub(crate) mod settle;
 pub(crate) mod together;

@@ -11,8 +11,8 @@ use super::domain_xml::{render, text_element, yes_no, XmlWriter};
 
 use crate::host::layout::MARKER;
 use crate::scenario::{
-    Action, Disk, DiskSeclabel, Domain, HostSettings, LabelType, Name, QemuConfValue, RawSeclabel,
-    Scenario, Seclabel,
+    Action, Disk, DiskSeclabel, Domain, HostSettings, ImageFormat, LabelType, Name, QemuConfValue,
+    RawSeclabel, Scenario, Seclabel, TargetFile,
 };
 
 #[derive(Debug, Clone)]
@@ -35,8 +35,65 @@ pub struct Plan {
 #[derive(Debug, Clone)]
 pub struct PlannedImage {
     pub path: PathBuf,
+    /// 0 where the scenario gives none (copies, files a step creates, qcow2 over a backing file).
     pub size: u64,
     pub context: Option<crate::context::Context>,
+    pub source: ImageSource,
+}
+
+/// How an image comes to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageSource {
+    /// The harness creates it: a sparse raw file, or qcow2 with qemu-img (maybe over a backing
+    /// file of the sandbox, given with its format).
+    New {
+        format: ImageFormat,
+        backing: Option<(PathBuf, ImageFormat)>,
+    },
+    /// The harness copies one of the target's files.
+    Copy(TargetFile),
+    /// A step creates it (a snapshot's overlay, a block copy's destination).
+    ByStep,
+}
+
+impl PlannedImage {
+    /// The format libvirt is told (`<driver type=...>`).
+    pub fn format(&self) -> ImageFormat {
+        match &self.source {
+            ImageSource::New { format, .. } => *format,
+            _ => ImageFormat::Raw,
+        }
+    }
+
+    /// The shell command that makes the image by hand (`explain`, repro bundles); None for a
+    /// file a step creates.
+    pub fn setup_command(&self) -> Option<String> {
+        let path = self.path.display();
+        Some(match &self.source {
+            ImageSource::New {
+                format: ImageFormat::Raw,
+                ..
+            } => format!("truncate -s {} {path}", self.size),
+            ImageSource::New {
+                format: ImageFormat::Qcow2,
+                backing,
+            } => {
+                let mut c = "qemu-img create -f qcow2".to_string();
+                if let Some((b, f)) = backing {
+                    c.push_str(&format!(" -b {} -F {}", b.display(), f.as_str()));
+                }
+                c.push_str(&format!(" {path}"));
+                if self.size > 0 {
+                    c.push_str(&format!(" {}", self.size));
+                }
+                c
+            }
+            ImageSource::Copy(f) => {
+                format!("cp {} {path}", f.path("$(uname -r)").display())
+            }
+            ImageSource::ByStep => return None,
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -91,12 +148,30 @@ impl Plan {
             .images
             .iter()
             .map(|(n, i)| {
+                let i = &i.value;
+                let source = if let Some(f) = i.copy_of {
+                    ImageSource::Copy(f)
+                } else if !i.create {
+                    ImageSource::ByStep
+                } else {
+                    ImageSource::New {
+                        format: i.format,
+                        backing: i.backing.as_ref().map(|b| {
+                            let format = s
+                                .images
+                                .get(&b.value)
+                                .map_or(ImageFormat::Raw, |bi| bi.value.format);
+                            (sandbox.join(b.value.as_str()), format)
+                        }),
+                    }
+                };
                 (
                     n.clone(),
                     PlannedImage {
                         path: sandbox.join(n.as_str()),
-                        size: i.size.0,
+                        size: i.size.map_or(0, |s| s.0),
                         context: i.context.clone(),
+                        source,
                     },
                 )
             })
@@ -124,6 +199,14 @@ impl Plan {
         })
     }
 
+    /// The images in the order they are made: every backing file before its overlays.
+    pub fn images_in_creation_order(&self) -> Vec<(&Name, &PlannedImage)> {
+        super::image_make::creation_order(&self.images)
+            .into_iter()
+            .map(|n| (n, &self.images[n]))
+            .collect()
+    }
+
     pub fn image_path(&self, n: &Name) -> &Path {
         &self.images[n].path
     }
@@ -142,7 +225,8 @@ impl Plan {
             seclabel: a.seclabel.clone(),
             device: crate::scenario::DiskDevice::Disk,
         };
-        render(|w| disk_xml(w, &disk, &self.images[&a.image.value].path, &a.target.value))
+        let img = &self.images[&a.image.value];
+        render(|w| disk_xml(w, &disk, &img.path, img.format(), &a.target.value))
     }
 
     /// The `<disk>` element that identifies a disk to detach: libvirt matches on the target.
@@ -234,6 +318,10 @@ impl Plan {
             | Action::Managedsave(_)
             | Action::Dump(_)
             | Action::ChangeMedia(_) => self.virsh_operation(action),
+            Action::SnapshotCreate(_)
+            | Action::Blockcommit(_)
+            | Action::Blockcopy(_)
+            | Action::BlockJob(_) => super::blockjob::virsh(self, action).unwrap_or_default(),
         }
     }
 }
@@ -370,7 +458,13 @@ pub(super) fn file_source_xml(
     Ok(())
 }
 
-pub(super) fn disk_xml(w: &mut XmlWriter, d: &Disk, path: &Path, target: &str) -> io::Result<()> {
+pub(super) fn disk_xml(
+    w: &mut XmlWriter,
+    d: &Disk,
+    path: &Path,
+    format: ImageFormat,
+    target: &str,
+) -> io::Result<()> {
     if d.device == crate::scenario::DiskDevice::Cdrom {
         return super::operations::cdrom_xml(w, d, Some(path), target);
     }
@@ -378,7 +472,7 @@ pub(super) fn disk_xml(w: &mut XmlWriter, d: &Disk, path: &Path, target: &str) -
         .with_attributes([("type", "file"), ("device", "disk")])
         .write_inner_content(|w| {
             w.create_element("driver")
-                .with_attributes([("name", "qemu"), ("type", "raw")])
+                .with_attributes([("name", "qemu"), ("type", format.as_str())])
                 .write_empty()?;
             file_source_xml(w, path, d.seclabel.as_ref())?;
             w.create_element("target")
@@ -423,6 +517,7 @@ fn domain_xml(
                     w.create_element("type")
                         .with_attributes([("arch", "x86_64"), ("machine", "pc")])
                         .write_text_content(BytesText::new("hvm"))?;
+                    super::plan_boot::os_boot_xml(w, d, images)?;
                     w.create_element("boot")
                         .with_attribute(("dev", "hd"))
                         .write_empty()?;
@@ -440,7 +535,8 @@ fn domain_xml(
                             .as_ref()
                             .map(|t| t.value.clone())
                             .unwrap_or_else(|| crate::scenario::default_target(i));
-                        disk_xml(w, &disk, &images[&disk.image.value].path, &target)?;
+                        let img = &images[&disk.image.value];
+                        disk_xml(w, &disk, &img.path, img.format(), &target)?;
                     }
                     super::operations::chardevs_xml(w, &d.serials, sandbox)?;
                     w.create_element("memballoon")

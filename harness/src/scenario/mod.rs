@@ -11,6 +11,7 @@ mod policy_module;
 mod qemu_conf_keys;
 mod roles;
 mod settle;
+mod storage;
 mod validate;
 
 pub use files::*;

@@ -14,6 +14,7 @@ use crate::context::{Context, Level, MlsRange};
 
 use super::operations::{ChangeMedia, Chardev, DiskDevice, Dump, ManagedSave, Restore, Save};
 use super::roles::Role;
+pub use super::storage::*;
 
 /// A value with the place in the file it came from, for errors found after parsing
 /// (dangling references, duplicate targets). Wraps serde-saphyr's `Spanned` so the JSON Schema
@@ -156,7 +157,7 @@ pub struct Scenario {
     pub requires: Vec<Requirement>,
     /// Disk images created in the run's sandbox (under the libvirt images directory).
     #[serde(default)]
-    pub images: BTreeMap<Name, Image>,
+    pub images: BTreeMap<Name, At<Image>>,
     /// libvirt guests, defined from XML the harness generates.
     #[serde(default)]
     pub domains: BTreeMap<Name, Domain>,
@@ -253,9 +254,25 @@ impl<'de> Deserialize<'de> for Size {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Image {
-    pub size: Size,
+    /// Required for a file the harness creates (raw, or qcow2 without `backing`).
+    pub size: Option<Size>,
     /// Label to give the file after creating it (default: what the policy gives new files there).
     pub context: Option<Context>,
+    /// raw (default) or qcow2.
+    #[serde(default)]
+    pub format: ImageFormat,
+    /// qcow2 only: the scenario image this one is an overlay of (its backing file).
+    pub backing: Option<At<Name>>,
+    /// A copy of one of the target's files (kernel, initrd, ovmf_vars) instead of a new file.
+    pub copy_of: Option<TargetFile>,
+    /// `false`: the harness does not create the file, a step does (a snapshot's overlay, a
+    /// block copy's destination); it can still be expected and watched by name.
+    #[serde(default = "yes")]
+    pub create: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -352,6 +369,13 @@ pub struct Domain {
     /// Character devices (serial ports, consoles) with their host side in the sandbox.
     #[serde(default)]
     pub serials: Vec<At<Chardev>>,
+    /// Direct kernel boot: an image (usually `copy_of: kernel`) given as `<os><kernel>`.
+    pub kernel: Option<At<Name>>,
+    /// The initramfs for `kernel` (`<os><initrd>`).
+    pub initrd: Option<At<Name>>,
+    /// UEFI: OVMF as a read-only pflash loader, with this image (usually `copy_of: ovmf_vars`)
+    /// as the NVRAM file.
+    pub nvram: Option<At<Name>>,
 }
 
 /// A `<seclabel>` whose labels are text for libvirt to parse, not contexts the harness checks:
@@ -588,6 +612,14 @@ pub enum Action {
     Dump(Dump),
     /// virsh change-media DOMAIN TARGET --insert FILE | --eject
     ChangeMedia(ChangeMedia),
+    /// virsh snapshot-create-as --disk-only --no-metadata: an external snapshot of one disk
+    SnapshotCreate(SnapshotCreate),
+    /// virsh blockcommit: merge layers of a disk's backing chain (starts a block job)
+    Blockcommit(BlockCommit),
+    /// virsh blockcopy --transient-job: mirror a disk to a new file (starts a block job)
+    Blockcopy(BlockCopy),
+    /// virsh blockjob: wait for a disk's block job, then pivot or abort it
+    BlockJob(BlockJob),
 }
 
 /// A step as written: one action key (`start: vm1`) plus the step's options.
@@ -663,6 +695,10 @@ const ACTIONS: &[&str] = &[
     "managedsave",
     "dump",
     "change_media",
+    "snapshot_create",
+    "blockcommit",
+    "blockcopy",
+    "block_job",
 ];
 const STEP_OPTIONS: &[&str] = &[
     "title",
@@ -731,6 +767,10 @@ impl<'de> Deserialize<'de> for Step {
                                 "managedsave" => Action::Managedsave(map.next_value()?),
                                 "dump" => Action::Dump(map.next_value()?),
                                 "change_media" => Action::ChangeMedia(map.next_value()?),
+                                "snapshot_create" => Action::SnapshotCreate(map.next_value()?),
+                                "blockcommit" => Action::Blockcommit(map.next_value()?),
+                                "blockcopy" => Action::Blockcopy(map.next_value()?),
+                                "block_job" => Action::BlockJob(map.next_value()?),
                                 _ => Action::Probe(map.next_value()?),
                             };
                             action = Some((a, line, column));
@@ -787,6 +827,10 @@ impl JsonSchema for Step {
             "detach_disk": g.subschema_for::<DetachDisk>(),
             "relabel": g.subschema_for::<Relabel>(),
             "probe": g.subschema_for::<Probe>(),
+            "snapshot_create": g.subschema_for::<SnapshotCreate>(),
+            "blockcommit": g.subschema_for::<BlockCommit>(),
+            "blockcopy": g.subschema_for::<BlockCopy>(),
+            "block_job": g.subschema_for::<BlockJob>(),
             "title": g.subschema_for::<Option<String>>(),
             "capture": g.subschema_for::<BTreeMap<Name, Name>>(),
             "watch": g.subschema_for::<Vec<Name>>(),
@@ -842,6 +886,10 @@ impl Action {
             Action::Managedsave(_) => "managedsave",
             Action::Dump(_) => "dump",
             Action::ChangeMedia(_) => "change_media",
+            Action::SnapshotCreate(_) => "snapshot_create",
+            Action::Blockcommit(_) => "blockcommit",
+            Action::Blockcopy(_) => "blockcopy",
+            Action::BlockJob(_) => "block_job",
         }
     }
 }

@@ -10,6 +10,9 @@ use super::settle::{Settle, SettleUntil};
 
 mod operations_check;
 
+#[path = "validate_storage.rs"]
+mod storage;
+
 pub(super) struct Problem {
     pub line: usize,
     pub column: usize,
@@ -475,13 +478,15 @@ impl Checker<'_> {
         for settings in s.variants.values() {
             self.host(settings);
         }
+        self.images();
         for (name, d) in &s.domains {
             self.static_label_needs(name, d);
             self.raw_seclabels(name, d);
+            self.boot_files(d);
             let mut targets = BTreeMap::new();
             for (i, spec) in d.disks.iter().enumerate() {
                 let disk = spec.to_disk();
-                self.image(&disk.image);
+                self.created_image(&disk.image, "a disk at define time");
                 let target = disk
                     .target
                     .as_ref()
@@ -663,6 +668,10 @@ impl Checker<'_> {
                     );
                 }
             }
+            Action::SnapshotCreate(_)
+            | Action::Blockcommit(_)
+            | Action::Blockcopy(_)
+            | Action::BlockJob(_) => self.storage_action(&step.action),
         }
         let o = &step.options;
         if let Some(when) = &o.when {

@@ -1,0 +1,163 @@
+//! Making a run's images in its sandbox: sparse raw files, qcow2 layers with the target's
+//! qemu-img (each over its backing file, which is made first), copies of the target's files.
+//! Nothing goes through a shell; every backing path is a file of the same sandbox.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+
+use super::plan::{ImageSource, PlannedImage};
+use crate::host::sandbox::SandboxDir;
+use crate::scenario::{ImageFormat, Name};
+
+/// Image names in an order where every backing file comes before the images over it.
+pub(super) fn creation_order(images: &BTreeMap<Name, PlannedImage>) -> Vec<&Name> {
+    let mut done: BTreeSet<&Name> = BTreeSet::new();
+    let mut out = Vec::new();
+    // Validation refuses cycles; the bound keeps a bad plan from looping all the same.
+    for _ in 0..=images.len() {
+        for (name, img) in images {
+            if done.contains(name) {
+                continue;
+            }
+            let waits = match &img.source {
+                ImageSource::New {
+                    backing: Some((path, _)),
+                    ..
+                } => images
+                    .iter()
+                    .any(|(n, i)| &i.path == path && !done.contains(n)),
+                _ => false,
+            };
+            if !waits {
+                done.insert(name);
+                out.push(name);
+            }
+        }
+    }
+    out
+}
+
+/// Make one image (a file a step creates is left alone). `kernel_release` is `uname -r`.
+pub(super) fn make(
+    dir: &SandboxDir,
+    name: &Name,
+    img: &PlannedImage,
+    kernel_release: &str,
+) -> Result<(), String> {
+    match &img.source {
+        ImageSource::ByStep => Ok(()),
+        ImageSource::New {
+            format: ImageFormat::Raw,
+            ..
+        } => dir
+            .create_image(name.as_str(), img.size)
+            .map(drop)
+            .map_err(|e| e.to_string()),
+        ImageSource::New {
+            format: ImageFormat::Qcow2,
+            backing,
+        } => {
+            // Created empty first (O_EXCL, no symlink followed), then formatted in place.
+            dir.create_file(name.as_str()).map_err(|e| e.to_string())?;
+            let mut cmd = Command::new("qemu-img");
+            cmd.args(["create", "-q", "-f", "qcow2"]);
+            if let Some((path, format)) = backing {
+                cmd.arg("-b").arg(path).args(["-F", format.as_str()]);
+            }
+            cmd.arg(&img.path);
+            if img.size > 0 {
+                cmd.arg(img.size.to_string());
+            }
+            let out = cmd
+                .output()
+                .map_err(|e| format!("cannot run qemu-img (package qemu-utils): {e}"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "qemu-img create {} failed ({}): {}",
+                    img.path.display(),
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ))
+            }
+        }
+        ImageSource::Copy(f) => {
+            let from = f.path(kernel_release);
+            let mut src = std::fs::File::open(&from).map_err(|e| {
+                format!(
+                    "cannot open the target's {} {}: {e}",
+                    f.as_str(),
+                    from.display()
+                )
+            })?;
+            let mut dst = dir.create_file(name.as_str()).map_err(|e| e.to_string())?;
+            std::io::copy(&mut src, &mut dst).map(drop).map_err(|e| {
+                format!(
+                    "cannot copy {} to {}: {e}",
+                    from.display(),
+                    img.path.display()
+                )
+            })
+        }
+    }
+}
+
+/// The running kernel's release, for the paths of its files.
+pub(super) fn kernel_release() -> Result<String, String> {
+    nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .map_err(|e| format!("uname: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::plan::Plan;
+    use crate::scenario::load_str;
+    use std::path::Path;
+
+    fn plan(src: &str) -> Plan {
+        let s = load_str(Path::new("t.yaml"), src).unwrap();
+        Plan::new(&s, None, "r1", Path::new("/var/lib/libvirt/images")).unwrap()
+    }
+
+    #[test]
+    fn backing_files_are_made_before_their_overlays() {
+        // Names sort against the chain (a.qcow2 over m.qcow2 over z.qcow2).
+        let p = plan(
+            "name: x\ndescription: d\nimages:\n  a.qcow2: {format: qcow2, backing: m.qcow2}\n  m.qcow2: {format: qcow2, backing: z.qcow2}\n  z.qcow2: {size: 1M, format: qcow2}\n  r.img: {size: 1M}\ndomains: {vm1: {disks: [a.qcow2]}}\nsteps: [{define: vm1}]\n",
+        );
+        let order: Vec<&str> = creation_order(&p.images)
+            .iter()
+            .map(|n| n.as_str())
+            .collect();
+        assert_eq!(order, ["r.img", "z.qcow2", "m.qcow2", "a.qcow2"]);
+    }
+
+    #[test]
+    fn a_copy_is_the_source_bytes_and_never_overwrites() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = SandboxDir::create(&t.path().join("box"), 0o755).unwrap();
+        let p = plan(
+            "name: x\ndescription: d\nimages:\n  v: {copy_of: ovmf_vars}\nsteps: [{relabel: {image: v, context: 'system_u:object_r:virt_image_t:s0'}}]\n",
+        );
+        let n: Name = "v".parse().unwrap();
+        let mut img = p.images[&n].clone();
+        img.path = t.path().join("box/v");
+        match make(&dir, &n, &img, "x") {
+            // The host may lack OVMF: then the error names the file.
+            Err(e) => assert!(e.contains(crate::scenario::OVMF_VARS), "{e}"),
+            Ok(()) => {
+                assert_eq!(
+                    std::fs::read(&img.path).unwrap(),
+                    std::fs::read(crate::scenario::OVMF_VARS).unwrap()
+                );
+                assert!(
+                    make(&dir, &n, &img, "x").is_err(),
+                    "a second copy over the first"
+                );
+            }
+        }
+    }
+}

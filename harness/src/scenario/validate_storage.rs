@@ -1,0 +1,191 @@
+//! Checks of image kinds (formats, backing chains, copies, files a step creates), of a domain's
+//! boot files, and of the snapshot and block-job actions.
+
+use std::collections::BTreeSet;
+
+use super::super::model::*;
+use super::Checker;
+
+impl Checker<'_> {
+    /// Every image says one coherent thing: created (raw, or qcow2 maybe over a backing image),
+    /// copied from the target, or left for a step to create.
+    pub(super) fn images(&mut self) {
+        let s = self.s;
+        for (name, img) in &s.images {
+            let i = &img.value;
+            if let Some(of) = i.copy_of {
+                if i.size.is_some() || i.backing.is_some() || i.format != ImageFormat::Raw {
+                    let m = format!(
+                        "image `{name}` is a copy of the target's {}: it has that file's size and format, remove `size`, `format` and `backing`",
+                        of.as_str()
+                    );
+                    self.problem(img, m);
+                }
+                if !i.create {
+                    let m = format!("image `{name}` is a copy, which the harness makes: remove `create: false` or `copy_of`");
+                    self.problem(img, m);
+                }
+                continue;
+            }
+            if !i.create {
+                if i.size.is_some() || i.backing.is_some() || i.context.is_some() {
+                    let m = format!(
+                        "image `{name}` has `create: false`: a step creates it, so it takes no `size`, `backing` or `context`"
+                    );
+                    self.problem(img, m);
+                }
+                continue;
+            }
+            if let Some(b) = &i.backing {
+                if i.format != ImageFormat::Qcow2 {
+                    let m = format!("only a qcow2 image has a backing file: add `format: qcow2` to image `{name}`");
+                    self.problem(b, m);
+                }
+                self.image(b);
+                if let Some(base) = s.images.get(&b.value) {
+                    if !base.value.create {
+                        let m = format!(
+                            "backing image `{}` has `create: false`, so it does not exist when `{name}` is made over it",
+                            b.value
+                        );
+                        self.problem(b, m);
+                    }
+                }
+                self.backing_cycle(name, b);
+            } else if i.size.is_none() {
+                let m = format!("image `{name}` needs a `size` (e.g. 16M)");
+                self.problem(img, m);
+            }
+        }
+    }
+
+    /// A chain that comes back to where it started would make qemu-img loop.
+    fn backing_cycle(&mut self, start: &Name, first: &At<Name>) {
+        let mut seen = BTreeSet::from([start.clone()]);
+        let mut next = Some(first.value.clone());
+        while let Some(n) = next {
+            if !seen.insert(n.clone()) {
+                let m = format!("the backing chain of `{start}` comes back to `{n}`: a chain must end in an image without `backing`");
+                self.problem(first, m);
+                return;
+            }
+            next = self
+                .s
+                .images
+                .get(&n)
+                .and_then(|i| i.value.backing.as_ref())
+                .map(|b| b.value.clone());
+        }
+    }
+
+    /// An image a domain is given at define time must exist by then.
+    pub(super) fn created_image(&mut self, n: &At<Name>, role: &str) {
+        self.image(n);
+        if let Some(i) = self.s.images.get(&n.value) {
+            if !i.value.create {
+                let m = format!(
+                    "image `{}` has `create: false` (a step creates it), so it cannot be {role}",
+                    n.value
+                );
+                self.problem(n, m);
+            }
+        }
+    }
+
+    pub(super) fn boot_files(&mut self, d: &Domain) {
+        for (f, role) in [
+            (&d.kernel, "a kernel"),
+            (&d.initrd, "an initrd"),
+            (&d.nvram, "an NVRAM file"),
+        ] {
+            if let Some(n) = f {
+                self.created_image(n, role);
+            }
+        }
+        if let (Some(i), None) = (&d.initrd, &d.kernel) {
+            self.problem(
+                i,
+                "an `initrd` without a `kernel` is never loaded: add `kernel:`".into(),
+            );
+        }
+    }
+
+    /// The image a step makes must be one the harness leaves to a step (`create: false`).
+    fn made_by_step(&mut self, n: &At<Name>, what: &str) {
+        self.image(n);
+        if let Some(i) = self.s.images.get(&n.value) {
+            if i.value.create {
+                let m = format!(
+                    "{what} `{}` is created by this step: give the image `create: false` (and no size)",
+                    n.value
+                );
+                self.problem(n, m);
+            }
+        }
+    }
+
+    fn disk_target(&mut self, t: &At<String>) {
+        if !super::is_disk_target(&t.value) {
+            let m = format!("disk target `{}` should look like vda, vdb ...", t.value);
+            self.problem(t, m);
+        }
+    }
+
+    pub(super) fn storage_action(&mut self, action: &Action) {
+        match action {
+            Action::SnapshotCreate(a) => {
+                self.domain(&a.domain);
+                self.disk_target(&a.disk);
+                self.made_by_step(&a.overlay, "the overlay");
+                if let Some(i) = self.s.images.get(&a.overlay.value) {
+                    if i.value.format != ImageFormat::Qcow2 {
+                        let m = format!(
+                            "an external snapshot's overlay is qcow2: add `format: qcow2` to image `{}`",
+                            a.overlay.value
+                        );
+                        self.problem(&a.overlay, m);
+                    }
+                }
+            }
+            Action::Blockcommit(a) => {
+                self.domain(&a.domain);
+                self.disk_target(&a.disk);
+                for n in [&a.top, &a.base].into_iter().flatten() {
+                    self.image(n);
+                }
+                if let (Some(t), Some(b)) = (&a.top, &a.base) {
+                    if t.value == b.value {
+                        self.problem(b, format!("`base` and `top` are both `{}`: a commit merges a layer into a lower one", b.value));
+                    }
+                }
+            }
+            Action::Blockcopy(a) => {
+                self.domain(&a.domain);
+                self.disk_target(&a.disk);
+                self.image(&a.destination);
+                if let Some(i) = self.s.images.get(&a.destination.value) {
+                    if i.value.create && i.value.format != a.format {
+                        let m = format!(
+                            "the copy is written as {} but image `{}` is {}: make them the same",
+                            a.format.as_str(),
+                            a.destination.value,
+                            i.value.format.as_str()
+                        );
+                        self.problem(&a.destination, m);
+                    }
+                }
+            }
+            Action::BlockJob(a) => {
+                self.domain(&a.domain);
+                self.disk_target(&a.disk);
+                if let (JobUntil::Gone, Some(f)) = (a.until.value, &a.finish) {
+                    self.problem(
+                        f,
+                        "a job that is gone cannot be pivoted or aborted: use `until: ready` with `finish`, or drop `finish`".into(),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+}
