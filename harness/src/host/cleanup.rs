@@ -201,7 +201,7 @@ impl UndoExecutor for HostUndo {
                             }
                         }
                     }
-                    lv.undefine(name)?;
+                    lv.undefine_with_nvram(name)?;
                 }
                 Ok(())
             }

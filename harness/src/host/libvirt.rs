@@ -24,6 +24,24 @@ include!("libvirt_codes.rs");
 mod blockjob;
 pub use blockjob::JobInfo;
 
+/// The flags an undefine of a domain with this (inactive) XML needs: `VIR_DOMAIN_UNDEFINE_NVRAM`
+/// when it has an `<os><nvram>`, none otherwise. XML that does not parse gets none, and
+/// libvirt's own refusal then names the problem.
+fn undefine_flags(inactive_xml: &str) -> sys::virDomainUndefineFlagsValues {
+    let has_nvram = roxmltree::Document::parse(inactive_xml).is_ok_and(|doc| {
+        doc.root_element()
+            .children()
+            .filter(|n| n.has_tag_name("os"))
+            .flat_map(|os| os.children())
+            .any(|n| n.has_tag_name("nvram"))
+    });
+    if has_nvram {
+        sys::VIR_DOMAIN_UNDEFINE_NVRAM
+    } else {
+        0
+    }
+}
+
 /// Symbolic name of a virErrorNumber, as in virterror.h; unknown numbers print as VIR_ERR_<n>.
 pub fn error_code_name(number: i32) -> String {
     usize::try_from(number)
@@ -184,6 +202,16 @@ impl Libvirt {
 
     pub fn undefine(&self, name: &str) -> Result<()> {
         lv(self.domain(name)?.undefine())
+    }
+
+    /// Undefine, deleting the domain's NVRAM file if it has one (`virsh undefine --nvram`):
+    /// libvirt refuses a plain undefine of a domain with NVRAM, and the harness's NVRAM files
+    /// are copies in its sandbox. The flag goes only where it is needed, because drivers that
+    /// have no NVRAM (libvirt's test driver) refuse it as unknown.
+    pub fn undefine_with_nvram(&self, name: &str) -> Result<()> {
+        let dom = self.domain(name)?;
+        let xml = lv(dom.xml_desc(sys::VIR_DOMAIN_XML_INACTIVE))?;
+        lv(dom.undefine_flags(undefine_flags(&xml)))
     }
 
     pub fn is_active(&self, name: &str) -> Result<bool> {
@@ -521,6 +549,32 @@ mod tests {
     fn pid_paths(#[case] name: &str, #[case] ok: bool) {
         assert_eq!(qemu_pid_path(name).is_some(), ok);
         assert_eq!(validate_domain_name(name).is_ok(), ok);
+    }
+
+    /// In the VM, libvirt refused the cleanup's plain undefine of an OVMF guest ("cannot
+    /// undefine domain with nvram") and left it behind; its inactive XML asks for the flag, a
+    /// guest without NVRAM (or a `<nvram>` anywhere but `<os>`) does not.
+    #[rstest]
+    #[case::ovmf_guest(
+        "<domain type='qemu'><name>g</name><os><type arch='x86_64' machine='pc-i440fx-7.2'>hvm</type>\
+         <loader readonly='yes' type='pflash'>/usr/share/OVMF/OVMF_CODE_4M.fd</loader>\
+         <nvram>/var/lib/libvirt/images/selinux-harness-r1/vars.fd</nvram><boot dev='hd'/></os></domain>",
+        sys::VIR_DOMAIN_UNDEFINE_NVRAM
+    )]
+    #[case::seabios_guest(
+        "<domain type='qemu'><name>g</name><os><type>hvm</type><boot dev='hd'/></os></domain>",
+        0
+    )]
+    #[case::nvram_outside_os(
+        "<domain type='qemu'><name>g</name><os><type>hvm</type></os><devices><nvram/></devices></domain>",
+        0
+    )]
+    #[case::not_xml("<domain", 0)]
+    fn undefine_asks_to_delete_nvram_only_where_there_is_some(
+        #[case] xml: &str,
+        #[case] flags: sys::virDomainUndefineFlagsValues,
+    ) {
+        assert_eq!(undefine_flags(xml), flags);
     }
 
     /// libvirt's built-in test driver needs no daemon: it runs the real client library, error
