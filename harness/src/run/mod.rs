@@ -2,8 +2,8 @@
 //! expectations it checks, the verdict, and the events it emits on the way.
 
 pub mod batch;
-pub(crate) mod bookkeeping;
 mod blockjob;
+pub(crate) mod bookkeeping;
 mod domain_xml;
 pub mod event;
 pub(crate) mod executor;
