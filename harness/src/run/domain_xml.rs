@@ -208,6 +208,47 @@ mod tests {
         );
     }
 
+    /// The XML every scenario in scenarios/ sends libvirt: each guest's domain and each
+    /// hot-plug, unplug and media change, in step order, one snapshot per file.
+    #[test]
+    fn every_scenario_xml_is_pinned() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+        let files = crate::scenario::discover(std::slice::from_ref(&root)).unwrap();
+        let mut domains = 0;
+        for file in &files {
+            let loaded = load_file(file).unwrap_or_else(|e| panic!("{}: {e:?}", file.display()));
+            let s = &loaded.scenario;
+            let plan = Plan::new(s, None, "r1", Path::new("/var/lib/libvirt/images")).unwrap();
+            let mut out = String::new();
+            for n in s.domains.keys() {
+                out.push_str(&format!(
+                    "# domain {n}\n{}\n",
+                    plan.domains[n].xml.trim_end()
+                ));
+                domains += 1;
+            }
+            for (i, step) in s.steps.iter().enumerate() {
+                let xml = match &step.action {
+                    Action::AttachDisk(a) => plan.attach_xml(a),
+                    Action::DetachDisk(d) => plan.detach_xml(&d.target.value),
+                    Action::ChangeMedia(c) => plan.change_media_xml(
+                        &c.domain.value,
+                        &c.target.value,
+                        c.insert.as_ref().map(|i| &i.value),
+                    ),
+                    _ => continue,
+                };
+                let keyword = step.action.keyword();
+                out.push_str(&format!("# step {} {keyword}\n{}\n", i + 1, xml.trim_end()));
+            }
+            let rel = file.strip_prefix(&root).unwrap().with_extension("");
+            let name = rel.to_string_lossy().replace('/', "__");
+            insta::assert_snapshot!(format!("scenario_xml__{name}"), out);
+        }
+        // Far fewer guests means the files were not found.
+        assert!(domains >= 30, "{domains} domains in {} files", files.len());
+    }
+
     /// Text no scenario can carry (the sandbox comes from the images root) and text it can (a
     /// raw label) with every character XML gives a meaning, each read back as written.
     #[test]
