@@ -19,7 +19,7 @@ pub use load::{
 };
 pub use model::*;
 pub use operations::*;
-pub use policy_module::{ModuleKind, ModulePath};
+pub use policy_module::{ModuleKind, ModulePath, ModulePathError};
 pub use roles::{Role, RoleTypes, VirtType};
 pub use settle::{Settle, SettleUntil, Until};
 pub use validate::default_target;

@@ -425,7 +425,7 @@ impl Checker<'_> {
         }
         for m in &h.modules {
             if let Err(why) = super::policy_module::ModulePath::parse(m.value.file()) {
-                self.problem(m, why);
+                self.problem(m, why.to_string());
             }
         }
         for t in &h.permissive {
