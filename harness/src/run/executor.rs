@@ -24,6 +24,7 @@ use crate::interrupt::Interrupt;
 use crate::run::event::{Event, EventSink};
 use crate::run::expect::{check_step, Captured, Captures};
 use crate::run::fault::{Fault, Moment};
+use crate::run::operations::SandboxSetupError;
 use crate::run::parallel::{self, Concurrency};
 use crate::run::plan::Plan;
 use crate::run::sequence::{self, LabelError, Setup, Steps};
@@ -118,6 +119,11 @@ pub enum RunError {
     #[error("cleanup failed, the host may hold leftovers (run `selinux-harness doctor`): {}", .0.join("; "))]
     CleanupFailed(Vec<String>),
 }
+
+/// An action that needs libvirt in a scenario that has no connection to it.
+#[derive(Debug, thiserror::Error)]
+#[error("this scenario has no domains, so no libvirt connection")]
+struct NoLibvirt;
 
 /// Why a domain's labels could not be read off the host for a `capture:`.
 #[derive(Debug, thiserror::Error)]
@@ -597,7 +603,8 @@ impl Run<'_> {
                     .map_err(|e| RunError::Libvirt(e.message))?,
             );
         }
-        self.make_sandbox().map_err(RunError::Sandbox)?;
+        self.make_sandbox()
+            .map_err(|e| RunError::Sandbox(e.to_string()))?;
         let audit = AuditPath::open(&self.paths.audit_log, &self.plan.run_id)
             .map_err(|e| RunError::AuditLog(e.to_string()))?;
         let roles = self.resolve_roles();
@@ -829,20 +836,22 @@ impl Run<'_> {
         Ok(())
     }
 
-    fn make_sandbox(&mut self) -> Result<(), String> {
+    fn make_sandbox(&mut self) -> Result<(), SandboxSetupError> {
         let path = &self.plan.sandbox;
         // Never through a symlink, never over an existing file: see `sandbox`.
-        let dir = SandboxDir::create(path, 0o755).map_err(|e| e.to_string())?;
+        let dir = SandboxDir::create(path, 0o755)?;
         self.cleanup.push(Undo::RemoveDir { path: path.clone() });
-        selinux_ops::restore_default_context(path).map_err(|e| e.to_string())?;
+        selinux_ops::restore_default_context(path)?;
         for (name, img) in &self.plan.images {
-            dir.create_image(name.as_str(), img.size)
-                .map_err(|e| e.to_string())?;
+            dir.create_image(name.as_str(), img.size)?;
             match &img.context {
                 Some(c) => selinux_ops::set_file_context(&img.path, c),
                 None => selinux_ops::restore_default_context(&img.path),
             }
-            .map_err(|e| format!("cannot label {}: {e}", img.path.display()))?;
+            .map_err(|source| SandboxSetupError::LabelImage {
+                path: img.path.clone(),
+                source,
+            })?;
         }
         self.chardev_ends = Some(crate::run::operations::prepare_chardevs(
             &self.loaded.scenario,
@@ -852,23 +861,20 @@ impl Run<'_> {
     }
 
     /// The probe binary is a qemu_exec_t copy of this one, made on first use.
-    fn prober(&mut self) -> Result<&probe::Prober, String> {
-        if self.prober.is_none() {
-            let p = probe::Prober::prepare_from(
+    fn prober(&mut self) -> Result<&probe::Prober, probe::ProbeError> {
+        let p = match self.prober.take() {
+            Some(p) => p,
+            None => probe::Prober::prepare_from(
                 &self.paths.probe_binary,
                 &self.plan.sandbox,
                 self.cleanup,
-            )
-            .map_err(|e| e.to_string())?;
-            self.prober = Some(p);
-        }
-        self.prober.as_ref().ok_or_else(|| "no prober".to_string())
+            )?,
+        };
+        Ok(self.prober.insert(p))
     }
 
-    fn lv(&self) -> Result<&Libvirt, String> {
-        self.libvirt
-            .as_ref()
-            .ok_or_else(|| "this scenario has no domains, so no libvirt connection".to_string())
+    fn lv(&self) -> Result<&Libvirt, NoLibvirt> {
+        self.libvirt.as_ref().ok_or(NoLibvirt)
     }
 
     fn define(&mut self, n: &Name) -> Outcome {
@@ -931,7 +937,7 @@ impl Run<'_> {
                     match &lv {
                         Ok(lv) => lv_outcome(lv.start(plan.domain_name(n))),
                         Err(message) => Outcome::Other {
-                            message: message.clone(),
+                            message: message.to_string(),
                         },
                     }
                 });
@@ -948,7 +954,7 @@ impl Run<'_> {
                 let outcomes = together::each_at_once(&names, |n| match &lv {
                     Ok(lv) => lv_outcome(lv.destroy(plan.domain_name(n))),
                     Err(message) => Outcome::Other {
-                        message: message.clone(),
+                        message: message.to_string(),
                     },
                 });
                 for (n, o) in names.into_iter().zip(outcomes) {
@@ -966,7 +972,9 @@ impl Run<'_> {
                             Action::Reset(_) => lv.reset(name),
                             _ => lv.undefine(name),
                         }),
-                        Err(message) => Outcome::Other { message },
+                        Err(e) => Outcome::Other {
+                            message: e.to_string(),
+                        },
                     };
                     push(format!("{} {}", action.keyword(), n.value), o);
                 }
@@ -977,7 +985,9 @@ impl Run<'_> {
                     Ok(lv) => {
                         lv_outcome(lv.attach_disk_live(plan.domain_name(&a.domain.value), &xml))
                     }
-                    Err(message) => Outcome::Other { message },
+                    Err(e) => Outcome::Other {
+                        message: e.to_string(),
+                    },
                 };
                 push(
                     format!(
@@ -993,7 +1003,9 @@ impl Run<'_> {
                     Ok(lv) => {
                         lv_outcome(lv.detach_disk(plan.domain_name(&d.domain.value), &xml, d.live))
                     }
-                    Err(message) => Outcome::Other { message },
+                    Err(e) => Outcome::Other {
+                        message: e.to_string(),
+                    },
                 };
                 push(
                     format!("detach_disk {} from {}", d.target.value, d.domain.value),
@@ -1024,7 +1036,9 @@ impl Run<'_> {
                                 message: e.to_string(),
                             }
                         }),
-                        Err(message) => Outcome::Other { message },
+                        Err(e) => Outcome::Other {
+                            message: e.to_string(),
+                        },
                     };
                 push(
                     format!("probe {:?} of {} as {}", p.access, p.image.value, p.context)
