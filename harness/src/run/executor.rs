@@ -1053,7 +1053,9 @@ impl Run<'_> {
                     &self.captures,
                 ) {
                     Ok(v) => crate::run::bookkeeping::set_xattr(path, &x.name, &v, self.cleanup),
-                    Err(message) => Outcome::Other { message },
+                    Err(e) => Outcome::Other {
+                        message: e.to_string(),
+                    },
                 };
                 push(
                     format!("setxattr {} on {} to {}", x.name, x.image.value, x.value.0),

@@ -20,7 +20,7 @@ pub use load::{
 pub use model::*;
 pub use operations::*;
 pub use policy_module::{ModuleKind, ModulePath, ModulePathError};
-pub use roles::{Role, RoleTypes, VirtType};
+pub use roles::{Role, RoleTypes, RolesParseError, VirtType};
 pub use settle::{Settle, SettleUntil, Until};
 pub use validate::default_target;
 

@@ -2,7 +2,9 @@
 //! `process_owner`) against `FileState` / `ProcessOwner` evidence. Pure, like the rest of
 //! `expect`.
 
-use super::{check, context_matches, describe_match, missing, resolve_capture, Captures};
+use super::{
+    check, context_matches, describe_match, missing, resolve_capture, Captures, Unresolved,
+};
 use crate::evidence::file_state::{FileFacts, Ids};
 use crate::evidence::Evidence;
 use crate::run::verdict::Check;
@@ -11,7 +13,7 @@ use crate::scenario::{
 };
 
 /// The text an attribute value stands for: a literal, or a capture's whole context.
-pub fn xattr_text_value(t: &XattrText, caps: &Captures) -> Result<String, String> {
+pub fn xattr_text_value(t: &XattrText, caps: &Captures) -> Result<String, Unresolved> {
     match t {
         XattrText::Literal(s) => Ok(s.clone()),
         XattrText::Capture(r) => resolve_capture(r, caps).map(|c| c.to_string()),
@@ -90,7 +92,7 @@ fn xattr_check(
     };
     let expected = match expected {
         Ok(e) => e,
-        Err(why) => return missing(key, what, want_text(want), why),
+        Err(why) => return missing(key, what, want_text(want), why.to_string()),
     };
     let facts = match existing(file, evidence) {
         Ok(f) => f,
@@ -223,7 +225,7 @@ fn label_check(
         },
         LabelExpect::Match(m) => match context_matches(m, ctx, caps) {
             Ok((ok, w)) => check(key, what, w, ctx.to_string(), ok),
-            Err(why) => missing(key, what, expected, why),
+            Err(why) => missing(key, what, expected, why.to_string()),
         },
     }
 }
