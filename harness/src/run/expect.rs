@@ -36,8 +36,8 @@ pub enum Unresolved {
     #[error("{0} ({1}) has no MLS level")]
     NoLevel(CaptureRef, Context),
     /// A `$` in a known bug's `observed:` that is not a capture reference.
-    #[error("{0}")]
-    NotAReference(String),
+    #[error(transparent)]
+    NotAReference(crate::scenario::ValueError),
 }
 
 fn resolve_capture(r: &CaptureRef, caps: &Captures) -> Result<Context, Unresolved> {

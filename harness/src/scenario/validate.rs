@@ -386,7 +386,7 @@ impl Checker<'_> {
                             );
                             self.problem(e, msg);
                         }
-                        Err(why) => self.problem(e, why),
+                        Err(why) => self.problem(e, why.to_string()),
                     }
                 }
             }
