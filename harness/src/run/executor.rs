@@ -27,7 +27,7 @@ use crate::run::fault::{Fault, Moment};
 use crate::run::operations::SandboxSetupError;
 use crate::run::parallel::{self, Concurrency};
 use crate::run::plan::Plan;
-use crate::run::sequence::{self, LabelError, Setup, Steps};
+use crate::run::sequence::{self, LabelError, Setup, Steps, Stopped};
 use crate::run::settle;
 use crate::run::together;
 use crate::run::verdict::{applicable_known_bugs, attribute_known_bugs, Tally, Verdict};
@@ -144,6 +144,25 @@ enum SeclabelError {
     },
     #[error("{} has no label", path.display())]
     Unlabelled { path: PathBuf },
+}
+
+impl From<Stopped> for RunError {
+    fn from(s: Stopped) -> Self {
+        match s {
+            Stopped::Interrupted { step } => RunError::InterruptedBefore { step },
+            Stopped::Before {
+                step,
+                name,
+                image,
+                why,
+            } => RunError::Capture {
+                step,
+                name: name.to_string(),
+                domain: image.to_string(),
+                why: why.to_string(),
+            },
+        }
+    }
 }
 
 impl RunError {
@@ -532,6 +551,7 @@ struct Opened {
 }
 
 impl Steps for Run<'_> {
+    type Error = RunError;
     type Prepared = Shared;
     type Opened = Opened;
 
@@ -1771,11 +1791,14 @@ mod tests {
             failing: Option<usize>,
             broken: Option<usize>,
             interrupt_after: Option<usize>,
+            /// The image has no label (a `before:` cannot capture it).
+            unlabelled: bool,
             /// The capture `orig` as each step's action found it.
             orig_at_action: Vec<Option<Context>>,
         }
 
         impl Steps for Fake<'_> {
+            type Error = RunError;
             type Prepared = ();
             type Opened = ();
 
@@ -1797,8 +1820,11 @@ mod tests {
                 Ok(())
             }
 
-            fn label_now(&self, _: &Name) -> Result<Context, LabelError> {
-                Ok(self.label.clone())
+            fn label_now(&self, image: &Name) -> Result<Context, LabelError> {
+                match self.unlabelled {
+                    true => Err(LabelError::Unlabelled(self.plan.image_path(image).into())),
+                    false => Ok(self.label.clone()),
+                }
             }
 
             fn captures_mut(&mut self) -> &mut Captures {
@@ -1896,6 +1922,7 @@ mod tests {
                         failing: None,
                         broken: None,
                         interrupt_after: None,
+                        unlabelled: false,
                         orig_at_action: Vec::new(),
                     };
                     set(&mut fake);
@@ -1998,6 +2025,31 @@ mod tests {
                 }
             );
             assert!(!r.sandbox_left);
+        }
+
+        /// A `before:` that cannot read its label ends the run before the step acts.
+        #[test]
+        fn a_before_capture_that_fails_ends_the_run_before_the_action() {
+            let r = run(|f| f.unlabelled = true);
+            assert_eq!(
+                r.events,
+                [
+                    "step 1",
+                    "step 1 succeeds pass",
+                    "step 2",
+                    "cleaned up",
+                    "finished"
+                ]
+            );
+            assert_eq!(r.orig_at_action.len(), 1, "step 2 acted");
+            let Verdict::Error { reason } = &r.verdict else {
+                panic!("{:?}", r.verdict)
+            };
+            assert!(
+                reason.starts_with("step 2 cannot capture $orig from domain vm1.img: /")
+                    && reason.contains("/vm1.img has no label"),
+                "{reason}"
+            );
         }
 
         /// `before:` reads the label step 1's action left, before step 2's own action changes

@@ -8,7 +8,6 @@ use std::path::PathBuf;
 
 use crate::context::Context;
 use crate::interrupt::Interrupt;
-use crate::run::executor::RunError;
 use crate::run::expect::{Captured, Captures};
 use crate::run::verdict::{Tally, Verdict};
 use crate::scenario::{Name, Scenario, Step, StepOptions};
@@ -31,14 +30,30 @@ pub(super) enum LabelError {
     Unlabelled(PathBuf),
 }
 
+/// What the sequence itself ends a run with; the host's error type says it in its words.
+#[derive(Debug)]
+pub(super) enum Stopped {
+    /// Ctrl-C came before step `step` began.
+    Interrupted { step: usize },
+    /// Step `step`'s `before: {name: image}` could not read the image's label.
+    Before {
+        step: usize,
+        name: Name,
+        image: Name,
+        why: LabelError,
+    },
+}
+
 /// The parts of a run that touch the host, in the pieces the sequence calls them.
 pub(super) trait Steps {
+    /// What ends a run: the host's failures, and the sequence's own ([`Stopped`]).
+    type Error: From<Stopped>;
     /// What the steps share once the run is set up.
     type Prepared;
     /// A step that has begun (its evidence opened) and not yet acted.
     type Opened;
     /// Everything before the first step; may say the run is inconclusive.
-    fn prepare(&mut self, tally: &mut Tally) -> Result<Setup<Self::Prepared>, RunError>;
+    fn prepare(&mut self, tally: &mut Tally) -> Result<Setup<Self::Prepared>, Self::Error>;
     fn note(&mut self, message: String);
     /// Says step `index` started and opens its evidence.
     fn open(
@@ -46,7 +61,7 @@ pub(super) trait Steps {
         index: usize,
         step: &Step,
         prepared: &mut Self::Prepared,
-    ) -> Result<Self::Opened, RunError>;
+    ) -> Result<Self::Opened, Self::Error>;
     /// An image's label as the host shows it now.
     fn label_now(&self, image: &Name) -> Result<Context, LabelError>;
     fn captures_mut(&mut self) -> &mut Captures;
@@ -58,17 +73,17 @@ pub(super) trait Steps {
         prepared: &mut Self::Prepared,
         opened: Self::Opened,
         tally: &mut Tally,
-    ) -> Result<(), RunError>;
+    ) -> Result<(), Self::Error>;
 }
 
 /// The run's verdict on the policy, or what ended it: the first error stops the run, so no
 /// later step is acted or judged.
-pub(super) fn run(
-    host: &mut impl Steps,
+pub(super) fn run<H: Steps>(
+    host: &mut H,
     scenario: &Scenario,
     applies: impl Fn(&Step) -> bool,
     interrupt: &Interrupt,
-) -> Result<Verdict, RunError> {
+) -> Result<Verdict, H::Error> {
     let mut tally = Tally::default();
     let mut prepared = match host.prepare(&mut tally)? {
         Setup::Ready(p) => p,
@@ -77,7 +92,7 @@ pub(super) fn run(
     for (i, step) in scenario.steps.iter().enumerate() {
         let index = i + 1;
         if interrupt.is_set() {
-            return Err(RunError::InterruptedBefore { step: index });
+            return Err(Stopped::Interrupted { step: index }.into());
         }
         if !applies(step) {
             host.note(format!(
@@ -93,16 +108,14 @@ pub(super) fn run(
 }
 
 /// `before: {NAME: IMAGE}`: each image's label right before the action, as capture NAME.
-fn remember_before(host: &mut impl Steps, index: usize, o: &StepOptions) -> Result<(), RunError> {
+fn remember_before<H: Steps>(host: &mut H, index: usize, o: &StepOptions) -> Result<(), H::Error> {
     for (name, img) in &o.before {
-        let label = host
-            .label_now(&img.value)
-            .map_err(|why| RunError::Capture {
-                step: index,
-                name: name.to_string(),
-                domain: img.value.to_string(),
-                why: why.to_string(),
-            })?;
+        let label = host.label_now(&img.value).map_err(|why| Stopped::Before {
+            step: index,
+            name: name.clone(),
+            image: img.value.clone(),
+            why,
+        })?;
         host.captures_mut().insert(
             name.clone(),
             Captured {
