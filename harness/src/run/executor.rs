@@ -870,7 +870,7 @@ impl Run<'_> {
             }
             .map_err(|source| SandboxSetupError::LabelImage {
                 path: img.path.clone(),
-                source,
+                source: Box::new(source),
             })?;
         }
         self.chardev_ends = Some(crate::run::operations::prepare_chardevs(

@@ -34,7 +34,7 @@ pub enum Unresolved {
     #[error("{0}: the domain's live XML had no imagelabel")]
     NoImagelabel(CaptureRef),
     #[error("{0} ({1}) has no MLS level")]
-    NoLevel(CaptureRef, Context),
+    NoLevel(CaptureRef, Box<Context>),
     /// A `$` in a known bug's `observed:` that is not a capture reference.
     #[error(transparent)]
     NotAReference(crate::scenario::ValueError),
@@ -78,7 +78,7 @@ fn resolve_range(v: &Valued<MlsRange>, caps: &Captures) -> Result<MlsRange, Unre
             let c = resolve_capture(r, caps)?;
             c.range
                 .clone()
-                .ok_or_else(|| Unresolved::NoLevel(r.clone(), c.clone()))
+                .ok_or_else(|| Unresolved::NoLevel(r.clone(), Box::new(c.clone())))
         }
     }
 }
@@ -92,7 +92,7 @@ fn resolve_end(v: &Valued<Level>, high: bool, caps: &Captures) -> Result<Level, 
             let range = c
                 .range
                 .as_ref()
-                .ok_or_else(|| Unresolved::NoLevel(r.clone(), c.clone()))?;
+                .ok_or_else(|| Unresolved::NoLevel(r.clone(), Box::new(c.clone())))?;
             Ok(if high { &range.high } else { &range.low }.clone())
         }
     }

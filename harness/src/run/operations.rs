@@ -233,12 +233,18 @@ pub enum SandboxSetupError {
     #[error(transparent)]
     Make(#[from] crate::host::sandbox::SandboxError),
     #[error(transparent)]
-    Label(#[from] crate::selinux_ops::SelinuxOpsError),
+    Label(Box<crate::selinux_ops::SelinuxOpsError>),
     #[error("cannot label {}: {source}", path.display())]
     LabelImage {
         path: std::path::PathBuf,
-        source: crate::selinux_ops::SelinuxOpsError,
+        source: Box<crate::selinux_ops::SelinuxOpsError>,
     },
+}
+
+impl From<crate::selinux_ops::SelinuxOpsError> for SandboxSetupError {
+    fn from(e: crate::selinux_ops::SelinuxOpsError) -> Self {
+        SandboxSetupError::Label(Box::new(e))
+    }
 }
 
 /// What the harness holds open for a run's chardevs (listening sockets); dropped at its end.
