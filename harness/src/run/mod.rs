@@ -14,6 +14,7 @@ pub mod operations;
 pub mod parallel;
 pub mod plan;
 pub mod policy_batch;
+mod sequence;
 pub(crate) mod settle;
 pub(crate) mod together;
 pub mod verdict;

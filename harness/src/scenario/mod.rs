@@ -12,6 +12,7 @@ mod qemu_conf_keys;
 mod roles;
 mod settle;
 mod validate;
+mod value_error;
 
 pub use files::*;
 pub use load::{
@@ -19,10 +20,11 @@ pub use load::{
 };
 pub use model::*;
 pub use operations::*;
-pub use policy_module::{ModuleKind, ModulePath};
-pub use roles::{Role, RoleTypes, VirtType};
+pub use policy_module::{ModuleKind, ModulePath, ModulePathError};
+pub use roles::{Role, RoleTypes, RolesParseError, VirtType};
 pub use settle::{Settle, SettleUntil, Until};
 pub use validate::default_target;
+pub use value_error::ValueError;
 
 /// The JSON Schema of the scenario language, for editors.
 pub fn json_schema() -> serde_json::Value {

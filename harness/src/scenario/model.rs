@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::files::*;
 use super::settle::Settle;
+use super::value_error::ValueError;
 use crate::context::{Context, Level, MlsRange};
 
 use super::operations::{ChangeMedia, Chardev, DiskDevice, Dump, ManagedSave, Restore, Save};
@@ -113,8 +114,8 @@ impl fmt::Display for Name {
 }
 
 impl FromStr for Name {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
         let ok = s.len() <= 40
             && s.starts_with(|c: char| c.is_ascii_alphabetic())
             && s.chars()
@@ -123,9 +124,7 @@ impl FromStr for Name {
         if ok {
             Ok(Name(s.to_string()))
         } else {
-            Err(format!(
-                "invalid name {s:?}: use 1-40 letters, digits, '_', '.', '-', starting with a letter (no '..', no '/')"
-            ))
+            Err(ValueError::Name(s.to_string()))
         }
     }
 }
@@ -900,11 +899,9 @@ impl fmt::Display for CaptureRef {
 }
 
 impl FromStr for CaptureRef {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let body = s
-            .strip_prefix('$')
-            .ok_or("a capture reference starts with $")?;
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        let body = s.strip_prefix('$').ok_or(ValueError::NoDollar)?;
         let (body, of_type) = match body.strip_suffix(".type") {
             Some(b) => (b, true),
             None => (body, false),
@@ -917,9 +914,10 @@ impl FromStr for CaptureRef {
             None | Some("label") => false,
             Some("imagelabel") => true,
             Some(other) => {
-                return Err(format!(
-                    "unknown capture field {other:?} in {s:?}: use $NAME, $NAME.label, $NAME.imagelabel, $NAME.type or $NAME.imagelabel.type"
-                ))
+                return Err(ValueError::CaptureField {
+                    field: other.to_string(),
+                    text: s.to_string(),
+                })
             }
         };
         let r = CaptureRef {
@@ -928,9 +926,10 @@ impl FromStr for CaptureRef {
             of_type,
         };
         if r.role().is_some() && (imagelabel || of_type) {
-            return Err(format!(
-                "{s:?}: ${name} is a policy role and already a type; write ${name}"
-            ));
+            return Err(ValueError::RoleField {
+                text: s.to_string(),
+                name: name.to_string(),
+            });
         }
         Ok(r)
     }
@@ -1397,9 +1396,9 @@ impl fmt::Display for CheckKey {
 }
 
 impl FromStr for CheckKey {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("{s:?} is not a check key");
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        let bad = || ValueError::CheckKey(s.to_string());
         let index = |n: &str| n.parse::<usize>().map_err(|_| bad());
         Ok(match s.split_once('.') {
             None => match s {

@@ -386,7 +386,7 @@ impl Checker<'_> {
                             );
                             self.problem(e, msg);
                         }
-                        Err(why) => self.problem(e, why),
+                        Err(why) => self.problem(e, why.to_string()),
                     }
                 }
             }
@@ -425,7 +425,7 @@ impl Checker<'_> {
         }
         for m in &h.modules {
             if let Err(why) = super::policy_module::ModulePath::parse(m.value.file()) {
-                self.problem(m, why);
+                self.problem(m, why.to_string());
             }
         }
         for t in &h.permissive {
