@@ -1,5 +1,6 @@
 //! Scenarios: the YAML language, loading with located errors, and validation.
 
+mod device_label;
 pub mod files;
 pub mod from_xml;
 mod load;
@@ -13,6 +14,7 @@ mod roles;
 mod settle;
 mod validate;
 
+pub use device_label::DeviceLabel;
 pub use files::*;
 pub use load::{
     discover, load_file, load_str, load_with_warnings, warnings, Diagnostic, LoadedScenario,
