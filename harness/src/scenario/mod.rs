@@ -1,5 +1,6 @@
 //! Scenarios: the YAML language, loading with located errors, and validation.
 
+mod device_label;
 pub mod files;
 pub mod from_xml;
 mod load;
@@ -14,6 +15,7 @@ mod settle;
 mod validate;
 mod value_error;
 
+pub use device_label::DeviceLabel;
 pub use files::*;
 pub use load::{
     discover, load_file, load_str, load_with_warnings, warnings, Diagnostic, LoadedScenario,

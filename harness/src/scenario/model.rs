@@ -8,6 +8,7 @@ use std::str::FromStr;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::device_label::DeviceLabel;
 use super::files::*;
 use super::settle::Settle;
 use super::value_error::ValueError;
@@ -286,7 +287,8 @@ pub struct Seclabel {
 pub struct DiskSeclabel {
     pub model: Option<String>,
     pub relabel: Option<bool>,
-    pub label: Option<Context>,
+    /// A context for model selinux (the default), `user:group` for model dac.
+    pub label: Option<At<DeviceLabel>>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
