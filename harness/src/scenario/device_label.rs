@@ -9,6 +9,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::files::Owner;
+use super::value_error::ValueError;
 use crate::context::Context;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,14 +41,14 @@ impl fmt::Display for DeviceLabel {
 }
 
 impl std::str::FromStr for DeviceLabel {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
         if s.matches(':').count() == 1 {
             return s.parse().map(DeviceLabel::Owner);
         }
-        s.parse().map(DeviceLabel::Context).map_err(|e| {
-            format!("invalid context: {e} (a label is a context for model selinux, user:group for model dac)")
-        })
+        s.parse()
+            .map(DeviceLabel::Context)
+            .map_err(|e: crate::context::ParseError| ValueError::DeviceLabel(e.to_string()))
     }
 }
 
@@ -91,6 +92,6 @@ mod tests {
     #[case("system_u:object_r:svirt_image_t:s0:c5,c3", "invalid context")]
     fn bad_labels_say_why(#[case] text: &str, #[case] why: &str) {
         let e = text.parse::<DeviceLabel>().unwrap_err();
-        assert!(e.contains(why), "{e}");
+        assert!(e.to_string().contains(why), "{e}");
     }
 }

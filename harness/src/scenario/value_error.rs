@@ -40,6 +40,11 @@ pub enum ValueError {
         "owner {0:?}: user and group are account names or numbers (letters, digits, '_', '.', '-')"
     )]
     OwnerNames(String),
+    /// A per-device seclabel's label that is neither `user:group` nor a valid context.
+    #[error(
+        "invalid context: {0} (a label is a context for model selinux, user:group for model dac)"
+    )]
+    DeviceLabel(String),
 }
 
 #[cfg(test)]
