@@ -7,8 +7,9 @@
 #
 # Stages:
 #   fuzz     ci/fuzz.sh, 60 s per target with address sanitizer (its build alone takes ~4 min)
-#   policy   the conformance suite's policy_under_test:: trials (each loads and removes a
-#            policy module in the VM: ~77 s each under TCG)
+#   policy   the conformance suite's trials that rebuild the guest's policy: policy_fault::
+#            (a module loaded, `virt` overridden, dontaudit off; ~5 min) and policy_under_test::
+#            (each loads and removes a module: ~77 s each under TCG)
 #   mutants  ci/mutants.sh scenarios/ (every scenario's mutants, not only the seed's)
 #   debian13 the whole conformance suite on the Debian 13 image
 set -euo pipefail
@@ -25,6 +26,8 @@ for s in $stages; do
         ./ci/fuzz.sh "${FUZZ_SECONDS:-60}"
         ;;
     policy)
+        step "conformance: policy_fault trials"
+        cargo test --locked --test conformance -- --test-threads 1 policy_fault
         step "conformance: policy_under_test trials"
         cargo test --locked --test conformance -- --test-threads 1 policy_under_test
         ;;

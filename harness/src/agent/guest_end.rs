@@ -63,9 +63,14 @@ pub fn serve(port: &Path, handler: &mut Handler<'_>) -> Result<(), AgentError> {
     })
 }
 
-/// What the reader thread passes on: a request (or the text of a line that is not one) with
-/// the flag that a later [`Request::Interrupt`] raises for it.
-type Incoming = io::Result<(Result<Request, String>, Interrupt)>;
+/// A line from the host that is not a request; its text is the `Failed` reply.
+#[derive(Debug, thiserror::Error)]
+#[error("not a request: {0}")]
+struct NotARequest(#[from] serde_json::Error);
+
+/// What the reader thread passes on: a request (or why a line is not one) with the flag that a
+/// later [`Request::Interrupt`] raises for it.
+type Incoming = io::Result<(Result<Request, NotARequest>, Interrupt)>;
 
 /// [`serve`] on any byte stream (a 0-byte read means "wait", as on the port).
 ///
@@ -119,8 +124,10 @@ pub fn serve_stream(
                 handler(request, &interrupt, &mut send);
                 shutdown
             }
-            Err(message) => {
-                send(Reply::Failed { message });
+            Err(e) => {
+                send(Reply::Failed {
+                    message: e.to_string(),
+                });
                 false
             }
         };
@@ -159,7 +166,7 @@ fn read_requests(reader: impl Read, tx: &mpsc::Sender<Incoming>) {
                         latest = Interrupt::new();
                         Ok((Ok(request), latest.clone()))
                     }
-                    Err(e) => Ok((Err(format!("not a request: {e}")), Interrupt::new())),
+                    Err(e) => Ok((Err(NotARequest(e)), Interrupt::new())),
                 }
             }
         };

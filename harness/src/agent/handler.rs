@@ -9,14 +9,16 @@ use crate::run::batch::{Batch, RunItem};
 use crate::run::executor::HostPaths;
 use crate::run::fault::Fault;
 use crate::run::policy_batch::run_with_policies;
-use crate::scenario::{load_str, LoadedScenario};
+use crate::scenario::{load_str, Diagnostic, LoadedScenario};
 
 /// Answer one request; `reply` sends one line back to the host.
 pub fn handle(req: Request, interrupt: &Interrupt, reply: &mut dyn FnMut(Reply)) {
     match req {
         Request::Env => reply(Reply::Env(crate::host::environment::collect("vm"))),
         Request::Run { runs, jobs } => match load_all(runs) {
-            Err(message) => reply(Reply::Failed { message }),
+            Err(e) => reply(Reply::Failed {
+                message: e.to_string(),
+            }),
             Ok(loaded) => {
                 let items: Vec<RunItem<'_>> = loaded
                     .iter()
@@ -57,8 +59,22 @@ type Loaded = (
     crate::policy::PolicyUnderTest,
 );
 
+/// The diagnostics of the runs whose scenario does not load, each with its run's number; its
+/// text is the `Failed` reply.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", numbered(.0))]
+struct Invalid(Vec<(usize, Diagnostic)>);
+
+fn numbered(diags: &[(usize, Diagnostic)]) -> String {
+    diags
+        .iter()
+        .map(|(i, d)| format!("run {i}: {d}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Every run's scenario, validated again; or every diagnostic, each with its run's number.
-fn load_all(runs: Vec<RunSpec>) -> Result<Vec<Loaded>, String> {
+fn load_all(runs: Vec<RunSpec>) -> Result<Vec<Loaded>, Invalid> {
     let mut loaded = Vec::new();
     let mut errors = Vec::new();
     for (i, r) in runs.into_iter().enumerate() {
@@ -73,13 +89,13 @@ fn load_all(runs: Vec<RunSpec>) -> Result<Vec<Loaded>, String> {
                 r.fault,
                 r.policy,
             )),
-            Err(diags) => errors.extend(diags.iter().map(|d| format!("run {i}: {d}"))),
+            Err(diags) => errors.extend(diags.into_iter().map(|d| (i, d))),
         }
     }
     if errors.is_empty() {
         Ok(loaded)
     } else {
-        Err(errors.join("\n"))
+        Err(Invalid(errors))
     }
 }
 
@@ -118,7 +134,7 @@ mod tests {
         let Request::Run { runs, .. } = req else {
             unreachable!()
         };
-        let err = load_all(runs.clone()).err().unwrap();
+        let err = load_all(runs.clone()).err().unwrap().to_string();
         assert!(err.lines().all(|l| l.starts_with("run 1: ")), "{err}");
         assert_eq!(load_all(runs[..1].to_vec()).unwrap().len(), 1);
         let events = [

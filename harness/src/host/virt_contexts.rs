@@ -16,8 +16,8 @@ pub enum RolesError {
     #[error(transparent)]
     Io(#[from] IoError),
     /// The files do not say what libvirt needs (their text, and what is wrong with it).
-    #[error("{0}")]
-    Parse(String),
+    #[error(transparent)]
+    Parse(#[from] crate::scenario::RolesParseError),
 }
 
 /// The roles as libvirt on this host resolves them for a guest of `virt` type.

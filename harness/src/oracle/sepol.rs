@@ -425,7 +425,8 @@ impl Drop for Policy {
 /// Test-only: compile a CIL policy with libsepol's own compiler (secilc's library) into a
 /// binary policy, so the oracle's answers are checked against rules the test wrote.
 #[cfg(test)]
-pub(crate) fn compile_cil(cil: &str) -> std::result::Result<Vec<u8>, String> {
+/// Its error names the libsepol call that failed (libsepol logs why on stderr).
+pub(crate) fn compile_cil(cil: &str) -> std::result::Result<Vec<u8>, &'static str> {
     extern "C" {
         fn cil_db_init(db: *mut *mut c_void);
         fn cil_db_destroy(db: *mut *mut c_void);
@@ -456,14 +457,14 @@ pub(crate) fn compile_cil(cil: &str) -> std::result::Result<Vec<u8>, String> {
         let name = c"test.cil";
         let result = (|| {
             if cil_add_file(db, name.as_ptr(), cil.as_ptr().cast(), cil.len()) != 0 {
-                return Err("cil_add_file failed".to_string());
+                return Err("cil_add_file failed");
             }
             if cil_compile(db) != 0 {
-                return Err("cil_compile failed".into());
+                return Err("cil_compile failed");
             }
             let mut pdb = std::ptr::null_mut();
             if cil_build_policydb(db, &mut pdb) != 0 {
-                return Err("cil_build_policydb failed".into());
+                return Err("cil_build_policydb failed");
             }
             let h = sepol_handle_create();
             let mut data = std::ptr::null_mut();
@@ -472,7 +473,7 @@ pub(crate) fn compile_cil(cil: &str) -> std::result::Result<Vec<u8>, String> {
             sepol_handle_destroy(h);
             sepol_policydb_free(pdb);
             if rc != 0 || data.is_null() {
-                return Err("sepol_policydb_to_image failed".into());
+                return Err("sepol_policydb_to_image failed");
             }
             let bytes = std::slice::from_raw_parts(data as *const u8, len).to_vec();
             nix::libc::free(data);

@@ -29,8 +29,8 @@ pub enum InstallError {
     #[error("cannot make a directory for the modules: {0}")]
     TempDir(#[source] std::io::Error),
     /// A module file name that names no module (`ModulePath::parse`'s why).
-    #[error("{0}")]
-    ModulePath(String),
+    #[error(transparent)]
+    ModulePath(#[from] crate::scenario::ModulePathError),
     #[error("policy module {0} already has a priority-{PRIORITY} copy on the target, which is not ours to replace (`semodule --list-modules=full`)")]
     NotOurs(String),
     #[error("policy module {PERMISSIVE_MODULE} is already installed: a run that died before its cleanup? run `selinux-harness doctor`")]

@@ -33,7 +33,7 @@ pub struct ModuleFile {
 }
 
 impl ModuleFile {
-    pub fn path(&self) -> Result<ModulePath, String> {
+    pub fn path(&self) -> Result<ModulePath, crate::scenario::ModulePathError> {
         ModulePath::parse(&self.file)
     }
 
@@ -192,7 +192,10 @@ pub enum ArgError {
     ModuleFileName(PathBuf),
     /// The file name names no module (`ModulePath::parse`'s why).
     #[error("--policy-module {}: {why}", path.display())]
-    ModuleName { path: PathBuf, why: String },
+    ModuleName {
+        path: PathBuf,
+        why: crate::scenario::ModulePathError,
+    },
     /// Not a `#[source]`: the binary prints the chain, and the text already ends with it.
     #[error("--policy-module {}: cannot read it: {error}", path.display())]
     ModuleRead {
@@ -335,7 +338,7 @@ fn read_module(
         column: m.column,
         message,
     };
-    ModulePath::parse(&m.value).map_err(at)?;
+    ModulePath::parse(&m.value).map_err(|e| at(e.to_string()))?;
     for d in dirs {
         let p = d.join(&m.value);
         match std::fs::symlink_metadata(&p) {
@@ -406,7 +409,7 @@ mod tests {
     #[case("a.b.cil", "must start with a letter")]
     fn bad_module_file_names(#[case] file: &str, #[case] why: &str) {
         let e = ModulePath::parse(file).unwrap_err();
-        assert!(e.contains(why), "{e}");
+        assert!(e.to_string().contains(why), "{e}");
     }
 
     #[test]

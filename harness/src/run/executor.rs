@@ -24,8 +24,10 @@ use crate::interrupt::Interrupt;
 use crate::run::event::{Event, EventSink};
 use crate::run::expect::{check_step, Captured, Captures};
 use crate::run::fault::{Fault, Moment};
+use crate::run::operations::SandboxSetupError;
 use crate::run::parallel::{self, Concurrency};
 use crate::run::plan::Plan;
+use crate::run::sequence::{self, LabelError, Setup, Steps, Stopped};
 use crate::run::settle;
 use crate::run::together;
 use crate::run::verdict::{applicable_known_bugs, attribute_known_bugs, Tally, Verdict};
@@ -118,6 +120,11 @@ pub enum RunError {
     CleanupFailed(Vec<String>),
 }
 
+/// An action that needs libvirt in a scenario that has no connection to it.
+#[derive(Debug, thiserror::Error)]
+#[error("this scenario has no domains, so no libvirt connection")]
+struct NoLibvirt;
+
 /// Why a domain's labels could not be read off the host for a `capture:`.
 #[derive(Debug, thiserror::Error)]
 enum SeclabelError {
@@ -137,6 +144,25 @@ enum SeclabelError {
     },
     #[error("{} has no label", path.display())]
     Unlabelled { path: PathBuf },
+}
+
+impl From<Stopped> for RunError {
+    fn from(s: Stopped) -> Self {
+        match s {
+            Stopped::Interrupted { step } => RunError::InterruptedBefore { step },
+            Stopped::Before {
+                step,
+                name,
+                image,
+                why,
+            } => RunError::Capture {
+                step,
+                name: name.to_string(),
+                domain: image.to_string(),
+                why: why.to_string(),
+            },
+        }
+    }
 }
 
 impl RunError {
@@ -258,6 +284,59 @@ pub fn execute(
     paths: &HostPaths,
     sink: &mut dyn EventSink,
 ) -> Option<Verdict> {
+    execute_with(
+        loaded,
+        variant,
+        target,
+        paths,
+        sink,
+        |plan, cleanup, sink| {
+            let mut run = Run {
+                loaded,
+                plan,
+                variant,
+                target,
+                paths,
+                sink,
+                cleanup,
+                captures: Captures::new(),
+                libvirt: None,
+                prober: None,
+                running: BTreeSet::new(),
+                libdirs: std::collections::BTreeMap::new(),
+                chardev_ends: None,
+                kernel_policy: Default::default(),
+            };
+            let applies = |step: &Step| {
+                step.options
+                    .when
+                    .as_ref()
+                    .is_none_or(|w| w.value.applies(variant, target))
+            };
+            let r = sequence::run(&mut run, &loaded.scenario, applies, &paths.interrupt);
+            if matches!(&r, Err(RunError::LibvirtDown(_))) {
+                // The run found libvirtd down and touched nothing; the host is back when
+                // libvirtd is (systemd, or the VM's init, restarts it), which the host-state
+                // check below must see, as cleanup waits for it after a libvirtd that died.
+                let _ = crate::host::cleanup::connect_patiently(&paths.libvirt_uri);
+            }
+            // Close the connection before cleanup restarts libvirtd under it.
+            drop(run.libvirt.take());
+            r
+        },
+    )
+}
+
+/// `execute` with its steps run by `steps` (the real host's `Run`, or a test's fake): the
+/// events around them, the cleanup after them whatever they did, and the verdict.
+fn execute_with(
+    loaded: &LoadedScenario,
+    variant: Option<&str>,
+    target: &TargetInfo,
+    paths: &HostPaths,
+    sink: &mut dyn EventSink,
+    steps: impl FnOnce(&Plan, &mut Cleanup, &mut dyn EventSink) -> Result<Verdict, RunError>,
+) -> Option<Verdict> {
     let concurrency = paths.concurrency.as_deref();
     let run_id = match concurrency {
         Some(c) => c.register(run_id),
@@ -312,32 +391,7 @@ pub fn execute(
             if let Some(c) = concurrency {
                 c.fix_levels(&run_id, fixed_contexts(&plan));
             }
-            let mut run = Run {
-                loaded,
-                plan: &plan,
-                variant,
-                target,
-                paths,
-                sink: &mut *sink,
-                cleanup: &mut cleanup,
-                captures: Captures::new(),
-                libvirt: None,
-                prober: None,
-                running: BTreeSet::new(),
-                libdirs: std::collections::BTreeMap::new(),
-                chardev_ends: None,
-                kernel_policy: Default::default(),
-            };
-            let r = run.all();
-            if matches!(&r, Err(RunError::LibvirtDown(_))) {
-                // The run found libvirtd down and touched nothing; the host is back when
-                // libvirtd is (systemd, or the VM's init, restarts it), which the host-state
-                // check below must see, as cleanup waits for it after a libvirtd that died.
-                let _ = crate::host::cleanup::connect_patiently(&paths.libvirt_uri);
-            }
-            // Close the connection before cleanup restarts libvirtd under it.
-            drop(run.libvirt.take());
-            r
+            steps(&plan, &mut cleanup, &mut *sink)
         }
         Err(e) => Err(RunError::Plan(e.to_string())),
     };
@@ -482,13 +536,66 @@ struct Run<'a> {
     kernel_policy: crate::oracle::cache::KernelPolicy,
 }
 
+/// What a run's steps share once it is set up.
+struct Shared {
+    audit: AuditPath,
+    noise: NoiseFilter,
+}
+
+/// A step that has begun: when, where its audit records start, the files it watches.
+struct Opened {
+    started: Instant,
+    start: crate::evidence::liveness::StepStart,
+    watched: Vec<(String, PathBuf)>,
+    timeline: Option<Timeline>,
+}
+
+impl Steps for Run<'_> {
+    type Error = RunError;
+    type Prepared = Shared;
+    type Opened = Opened;
+
+    fn prepare(&mut self, tally: &mut Tally) -> Result<Setup<Shared>, RunError> {
+        self.set_up(tally)
+    }
+
+    fn note(&mut self, message: String) {
+        Run::note(self, message)
+    }
+
+    fn open(&mut self, index: usize, step: &Step, shared: &mut Shared) -> Result<Opened, RunError> {
+        self.open_step(index, step, &mut shared.audit)
+    }
+
+    fn label_now(&self, image: &Name) -> Result<crate::context::Context, LabelError> {
+        let path = self.plan.image_path(image);
+        selinux_ops::file_context(path)?.ok_or_else(|| LabelError::Unlabelled(path.to_path_buf()))
+    }
+
+    fn captures_mut(&mut self) -> &mut Captures {
+        &mut self.captures
+    }
+
+    fn finish(
+        &mut self,
+        index: usize,
+        step: &Step,
+        shared: &mut Shared,
+        opened: Opened,
+        tally: &mut Tally,
+    ) -> Result<(), RunError> {
+        self.finish_step(index, step, shared, opened, tally)
+    }
+}
+
 impl Run<'_> {
     fn note(&mut self, message: String) {
         self.sink.emit(Event::Note { message });
     }
 
-    fn all(&mut self) -> Result<Verdict, RunError> {
-        let mut tally = Tally::default();
+    /// Everything before the first step: the SELinux mode, the requirements, the host's
+    /// settings, the libvirt connection, the sandbox and the audit path.
+    fn set_up(&mut self, tally: &mut Tally) -> Result<Setup<Shared>, RunError> {
         match selinux_ops::is_enforcing() {
             Ok(true) => {}
             Ok(false) => tally.inconclusive_because("SELinux is permissive on the target".into()),
@@ -498,7 +605,7 @@ impl Run<'_> {
         // is down when the run begins).
         self.inject_fault(0, Moment::BeforeAction)?;
         if let Some(reason) = self.unmet_requirements()? {
-            return Ok(Verdict::Skipped { reason });
+            return Ok(Setup::Skip(reason));
         }
         self.apply_host_settings()?;
         if let Some(policy) = self.paths.fault.as_ref().and_then(Fault::policy) {
@@ -516,8 +623,9 @@ impl Run<'_> {
                     .map_err(|e| RunError::Libvirt(e.message))?,
             );
         }
-        self.make_sandbox().map_err(RunError::Sandbox)?;
-        let mut audit = AuditPath::open(&self.paths.audit_log, &self.plan.run_id)
+        self.make_sandbox()
+            .map_err(|e| RunError::Sandbox(e.to_string()))?;
+        let audit = AuditPath::open(&self.paths.audit_log, &self.plan.run_id)
             .map_err(|e| RunError::AuditLog(e.to_string()))?;
         let roles = self.resolve_roles();
         for reason in self.permissive_types()? {
@@ -525,22 +633,7 @@ impl Run<'_> {
         }
         self.note_dontaudit()?;
         let noise = NoiseFilter::for_this_process().with_roles(roles.as_ref());
-        for (i, step) in self.loaded.scenario.steps.iter().enumerate() {
-            if self.paths.interrupt.is_set() {
-                return Err(RunError::InterruptedBefore { step: i + 1 });
-            }
-            if let Some(when) = &step.options.when {
-                if !when.value.applies(self.variant, self.target) {
-                    self.note(format!(
-                        "step {} is not run here: its `when` does not hold for this variant, distro and libvirt",
-                        i + 1
-                    ));
-                    continue;
-                }
-            }
-            self.step(i + 1, step, &mut audit, &noise, &mut tally)?;
-        }
-        Ok(tally.verdict())
+        Ok(Setup::Ready(Shared { audit, noise }))
     }
 
     /// The policy's roles for libvirt on this target (`$domain`, `$image`, `$content`), read
@@ -763,16 +856,16 @@ impl Run<'_> {
         Ok(())
     }
 
-    fn make_sandbox(&mut self) -> Result<(), String> {
+    fn make_sandbox(&mut self) -> Result<(), SandboxSetupError> {
         let path = &self.plan.sandbox;
         // Never through a symlink, never over an existing file: see `sandbox`.
-        let dir = SandboxDir::create(path, 0o755).map_err(|e| e.to_string())?;
+        let dir = SandboxDir::create(path, 0o755)?;
         self.cleanup.push(Undo::RemoveDir { path: path.clone() });
-        selinux_ops::restore_default_context(path).map_err(|e| e.to_string())?;
-        let release = super::image_make::kernel_release()?;
+        selinux_ops::restore_default_context(path)?;
+        let release = super::image_make::kernel_release().map_err(SandboxSetupError::Image)?;
         for name in super::image_make::creation_order(&self.plan.images) {
             let img = &self.plan.images[name];
-            super::image_make::make(&dir, name, img, &release)?;
+            super::image_make::make(&dir, name, img, &release).map_err(SandboxSetupError::Image)?;
             if img.source == super::plan::ImageSource::ByStep {
                 continue;
             }
@@ -780,7 +873,10 @@ impl Run<'_> {
                 Some(c) => selinux_ops::set_file_context(&img.path, c),
                 None => selinux_ops::restore_default_context(&img.path),
             }
-            .map_err(|e| format!("cannot label {}: {e}", img.path.display()))?;
+            .map_err(|source| SandboxSetupError::LabelImage {
+                path: img.path.clone(),
+                source: Box::new(source),
+            })?;
         }
         self.chardev_ends = Some(crate::run::operations::prepare_chardevs(
             &self.loaded.scenario,
@@ -790,23 +886,20 @@ impl Run<'_> {
     }
 
     /// The probe binary is a qemu_exec_t copy of this one, made on first use.
-    fn prober(&mut self) -> Result<&probe::Prober, String> {
-        if self.prober.is_none() {
-            let p = probe::Prober::prepare_from(
+    fn prober(&mut self) -> Result<&probe::Prober, probe::ProbeError> {
+        let p = match self.prober.take() {
+            Some(p) => p,
+            None => probe::Prober::prepare_from(
                 &self.paths.probe_binary,
                 &self.plan.sandbox,
                 self.cleanup,
-            )
-            .map_err(|e| e.to_string())?;
-            self.prober = Some(p);
-        }
-        self.prober.as_ref().ok_or_else(|| "no prober".to_string())
+            )?,
+        };
+        Ok(self.prober.insert(p))
     }
 
-    fn lv(&self) -> Result<&Libvirt, String> {
-        self.libvirt
-            .as_ref()
-            .ok_or_else(|| "this scenario has no domains, so no libvirt connection".to_string())
+    fn lv(&self) -> Result<&Libvirt, NoLibvirt> {
+        self.libvirt.as_ref().ok_or(NoLibvirt)
     }
 
     fn define(&mut self, n: &Name) -> Outcome {
@@ -869,7 +962,7 @@ impl Run<'_> {
                     match &lv {
                         Ok(lv) => lv_outcome(lv.start(plan.domain_name(n))),
                         Err(message) => Outcome::Other {
-                            message: message.clone(),
+                            message: message.to_string(),
                         },
                     }
                 });
@@ -886,7 +979,7 @@ impl Run<'_> {
                 let outcomes = together::each_at_once(&names, |n| match &lv {
                     Ok(lv) => lv_outcome(lv.destroy(plan.domain_name(n))),
                     Err(message) => Outcome::Other {
-                        message: message.clone(),
+                        message: message.to_string(),
                     },
                 });
                 for (n, o) in names.into_iter().zip(outcomes) {
@@ -904,7 +997,9 @@ impl Run<'_> {
                             Action::Reset(_) => lv.reset(name),
                             _ => lv.undefine(name),
                         }),
-                        Err(message) => Outcome::Other { message },
+                        Err(e) => Outcome::Other {
+                            message: e.to_string(),
+                        },
                     };
                     push(format!("{} {}", action.keyword(), n.value), o);
                 }
@@ -915,7 +1010,9 @@ impl Run<'_> {
                     Ok(lv) => {
                         lv_outcome(lv.attach_disk_live(plan.domain_name(&a.domain.value), &xml))
                     }
-                    Err(message) => Outcome::Other { message },
+                    Err(e) => Outcome::Other {
+                        message: e.to_string(),
+                    },
                 };
                 push(
                     format!(
@@ -931,7 +1028,9 @@ impl Run<'_> {
                     Ok(lv) => {
                         lv_outcome(lv.detach_disk(plan.domain_name(&d.domain.value), &xml, d.live))
                     }
-                    Err(message) => Outcome::Other { message },
+                    Err(e) => Outcome::Other {
+                        message: e.to_string(),
+                    },
                 };
                 push(
                     format!("detach_disk {} from {}", d.target.value, d.domain.value),
@@ -962,7 +1061,9 @@ impl Run<'_> {
                                 message: e.to_string(),
                             }
                         }),
-                        Err(message) => Outcome::Other { message },
+                        Err(e) => Outcome::Other {
+                            message: e.to_string(),
+                        },
                     };
                 push(
                     format!("probe {:?} of {} as {}", p.access, p.image.value, p.context)
@@ -977,7 +1078,9 @@ impl Run<'_> {
                     &self.captures,
                 ) {
                     Ok(v) => crate::run::bookkeeping::set_xattr(path, &x.name, &v, self.cleanup),
-                    Err(message) => Outcome::Other { message },
+                    Err(e) => Outcome::Other {
+                        message: e.to_string(),
+                    },
                 };
                 push(
                     format!("setxattr {} on {} to {}", x.name, x.image.value, x.value.0),
@@ -1042,7 +1145,12 @@ impl Run<'_> {
                                 },
                             )
                         }),
-                    Err(message) => (action.keyword().to_string(), Outcome::Other { message }),
+                    Err(e) => (
+                        action.keyword().to_string(),
+                        Outcome::Other {
+                            message: e.to_string(),
+                        },
+                    ),
                 };
                 push(what, o);
             }
@@ -1067,42 +1175,13 @@ impl Run<'_> {
         }
     }
 
-    /// `before: {NAME: IMAGE}`: each image's label right before the action, as capture NAME.
-    fn remember_before(
-        &mut self,
-        index: usize,
-        o: &crate::scenario::StepOptions,
-    ) -> Result<(), RunError> {
-        for (name, img) in &o.before {
-            let path = self.plan.image_path(&img.value);
-            let label = selinux_ops::file_context(path)
-                .map_err(|e| e.to_string())
-                .and_then(|c| c.ok_or_else(|| format!("{} has no label", path.display())))
-                .map_err(|why| RunError::Capture {
-                    step: index,
-                    name: name.to_string(),
-                    domain: img.value.to_string(),
-                    why,
-                })?;
-            self.captures.insert(
-                name.clone(),
-                Captured {
-                    label,
-                    imagelabel: None,
-                },
-            );
-        }
-        Ok(())
-    }
-
-    fn step(
+    /// Says step `index` started and opens its evidence: the audit offset, the watches.
+    fn open_step(
         &mut self,
         index: usize,
         step: &Step,
         audit: &mut AuditPath,
-        noise: &NoiseFilter,
-        tally: &mut Tally,
-    ) -> Result<(), RunError> {
+    ) -> Result<Opened, RunError> {
         let o = &step.options;
         let title = o
             .title
@@ -1134,8 +1213,30 @@ impl Run<'_> {
                     .map_err(|e| RunError::Watch(e.to_string()))?,
             )
         };
+        Ok(Opened {
+            started,
+            start,
+            watched,
+            timeline,
+        })
+    }
 
-        self.remember_before(index, o)?;
+    /// The step's action and everything after it: settle, captures, evidence, checks.
+    fn finish_step(
+        &mut self,
+        index: usize,
+        step: &Step,
+        Shared { audit, noise }: &mut Shared,
+        opened: Opened,
+        tally: &mut Tally,
+    ) -> Result<(), RunError> {
+        let o = &step.options;
+        let Opened {
+            started,
+            start,
+            watched,
+            timeline,
+        } = opened;
         self.inject_fault(index, Moment::BeforeAction)?;
         // What the settle's condition starts from is read before the action it follows.
         let settle = o.settle.as_ref().map(|s| {
@@ -1696,5 +1797,299 @@ mod tests {
             .to_string(),
             "interrupted during step 2, in its settle window; the step was not checked"
         );
+    }
+
+    /// `execute` with a fake host: the order of a run's steps, what ends it and its cleanup,
+    /// without a VM (the real host's part is the conformance suite's).
+    mod sequencing {
+        use super::*;
+        use crate::context::Context;
+        use crate::run::verdict::Check;
+        use crate::scenario::load_str;
+
+        /// A host whose image vm1.img is labelled `label` until a step acts; each step's action
+        /// succeeds unless `failing` names it, and a step named by `broken` breaks the target.
+        struct Fake<'a> {
+            plan: &'a Plan,
+            cleanup: &'a mut Cleanup,
+            sink: &'a mut dyn EventSink,
+            interrupt: &'a Interrupt,
+            captures: Captures,
+            label: Context,
+            failing: Option<usize>,
+            broken: Option<usize>,
+            interrupt_after: Option<usize>,
+            /// The image has no label (a `before:` cannot capture it).
+            unlabelled: bool,
+            /// The capture `orig` as each step's action found it.
+            orig_at_action: Vec<Option<Context>>,
+        }
+
+        impl Steps for Fake<'_> {
+            type Error = RunError;
+            type Prepared = ();
+            type Opened = ();
+
+            fn prepare(&mut self, _: &mut Tally) -> Result<Setup<()>, RunError> {
+                std::fs::create_dir(&self.plan.sandbox).unwrap();
+                self.cleanup.push(Undo::RemoveDir {
+                    path: self.plan.sandbox.clone(),
+                });
+                Ok(Setup::Ready(()))
+            }
+
+            fn note(&mut self, message: String) {
+                self.sink.emit(Event::Note { message });
+            }
+
+            fn open(&mut self, index: usize, step: &Step, _: &mut ()) -> Result<(), RunError> {
+                let title = step.action.keyword().to_string();
+                self.sink.emit(Event::StepStarted { step: index, title });
+                Ok(())
+            }
+
+            fn label_now(&self, image: &Name) -> Result<Context, LabelError> {
+                match self.unlabelled {
+                    true => Err(LabelError::Unlabelled(self.plan.image_path(image).into())),
+                    false => Ok(self.label.clone()),
+                }
+            }
+
+            fn captures_mut(&mut self) -> &mut Captures {
+                &mut self.captures
+            }
+
+            fn finish(
+                &mut self,
+                index: usize,
+                step: &Step,
+                _: &mut (),
+                _: (),
+                tally: &mut Tally,
+            ) -> Result<(), RunError> {
+                let orig = "orig".parse::<Name>().unwrap();
+                self.orig_at_action
+                    .push(self.captures.get(&orig).map(|c| c.label.clone()));
+                // Each action relabels the image, to a category of its own.
+                self.label = ctx(&format!("system_u:object_r:svirt_image_t:s0:c{index}"));
+                if self.broken == Some(index) {
+                    return Err(RunError::LibvirtLost { step: index });
+                }
+                let outcome = if self.failing == Some(index) {
+                    Outcome::Other {
+                        message: "refused".into(),
+                    }
+                } else {
+                    Outcome::Ok
+                };
+                let evidence = [Evidence::Action {
+                    action: step.action.keyword().into(),
+                    outcome,
+                }];
+                let checks =
+                    check_step(&step.options.expect, false, &evidence, &self.captures, &[]);
+                tally.add_step(&checks, &[]);
+                for check in checks {
+                    self.sink
+                        .emit(Event::ExpectationChecked { step: index, check });
+                }
+                if self.interrupt_after == Some(index) {
+                    self.interrupt.trigger();
+                }
+                Ok(())
+            }
+        }
+
+        fn ctx(s: &str) -> Context {
+            s.parse().unwrap()
+        }
+
+        const SCENARIO: &str = "name: t\ndescription: d\nimages: {vm1.img: {size: 1M}}\ndomains: {vm1: {disks: [vm1.img]}}\nsteps:\n  - start: vm1\n  - destroy: vm1\n    before: {orig: vm1.img}\n  - start: vm1\n";
+
+        /// What a run of the fake did: its events in short, whether its sandbox is still there,
+        /// and the capture `orig` as each action found it.
+        struct Ran {
+            events: Vec<String>,
+            verdict: Verdict,
+            sandbox_left: bool,
+            orig_at_action: Vec<Option<Context>>,
+        }
+
+        fn run(set: impl FnOnce(&mut Fake)) -> Ran {
+            let root = tempfile::tempdir().unwrap();
+            let paths = HostPaths {
+                images_root: root.path().into(),
+                qemu_log_dir: root.path().into(),
+                ..HostPaths::default()
+            };
+            let scenario = load_str(Path::new("t.yaml"), SCENARIO).unwrap();
+            let loaded = LoadedScenario {
+                path: "t.yaml".into(),
+                source: SCENARIO.into(),
+                scenario,
+            };
+            let mut events = Vec::new();
+            let mut sink = |e: Event| events.push(e);
+            let mut sandbox = None;
+            let mut orig_at_action = Vec::new();
+            let verdict = execute_with(
+                &loaded,
+                None,
+                &TargetInfo::default(),
+                &paths,
+                &mut sink,
+                |plan, cleanup, sink| {
+                    sandbox = Some(plan.sandbox.clone());
+                    let mut fake = Fake {
+                        plan,
+                        cleanup,
+                        sink,
+                        interrupt: &paths.interrupt,
+                        captures: Captures::new(),
+                        label: ctx("system_u:object_r:virt_image_t:s0"),
+                        failing: None,
+                        broken: None,
+                        interrupt_after: None,
+                        unlabelled: false,
+                        orig_at_action: Vec::new(),
+                    };
+                    set(&mut fake);
+                    let r = sequence::run(&mut fake, &loaded.scenario, |_| true, &paths.interrupt);
+                    orig_at_action = fake.orig_at_action;
+                    r
+                },
+            )
+            .expect("no concurrency, so the run is never turned away");
+            let events = events
+                .into_iter()
+                .filter_map(|e| match e {
+                    Event::StepStarted { step, .. } => Some(format!("step {step}")),
+                    Event::ExpectationChecked {
+                        step,
+                        check: Check { key, passed, .. },
+                    } => Some(format!(
+                        "step {step} {key} {}",
+                        if passed { "pass" } else { "fail" }
+                    )),
+                    Event::CleanedUp(u) if u.succeeded() => Some("cleaned up".into()),
+                    Event::CleanedUp(u) => Some(format!("cleanup failed: {u}")),
+                    Event::ScenarioFinished { .. } => Some("finished".into()),
+                    _ => None,
+                })
+                .collect();
+            Ran {
+                events,
+                verdict,
+                sandbox_left: sandbox.expect("the plan was made").exists(),
+                orig_at_action,
+            }
+        }
+
+        #[test]
+        fn every_step_runs_and_is_judged_in_order_then_cleanup() {
+            let r = run(|_| {});
+            assert_eq!(
+                r.events,
+                [
+                    "step 1",
+                    "step 1 succeeds pass",
+                    "step 2",
+                    "step 2 succeeds pass",
+                    "step 3",
+                    "step 3 succeeds pass",
+                    "cleaned up",
+                    "finished"
+                ]
+            );
+            assert_eq!(r.verdict, Verdict::Pass);
+            assert!(!r.sandbox_left);
+        }
+
+        /// A step whose action failed fails the run though later steps pass; a step that broke
+        /// the target ends it: no later step is acted or judged, and the verdict is `error`.
+        #[test]
+        fn a_failed_step_is_never_outweighed_by_later_passes() {
+            let r = run(|f| f.failing = Some(1));
+            assert_eq!(r.verdict, Verdict::Fail { failed: 1 });
+            assert_eq!(r.events[1], "step 1 succeeds fail");
+
+            let r = run(|f| f.broken = Some(2));
+            assert_eq!(
+                r.events,
+                [
+                    "step 1",
+                    "step 1 succeeds pass",
+                    "step 2",
+                    "cleaned up",
+                    "finished"
+                ]
+            );
+            assert_eq!(
+                r.verdict,
+                Verdict::Error {
+                    reason: RunError::LibvirtLost { step: 2 }.to_string()
+                }
+            );
+        }
+
+        #[test]
+        fn cleanup_runs_after_a_step_that_broke_the_target() {
+            let r = run(|f| f.broken = Some(1));
+            assert_eq!(r.events, ["step 1", "cleaned up", "finished"]);
+            assert!(!r.sandbox_left, "the sandbox outlived the run");
+        }
+
+        #[test]
+        fn an_interrupt_between_steps_ends_the_run_and_cleans_up() {
+            let r = run(|f| f.interrupt_after = Some(1));
+            assert_eq!(
+                r.events,
+                ["step 1", "step 1 succeeds pass", "cleaned up", "finished"]
+            );
+            assert_eq!(
+                r.verdict,
+                Verdict::Error {
+                    reason: "interrupted before step 2; cleaned up".into()
+                }
+            );
+            assert!(!r.sandbox_left);
+        }
+
+        /// A `before:` that cannot read its label ends the run before the step acts.
+        #[test]
+        fn a_before_capture_that_fails_ends_the_run_before_the_action() {
+            let r = run(|f| f.unlabelled = true);
+            assert_eq!(
+                r.events,
+                [
+                    "step 1",
+                    "step 1 succeeds pass",
+                    "step 2",
+                    "cleaned up",
+                    "finished"
+                ]
+            );
+            assert_eq!(r.orig_at_action.len(), 1, "step 2 acted");
+            let Verdict::Error { reason } = &r.verdict else {
+                panic!("{:?}", r.verdict)
+            };
+            assert!(
+                reason.starts_with("step 2 cannot capture $orig from domain vm1.img: /")
+                    && reason.contains("/vm1.img has no label"),
+                "{reason}"
+            );
+        }
+
+        /// `before:` reads the label step 1's action left, before step 2's own action changes
+        /// it, and not before step 2.
+        #[test]
+        fn before_captures_are_taken_before_the_steps_action() {
+            let r = run(|_| {});
+            let after_step_1 = ctx("system_u:object_r:svirt_image_t:s0:c1");
+            assert_eq!(
+                r.orig_at_action,
+                [None, Some(after_step_1.clone()), Some(after_step_1)]
+            );
+        }
     }
 }

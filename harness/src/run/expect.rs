@@ -24,18 +24,31 @@ pub struct Captured {
 
 pub type Captures = BTreeMap<Name, Captured>;
 
-/// A reference that cannot be resolved makes its check fail with this text as the observation.
-type Unresolved = String;
+/// A reference that cannot be resolved: its check fails with this text as the observation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unresolved {
+    #[error("the policy role {0} was not resolved on this target")]
+    Role(CaptureRef),
+    #[error("{0} was not captured (the domain had no live label)")]
+    NotCaptured(CaptureRef),
+    #[error("{0}: the domain's live XML had no imagelabel")]
+    NoImagelabel(CaptureRef),
+    #[error("{0} ({1}) has no MLS level")]
+    NoLevel(CaptureRef, Box<Context>),
+    /// A `$` in a known bug's `observed:` that is not a capture reference.
+    #[error(transparent)]
+    NotAReference(crate::scenario::ValueError),
+}
 
 fn resolve_capture(r: &CaptureRef, caps: &Captures) -> Result<Context, Unresolved> {
     let c = caps.get(&r.name).ok_or_else(|| match r.role() {
-        Some(_) => format!("the policy role {r} was not resolved on this target"),
-        None => format!("{r} was not captured (the domain had no live label)"),
+        Some(_) => Unresolved::Role(r.clone()),
+        None => Unresolved::NotCaptured(r.clone()),
     })?;
     if r.imagelabel {
         c.imagelabel
             .clone()
-            .ok_or_else(|| format!("{r}: the domain's live XML had no imagelabel"))
+            .ok_or_else(|| Unresolved::NoImagelabel(r.clone()))
     } else {
         Ok(c.label.clone())
     }
@@ -65,7 +78,7 @@ fn resolve_range(v: &Valued<MlsRange>, caps: &Captures) -> Result<MlsRange, Unre
             let c = resolve_capture(r, caps)?;
             c.range
                 .clone()
-                .ok_or_else(|| format!("{r} ({c}) has no MLS level"))
+                .ok_or_else(|| Unresolved::NoLevel(r.clone(), Box::new(c.clone())))
         }
     }
 }
@@ -79,7 +92,7 @@ fn resolve_end(v: &Valued<Level>, high: bool, caps: &Captures) -> Result<Level, 
             let range = c
                 .range
                 .as_ref()
-                .ok_or_else(|| format!("{r} ({c}) has no MLS level"))?;
+                .ok_or_else(|| Unresolved::NoLevel(r.clone(), Box::new(c.clone())))?;
             Ok(if high { &range.high } else { &range.low }.clone())
         }
     }
@@ -104,7 +117,7 @@ pub fn expand_captures(text: &str, caps: &Captures) -> Result<String, Unresolved
             .find(|c: char| !(c.is_ascii_alphanumeric() || "_.-".contains(c)))
             .map_or(tail.len(), |e| e + 1);
         let token = tail[..end].trim_end_matches('.');
-        let r: CaptureRef = token.parse()?;
+        let r: CaptureRef = token.parse().map_err(Unresolved::NotAReference)?;
         if r.of_type || r.role().is_some() {
             out.push_str(&resolve_type(&Valued::Capture(r), caps)?);
         } else {
@@ -203,7 +216,7 @@ fn context_check(
         None => missing(key, what, describe_match(m, caps), "no label".into()),
         Some(c) => match context_matches(m, c, caps) {
             Ok((ok, want)) => check(key, what, want, c.to_string(), ok),
-            Err(why) => missing(key, what, describe_match(m, caps), why),
+            Err(why) => missing(key, what, describe_match(m, caps), why.to_string()),
         },
     }
 }
@@ -217,7 +230,7 @@ fn describe_match(m: &ContextMatch, caps: &Captures) -> String {
     };
     context_matches(m, &dummy, caps)
         .map(|(_, d)| d)
-        .unwrap_or_else(|e| e)
+        .unwrap_or_else(|e| e.to_string())
 }
 
 /// The whole context a MATCH names with `context:` (literal or captured), if it names one.
@@ -545,7 +558,7 @@ fn timeline_level_check(
                 seen != never,
             )
         }
-        Err(why) => missing(key, what, want.into(), why),
+        Err(why) => missing(key, what, want.into(), why.to_string()),
     }
 }
 

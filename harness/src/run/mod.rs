@@ -17,6 +17,7 @@ pub mod parallel;
 pub mod plan;
 mod plan_boot;
 pub mod policy_batch;
+mod sequence;
 pub(crate) mod settle;
 pub(crate) mod together;
 pub mod verdict;

@@ -226,6 +226,30 @@ impl Plan {
     }
 }
 
+/// Why a run's sandbox, an image in it or a chardev's end in it could not be made or
+/// labelled; its text is the run's error ([`crate::run::executor::RunError::Sandbox`]).
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxSetupError {
+    #[error(transparent)]
+    Make(#[from] crate::host::sandbox::SandboxError),
+    #[error(transparent)]
+    Label(Box<crate::selinux_ops::SelinuxOpsError>),
+    #[error("cannot label {}: {source}", path.display())]
+    LabelImage {
+        path: std::path::PathBuf,
+        source: Box<crate::selinux_ops::SelinuxOpsError>,
+    },
+    /// An image the plan names could not be made (qemu-img, a copy of a target file).
+    #[error("{0}")]
+    Image(String),
+}
+
+impl From<crate::selinux_ops::SelinuxOpsError> for SandboxSetupError {
+    fn from(e: crate::selinux_ops::SelinuxOpsError) -> Self {
+        SandboxSetupError::Label(Box::new(e))
+    }
+}
+
 /// What the harness holds open for a run's chardevs (listening sockets); dropped at its end.
 #[derive(Default)]
 pub struct ChardevEnds {
@@ -235,7 +259,7 @@ pub struct ChardevEnds {
 /// Makes the host side a chardev needs before its guest starts: the FIFOs of a pipe, a
 /// listening socket for `unix` in connect mode. Files and bound sockets are libvirt's and
 /// QEMU's to make; everything lands in the sandbox, removed with it.
-pub fn prepare_chardevs(s: &Scenario, dir: &SandboxDir) -> Result<ChardevEnds, String> {
+pub fn prepare_chardevs(s: &Scenario, dir: &SandboxDir) -> Result<ChardevEnds, SandboxSetupError> {
     let mut ends = ChardevEnds::default();
     for d in s.domains.values() {
         for c in &d.serials {
@@ -244,15 +268,15 @@ pub fn prepare_chardevs(s: &Scenario, dir: &SandboxDir) -> Result<ChardevEnds, S
             match (c.backend.value, c.mode) {
                 (ChardevBackend::Pipe, _) => {
                     for f in c.files() {
-                        dir.create_fifo(f.as_str()).map_err(|e| e.to_string())?;
-                        crate::selinux_ops::restore_default_context(&dir.path().join(f.as_str()))
-                            .map_err(|e| e.to_string())?;
+                        dir.create_fifo(f.as_str())?;
+                        crate::selinux_ops::restore_default_context(&dir.path().join(f.as_str()))?;
                     }
                 }
                 (ChardevBackend::Unix, Some(UnixMode::Connect)) => {
-                    let l = dir.listen(p.value.as_str()).map_err(|e| e.to_string())?;
-                    crate::selinux_ops::restore_default_context(&dir.path().join(p.value.as_str()))
-                        .map_err(|e| e.to_string())?;
+                    let l = dir.listen(p.value.as_str())?;
+                    crate::selinux_ops::restore_default_context(
+                        &dir.path().join(p.value.as_str()),
+                    )?;
                     ends._listeners.push(l);
                 }
                 _ => {}
@@ -296,7 +320,9 @@ pub fn perform(
                 Some(x) => match lv.save_image_xml(from) {
                     Ok(xml) => match replace_images(plan, &xml, &x.replace_images) {
                         Ok(xml) => outcome(lv.restore(from, Some(&xml), a.bypass_cache)),
-                        Err(message) => Outcome::Other { message },
+                        Err(e) => Outcome::Other {
+                            message: e.to_string(),
+                        },
                     },
                     Err(e) => Outcome::Libvirt(e),
                 },
@@ -356,13 +382,19 @@ pub fn perform(
     }
 }
 
+/// A `replace_images` entry whose image the save image does not use; its text is the
+/// restore's outcome.
+#[derive(Debug, thiserror::Error)]
+#[error("the save image's XML has no disk on {0}: nothing to replace")]
+struct NotInSaveImage(Name);
+
 /// The save image's XML with each `OLD` image's path replaced by `NEW`'s. An image the XML
 /// does not use is an error: the restore would not test what the scenario says.
 fn replace_images(
     plan: &Plan,
     xml: &str,
     map: &BTreeMap<At<Name>, At<Name>>,
-) -> Result<String, String> {
+) -> Result<String, NotInSaveImage> {
     let mut out = xml.to_string();
     for (old, new) in map {
         let quoted = |n: &Name| {
@@ -375,10 +407,7 @@ fn replace_images(
         // libvirt writes attributes in single quotes; a path in double quotes is the same path.
         let from_dq = from.replace('\'', "\"");
         if !out.contains(&from) && !out.contains(&from_dq) {
-            return Err(format!(
-                "the save image's XML has no disk on {}: nothing to replace",
-                old.value
-            ));
+            return Err(NotInSaveImage(old.value.clone()));
         }
         out = out.replace(&from, &to).replace(&from_dq, &to);
     }
@@ -477,7 +506,7 @@ mod tests {
         );
         let map: BTreeMap<At<Name>, At<Name>> = [(At::new(cd), At::new(b))].into();
         let e = replace_images(&p, xml, &map).unwrap_err();
-        assert!(e.contains("no disk on cd1.iso"), "{e}");
+        assert!(e.to_string().contains("no disk on cd1.iso"), "{e}");
     }
 
     #[test]

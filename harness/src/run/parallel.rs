@@ -34,6 +34,10 @@ pub enum Exclusive {
     ProbeModule,
     /// A step restarts libvirt's daemon: every other run's connection dies with it.
     RestartsDaemon,
+    /// A step expects a denial whose source names no run (a daemon's, e.g. virtd_t running the
+    /// iohelper): with neighbours it would count as evidence in every run of the batch, and
+    /// fail their `avc: none`.
+    SharedDenials,
 }
 
 impl Exclusive {
@@ -43,6 +47,7 @@ impl Exclusive {
             Exclusive::Booleans => "sets SELinux booleans",
             Exclusive::ProbeModule => "loads and removes the probe policy module",
             Exclusive::RestartsDaemon => "restarts libvirt's daemon",
+            Exclusive::SharedDenials => "expects denials by a daemon all runs share",
         }
     }
 }
@@ -65,9 +70,27 @@ pub fn exclusive_reason(s: &Scenario, variant: Option<&str>) -> Option<Exclusive
         .any(|st| matches!(st.action, crate::scenario::Action::RestartDaemon(_)))
     {
         Some(Exclusive::RestartsDaemon)
+    } else if s.steps.iter().any(expects_shared_denials) {
+        Some(Exclusive::SharedDenials)
     } else {
         None
     }
+}
+
+/// Whether a step (in any variant) expects a denial whose source context pins no MCS level:
+/// such a record carries nothing of one run (no guest level, no QEMU pid), so it cannot be
+/// told apart from a neighbour's.
+fn expects_shared_denials(step: &crate::scenario::Step) -> bool {
+    use crate::scenario::AvcExpect;
+    let Some(AvcExpect::Denials(expected)) = &step.options.expect.avc else {
+        return false;
+    };
+    expected.iter().any(|m| {
+        m.value
+            .scontext
+            .as_ref()
+            .is_none_or(|c| c.level.is_none() && c.low.is_none())
+    })
 }
 
 /// What identifies one run's records and files.

@@ -9,6 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::model::{At, CaptureRef, ContextMatch, Name};
+use super::value_error::ValueError;
 use crate::selinux_ops::REMEMBER_PREFIX;
 
 /// The remembered-owner attributes libvirt keeps (security_util.c), by short name.
@@ -58,21 +59,17 @@ impl fmt::Display for FileRef {
     }
 }
 
-const FILE_REF_HELP: &str = "name one of the scenario's images (vm1.img) or a file of a guest's runtime directory ($vm1.libdir, $vm1.libdir/master-key.aes)";
-
 impl FromStr for FileRef {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
         if s.starts_with('/') || s.starts_with('~') {
-            return Err(format!(
-                "{s:?}: a scenario may not name a host path; {FILE_REF_HELP}"
-            ));
+            return Err(ValueError::HostPath(s.to_string()));
         }
         let Some(body) = s.strip_prefix('$') else {
             return s
                 .parse()
                 .map(FileRef::Image)
-                .map_err(|e| format!("{e}; {FILE_REF_HELP}"));
+                .map_err(|e| ValueError::NotAFile(Box::new(e)));
         };
         let (head, rel) = match body.split_once('/') {
             Some((h, r)) => (h, Some(r)),
@@ -80,7 +77,7 @@ impl FromStr for FileRef {
         };
         let domain = head
             .strip_suffix(".libdir")
-            .ok_or_else(|| format!("{s:?}: {FILE_REF_HELP}"))?;
+            .ok_or_else(|| ValueError::NotLibdir(s.to_string()))?;
         let domain: Name = domain.parse()?;
         let rel = match rel {
             None => None,
@@ -95,9 +92,7 @@ impl FromStr for FileRef {
                                 .all(|ch| ch.is_ascii_alphanumeric() || "._-".contains(ch))
                     });
                 if !ok {
-                    return Err(format!(
-                        "{s:?}: the part after $DOMAIN.libdir/ must be a relative path of letters, digits, '.', '_', '-' (no '..', no empty part)"
-                    ));
+                    return Err(ValueError::LibdirPath(s.to_string()));
                 }
                 Some(r.to_string())
             }
@@ -153,19 +148,14 @@ impl fmt::Display for XattrName {
 }
 
 impl FromStr for XattrName {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
         let short = s.strip_prefix(REMEMBER_PREFIX).unwrap_or(s);
         XATTR_NAMES
             .iter()
             .find(|n| **n == short)
             .map(|n| XattrName(n))
-            .ok_or_else(|| {
-                format!(
-                    "unknown remembered-owner attribute {s:?}: use one of {} (short for {REMEMBER_PREFIX}NAME)",
-                    XATTR_NAMES.join(", ")
-                )
-            })
+            .ok_or_else(|| ValueError::XattrName(s.to_string()))
     }
 }
 
@@ -203,14 +193,12 @@ impl fmt::Display for XattrText {
     }
 }
 
-fn xattr_text(s: &str) -> Result<XattrText, String> {
+fn xattr_text(s: &str) -> Result<XattrText, ValueError> {
     if s.starts_with('$') {
         return s.parse().map(XattrText::Capture);
     }
     if s.is_empty() || s.len() > 255 || s.chars().any(|c| c.is_control()) {
-        return Err(format!(
-            "attribute value {s:?}: give 1-255 printable characters"
-        ));
+        return Err(ValueError::XattrValue(s.to_string()));
     }
     Ok(XattrText::Literal(s.to_string()))
 }
@@ -286,15 +274,13 @@ fn account_name_ok(s: &str) -> bool {
 }
 
 impl FromStr for Owner {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (user, group) = s.split_once(':').ok_or_else(|| {
-            format!("owner {s:?}: write user:group, e.g. libvirt-qemu:libvirt-qemu or root:root")
-        })?;
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        let (user, group) = s
+            .split_once(':')
+            .ok_or_else(|| ValueError::OwnerShape(s.to_string()))?;
         if !account_name_ok(user) || !account_name_ok(group) {
-            return Err(format!(
-                "owner {s:?}: user and group are account names or numbers (letters, digits, '_', '.', '-')"
-            ));
+            return Err(ValueError::OwnerNames(s.to_string()));
         }
         Ok(Owner {
             user: user.into(),
@@ -496,11 +482,12 @@ mod tests {
             "..",
         ] {
             let e = bad.parse::<FileRef>().unwrap_err();
-            assert!(!e.is_empty(), "{bad}");
+            assert!(!e.to_string().is_empty(), "{bad}");
         }
         assert!("/etc/shadow"
             .parse::<FileRef>()
             .unwrap_err()
+            .to_string()
             .contains("may not name a host path"));
     }
 

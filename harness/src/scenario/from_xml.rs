@@ -59,6 +59,15 @@ impl Element {
     }
 }
 
+/// An attribute quick-xml cannot read; its text is the message of [`FromXmlError::Xml`].
+#[derive(Debug, thiserror::Error)]
+enum BadAttribute {
+    #[error(transparent)]
+    Attr(#[from] quick_xml::events::attributes::AttrError),
+    #[error(transparent)]
+    Value(#[from] quick_xml::Error),
+}
+
 fn parse(file: &str, xml: &str) -> Result<Element, FromXmlError> {
     let mut reader = Reader::from_str(xml);
     reader.config_mut().trim_text(true);
@@ -67,14 +76,14 @@ fn parse(file: &str, xml: &str) -> Result<Element, FromXmlError> {
         position: reader.buffer_position(),
         message,
     };
-    let open = |e: &quick_xml::events::BytesStart| -> Result<Element, String> {
+    let open = |e: &quick_xml::events::BytesStart| -> Result<Element, BadAttribute> {
         let mut el = Element {
             name: String::from_utf8_lossy(e.name().as_ref()).into_owned(),
             ..Element::default()
         };
         for a in e.attributes() {
-            let a = a.map_err(|e| e.to_string())?;
-            let value = a.unescape_value().map_err(|e| e.to_string())?;
+            let a = a?;
+            let value = a.unescape_value()?;
             el.attrs.push((
                 String::from_utf8_lossy(a.key.as_ref()).into_owned(),
                 value.into_owned(),
@@ -86,11 +95,11 @@ fn parse(file: &str, xml: &str) -> Result<Element, FromXmlError> {
     loop {
         match reader.read_event() {
             Ok(XmlEvent::Start(e)) => {
-                let el = open(&e).map_err(|m| err(&reader, m))?;
+                let el = open(&e).map_err(|m| err(&reader, m.to_string()))?;
                 stack.push(el);
             }
             Ok(XmlEvent::Empty(e)) => {
-                let el = open(&e).map_err(|m| err(&reader, m))?;
+                let el = open(&e).map_err(|m| err(&reader, m.to_string()))?;
                 if let Some(parent) = stack.last_mut() {
                     parent.children.push(el);
                 }

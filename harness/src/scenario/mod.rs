@@ -1,5 +1,6 @@
 //! Scenarios: the YAML language, loading with located errors, and validation.
 
+mod device_label;
 pub mod files;
 pub mod from_xml;
 mod load;
@@ -13,17 +14,20 @@ mod roles;
 mod settle;
 mod storage;
 mod validate;
+mod value_error;
 
+pub use device_label::DeviceLabel;
 pub use files::*;
 pub use load::{
     discover, load_file, load_str, load_with_warnings, warnings, Diagnostic, LoadedScenario,
 };
 pub use model::*;
 pub use operations::*;
-pub use policy_module::{ModuleKind, ModulePath};
-pub use roles::{Role, RoleTypes, VirtType};
+pub use policy_module::{ModuleKind, ModulePath, ModulePathError};
+pub use roles::{Role, RoleTypes, RolesParseError, VirtType};
 pub use settle::{Settle, SettleUntil, Until};
 pub use validate::default_target;
+pub use value_error::ValueError;
 
 /// The JSON Schema of the scenario language, for editors.
 pub fn json_schema() -> serde_json::Value {

@@ -8,8 +8,10 @@ use std::str::FromStr;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::device_label::DeviceLabel;
 use super::files::*;
 use super::settle::Settle;
+use super::value_error::ValueError;
 use crate::context::{Context, Level, MlsRange};
 
 use super::operations::{ChangeMedia, Chardev, DiskDevice, Dump, ManagedSave, Restore, Save};
@@ -114,8 +116,8 @@ impl fmt::Display for Name {
 }
 
 impl FromStr for Name {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
         let ok = s.len() <= 40
             && s.starts_with(|c: char| c.is_ascii_alphabetic())
             && s.chars()
@@ -124,9 +126,7 @@ impl FromStr for Name {
         if ok {
             Ok(Name(s.to_string()))
         } else {
-            Err(format!(
-                "invalid name {s:?}: use 1-40 letters, digits, '_', '.', '-', starting with a letter (no '..', no '/')"
-            ))
+            Err(ValueError::Name(s.to_string()))
         }
     }
 }
@@ -304,7 +304,8 @@ pub struct Seclabel {
 pub struct DiskSeclabel {
     pub model: Option<String>,
     pub relabel: Option<bool>,
-    pub label: Option<Context>,
+    /// A context for model selinux (the default), `user:group` for model dac.
+    pub label: Option<At<DeviceLabel>>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -948,11 +949,9 @@ impl fmt::Display for CaptureRef {
 }
 
 impl FromStr for CaptureRef {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let body = s
-            .strip_prefix('$')
-            .ok_or("a capture reference starts with $")?;
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        let body = s.strip_prefix('$').ok_or(ValueError::NoDollar)?;
         let (body, of_type) = match body.strip_suffix(".type") {
             Some(b) => (b, true),
             None => (body, false),
@@ -965,9 +964,10 @@ impl FromStr for CaptureRef {
             None | Some("label") => false,
             Some("imagelabel") => true,
             Some(other) => {
-                return Err(format!(
-                    "unknown capture field {other:?} in {s:?}: use $NAME, $NAME.label, $NAME.imagelabel, $NAME.type or $NAME.imagelabel.type"
-                ))
+                return Err(ValueError::CaptureField {
+                    field: other.to_string(),
+                    text: s.to_string(),
+                })
             }
         };
         let r = CaptureRef {
@@ -976,9 +976,10 @@ impl FromStr for CaptureRef {
             of_type,
         };
         if r.role().is_some() && (imagelabel || of_type) {
-            return Err(format!(
-                "{s:?}: ${name} is a policy role and already a type; write ${name}"
-            ));
+            return Err(ValueError::RoleField {
+                text: s.to_string(),
+                name: name.to_string(),
+            });
         }
         Ok(r)
     }
@@ -1445,9 +1446,9 @@ impl fmt::Display for CheckKey {
 }
 
 impl FromStr for CheckKey {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("{s:?} is not a check key");
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        let bad = || ValueError::CheckKey(s.to_string());
         let index = |n: &str| n.parse::<usize>().map_err(|_| bad());
         Ok(match s.split_once('.') {
             None => match s {

@@ -16,6 +16,22 @@ pub enum ModuleKind {
     Te,
 }
 
+/// What fixes a module path that is not one.
+const FIX: &str = "give a file name such as my_module.cil (also .te, .pp, .cil.bz2, .pp.bz2; subfolders allowed) that lies in the scenario's folder or in policy-modules/";
+
+/// Why a module file name is refused; the text is the scenario's diagnostic.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModulePathError {
+    #[error("policy module `{0}` is not a plain relative path: {FIX}")]
+    NotPlain(String),
+    #[error("policy module `{0}`: a .te source is built by checkmodule, which does not read bzip2: give it uncompressed")]
+    CompressedSource(String),
+    #[error("policy module `{0}` has no known extension: {FIX}")]
+    NoExtension(String),
+    #[error("policy module `{file}`: the module name `{name}` must start with a letter and hold only letters, digits, _ and -")]
+    BadName { file: String, name: String },
+}
+
 /// A module file name as a scenario or the command line gives it: NAME.cil, NAME.pp, NAME.te,
 /// or NAME.cil.bz2 / NAME.pp.bz2 (semodule reads bzip2 itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,8 +46,7 @@ impl ModulePath {
     /// A relative path checked like an image name: each part letters, digits, `_`, `.`, `-`,
     /// none empty, none starting with a dot (so no `..`), no leading `/`: nothing that could
     /// leave the folders modules are looked up in.
-    pub fn parse(path: &str) -> Result<ModulePath, String> {
-        let fix = "give a file name such as my_module.cil (also .te, .pp, .cil.bz2, .pp.bz2; subfolders allowed) that lies in the scenario's folder or in policy-modules/";
+    pub fn parse(path: &str) -> Result<ModulePath, ModulePathError> {
         let parts: Vec<&str> = path.split('/').collect();
         let part_ok = |p: &&str| {
             !p.is_empty()
@@ -40,9 +55,7 @@ impl ModulePath {
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
         };
         if path.len() > 200 || !parts.iter().all(part_ok) || path.contains("..") {
-            return Err(format!(
-                "policy module `{path}` is not a plain relative path: {fix}"
-            ));
+            return Err(ModulePathError::NotPlain(path.to_string()));
         }
         let file = parts.last().copied().unwrap_or_default();
         let (rest, compressed) = match file.strip_suffix(".bz2") {
@@ -55,15 +68,11 @@ impl ModulePath {
             (n, ModuleKind::Pp)
         } else if let Some(n) = rest.strip_suffix(".te") {
             if compressed {
-                return Err(format!(
-                    "policy module `{file}`: a .te source is built by checkmodule, which does not read bzip2: give it uncompressed"
-                ));
+                return Err(ModulePathError::CompressedSource(file.to_string()));
             }
             (n, ModuleKind::Te)
         } else {
-            return Err(format!(
-                "policy module `{file}` has no known extension: {fix}"
-            ));
+            return Err(ModulePathError::NoExtension(file.to_string()));
         };
         let ok = !name.is_empty()
             && name.len() <= 64
@@ -72,9 +81,10 @@ impl ModulePath {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
         if !ok {
-            return Err(format!(
-                "policy module `{file}`: the module name `{name}` must start with a letter and hold only letters, digits, _ and -"
-            ));
+            return Err(ModulePathError::BadName {
+                file: file.to_string(),
+                name: name.to_string(),
+            });
         }
         Ok(ModulePath {
             name: name.to_string(),

@@ -71,33 +71,58 @@ pub struct RoleTypes {
     pub domain_line: usize,
 }
 
+/// What is wrong with the text of the policy's virtual_domain_context or
+/// virtual_image_context.
+#[derive(Debug, thiserror::Error)]
+pub enum RolesParseError {
+    #[error("virtual_domain_context is empty")]
+    NoDomain,
+    #[error("virtual_image_context is empty")]
+    NoImage,
+    #[error("virtual_image_context has no second line (the content context)")]
+    NoContent,
+    #[error("{file} {text:?} is not a context: {error}")]
+    NotAContext {
+        file: &'static str,
+        text: String,
+        error: crate::context::ParseError,
+    },
+}
+
 impl RoleTypes {
     /// Resolve from the text of virtual_domain_context and virtual_image_context, as libvirt
     /// does: the second domain line for a TCG guest if it is there and not empty, else the first.
-    pub fn parse(domain_text: &str, image_text: &str, virt: VirtType) -> Result<RoleTypes, String> {
+    pub fn parse(
+        domain_text: &str,
+        image_text: &str,
+        virt: VirtType,
+    ) -> Result<RoleTypes, RolesParseError> {
         let mut domains = domain_text.lines().map(str::trim);
         let first = domains
             .next()
             .filter(|l| !l.is_empty())
-            .ok_or("virtual_domain_context is empty")?;
+            .ok_or(RolesParseError::NoDomain)?;
         let alt = domains.next().filter(|l| !l.is_empty());
         let (line, text) = match (virt, alt) {
             (VirtType::Qemu, Some(alt)) => (2, alt),
             _ => (1, first),
         };
-        let parse = |what: &str, t: &str| -> Result<Context, String> {
-            t.parse()
-                .map_err(|e| format!("{what} {t:?} is not a context: {e}"))
+        let parse = |file: &'static str, t: &str| -> Result<Context, RolesParseError> {
+            t.parse().map_err(|error| RolesParseError::NotAContext {
+                file,
+                text: t.to_string(),
+                error,
+            })
         };
         let mut images = image_text.lines().map(str::trim);
         let image = images
             .next()
             .filter(|l| !l.is_empty())
-            .ok_or("virtual_image_context is empty")?;
+            .ok_or(RolesParseError::NoImage)?;
         let content = images
             .next()
             .filter(|l| !l.is_empty())
-            .ok_or("virtual_image_context has no second line (the content context)")?;
+            .ok_or(RolesParseError::NoContent)?;
         Ok(RoleTypes {
             domain: parse("virtual_domain_context", text)?,
             image: parse("virtual_image_context", image)?,

@@ -9,13 +9,13 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::options::AccelChoice;
-use super::qemu::{self, Accel, KvmProbe};
+use super::qemu::{self, Accel, KvmProbe, NoKvm};
 
 /// The accelerators to try for `choice`, best first, with a note when KVM is left out.
 /// `usable_kvm` is only asked for [`AccelChoice::Auto`].
 pub(super) fn candidates(
     choice: AccelChoice,
-    usable_kvm: impl FnOnce() -> Result<(), String>,
+    usable_kvm: impl FnOnce() -> Result<(), NoKvm>,
     notes: &mut Vec<String>,
 ) -> Vec<Accel> {
     match choice {
@@ -49,7 +49,7 @@ impl ProbeCache {
     /// Whether KVM is usable with `qemu` for `machine`: /dev/kvm is checked every time (cheap,
     /// and permissions change), the QEMU launch only when no answer is cached for this binary,
     /// machine and kernel. A probe that could not be made is not cached.
-    pub(super) fn usable_kvm(&self, qemu: &Path, machine: &str) -> Result<(), String> {
+    pub(super) fn usable_kvm(&self, qemu: &Path, machine: &str) -> Result<(), NoKvm> {
         qemu::open_kvm()?;
         let key = probe_key(qemu, machine, &kernel_release());
         let file = key.as_deref().and_then(|k| self.file_for(k));
@@ -57,10 +57,10 @@ impl ProbeCache {
             if let Some(answer) = read_answer(file, key) {
                 return match answer {
                     KvmProbe::Runs => Ok(()),
-                    KvmProbe::Exits(why) => Err(format!(
-                        "{why} (cached probe answer: remove {} to probe again)",
-                        file.display()
-                    )),
+                    KvmProbe::Exits(why) => Err(NoKvm::CachedExits {
+                        why,
+                        file: file.clone(),
+                    }),
                 };
             }
         }
@@ -71,7 +71,7 @@ impl ProbeCache {
         }
         match answer {
             KvmProbe::Runs => Ok(()),
-            KvmProbe::Exits(why) => Err(why),
+            KvmProbe::Exits(why) => Err(NoKvm::Exits(why)),
         }
     }
 
@@ -167,17 +167,24 @@ mod tests {
         assert!(notes.is_empty());
         let tcg = candidates(
             AccelChoice::Auto,
-            || Err("cannot open /dev/kvm: denied".into()),
+            || {
+                Err(NoKvm::DevKvm(std::io::Error::from(
+                    std::io::ErrorKind::PermissionDenied,
+                )))
+            },
             &mut notes,
         );
         assert_eq!(tcg, [Accel::Tcg]);
-        assert_eq!(notes, ["kvm not used: cannot open /dev/kvm: denied"]);
+        assert_eq!(
+            notes,
+            ["kvm not used: cannot open /dev/kvm: permission denied"]
+        );
     }
 
     #[test]
     fn an_explicit_choice_is_not_probed() {
         let mut notes = Vec::new();
-        let never = || -> Result<(), String> { panic!("probed") };
+        let never = || -> Result<(), NoKvm> { panic!("probed") };
         assert_eq!(
             candidates(AccelChoice::Tcg, never, &mut notes),
             [Accel::Tcg]

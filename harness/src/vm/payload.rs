@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::error::{io_err, VmError};
 use super::qemu::PAYLOAD_CAPACITY;
+use crate::error::IoError;
 use crate::image::command::tail_lines;
 use crate::image::tools;
 use crate::image::Image;
@@ -22,6 +23,28 @@ pub(super) fn write_empty_payload(path: &Path) -> Result<(), VmError> {
         .map_err(io_err(format!("cannot write {}", path.display())))
 }
 
+/// Why there is no payload disk (the agent then goes over the port); its text is the
+/// launch's note.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum PayloadError {
+    #[error("the image is not inside a cache directory")]
+    NoCache,
+    #[error("the binary is larger than {} MiB", PAYLOAD_CAPACITY >> 21)]
+    TooLarge,
+    #[error("mkfs.ext4 not found (apt-get install e2fsprogs)")]
+    NoMkfs,
+    #[error(transparent)]
+    Io(#[from] IoError),
+    #[error("cannot stage the binary: {0}")]
+    Stage(std::io::Error),
+    #[error("`{command}` failed ({error:?}): {log_tail}")]
+    Mkfs {
+        command: String,
+        error: crate::image::command::RunError,
+        log_tail: String,
+    },
+}
+
 /// `<cache>/selinux-harness/payloads/<sha16>.ext4`: a read-only ext4 holding the binary as
 /// `selinux-harness`, built once per binary. The guest mounts it and runs the agent from it,
 /// which beats streaming megabytes through the virtio-serial port under TCG.
@@ -29,13 +52,13 @@ pub(super) fn payload_image(
     image: &Image,
     binary: &[u8],
     interrupt: &Interrupt,
-) -> Result<PathBuf, String> {
+) -> Result<PathBuf, PayloadError> {
     const KEEP: Duration = Duration::from_secs(24 * 3600);
     let root = image
         .dir
         .parent()
         .and_then(Path::parent)
-        .ok_or("the image is not inside a cache directory")?
+        .ok_or(PayloadError::NoCache)?
         .join("payloads");
     let digest = Sha256::digest(binary);
     let name: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
@@ -44,14 +67,10 @@ pub(super) fn payload_image(
         return Ok(path);
     }
     if binary.len() as u64 > PAYLOAD_CAPACITY / 2 {
-        return Err(format!(
-            "the binary is larger than {} MiB",
-            PAYLOAD_CAPACITY >> 21
-        ));
+        return Err(PayloadError::TooLarge);
     }
-    let mkfs =
-        tools::which("mkfs.ext4").ok_or("mkfs.ext4 not found (apt-get install e2fsprogs)")?;
-    fs::create_dir_all(&root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
+    let mkfs = tools::which("mkfs.ext4").ok_or(PayloadError::NoMkfs)?;
+    fs::create_dir_all(&root).map_err(IoError::at("cannot create", &root))?;
     // Payloads of older binaries: nobody starts them again.
     if let Ok(entries) = fs::read_dir(&root) {
         for e in entries.flatten() {
@@ -69,7 +88,7 @@ pub(super) fn payload_image(
     let staging = tempfile::Builder::new()
         .prefix(".payload.")
         .tempdir_in(&root)
-        .map_err(|e| format!("cannot create a staging dir in {}: {e}", root.display()))?;
+        .map_err(IoError::at("cannot create a staging dir in", &root))?;
     let content = staging.path().join("content");
     let file = content.join("selinux-harness");
     let partial = staging.path().join("payload.ext4");
@@ -80,7 +99,7 @@ pub(super) fn payload_image(
             use std::os::unix::fs::PermissionsExt;
             fs::set_permissions(&file, fs::Permissions::from_mode(0o755))
         })
-        .map_err(|e| format!("cannot stage the binary: {e}"))?;
+        .map_err(PayloadError::Stage)?;
     let mut cmd = Command::new(mkfs);
     cmd.args([
         "-q",
@@ -94,14 +113,14 @@ pub(super) fn payload_image(
     .arg(&content)
     .arg(&partial)
     .arg(format!("{}M", PAYLOAD_CAPACITY >> 20));
-    crate::image::command::run_logged(&mut cmd, &log, interrupt).map_err(|e| {
-        format!(
-            "`{}` failed ({e:?}): {}",
-            crate::image::command::display(&cmd),
-            tail_lines(&log, 5)
-        )
+    crate::image::command::run_logged(&mut cmd, &log, interrupt).map_err(|error| {
+        PayloadError::Mkfs {
+            command: crate::image::command::display(&cmd),
+            error,
+            log_tail: tail_lines(&log, 5),
+        }
     })?;
-    fs::rename(&partial, &path).map_err(|e| format!("cannot store {}: {e}", path.display()))?;
+    fs::rename(&partial, &path).map_err(IoError::at("cannot store", &path))?;
     Ok(path)
 }
 

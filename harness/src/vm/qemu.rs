@@ -252,14 +252,32 @@ impl Drop for QemuChild {
     }
 }
 
+/// Why a start does not use KVM; its text is the launch's note "kvm not used: ...".
+#[derive(Debug, thiserror::Error)]
+pub enum NoKvm {
+    #[error("cannot open /dev/kvm: {0}")]
+    DevKvm(io::Error),
+    /// The probe's stderr file could not be made.
+    #[error("{0}")]
+    ProbeFile(io::Error),
+    #[error("cannot start {}: {error}", qemu.display())]
+    ProbeStart { qemu: PathBuf, error: io::Error },
+    /// QEMU with KVM exits at once; why, in QEMU's words.
+    #[error("{0}")]
+    Exits(String),
+    /// The same, as a probe found earlier.
+    #[error("{why} (cached probe answer: remove {} to probe again)", file.display())]
+    CachedExits { why: String, file: PathBuf },
+}
+
 /// Whether this process may use KVM at all (a cheap check, done before any probe).
-pub fn open_kvm() -> Result<(), String> {
+pub fn open_kvm() -> Result<(), NoKvm> {
     std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/kvm")
         .map(drop)
-        .map_err(|e| format!("cannot open /dev/kvm: {e}"))
+        .map_err(NoKvm::DevKvm)
 }
 
 /// What a KVM probe found out about this QEMU on this kernel.
@@ -274,9 +292,9 @@ pub enum KvmProbe {
 /// Whether KVM really runs a guest here: a stock guest aborts at the first vCPU reset on some
 /// hosts ("failed to set MSR 0x10a"), which a paused QEMU (-S) already hits. Err when the probe
 /// itself could not be made (no answer about KVM).
-pub fn probe_kvm(qemu: &Path, machine: &str) -> Result<KvmProbe, String> {
-    let stderr = tempfile::tempfile().map_err(|e| e.to_string())?;
-    let mut reader = stderr.try_clone().map_err(|e| e.to_string())?;
+pub fn probe_kvm(qemu: &Path, machine: &str) -> Result<KvmProbe, NoKvm> {
+    let stderr = tempfile::tempfile().map_err(NoKvm::ProbeFile)?;
+    let mut reader = stderr.try_clone().map_err(NoKvm::ProbeFile)?;
     let mut child = Command::new(qemu)
         .args([
             "-machine", machine, "-accel", "kvm", "-cpu", "host", "-m", "64",
@@ -295,7 +313,10 @@ pub fn probe_kvm(qemu: &Path, machine: &str) -> Result<KvmProbe, String> {
         .stdout(Stdio::null())
         .stderr(stderr)
         .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", qemu.display()))?;
+        .map_err(|error| NoKvm::ProbeStart {
+            qemu: qemu.to_path_buf(),
+            error,
+        })?;
     let deadline = Instant::now() + Duration::from_millis(400);
     let exited = wait_until(Some(deadline), Duration::from_millis(20), None, || {
         child.try_wait().ok().flatten()

@@ -28,23 +28,30 @@ pub(super) fn warm_snapshot_path(
     warm_dir.join(format!("{}-{short}.qcow2", spec.accel))
 }
 
+/// Why a warm start boots cold instead; its text is a note of the launch.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum Unusable {
+    #[error("no warm snapshot for this image and launch configuration yet (one is saved now)")]
+    Missing,
+    /// The snapshot was removed.
+    #[error("the warm snapshot was taken over a different base image (recorded `{recorded}`, now `{current}`); removed it")]
+    OtherBase { recorded: String, current: String },
+}
+
 /// A snapshot is only as good as the exact base image it was taken over: QEMU does not
 /// notice a changed backing file, and the guest then reads stale inodes.
-pub(super) fn usable_snapshot(snapshot: &Path, base: &Path) -> Result<(), String> {
+pub(super) fn usable_snapshot(snapshot: &Path, base: &Path) -> Result<(), Unusable> {
     if !snapshot.is_file() {
-        return Err(
-            "no warm snapshot for this image and launch configuration yet (one is saved now)"
-                .into(),
-        );
+        return Err(Unusable::Missing);
     }
     let recorded = fs::read_to_string(base_stamp_path(snapshot)).unwrap_or_default();
     let current = base_stamp(base).unwrap_or_default();
     if recorded.trim() != current || current.is_empty() {
         remove_snapshot(snapshot);
-        return Err(format!(
-            "the warm snapshot was taken over a different base image (recorded `{}`, now `{current}`); removed it",
-            recorded.trim()
-        ));
+        return Err(Unusable::OtherBase {
+            recorded: recorded.trim().to_string(),
+            current,
+        });
     }
     Ok(())
 }
@@ -138,7 +145,7 @@ mod tests {
         let base = tmp.path().join("disk.raw");
         let snapshot = tmp.path().join("warm").join("tcg-0123.qcow2");
         fs::write(&base, b"base image").unwrap();
-        let missing = usable_snapshot(&snapshot, &base).unwrap_err();
+        let missing = usable_snapshot(&snapshot, &base).unwrap_err().to_string();
         assert!(missing.contains("no warm snapshot"), "{missing}");
 
         fs::create_dir_all(snapshot.parent().unwrap()).unwrap();
@@ -149,7 +156,7 @@ mod tests {
         // The base rebuilt in place: another size (and inode, mtime) than was recorded.
         fs::remove_file(&base).unwrap();
         fs::write(&base, b"rebuilt base image").unwrap();
-        let changed = usable_snapshot(&snapshot, &base).unwrap_err();
+        let changed = usable_snapshot(&snapshot, &base).unwrap_err().to_string();
         assert!(changed.contains("different base image"), "{changed}");
         assert!(!snapshot.exists() && !base_stamp_path(&snapshot).exists());
     }

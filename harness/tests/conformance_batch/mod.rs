@@ -16,12 +16,12 @@ use selinux_harness::scenario::LoadedScenario;
 
 use super::{start_target, Facts, Shared};
 
-/// How many runs the guest runs at once unless SELINUX_HARNESS_JOBS says otherwise. Two
-/// overlap well (BENCHMARKS.md, "Conformance suite"), but the clean-clone CI of 2026-12-01
-/// failed seclabel::readonly-disk at 2: its start step's `avc: none` took two neighbours'
-/// QEMU denials (other MCS levels) as its own - a start step's evidence is not yet told apart
-/// from a neighbour's start. One at a time until that attribution is fixed (issue #20).
-pub const DEFAULT_JOBS: usize = 1;
+/// How many runs the guest runs at once unless SELINUX_HARNESS_JOBS says otherwise: two
+/// overlap well on two host cores (BENCHMARKS.md, "Conformance suite"). A neighbour's denial is
+/// told apart by its pid, its MCS level (also from libvirt's VIRT_MACHINE_ID record, for a QEMU
+/// denied before its label was read) or its sandbox path; a run that expects a denial carrying
+/// none of these, or changes the host for everyone, runs alone (`run::parallel::exclusive_reason`).
+pub const DEFAULT_JOBS: usize = 2;
 pub const JOBS_ENV: &str = "SELINUX_HARNESS_JOBS";
 
 /// What one run left: its raw verdict (None: it never started), its human report, its record

@@ -2,7 +2,9 @@
 //! `process_owner`) against `FileState` / `ProcessOwner` evidence. Pure, like the rest of
 //! `expect`.
 
-use super::{check, context_matches, describe_match, missing, resolve_capture, Captures};
+use super::{
+    check, context_matches, describe_match, missing, resolve_capture, Captures, Unresolved,
+};
 use crate::evidence::file_state::{FileFacts, Ids};
 use crate::evidence::Evidence;
 use crate::run::verdict::Check;
@@ -11,16 +13,34 @@ use crate::scenario::{
 };
 
 /// The text an attribute value stands for: a literal, or a capture's whole context.
-pub fn xattr_text_value(t: &XattrText, caps: &Captures) -> Result<String, String> {
+pub fn xattr_text_value(t: &XattrText, caps: &Captures) -> Result<String, Unresolved> {
     match t {
         XattrText::Literal(s) => Ok(s.clone()),
         XattrText::Capture(r) => resolve_capture(r, caps).map(|c| c.to_string()),
     }
 }
 
+/// Why a check of this module has nothing to judge. Its text becomes the check's
+/// observation (`missing`), so it reaches the reports as written here.
+#[derive(Debug, thiserror::Error)]
+enum NoEvidence {
+    #[error("the step did not read this file")]
+    NotRead,
+    /// The file's path could not be resolved; the evidence says why, if it knows.
+    #[error("{}", .0.as_deref().unwrap_or("not resolved"))]
+    NotResolved(Option<String>),
+    #[error("the file does not exist")]
+    NoFile,
+    #[error("no QEMU process (not running)")]
+    NoProcess,
+}
+
 /// What the step saw of `file`: Ok(facts, None if the file does not exist), or why it has
 /// no evidence.
-fn state<'e>(file: &FileRef, evidence: &'e [Evidence]) -> Result<Option<&'e FileFacts>, String> {
+fn state<'e>(
+    file: &FileRef,
+    evidence: &'e [Evidence],
+) -> Result<Option<&'e FileFacts>, NoEvidence> {
     let name = file.to_string();
     let found = evidence.iter().find_map(|e| match e {
         Evidence::FileState {
@@ -32,10 +52,15 @@ fn state<'e>(file: &FileRef, evidence: &'e [Evidence]) -> Result<Option<&'e File
         _ => None,
     });
     match found {
-        None => Err("the step did not read this file".into()),
-        Some((None, _, why)) => Err(why.clone().unwrap_or_else(|| "not resolved".into())),
+        None => Err(NoEvidence::NotRead),
+        Some((None, _, why)) => Err(NoEvidence::NotResolved(why.clone())),
         Some((Some(_), facts, _)) => Ok(facts.as_ref()),
     }
+}
+
+/// The facts of a file that must exist for its check to be judged.
+fn existing<'e>(file: &FileRef, evidence: &'e [Evidence]) -> Result<&'e FileFacts, NoEvidence> {
+    state(file, evidence)?.ok_or(NoEvidence::NoFile)
 }
 
 /// Whether observed ids match `user:group`: a name is compared with the target's name for
@@ -67,12 +92,11 @@ fn xattr_check(
     };
     let expected = match expected {
         Ok(e) => e,
-        Err(why) => return missing(key, what, want_text(want), why),
+        Err(why) => return missing(key, what, want_text(want), why.to_string()),
     };
-    let facts = match state(file, evidence) {
-        Ok(Some(f)) => f,
-        Ok(None) => return missing(key, what, expected, "the file does not exist".into()),
-        Err(why) => return missing(key, what, expected, why),
+    let facts = match existing(file, evidence) {
+        Ok(f) => f,
+        Err(why) => return missing(key, what, expected, why.to_string()),
     };
     let value = facts
         .xattrs
@@ -103,47 +127,41 @@ fn want_text(w: &XattrExpect) -> String {
 }
 
 fn owner_check(file: &FileRef, want: &Owner, evidence: &[Evidence]) -> Check {
-    let key = CheckKey::Owner(file.to_string());
-    let what = format!("owner of {file}");
-    match state(file, evidence) {
-        Ok(Some(f)) => {
-            let ids = f.ids();
-            check(
-                key,
-                what,
-                want.to_string(),
-                ids.describe(),
-                owner_matches(want, &ids),
-            )
-        }
-        Ok(None) => missing(
+    let ids = existing(file, evidence).map(FileFacts::ids);
+    owner_verdict(
+        CheckKey::Owner(file.to_string()),
+        format!("owner of {file}"),
+        want,
+        ids,
+    )
+}
+
+/// `user:group` against the ids the evidence gave, or the check's evidence is missing.
+fn owner_verdict(key: CheckKey, what: String, want: &Owner, ids: Result<Ids, NoEvidence>) -> Check {
+    match ids {
+        Ok(ids) => check(
             key,
             what,
             want.to_string(),
-            "the file does not exist".into(),
+            ids.describe(),
+            owner_matches(want, &ids),
         ),
-        Err(why) => missing(key, what, want.to_string(), why),
+        Err(why) => missing(key, what, want.to_string(), why.to_string()),
     }
 }
 
 fn mode_check(file: &FileRef, want: Mode, evidence: &[Evidence]) -> Check {
     let key = CheckKey::Mode(file.to_string());
     let what = format!("mode of {file}");
-    match state(file, evidence) {
-        Ok(Some(f)) => check(
+    match existing(file, evidence) {
+        Ok(f) => check(
             key,
             what,
             want.to_string(),
             Mode(f.mode).to_string(),
             f.mode == want.0,
         ),
-        Ok(None) => missing(
-            key,
-            what,
-            want.to_string(),
-            "the file does not exist".into(),
-        ),
-        Err(why) => missing(key, what, want.to_string(), why),
+        Err(why) => missing(key, what, want.to_string(), why.to_string()),
     }
 }
 
@@ -166,7 +184,7 @@ fn absent_check(file: &FileRef, evidence: &[Evidence]) -> Check {
             ),
             false,
         ),
-        Err(why) => missing(key, what, "absent".into(), why),
+        Err(why) => missing(key, what, "absent".into(), why.to_string()),
     }
 }
 
@@ -182,10 +200,9 @@ fn label_check(
         LabelExpect::Default => "the policy's default label for the path".to_string(),
         LabelExpect::Match(m) => describe_match(m, caps),
     };
-    let facts = match state(file, evidence) {
-        Ok(Some(f)) => f,
-        Ok(None) => return missing(key, what, expected, "the file does not exist".into()),
-        Err(why) => return missing(key, what, expected, why),
+    let facts = match existing(file, evidence) {
+        Ok(f) => f,
+        Err(why) => return missing(key, what, expected, why.to_string()),
     };
     let Some(ctx) = facts.context.as_ref() else {
         return missing(key, what, expected, "no label".into());
@@ -208,33 +225,22 @@ fn label_check(
         },
         LabelExpect::Match(m) => match context_matches(m, ctx, caps) {
             Ok((ok, w)) => check(key, what, w, ctx.to_string(), ok),
-            Err(why) => missing(key, what, expected, why),
+            Err(why) => missing(key, what, expected, why.to_string()),
         },
     }
 }
 
 fn process_owner_check(domain: &Name, want: &Owner, evidence: &[Evidence]) -> Check {
-    let key = CheckKey::ProcessOwner(domain.to_string());
-    let what = format!("user of {domain}'s QEMU");
-    let found = evidence.iter().find_map(|e| match e {
-        Evidence::ProcessOwner { domain: d, ids, .. } if d == domain.as_str() => Some(ids),
+    let ids = evidence.iter().find_map(|e| match e {
+        Evidence::ProcessOwner { domain: d, ids, .. } if d == domain.as_str() => Some(ids.clone()),
         _ => None,
     });
-    match found {
-        Some(ids) => check(
-            key,
-            what,
-            want.to_string(),
-            ids.describe(),
-            owner_matches(want, ids),
-        ),
-        None => missing(
-            key,
-            what,
-            want.to_string(),
-            "no QEMU process (not running)".into(),
-        ),
-    }
+    owner_verdict(
+        CheckKey::ProcessOwner(domain.to_string()),
+        format!("user of {domain}'s QEMU"),
+        want,
+        ids.ok_or(NoEvidence::NoProcess),
+    )
 }
 
 /// Every bookkeeping check of a step, in the order `Expect::keys` lists them.
@@ -477,6 +483,41 @@ mod tests {
         let got = run(&e, &[root]);
         assert_eq!((got[0].1, got[0].3.as_str()), (false, "root:root (0:0)"));
         assert!(run(&e, &[])[0].2, "no QEMU: missing evidence");
+    }
+
+    /// Each reason a check has nothing to judge reaches the report as its observation, and
+    /// `owner` and `process_owner` say it the same way.
+    #[test]
+    fn missing_evidence_says_why() {
+        let e = expect(
+            "      owner: {vm1.img: 'root:root'}\n      process_owner: {vm1: 'root:root'}\n",
+        );
+        let why = |ev: &[Evidence]| -> Vec<(bool, String)> {
+            run(&e, ev).into_iter().map(|c| (c.2, c.3)).collect()
+        };
+        let m = |s: &str| (true, s.to_string());
+        assert_eq!(
+            why(&[]),
+            [
+                m("the step did not read this file"),
+                m("no QEMU process (not running)")
+            ]
+        );
+        assert_eq!(
+            why(&[state("vm1.img", None)])[0],
+            m("the file does not exist")
+        );
+        let unresolved = |why: Option<&str>| Evidence::FileState {
+            file: "vm1.img".into(),
+            path: None,
+            facts: None,
+            why: why.map(str::to_string),
+        };
+        assert_eq!(why(&[unresolved(None)])[0], m("not resolved"));
+        assert_eq!(
+            why(&[unresolved(Some("vm1 never ran"))])[0],
+            m("vm1 never ran")
+        );
     }
 
     #[test]

@@ -220,6 +220,34 @@ fn host_settings_and_the_probe_module_make_a_run_exclusive() {
 }
 
 #[test]
+fn an_expected_denial_that_names_no_run_makes_it_exclusive() {
+    let load = |text: &str| {
+        crate::scenario::load_str(std::path::Path::new("t.yaml"), text)
+            .expect("the test scenario loads")
+    };
+    let with = |avc: &str| {
+        load(&format!(
+            "name: t\ndescription: t\nrequires: [libvirt]\nimages:\n  vm1.img: {{size: 16M}}\ndomains:\n  vm1: {{disks: [vm1.img]}}\nsteps:\n  - start: vm1\n    expect:\n      avc: {avc}\n"
+        ))
+    };
+    // A daemon's denial (virtd_t running the iohelper) carries no level and no QEMU pid.
+    let daemon = with("[{perms: [execute_no_trans], scontext: {type: virtd_t}}]");
+    assert_eq!(
+        exclusive_reason(&daemon, None),
+        Some(Exclusive::SharedDenials)
+    );
+    let anyone = with("[{perms: [read]}]");
+    assert_eq!(
+        exclusive_reason(&anyone, None),
+        Some(Exclusive::SharedDenials)
+    );
+    // A guest's denial names its level: attributed to the run whose guest has it.
+    let guest = with("[{perms: [read], scontext: {type: svirt_t, level: \"s0:c7,c8\"}}]");
+    assert_eq!(exclusive_reason(&guest, None), None);
+    assert_eq!(exclusive_reason(&with("none"), None), None);
+}
+
+#[test]
 fn a_neighbours_qemu_is_recognised_from_libvirts_pid_files_before_it_publishes() {
     let c = Concurrency::new();
     let mut ids = ["1a", "1a0"].into_iter().map(str::to_string);
