@@ -862,10 +862,10 @@ impl Run<'_> {
         let dir = SandboxDir::create(path, 0o755)?;
         self.cleanup.push(Undo::RemoveDir { path: path.clone() });
         selinux_ops::restore_default_context(path)?;
-        let release = super::image_make::kernel_release().map_err(SandboxSetupError::Image)?;
+        let release = super::image_make::kernel_release()?;
         for name in super::image_make::creation_order(&self.plan.images) {
             let img = &self.plan.images[name];
-            super::image_make::make(&dir, name, img, &release).map_err(SandboxSetupError::Image)?;
+            super::image_make::make(&dir, name, img, &release)?;
             if img.source == super::plan::ImageSource::ByStep {
                 continue;
             }

@@ -6,8 +6,37 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
 use super::plan::{ImageSource, PlannedImage};
-use crate::host::sandbox::SandboxDir;
+use crate::host::sandbox::{SandboxDir, SandboxError};
 use crate::scenario::{ImageFormat, Name};
+
+/// Why an image the plan names could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageMakeError {
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    #[error("cannot run qemu-img (package qemu-utils): {0}")]
+    NoQemuImg(std::io::Error),
+    #[error("qemu-img create {} failed ({status}): {stderr}", path.display())]
+    QemuImg {
+        path: std::path::PathBuf,
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
+    #[error("cannot open the target's {what} {}: {source}", from.display())]
+    OpenTargetFile {
+        what: &'static str,
+        from: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot copy {} to {}: {source}", from.display(), to.display())]
+    Copy {
+        from: std::path::PathBuf,
+        to: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("uname: {0}")]
+    Uname(nix::errno::Errno),
+}
 
 /// Image names in an order where every backing file comes before the images over it.
 pub(super) fn creation_order(images: &BTreeMap<Name, PlannedImage>) -> Vec<&Name> {
@@ -43,22 +72,19 @@ pub(super) fn make(
     name: &Name,
     img: &PlannedImage,
     kernel_release: &str,
-) -> Result<(), String> {
+) -> Result<(), ImageMakeError> {
     match &img.source {
         ImageSource::ByStep => Ok(()),
         ImageSource::New {
             format: ImageFormat::Raw,
             ..
-        } => dir
-            .create_image(name.as_str(), img.size)
-            .map(drop)
-            .map_err(|e| e.to_string()),
+        } => Ok(dir.create_image(name.as_str(), img.size).map(drop)?),
         ImageSource::New {
             format: ImageFormat::Qcow2,
             backing,
         } => {
             // Created empty first (O_EXCL, no symlink followed), then formatted in place.
-            dir.create_file(name.as_str()).map_err(|e| e.to_string())?;
+            dir.create_file(name.as_str())?;
             let mut cmd = Command::new("qemu-img");
             cmd.args(["create", "-q", "-f", "qcow2"]);
             if let Some((path, format)) = backing {
@@ -68,58 +94,51 @@ pub(super) fn make(
             if img.size > 0 {
                 cmd.arg(img.size.to_string());
             }
-            let out = cmd
-                .output()
-                .map_err(|e| format!("cannot run qemu-img (package qemu-utils): {e}"))?;
+            let out = cmd.output().map_err(ImageMakeError::NoQemuImg)?;
             if out.status.success() {
                 Ok(())
             } else {
-                Err(format!(
-                    "qemu-img create {} failed ({}): {}",
-                    img.path.display(),
-                    out.status,
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ))
+                Err(ImageMakeError::QemuImg {
+                    path: img.path.clone(),
+                    status: out.status,
+                    stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+                })
             }
         }
         ImageSource::Copy(f) => {
             let from = f.path(kernel_release);
-            let mut src = std::fs::File::open(&from).map_err(|e| {
-                format!(
-                    "cannot open the target's {} {}: {e}",
-                    f.as_str(),
-                    from.display()
-                )
-            })?;
-            let mut dst = dir.create_file(name.as_str()).map_err(|e| e.to_string())?;
-            std::io::copy(&mut src, &mut dst).map(drop).map_err(|e| {
-                format!(
-                    "cannot copy {} to {}: {e}",
-                    from.display(),
-                    img.path.display()
-                )
-            })
+            let mut src =
+                std::fs::File::open(&from).map_err(|source| ImageMakeError::OpenTargetFile {
+                    what: f.as_str(),
+                    from: from.clone(),
+                    source,
+                })?;
+            let mut dst = dir.create_file(name.as_str())?;
+            std::io::copy(&mut src, &mut dst)
+                .map(drop)
+                .map_err(|source| ImageMakeError::Copy {
+                    from,
+                    to: img.path.clone(),
+                    source,
+                })
         }
     }
 }
 
 /// The running kernel's release, for the paths of its files.
-pub(super) fn kernel_release() -> Result<String, String> {
+pub(super) fn kernel_release() -> Result<String, ImageMakeError> {
     nix::sys::utsname::uname()
         .map(|u| u.release().to_string_lossy().into_owned())
-        .map_err(|e| format!("uname: {e}"))
+        .map_err(ImageMakeError::Uname)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::run::plan::Plan;
-    use crate::scenario::load_str;
-    use std::path::Path;
 
     fn plan(src: &str) -> Plan {
-        let s = load_str(Path::new("t.yaml"), src).unwrap();
-        Plan::new(&s, None, "r1", Path::new("/var/lib/libvirt/images")).unwrap()
+        crate::run::plan::tests::plan(src, None)
     }
 
     #[test]
@@ -147,7 +166,7 @@ mod tests {
         img.path = t.path().join("box/v");
         match make(&dir, &n, &img, "x") {
             // The host may lack OVMF: then the error names the file.
-            Err(e) => assert!(e.contains(crate::scenario::OVMF_VARS), "{e}"),
+            Err(e) => assert!(e.to_string().contains(crate::scenario::OVMF_VARS), "{e}"),
             Ok(()) => {
                 assert_eq!(
                     std::fs::read(&img.path).unwrap(),

@@ -11,7 +11,7 @@ pub(crate) mod expect;
 pub(crate) mod explain;
 pub mod fault;
 pub mod fault_relabels;
-mod image_make;
+pub mod image_make;
 pub mod operations;
 pub mod parallel;
 pub mod plan;

@@ -240,8 +240,8 @@ pub enum SandboxSetupError {
         source: Box<crate::selinux_ops::SelinuxOpsError>,
     },
     /// An image the plan names could not be made (qemu-img, a copy of a target file).
-    #[error("{0}")]
-    Image(String),
+    #[error(transparent)]
+    Image(#[from] crate::run::image_make::ImageMakeError),
 }
 
 impl From<crate::selinux_ops::SelinuxOpsError> for SandboxSetupError {
@@ -420,8 +420,7 @@ mod tests {
     use crate::scenario::load_str;
 
     fn plan(src: &str) -> Plan {
-        let s = load_str(Path::new("t.yaml"), src).unwrap();
-        Plan::new(&s, None, "r1", Path::new("/var/lib/libvirt/images")).unwrap()
+        crate::run::plan::tests::plan(src, None)
     }
 
     const SRC: &str = "name: x\ndescription: d\nimages: {a.img: {size: 1M}, b.img: {size: 1M}, cd1.iso: {size: 1M}, log.img: {size: 0}}\ndomains:\n  vm1:\n    disks: [a.img, {image: cd1.iso, device: cdrom, target: hdc}]\n    serials:\n      - {type: file, path: log.img, seclabel: {relabel: false}}\n      - {type: unix, mode: bind, path: s.sock, seclabel: {label: 'system_u:object_r:svirt_image_t:s0:c1,c2'}}\n      - {type: pipe, path: p}\n      - {type: pty, device: console}\nsteps:\n  - start: vm1\n  - save: {domain: vm1, to: vm1.save, bypass_cache: true}\n  - restore: {domain: vm1, from: vm1.save, xml: {replace_images: {a.img: b.img}}}\n  - managedsave: {domain: vm1, file: vm1.managed}\n  - dump: {domain: vm1, to: vm1.core, memory_only: true}\n  - change_media: {domain: vm1, target: hdc, eject: true}\n";

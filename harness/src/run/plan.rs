@@ -559,11 +559,13 @@ fn domain_xml(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::scenario::load_str;
 
-    fn plan(src: &str, variant: Option<&str>) -> Plan {
+    /// The plan of a scenario given as text (run r1, the usual images root): shared by the
+    /// run's test modules.
+    pub(crate) fn plan(src: &str, variant: Option<&str>) -> Plan {
         let s = load_str(Path::new("t.yaml"), src).unwrap();
         Plan::new(&s, variant, "r1", Path::new("/var/lib/libvirt/images")).unwrap()
     }

@@ -34,12 +34,10 @@ pub(super) fn os_boot_xml(
 #[cfg(test)]
 mod tests {
     use crate::run::plan::{ImageSource, Plan};
-    use crate::scenario::{load_str, ImageFormat, TargetFile};
-    use std::path::Path;
+    use crate::scenario::{ImageFormat, TargetFile};
 
     fn plan(src: &str) -> Plan {
-        let s = load_str(Path::new("t.yaml"), src).unwrap();
-        Plan::new(&s, None, "r1", Path::new("/var/lib/libvirt/images")).unwrap()
+        crate::run::plan::tests::plan(src, None)
     }
 
     #[test]
