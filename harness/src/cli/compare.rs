@@ -7,9 +7,8 @@ use anyhow::{bail, Context as _, Result};
 
 use selinux_harness::report::compare::{compare as diff, Comparison};
 
-use crate::{
-    batch_of, load_all, open_target, policies_for, progress, run_batch, select, Format, RunArgs,
-};
+use super::run::{batch_of, policies_for, progress, run_batch, select, Format, RunArgs};
+use super::scenarios::load_all;
 
 pub fn compare(args: RunArgs) -> Result<ExitCode> {
     let (loaded, errors) = load_all(&args.paths)?;
@@ -33,12 +32,7 @@ pub fn compare(args: RunArgs) -> Result<ExitCode> {
     let candidate_policy = described.join(" | ");
     let baseline = batch_of(&selected, args.jobs.get(), Vec::new());
     let candidate = batch_of(&selected, args.jobs.get(), policies);
-    let (mut t, interrupt) = open_target(
-        args.target.into(),
-        args.allow_local_changes,
-        args.cold,
-        args.distro.clone(),
-    )?;
+    let (mut t, interrupt) = args.target.open(args.cold)?;
     // Progress of both passes goes to stderr: stdout carries the comparison.
     eprintln!("compare: pass 1 of 2, the shipped policy");
     let (_, before) = run_batch(t.as_mut(), &baseline, progress(false, &args), None);

@@ -3,6 +3,10 @@
 //! killed (the verdict is no longer a success) and which survived, with what the run saw.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
 
 use selinux_harness::dispatch::dispatch;
 use selinux_harness::report::Reporter;
@@ -11,8 +15,86 @@ use selinux_harness::run::event::{Envelope, Event};
 use selinux_harness::run::trial_name;
 use selinux_harness::run::verdict::{Check, Verdict};
 use selinux_harness::scenario::mutate::{Mutant, MutatedKind};
-use selinux_harness::scenario::LoadedScenario;
+use selinux_harness::scenario::{self, LoadedScenario};
 use selinux_harness::target::Target;
+
+use super::scenarios::load_all;
+use super::target::TargetArgs;
+
+#[derive(clap::Args)]
+pub struct MutantsArgs {
+    /// Scenario files or directories; default: ./scenarios
+    paths: Vec<PathBuf>,
+    /// Only list the mutants, run nothing.
+    #[arg(long)]
+    dry_run: bool,
+    #[command(flatten)]
+    target: TargetArgs,
+    /// Up to N runs at once on the one target (see `run --jobs`).
+    #[arg(long, short = 'j', default_value = "4", value_name = "N")]
+    jobs: std::num::NonZeroUsize,
+}
+
+/// The command: load, mutate, run the batch, report the fates.
+pub fn mutants(args: MutantsArgs) -> Result<ExitCode> {
+    let (loaded, errors) = load_all(&args.paths)?;
+    if errors > 0 {
+        bail!("{errors} error(s) in the scenarios; nothing was run (see `selinux-harness check`)");
+    }
+    let mut all = Vec::new();
+    for l in &loaded {
+        all.push(scenario::mutate::mutants(l).map_err(|ds| {
+            anyhow::anyhow!(ds
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"))
+        })?);
+    }
+    let plan = plan(&loaded, &all);
+    eprintln!(
+        "{} mutant(s) of {} scenario(s): {} run(s) with the originals",
+        all.iter().map(Vec::len).sum::<usize>(),
+        loaded.len(),
+        plan.runs.len()
+    );
+    if args.dry_run {
+        for (si, m, _) in &plan.mutants {
+            println!(
+                "{} step {} {}: {}{}",
+                loaded[*si].scenario.name.value,
+                m.mutation.step + 1,
+                m.mutation.id,
+                m.mutation.describe,
+                m.listed
+                    .as_ref()
+                    .map(|r| format!(" (listed: {r})"))
+                    .unwrap_or_default()
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (mut t, interrupt) = args.target.open(false)?;
+    let started = std::time::Instant::now();
+    let (verdicts, checks) = run_batch(t.as_mut(), &plan, args.jobs.get());
+    drop(t);
+    let fates = fates(&plan, &verdicts, &checks);
+    let (text, total) = report(&loaded, &plan, &fates);
+    print!("{text}");
+    println!(
+        "{} run(s) in {:.0} s with --jobs {}",
+        plan.runs.len(),
+        started.elapsed().as_secs_f64(),
+        args.jobs
+    );
+    Ok(if interrupt.is_set() {
+        ExitCode::from(130)
+    } else if total.survived == 0 && total.not_judged == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
 
 /// What became of one mutant.
 #[derive(Debug, Clone, PartialEq)]

@@ -71,7 +71,7 @@ pub fn collect(kind: &str) -> TargetInfo {
     let policy_name = selinux_config_value("SELINUXTYPE").unwrap_or_else(|| "unavailable".into());
     TargetInfo {
         kind: kind.to_owned(),
-        kernel: read_trimmed("/proc/sys/kernel/osrelease"),
+        kernel: kernel_release().unwrap_or_else(|e| format!("unavailable: {KERNEL_RELEASE}: {e}")),
         selinux_mode,
         policy_package: policy_package(&policy_name),
         harness_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -127,6 +127,14 @@ fn dpkg_installed_version(status: &str, package: &str) -> Option<String> {
             .then(|| field("Version").map(str::to_owned))
             .flatten()
     })
+}
+
+const KERNEL_RELEASE: &str = "/proc/sys/kernel/osrelease";
+
+/// The running kernel's release (`uname -r`). Callers choose what a failure means: the outer
+/// host's KVM probe can do without it, a guest that copies its kernel cannot.
+pub fn kernel_release() -> std::io::Result<String> {
+    fs::read_to_string(KERNEL_RELEASE).map(|s| s.trim().to_owned())
 }
 
 fn read_trimmed(path: &str) -> String {

@@ -34,8 +34,8 @@ pub enum ImageMakeError {
         to: std::path::PathBuf,
         source: std::io::Error,
     },
-    #[error("uname: {0}")]
-    Uname(nix::errno::Errno),
+    #[error("cannot read the running kernel's release: {0}")]
+    KernelRelease(std::io::Error),
 }
 
 /// Image names in an order where every backing file comes before the images over it.
@@ -127,9 +127,7 @@ pub(super) fn make(
 
 /// The running kernel's release, for the paths of its files.
 pub(super) fn kernel_release() -> Result<String, ImageMakeError> {
-    nix::sys::utsname::uname()
-        .map(|u| u.release().to_string_lossy().into_owned())
-        .map_err(ImageMakeError::Uname)
+    crate::host::environment::kernel_release().map_err(ImageMakeError::KernelRelease)
 }
 
 #[cfg(test)]

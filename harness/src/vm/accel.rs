@@ -108,11 +108,10 @@ fn probe_key(qemu: &Path, machine: &str, kernel: &str) -> Option<String> {
     ))
 }
 
-/// `uname -r`.
+/// `uname -r` of the outer host, for the probe's cache key. Unreadable, the key is only less
+/// specific: the probe's answer is still right for this host today.
 fn kernel_release() -> String {
-    fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_default()
+    crate::host::environment::kernel_release().unwrap_or_default()
 }
 
 /// The file holds the key (a digest collision or a hand-edited file is not trusted) and then
