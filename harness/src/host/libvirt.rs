@@ -174,10 +174,14 @@ impl Libvirt {
     }
 
     /// Hotplug a device into the running domain only (VIR_DOMAIN_AFFECT_LIVE).
-    pub fn attach_disk_live(&self, name: &str, disk_xml: &str) -> Result<()> {
-        lv(self
-            .domain(name)?
-            .attach_device_flags(disk_xml, sys::VIR_DOMAIN_AFFECT_LIVE))
+    /// Attach to the running domain (`live`) or to its persistent config.
+    pub fn attach_disk(&self, name: &str, disk_xml: &str, live: bool) -> Result<()> {
+        let flags = if live {
+            sys::VIR_DOMAIN_AFFECT_LIVE
+        } else {
+            sys::VIR_DOMAIN_AFFECT_CONFIG
+        };
+        lv(self.domain(name)?.attach_device_flags(disk_xml, flags))
     }
 
     /// Detach from the running domain (`live`) or from its persistent config. A live detach

@@ -1007,9 +1007,11 @@ impl Run<'_> {
             Action::AttachDisk(a) => {
                 let xml = plan.attach_xml(a);
                 let o = match self.lv() {
-                    Ok(lv) => {
-                        lv_outcome(lv.attach_disk_live(plan.domain_name(&a.domain.value), &xml))
-                    }
+                    Ok(lv) => lv_outcome(lv.attach_disk(
+                        plan.domain_name(&a.domain.value),
+                        &xml,
+                        !a.config,
+                    )),
                     Err(e) => Outcome::Other {
                         message: e.to_string(),
                     },

@@ -274,8 +274,9 @@ impl Plan {
                 .map(|n| format!("virsh undefine {n}"))
                 .collect(),
             Action::AttachDisk(a) => vec![format!(
-                "virsh attach-device {} disk.xml --live   # disk.xml: {}",
+                "virsh attach-device {} disk.xml {}   # disk.xml: {}",
                 self.domain_name(&a.domain.value),
+                if a.config { "--config" } else { "--live" },
                 self.attach_xml(a).replace('\n', " ")
             )],
             Action::DetachDisk(d) => vec![format!(

@@ -538,6 +538,11 @@ pub struct AttachDisk {
     #[serde(default)]
     pub readonly: bool,
     pub seclabel: Option<DiskSeclabel>,
+    /// Add the disk to the persistent definition only (virsh attach-device --config), as to a
+    /// shut-off guest: nothing is labelled until the guest starts. Default: the running guest
+    /// (--live), which labels at once.
+    #[serde(default)]
+    pub config: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -583,7 +588,7 @@ pub enum Action {
     Define(Targets),
     /// virsh start (defines first when the domain is not defined yet)
     Start(Targets),
-    /// virsh attach-device --live with a disk
+    /// virsh attach-device with a disk: --live, or --config with `config: true`
     AttachDisk(AttachDisk),
     /// virsh detach-device
     DetachDisk(DetachDisk),
