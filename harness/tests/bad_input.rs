@@ -418,3 +418,23 @@ fn a_settle_condition_or_window_that_loads(
         "{ok}"
     );
 }
+
+fn with_fw_cfg(entry: &str) -> String {
+    format!(
+        "name: x\ndescription: d\nimages:\n  a.bin: {{size: 1K}}\n\
+         domains:\n  vm1: {{fw_cfg: {{{entry}: a.bin}}}}\nsteps: [{{define: vm1}}]\n"
+    )
+}
+
+/// A fw_cfg entry name goes to QEMU's command line through libvirt: what QEMU would refuse is
+/// refused at load, at the name.
+#[rstest]
+#[case::outside_opt("etc/table-loader", "must start with `opt/`")]
+#[case::bare_opt("opt/", "must start with `opt/`")]
+#[case::too_long(
+    "opt/org.example/a-name-that-is-much-too-long-for-qemu-to-take",
+    "at most 55"
+)]
+fn fw_cfg_entries_are_names_qemu_takes(#[case] entry: &str, #[case] text: &str) {
+    rejected_at(&with_fw_cfg(entry), 6, 18, text);
+}

@@ -524,6 +524,7 @@ fn domain_xml(
                         .write_empty()?;
                     Ok(())
                 })?;
+                super::plan_boot::fw_cfg_xml(w, d, images)?;
                 w.create_element("features").write_inner_content(|w| {
                     w.create_element("acpi").write_empty()?;
                     Ok(())

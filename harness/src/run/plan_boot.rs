@@ -1,5 +1,6 @@
-//! The `<os>` children that make libvirt label boot files: a directly booted kernel and its
-//! initrd, and OVMF's loader with an NVRAM file.
+//! The `<os>` children that make libvirt label boot files - a directly booted kernel and its
+//! initrd, OVMF's loader with an NVRAM file, an ACPI table - and the fw_cfg files of
+//! `<sysinfo type='fwcfg'>`.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -28,6 +29,37 @@ pub(super) fn os_boot_xml(
     if let Some(n) = &d.initrd {
         text_element(w, "initrd", &path(&n.value))?;
     }
+    if let Some(n) = &d.acpi_slic {
+        w.create_element("acpi").write_inner_content(|w| {
+            w.create_element("table")
+                .with_attribute(("type", "slic"))
+                .write_text_content(quick_xml::events::BytesText::new(&path(&n.value)))?;
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
+/// `<sysinfo type='fwcfg'>` with one entry per fw_cfg file; nothing without any.
+pub(super) fn fw_cfg_xml(
+    w: &mut XmlWriter,
+    d: &Domain,
+    images: &BTreeMap<Name, PlannedImage>,
+) -> io::Result<()> {
+    if d.fw_cfg.is_empty() {
+        return Ok(());
+    }
+    w.create_element("sysinfo")
+        .with_attribute(("type", "fwcfg"))
+        .write_inner_content(|w| {
+            for (entry, image) in &d.fw_cfg {
+                let file = images[&image.value].path.to_string_lossy().into_owned();
+                w.create_element("entry")
+                    .with_attributes([("name", entry.value.as_str()), ("file", file.as_str())])
+                    .write_empty()?;
+            }
+            Ok(())
+        })?;
     Ok(())
 }
 
@@ -51,6 +83,17 @@ mod tests {
         insta::assert_snapshot!(&xml[start..end]);
         let k: crate::scenario::Name = "k".parse().unwrap();
         assert_eq!(p.images[&k].source, ImageSource::Copy(TargetFile::Kernel));
+    }
+
+    #[test]
+    fn an_acpi_table_goes_into_os_and_fw_cfg_files_into_sysinfo() {
+        let p = plan(
+            "name: x\ndescription: d\nimages:\n  slic.bin: {size: 1K}\n  a.bin: {size: 1K}\ndomains:\n  vm1: {acpi_slic: slic.bin, fw_cfg: {opt/org.example/a: a.bin}}\nsteps: [{define: vm1}]\n",
+        );
+        let xml = &p.domains.values().next().unwrap().xml;
+        let start = xml.find("<os>").unwrap();
+        let end = xml.find("</sysinfo>").unwrap() + "</sysinfo>".len();
+        insta::assert_snapshot!(&xml[start..end]);
     }
 
     #[test]

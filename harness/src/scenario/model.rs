@@ -377,6 +377,13 @@ pub struct Domain {
     /// UEFI: OVMF as a read-only pflash loader, with this image (usually `copy_of: ovmf_vars`)
     /// as the NVRAM file.
     pub nvram: Option<At<Name>>,
+    /// An ACPI SLIC table QEMU reads from this image (`<os><acpi><table type='slic'>`), the one
+    /// table type libvirt accepts on x86.
+    pub acpi_slic: Option<At<Name>>,
+    /// Files QEMU hands the guest through fw_cfg (`<sysinfo type='fwcfg'>`), by entry name:
+    /// `opt/...`, as QEMU requires, at most 55 characters.
+    #[serde(default)]
+    pub fw_cfg: BTreeMap<At<String>, At<Name>>,
 }
 
 /// A `<seclabel>` whose labels are text for libvirt to parse, not contexts the harness checks:

@@ -97,9 +97,16 @@ impl Checker<'_> {
             (&d.kernel, "a kernel"),
             (&d.initrd, "an initrd"),
             (&d.nvram, "an NVRAM file"),
+            (&d.acpi_slic, "an ACPI table"),
         ] {
             if let Some(n) = f {
                 self.created_image(n, role);
+            }
+        }
+        for (entry, image) in &d.fw_cfg {
+            self.created_image(image, "a fw_cfg file");
+            if let Some(why) = fw_cfg_name_problem(&entry.value) {
+                self.problem(entry, why);
             }
         }
         if let (Some(i), None) = (&d.initrd, &d.kernel) {
@@ -188,4 +195,21 @@ impl Checker<'_> {
             _ => {}
         }
     }
+}
+
+/// What QEMU would refuse in a fw_cfg entry name (hw/nvram/fw_cfg.c: FW_CFG_MAX_FILE_PATH is 56
+/// bytes with the NUL; user entries live under `opt/`), said before anything runs.
+fn fw_cfg_name_problem(name: &str) -> Option<String> {
+    if !name.starts_with("opt/") || name.len() <= "opt/".len() {
+        return Some(format!(
+            "fw_cfg entry `{name}` must start with `opt/` and name a file under it (QEMU keeps the rest of the space for itself), e.g. opt/org.example/data"
+        ));
+    }
+    if name.len() > 55 {
+        return Some(format!(
+            "fw_cfg entry `{name}` is {} characters long; QEMU takes at most 55",
+            name.len()
+        ));
+    }
+    None
 }
