@@ -524,17 +524,4 @@ mod tests {
         let e = for_run(&load("link.cil"), None).unwrap_err();
         assert!(e.message.contains("not a regular file"), "{e}");
     }
-
-    /// Module files are looked up beside the scenario, so the negative controls of save,
-    /// managedsave and dump carry a copy of the operations scenarios' I/O helper module: the
-    /// copy must stay the module those scenarios run with.
-    #[test]
-    fn the_negative_controls_run_the_operations_scenarios_iohelper_module() {
-        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let read = |p: &str| std::fs::read(repo.join(p)).expect(p);
-        assert_eq!(
-            read("harness/tests/data/wrong/modules/harness_iohelper.cil"),
-            read("scenarios/operations/modules/harness_iohelper.cil"),
-        );
-    }
 }

@@ -108,7 +108,7 @@ pub fn resolve(
     libdirs: &BTreeMap<Name, PathBuf>,
 ) -> Result<PathBuf, Unresolved> {
     match f {
-        FileRef::Image(n) => Ok(plan.image_path(n).to_path_buf()),
+        FileRef::Image(n) => Ok(plan.file_path(n).to_path_buf()),
         FileRef::Libdir { domain, rel } => {
             let dir = libdirs.get(domain).ok_or_else(|| Unresolved {
                 domain: domain.clone(),

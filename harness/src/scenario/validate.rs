@@ -194,13 +194,15 @@ impl Checker<'_> {
     /// A file a bookkeeping expectation names: a known image, or a known domain's libdir.
     fn file_ref(&mut self, f: &At<FileRef>) {
         match &f.value {
+            // Any file `file:` may check: an image, or one a step or a chardev makes (a
+            // socket QEMU binds is gone at stop, which only `absent:` can say).
             FileRef::Image(n) => {
                 let n = At {
                     value: n.clone(),
                     line: f.line,
                     column: f.column,
                 };
-                self.image(&n);
+                self.file(&n);
             }
             FileRef::Libdir { domain, .. } => {
                 let d = At {
