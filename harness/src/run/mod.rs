@@ -16,6 +16,8 @@ pub mod operations;
 pub mod parallel;
 pub mod plan;
 mod plan_boot;
+mod plan_devices;
+pub mod device_paths;
 pub mod policy_batch;
 mod sequence;
 pub(crate) mod settle;
