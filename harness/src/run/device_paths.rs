@@ -13,18 +13,19 @@ pub const SWTPM_LOG_DIR: &str = "/var/log/swtpm/libvirt/qemu";
 /// qemu.conf's `memory_backing_dir` when a run does not set it.
 pub const MEMORY_BACKING_DIR: &str = "/var/lib/libvirt/qemu/ram";
 
-/// What a running domain is to libvirt: enough to find its device paths.
+/// What a defined domain is to libvirt: enough to find its device paths.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LiveDomain {
-    pub id: u32,
+    /// None while it does not run.
+    pub id: Option<u32>,
     pub uuid: String,
 }
 
-/// The id and UUID of a running domain's live XML.
-pub fn live_domain(live_xml: &str) -> Option<LiveDomain> {
-    let doc = roxmltree::Document::parse(live_xml).ok()?;
+/// The id (if it runs) and UUID of a domain's XML.
+pub fn live_domain(xml: &str) -> Option<LiveDomain> {
+    let doc = roxmltree::Document::parse(xml).ok()?;
     let root = doc.root_element();
-    let id = root.attribute("id")?.parse().ok()?;
+    let id = root.attribute("id").and_then(|i| i.parse().ok());
     let uuid = root
         .children()
         .find(|n| n.has_tag_name("uuid"))?
@@ -71,8 +72,11 @@ pub fn find(
     let p = match place {
         RuntimePlace::Swtpmdir => Path::new(SWTPM_STORAGE_DIR).join(&live.uuid),
         RuntimePlace::Swtpmlog => Path::new(SWTPM_LOG_DIR).join(format!("{libvirt_name}-swtpm.log")),
-        RuntimePlace::Ramdir => by_id(memory_backing_dir, live.id)
-            .or_else(|| by_id(&memory_backing_dir.join("libvirt/qemu"), live.id))?,
+        RuntimePlace::Ramdir => {
+            let id = live.id?;
+            by_id(memory_backing_dir, id)
+                .or_else(|| by_id(&memory_backing_dir.join("libvirt/qemu"), id))?
+        }
     };
     std::fs::symlink_metadata(&p).is_ok().then_some(p)
 }
@@ -108,12 +112,19 @@ mod tests {
         assert_eq!(
             live_domain(XML),
             Some(LiveDomain {
-                id: 12,
+                id: Some(12),
                 uuid: "0b5b3c2e-4b7a-4e1f-9a57-3e2f1c0d9e8a".into()
             })
         );
-        // An inactive domain has no id; a UUID that could be a path is refused.
-        assert_eq!(live_domain("<domain><uuid>ab</uuid></domain>"), None);
+        // An inactive domain has no id but its UUID; one that could be a path is refused.
+        assert_eq!(
+            live_domain("<domain><uuid>ab</uuid></domain>"),
+            Some(LiveDomain {
+                id: None,
+                uuid: "ab".into()
+            })
+        );
+        assert_eq!(live_domain("<domain><name>x</name></domain>"), None);
         assert_eq!(
             live_domain("<domain id='1'><uuid>../../etc</uuid></domain>"),
             None

@@ -1180,13 +1180,15 @@ impl Run<'_> {
         self.find_device_paths();
     }
 
-    /// Where each running domain's device paths are now (swtpm's state and log, the RAM
-    /// directory), for the domains that have such devices; kept once seen, like libdirs.
+    /// Where each defined domain's device paths are now (swtpm's state and log, and for a
+    /// running one the RAM directory), for the domains that have such devices; kept once
+    /// seen, like libdirs: swtpm's state outlives a start that failed, and `absent:` after an
+    /// undefine asks about the directory it had.
     fn find_device_paths(&mut self) {
         use crate::run::device_paths;
         let ram_root = device_paths::memory_backing_dir(&self.plan.qemu_conf);
-        let running: Vec<Name> = self.running.iter().cloned().collect();
-        for n in running {
+        let names: Vec<Name> = self.loaded.scenario.domains.keys().cloned().collect();
+        for n in names {
             let Some(d) = self.loaded.scenario.domains.get(&n) else {
                 continue;
             };
