@@ -434,7 +434,13 @@ fn with_device(device: &str, expect: &str) -> String {
 #[rstest]
 #[case("", "{absent: [$vm1.swtpmdir]}", 8, 23, "for a domain with `tpm: {}`")]
 #[case("", "{label: {$vm1.ramdir: default}}", 8, 22, "`memory_backing: {}`")]
-#[case(", tpm: {}", "{absent: [$vm1.swtpmlog/x]}", 8, 23, "swtpmlog is one file")]
+#[case(
+    ", tpm: {}",
+    "{absent: [$vm1.swtpmlog/x]}",
+    8,
+    23,
+    "swtpmlog is one file"
+)]
 #[case(", tpm: {}", "{absent: [$vm1.swtpmdir/../../etc]}", 8, 23, "no '..'")]
 #[case("", "{swtpm_owner: {vm1: 'swtpm:swtpm'}}", 8, 28, "has no swtpm")]
 #[case(", pmem: [{image: q.img}]", "{}", 5, 40, "must be a new raw file")]

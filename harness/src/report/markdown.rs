@@ -420,12 +420,8 @@ fn step(out: &mut String, st: &StepRecord) {
                 context,
                 ids,
             } => {
-                let line = crate::evidence::describe_swtpm(
-                    domain,
-                    *pid,
-                    context.as_ref(),
-                    ids.as_ref(),
-                );
+                let line =
+                    crate::evidence::describe_swtpm(domain, *pid, context.as_ref(), ids.as_ref());
                 let _ = writeln!(out, "- {}", code(&line));
             }
         }

@@ -116,9 +116,12 @@ pub fn resolve(f: &FileRef, plan: &Plan, found: &Found) -> Result<PathBuf, Unres
     let (dir, rel) = match f {
         FileRef::Image(n) => return Ok(plan.image_path(n).to_path_buf()),
         FileRef::Libdir { domain, rel } => (
-            found.libdirs.get(domain).ok_or_else(|| Unresolved::Libdir {
-                domain: domain.clone(),
-            })?,
+            found
+                .libdirs
+                .get(domain)
+                .ok_or_else(|| Unresolved::Libdir {
+                    domain: domain.clone(),
+                })?,
             rel,
         ),
         FileRef::Runtime { domain, place, rel } => (
@@ -139,11 +142,7 @@ pub fn resolve(f: &FileRef, plan: &Plan, found: &Found) -> Result<PathBuf, Unres
 }
 
 /// `FileState` evidence for each named file.
-pub fn file_states(
-    files: &[&FileRef],
-    plan: &Plan,
-    found: &Found,
-) -> Vec<Evidence> {
+pub fn file_states(files: &[&FileRef], plan: &Plan, found: &Found) -> Vec<Evidence> {
     files
         .iter()
         .map(|f| {

@@ -71,7 +71,9 @@ pub fn find(
 ) -> Option<PathBuf> {
     let p = match place {
         RuntimePlace::Swtpmdir => Path::new(SWTPM_STORAGE_DIR).join(&live.uuid),
-        RuntimePlace::Swtpmlog => Path::new(SWTPM_LOG_DIR).join(format!("{libvirt_name}-swtpm.log")),
+        RuntimePlace::Swtpmlog => {
+            Path::new(SWTPM_LOG_DIR).join(format!("{libvirt_name}-swtpm.log"))
+        }
         RuntimePlace::Ramdir => {
             let id = live.id?;
             by_id(memory_backing_dir, id)
@@ -155,10 +157,16 @@ mod tests {
         let old = root.path().join("libvirt/qemu/12-selinux-harness-r1");
         std::fs::create_dir_all(&old).unwrap();
         std::fs::create_dir(root.path().join("112-other")).unwrap();
-        assert_eq!(find(RuntimePlace::Ramdir, &live, "x", root.path()), Some(old));
+        assert_eq!(
+            find(RuntimePlace::Ramdir, &live, "x", root.path()),
+            Some(old)
+        );
         let new = root.path().join("12-selinux-harness-r1");
         std::fs::create_dir(&new).unwrap();
-        assert_eq!(find(RuntimePlace::Ramdir, &live, "x", root.path()), Some(new));
+        assert_eq!(
+            find(RuntimePlace::Ramdir, &live, "x", root.path()),
+            Some(new)
+        );
     }
 
     #[test]
@@ -173,7 +181,16 @@ mod tests {
         };
         let state = format!("dir={SWTPM_STORAGE_DIR}/{uuid}/tpm2,mode=0600");
         fake("40", "qemu-system-x86", &["qemu", &state]);
-        fake("41", "swtpm", &["swtpm", "socket", "--tpmstate", "dir=/var/lib/libvirt/swtpm/other/tpm2"]);
+        fake(
+            "41",
+            "swtpm",
+            &[
+                "swtpm",
+                "socket",
+                "--tpmstate",
+                "dir=/var/lib/libvirt/swtpm/other/tpm2",
+            ],
+        );
         assert_eq!(swtpm_pid(proc_root.path(), uuid), None);
         fake("42", "swtpm", &["swtpm", "socket", "--tpmstate", &state]);
         std::fs::create_dir(proc_root.path().join("self")).unwrap();

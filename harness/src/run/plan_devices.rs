@@ -135,7 +135,9 @@ mod tests {
 
     #[test]
     fn a_tpm_is_an_swtpm_emulator() {
-        let x = xml(&format!("{HEAD}{{tpm: {{model: tis}}}}\nsteps: [{{start: vm1}}]\n"));
+        let x = xml(&format!(
+            "{HEAD}{{tpm: {{model: tis}}}}\nsteps: [{{start: vm1}}]\n"
+        ));
         let doc = roxmltree::Document::parse(&x).unwrap();
         let tpm = doc.descendants().find(|n| n.has_tag_name("tpm")).unwrap();
         assert_eq!(tpm.attribute("model"), Some("tpm-tis"));
@@ -145,7 +147,10 @@ mod tests {
             (b.attribute("type"), b.attribute("version")),
             (Some("emulator"), Some("2.0"))
         );
-        assert!(!x.contains("maxMemory") && !x.contains("memoryBacking"), "{x}");
+        assert!(
+            !x.contains("maxMemory") && !x.contains("memoryBacking"),
+            "{x}"
+        );
     }
 
     #[test]
@@ -163,10 +168,19 @@ mod tests {
         let pos = |t: &str| top.iter().position(|x| *x == t).unwrap();
         assert!(pos("maxMemory") < pos("memory"), "{top:?}");
         assert!(pos("memory") < pos("memoryBacking"), "{top:?}");
-        assert!(pos("features") < pos("cpu") && pos("cpu") < pos("devices"), "{top:?}");
+        assert!(
+            pos("features") < pos("cpu") && pos("cpu") < pos("devices"),
+            "{top:?}"
+        );
         // 64 MiB of RAM and two 16 MiB devices, one slot each.
-        let max = doc.descendants().find(|n| n.has_tag_name("maxMemory")).unwrap();
-        assert_eq!((max.attribute("slots"), max.text()), (Some("2"), Some("98304")));
+        let max = doc
+            .descendants()
+            .find(|n| n.has_tag_name("maxMemory"))
+            .unwrap();
+        assert_eq!(
+            (max.attribute("slots"), max.text()),
+            (Some("2"), Some("98304"))
+        );
         let mems: Vec<_> = doc
             .descendants()
             .filter(|n| n.has_tag_name("memory") && n.attribute("model").is_some())
@@ -174,7 +188,10 @@ mod tests {
         assert_eq!(mems.len(), 2);
         assert_eq!(mems[0].attribute("model"), Some("nvdimm"));
         assert_eq!(mems[1].attribute("model"), Some("virtio-pmem"));
-        let path = mems[0].descendants().find(|n| n.has_tag_name("path")).unwrap();
+        let path = mems[0]
+            .descendants()
+            .find(|n| n.has_tag_name("path"))
+            .unwrap();
         assert_eq!(
             path.text(),
             Some("/var/lib/libvirt/images/selinux-harness-r1/pm.img")
@@ -182,7 +199,10 @@ mod tests {
         // Only nvdimm sits on a NUMA node.
         let nodes = doc.descendants().filter(|n| n.has_tag_name("node")).count();
         assert_eq!(nodes, 1);
-        let access = doc.descendants().find(|n| n.has_tag_name("access")).unwrap();
+        let access = doc
+            .descendants()
+            .find(|n| n.has_tag_name("access"))
+            .unwrap();
         assert_eq!(access.attribute("mode"), Some("shared"));
     }
 }

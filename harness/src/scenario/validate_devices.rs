@@ -57,7 +57,12 @@ impl Checker<'_> {
 
     fn swtpm_domain(&mut self, d: &At<Name>) {
         self.domain(d);
-        if self.s.domains.get(&d.value).is_some_and(|x| x.tpm.is_none()) {
+        if self
+            .s
+            .domains
+            .get(&d.value)
+            .is_some_and(|x| x.tpm.is_none())
+        {
             let m = format!(
                 "domain `{}` has no swtpm to judge; give it `tpm: {{}}`",
                 d.value

@@ -141,7 +141,12 @@ fn owner_check(file: &FileRef, want: &Owner, evidence: &[Evidence]) -> Check {
 }
 
 /// `user:group` against the ids the evidence gave, or the check's evidence is missing.
-pub(super) fn owner_verdict(key: CheckKey, what: String, want: &Owner, ids: Result<Ids, NoEvidence>) -> Check {
+pub(super) fn owner_verdict(
+    key: CheckKey,
+    what: String,
+    want: &Owner,
+    ids: Result<Ids, NoEvidence>,
+) -> Check {
     match ids {
         Ok(ids) => check(
             key,

@@ -109,7 +109,10 @@ mod tests {
     #[test]
     fn swtpm_runs_with_the_guests_label_as_its_user() {
         let e = expect("      swtpm_process: {vm1: {context: $vm1}}\n      swtpm_owner: {vm1: 'swtpm:swtpm'}\n");
-        let ok = run(&e, &[swtpm("system_u:system_r:svirt_t:s0:c1,c2", 110, "swtpm")]);
+        let ok = run(
+            &e,
+            &[swtpm("system_u:system_r:svirt_t:s0:c1,c2", 110, "swtpm")],
+        );
         assert_eq!(
             ok.iter().map(|c| (c.0.as_str(), c.1)).collect::<Vec<_>>(),
             [("swtpm_process.vm1", true), ("swtpm_owner.vm1", true)]
@@ -119,6 +122,9 @@ mod tests {
         assert_eq!((bad[1].1, bad[1].3.as_str()), (false, "root:root (0:0)"));
         // No swtpm at all: the checks fail for want of evidence and say so.
         let none = run(&e, &[]);
-        assert!(none.iter().all(|c| !c.1 && c.2 && c.3.contains("no swtpm")), "{none:?}");
+        assert!(
+            none.iter().all(|c| !c.1 && c.2 && c.3.contains("no swtpm")),
+            "{none:?}"
+        );
     }
 }
