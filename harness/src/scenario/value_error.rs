@@ -28,7 +28,7 @@ pub enum ValueError {
     NotAFile(Box<ValueError>),
     #[error("{0:?}: {FILE_REF_HELP}")]
     NotLibdir(String),
-    #[error("{0:?}: the part after $DOMAIN.libdir/ must be a relative path of letters, digits, '.', '_', '-' (no '..', no empty part)")]
+    #[error("{0:?}: the part after $DOMAIN.libdir/ (or .swtpmdir/, .ramdir/) must be a relative path of letters, digits, '.', '_', '-' (no '..', no empty part)")]
     LibdirPath(String),
     #[error("{0:?}: $DOMAIN.swtpmlog is one file; nothing lies below it (write $DOMAIN.swtpmlog)")]
     SwtpmlogPath(String),
@@ -95,7 +95,7 @@ mod tests {
         );
         assert_eq!(
             why::<FileRef>("$vm1.libdir/../x"),
-            "\"$vm1.libdir/../x\": the part after $DOMAIN.libdir/ must be a relative path of letters, digits, '.', '_', '-' (no '..', no empty part)"
+            "\"$vm1.libdir/../x\": the part after $DOMAIN.libdir/ (or .swtpmdir/, .ramdir/) must be a relative path of letters, digits, '.', '_', '-' (no '..', no empty part)"
         );
         assert_eq!(
             why::<XattrName>("foo"),
