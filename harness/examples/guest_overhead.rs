@@ -161,6 +161,7 @@ fn evidence_kind(e: &Evidence) -> &'static str {
         Evidence::RememberedOwner { .. } => "remembered-owner xattrs",
         Evidence::FileState { .. } => "file state (owner, mode, label, xattrs)",
         Evidence::ProcessOwner { .. } => "QEMU process uid:gid",
+        Evidence::SwtpmProcess { .. } => "swtpm process label and uid:gid",
     }
 }
 

@@ -438,3 +438,48 @@ fn with_fw_cfg(entry: &str) -> String {
 fn fw_cfg_entries_are_names_qemu_takes(#[case] entry: &str, #[case] text: &str) {
     rejected_at(&with_fw_cfg(entry), 6, 18, text);
 }
+
+/// A scenario whose guest `vm1` has the device given (`tpm: {}`, or none) and whose one step
+/// expects `expect`.
+fn with_device(device: &str, expect: &str) -> String {
+    format!(
+        "name: x\ndescription: d\nimages: {{a.img: {{size: 1M}}, q.img: {{size: 16M, format: qcow2}}}}\n\
+         domains:\n  vm1: {{disks: [a.img]{device}}}\n\
+         steps:\n  - start: vm1\n    expect: {expect}\n"
+    )
+}
+
+/// The files and process only a device makes are named only for a guest that has the device,
+/// swtpm's log has nothing below it, and none of them leads out of its directory.
+#[rstest]
+#[case("", "{absent: [$vm1.swtpmdir]}", 8, 23, "for a domain with `tpm: {}`")]
+#[case("", "{label: {$vm1.ramdir: default}}", 8, 22, "`memory_backing: {}`")]
+#[case(
+    ", tpm: {}",
+    "{absent: [$vm1.swtpmlog/x]}",
+    8,
+    23,
+    "swtpmlog is one file"
+)]
+#[case(", tpm: {}", "{absent: [$vm1.swtpmdir/../../etc]}", 8, 23, "no '..'")]
+#[case("", "{swtpm_owner: {vm1: 'swtpm:swtpm'}}", 8, 28, "has no swtpm")]
+#[case(", pmem: [{image: q.img}]", "{}", 5, 40, "must be a new raw file")]
+#[case(", pmem: [{image: b.img}]", "{}", 5, 40, "unknown image `b.img`")]
+fn device_files_need_their_device(
+    #[case] device: &str,
+    #[case] expect: &str,
+    #[case] line: usize,
+    #[case] column: usize,
+    #[case] text: &str,
+) {
+    rejected_at(&with_device(device, expect), line, column, text);
+}
+
+#[test]
+fn device_files_of_a_guest_with_the_device_load() {
+    let src = with_device(
+        ", tpm: {model: tis}, memory_backing: {}, pmem: [{image: a.img, model: virtio_pmem}]",
+        "{absent: [$vm1.swtpmdir/tpm2, $vm1.swtpmlog, $vm1.ramdir], swtpm_process: {vm1: {type: svirt_t}}}",
+    );
+    assert!(load_str(Path::new("ok.yaml"), &src).is_ok(), "{src}");
+}

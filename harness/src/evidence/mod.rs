@@ -161,6 +161,27 @@ pub enum Evidence {
         pid: u32,
         ids: file_state::Ids,
     },
+    /// A domain's swtpm process: its label and who it runs as (None: could not be read).
+    SwtpmProcess {
+        domain: String,
+        pid: u32,
+        context: Option<Context>,
+        ids: Option<file_state::Ids>,
+    },
+}
+
+/// One line for a swtpm process, the same in every report.
+pub fn describe_swtpm(
+    domain: &str,
+    pid: u32,
+    context: Option<&Context>,
+    ids: Option<&file_state::Ids>,
+) -> String {
+    format!(
+        "{domain}'s swtpm (pid {pid}) runs in {} as {}",
+        context.map_or("(unreadable label)".to_string(), |c| c.to_string()),
+        ids.map_or("(unreadable user)".to_string(), |i| i.describe())
+    )
 }
 
 fn is_zero(n: &u64) -> bool {

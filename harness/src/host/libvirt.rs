@@ -25,21 +25,32 @@ mod blockjob;
 pub use blockjob::JobInfo;
 
 /// The flags an undefine of a domain with this (inactive) XML needs: `VIR_DOMAIN_UNDEFINE_NVRAM`
-/// when it has an `<os><nvram>`, none otherwise. XML that does not parse gets none, and
-/// libvirt's own refusal then names the problem.
+/// when it has an `<os><nvram>`, `VIR_DOMAIN_UNDEFINE_TPM` when it has an emulated TPM (swtpm's
+/// state under /var/lib/libvirt/swtpm goes with the domain even where the TPM asks to keep it),
+/// none otherwise. XML that does not parse gets none, and libvirt's own refusal then names the
+/// problem.
 fn undefine_flags(inactive_xml: &str) -> sys::virDomainUndefineFlagsValues {
-    let has_nvram = roxmltree::Document::parse(inactive_xml).is_ok_and(|doc| {
+    let Ok(doc) = roxmltree::Document::parse(inactive_xml) else {
+        return 0;
+    };
+    let children = |tag: &'static str| {
         doc.root_element()
             .children()
-            .filter(|n| n.has_tag_name("os"))
-            .flat_map(|os| os.children())
-            .any(|n| n.has_tag_name("nvram"))
-    });
-    if has_nvram {
-        sys::VIR_DOMAIN_UNDEFINE_NVRAM
-    } else {
-        0
+            .filter(move |n| n.has_tag_name(tag))
+            .flat_map(|n| n.children())
+    };
+    let mut flags = 0;
+    if children("os").any(|n| n.has_tag_name("nvram")) {
+        flags |= sys::VIR_DOMAIN_UNDEFINE_NVRAM;
     }
+    if children("devices")
+        .filter(|n| n.has_tag_name("tpm"))
+        .flat_map(|t| t.children())
+        .any(|b| b.has_tag_name("backend") && b.attribute("type") == Some("emulator"))
+    {
+        flags |= sys::VIR_DOMAIN_UNDEFINE_TPM;
+    }
+    flags
 }
 
 /// Symbolic name of a virErrorNumber, as in virterror.h; unknown numbers print as VIR_ERR_<n>.
@@ -208,7 +219,8 @@ impl Libvirt {
         lv(self.domain(name)?.undefine())
     }
 
-    /// Undefine, deleting the domain's NVRAM file if it has one (`virsh undefine --nvram`):
+    /// Undefine, deleting the domain's NVRAM file and swtpm state if it has them
+    /// (`virsh undefine --nvram --tpm`):
     /// libvirt refuses a plain undefine of a domain with NVRAM, and the harness's NVRAM files
     /// are copies in its sandbox. The flag goes only where it is needed, because drivers that
     /// have no NVRAM (libvirt's test driver) refuse it as unknown.
@@ -573,8 +585,18 @@ mod tests {
         "<domain type='qemu'><name>g</name><os><type>hvm</type></os><devices><nvram/></devices></domain>",
         0
     )]
+    #[case::swtpm_guest(
+        "<domain type='qemu'><name>g</name><devices><tpm model='tpm-crb'>\
+         <backend type='emulator' version='2.0' persistent_state='yes'/></tpm></devices></domain>",
+        sys::VIR_DOMAIN_UNDEFINE_TPM
+    )]
+    #[case::passthrough_tpm(
+        "<domain type='qemu'><name>g</name><devices><tpm model='tpm-tis'>\
+         <backend type='passthrough'><device path='/dev/tpm0'/></backend></tpm></devices></domain>",
+        0
+    )]
     #[case::not_xml("<domain", 0)]
-    fn undefine_asks_to_delete_nvram_only_where_there_is_some(
+    fn undefine_asks_to_delete_nvram_and_tpm_state_only_where_there_is_some(
         #[case] xml: &str,
         #[case] flags: sys::virDomainUndefineFlagsValues,
     ) {

@@ -715,6 +715,17 @@ fn evidence_lines(e: &Evidence) -> Vec<String> {
             escape(domain),
             code(&ids.describe())
         )],
+        Evidence::SwtpmProcess {
+            domain,
+            pid,
+            context,
+            ids,
+        } => vec![escape(&crate::evidence::describe_swtpm(
+            domain,
+            *pid,
+            context.as_ref(),
+            ids.as_ref(),
+        ))],
     }
 }
 

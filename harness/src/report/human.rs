@@ -352,6 +352,17 @@ pub fn describe_evidence(e: &Evidence) -> Vec<String> {
         Evidence::ProcessOwner { domain, pid, ids } => {
             vec![format!("{domain} (pid {pid}) runs as {}", ids.describe())]
         }
+        Evidence::SwtpmProcess {
+            domain,
+            pid,
+            context,
+            ids,
+        } => vec![crate::evidence::describe_swtpm(
+            domain,
+            *pid,
+            context.as_ref(),
+            ids.as_ref(),
+        )],
     }
 }
 

@@ -414,6 +414,16 @@ fn step(out: &mut String, st: &StepRecord) {
                     code(&ids.describe())
                 );
             }
+            Evidence::SwtpmProcess {
+                domain,
+                pid,
+                context,
+                ids,
+            } => {
+                let line =
+                    crate::evidence::describe_swtpm(domain, *pid, context.as_ref(), ids.as_ref());
+                let _ = writeln!(out, "- {}", code(&line));
+            }
         }
     }
     if !avcs.is_empty() {

@@ -9,7 +9,7 @@ use crate::evidence::{file_state, Evidence, Outcome};
 use crate::host::cleanup::{Cleanup, Undo};
 use crate::host::libvirt::Libvirt;
 use crate::run::plan::Plan;
-use crate::scenario::{FileRef, Name, XattrName};
+use crate::scenario::{FileRef, Name, RuntimePlace, XattrName};
 use crate::selinux_ops;
 
 /// Where the QEMU driver makes each running guest's private directory, domain-ID-SHORTNAME.
@@ -96,42 +96,58 @@ pub fn libdir(root: &Path, id: u32) -> Option<PathBuf> {
 
 /// A file reference that stands for no host path yet.
 #[derive(Debug, thiserror::Error)]
-#[error("{domain} was never seen running with a runtime directory under {QEMU_LIB_DIR}")]
-pub struct Unresolved {
-    pub domain: Name,
+pub enum Unresolved {
+    #[error("{domain} was never seen running with a runtime directory under {QEMU_LIB_DIR}")]
+    Libdir { domain: Name },
+    #[error("{domain} was never seen running with its {}", place.as_str())]
+    Runtime { domain: Name, place: RuntimePlace },
+}
+
+/// The runtime paths of the run's domains, as last seen while each ran (kept after it stops, so
+/// `absent:` can ask about them).
+#[derive(Debug, Default)]
+pub struct Found {
+    pub libdirs: BTreeMap<Name, PathBuf>,
+    pub places: BTreeMap<(Name, RuntimePlace), PathBuf>,
 }
 
 /// The host path a file reference stands for, or why it has none yet.
-pub fn resolve(
-    f: &FileRef,
-    plan: &Plan,
-    libdirs: &BTreeMap<Name, PathBuf>,
-) -> Result<PathBuf, Unresolved> {
-    match f {
-        FileRef::Image(n) => Ok(plan.file_path(n).to_path_buf()),
-        FileRef::Libdir { domain, rel } => {
-            let dir = libdirs.get(domain).ok_or_else(|| Unresolved {
-                domain: domain.clone(),
-            })?;
-            Ok(match rel {
-                Some(r) => dir.join(r),
-                None => dir.clone(),
-            })
-        }
-    }
+pub fn resolve(f: &FileRef, plan: &Plan, found: &Found) -> Result<PathBuf, Unresolved> {
+    let (dir, rel) = match f {
+        FileRef::Image(n) => return Ok(plan.file_path(n).to_path_buf()),
+        FileRef::Libdir { domain, rel } => (
+            found
+                .libdirs
+                .get(domain)
+                .ok_or_else(|| Unresolved::Libdir {
+                    domain: domain.clone(),
+                })?,
+            rel,
+        ),
+        FileRef::Runtime { domain, place, rel } => (
+            found
+                .places
+                .get(&(domain.clone(), *place))
+                .ok_or_else(|| Unresolved::Runtime {
+                    domain: domain.clone(),
+                    place: *place,
+                })?,
+            rel,
+        ),
+    };
+    Ok(match rel {
+        Some(r) => dir.join(r),
+        None => dir.clone(),
+    })
 }
 
 /// `FileState` evidence for each named file.
-pub fn file_states(
-    files: &[&FileRef],
-    plan: &Plan,
-    libdirs: &BTreeMap<Name, PathBuf>,
-) -> Vec<Evidence> {
+pub fn file_states(files: &[&FileRef], plan: &Plan, found: &Found) -> Vec<Evidence> {
     files
         .iter()
         .map(|f| {
             let file = f.to_string();
-            match resolve(f, plan, libdirs) {
+            match resolve(f, plan, found) {
                 Err(why) => Evidence::FileState {
                     file,
                     path: None,

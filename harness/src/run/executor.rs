@@ -31,7 +31,7 @@ use crate::run::sequence::{self, LabelError, Setup, Steps, Stopped};
 use crate::run::settle;
 use crate::run::together;
 use crate::run::verdict::{applicable_known_bugs, attribute_known_bugs, Tally, Verdict};
-use crate::scenario::{Action, CheckKind, LoadedScenario, Name, Requirement, Step};
+use crate::scenario::{Action, CheckKind, LoadedScenario, Name, Requirement, RuntimePlace, Step};
 use crate::selinux_ops;
 
 /// The test policy module a probe needs, shipped inside the binary so a host without the
@@ -303,7 +303,8 @@ pub fn execute(
                 libvirt: None,
                 prober: None,
                 running: BTreeSet::new(),
-                libdirs: std::collections::BTreeMap::new(),
+                found: Default::default(),
+                swtpm_uuids: Default::default(),
                 chardev_ends: None,
                 kernel_policy: Default::default(),
             };
@@ -528,8 +529,11 @@ struct Run<'a> {
     prober: Option<probe::Prober>,
     /// Domains a step started and no step has destroyed since: their QEMU must be alive.
     running: BTreeSet<Name>,
-    /// Each domain's runtime directory (`$vm1.libdir`) as last seen while it ran.
-    libdirs: std::collections::BTreeMap<Name, PathBuf>,
+    /// Each domain's runtime directory (`$vm1.libdir`) and device paths (`$vm1.swtpmdir`) as
+    /// last seen while it ran.
+    found: crate::run::bookkeeping::Found,
+    /// The UUID of each domain with a TPM, from its live XML: names its swtpm process.
+    swtpm_uuids: std::collections::BTreeMap<Name, String>,
     /// Listening sockets of the guests' chardevs, held for the run.
     chardev_ends: Option<crate::run::operations::ChardevEnds>,
     /// The oracle's copy of the kernel's policy, kept from step to step while it is current.
@@ -1172,9 +1176,69 @@ impl Run<'_> {
                 .and_then(|lv| lv.live_xml(self.plan.domain_name(&n)).ok())
                 .and_then(|xml| crate::run::bookkeeping::domain_id(&xml));
             if let Some(dir) = id.and_then(|id| crate::run::bookkeeping::libdir(root, id)) {
-                self.libdirs.insert(n, dir);
+                self.found.libdirs.insert(n, dir);
             }
         }
+        self.find_device_paths();
+    }
+
+    /// Where each defined domain's device paths are now (swtpm's state and log, and for a
+    /// running one the RAM directory), for the domains that have such devices; kept once
+    /// seen, like libdirs: swtpm's state outlives a start that failed, and `absent:` after an
+    /// undefine asks about the directory it had.
+    fn find_device_paths(&mut self) {
+        use crate::run::device_paths;
+        let ram_root = device_paths::memory_backing_dir(&self.plan.qemu_conf);
+        let names: Vec<Name> = self.loaded.scenario.domains.keys().cloned().collect();
+        for n in names {
+            let Some(d) = self.loaded.scenario.domains.get(&n) else {
+                continue;
+            };
+            let mut places = Vec::new();
+            if d.tpm.is_some() {
+                places.extend([RuntimePlace::Swtpmdir, RuntimePlace::Swtpmlog]);
+            }
+            if d.memory_backing.is_some() {
+                places.push(RuntimePlace::Ramdir);
+            }
+            if places.is_empty() {
+                continue;
+            }
+            let name = self.plan.domain_name(&n).to_string();
+            let Some(live) = self
+                .lv()
+                .ok()
+                .and_then(|lv| lv.live_xml(&name).ok())
+                .and_then(|xml| device_paths::live_domain(&xml))
+            else {
+                continue;
+            };
+            for p in places {
+                if let Some(path) = device_paths::find(p, &live, &name, &ram_root) {
+                    self.found.places.insert((n.clone(), p), path);
+                }
+            }
+            if d.tpm.is_some() {
+                self.swtpm_uuids.insert(n.clone(), live.uuid);
+            }
+        }
+    }
+
+    /// `SwtpmProcess` evidence for each named domain whose swtpm runs now.
+    fn swtpm_processes(&self, domains: &[&Name]) -> Vec<Evidence> {
+        domains
+            .iter()
+            .filter_map(|d| {
+                let uuid = self.swtpm_uuids.get(*d)?;
+                let pid = crate::run::device_paths::swtpm_pid(Path::new("/proc"), uuid)?;
+                Some(Evidence::SwtpmProcess {
+                    domain: d.to_string(),
+                    pid,
+                    context: selinux_ops::process_context(pid).ok(),
+                    ids: crate::evidence::file_state::process_ids(pid).ok(),
+                })
+            })
+            .collect()
     }
 
     /// Says step `index` started and opens its evidence: the audit offset, the watches.
@@ -1338,10 +1402,19 @@ impl Run<'_> {
         evidence.extend(crate::run::bookkeeping::file_states(
             &o.expect.named_files(),
             self.plan,
-            &self.libdirs,
+            &self.found,
         ));
         let owners: Vec<&Name> = o.expect.process_owner.keys().map(|d| &d.value).collect();
         evidence.extend(crate::run::bookkeeping::process_owners(&owners, self.plan));
+        let swtpms: BTreeSet<&Name> = o
+            .expect
+            .swtpm_process
+            .keys()
+            .chain(o.expect.swtpm_owner.keys())
+            .map(|d| &d.value)
+            .collect();
+        let swtpms: Vec<&Name> = swtpms.into_iter().collect();
+        evidence.extend(self.swtpm_processes(&swtpms));
         for (name, path) in &watched {
             if let Ok(xattrs) = selinux_ops::remembered_owner(path) {
                 evidence.push(Evidence::RememberedOwner {

@@ -14,6 +14,7 @@ use crate::scenario::{
 };
 
 pub mod bookkeeping;
+mod swtpm;
 
 /// A domain's live seclabel, remembered by `capture:`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -738,6 +739,7 @@ pub fn check_step(
         out.push(no_avc_check(n, &m.value, &records, caps));
     }
     out.extend(bookkeeping::checks(expect, evidence, caps));
+    out.extend(swtpm::checks(expect, evidence, caps));
     out
 }
 

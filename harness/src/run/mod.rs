@@ -4,6 +4,7 @@
 pub mod batch;
 mod blockjob;
 pub(crate) mod bookkeeping;
+pub mod device_paths;
 mod domain_xml;
 pub mod event;
 pub(crate) mod executor;
@@ -16,6 +17,7 @@ pub mod operations;
 pub mod parallel;
 pub mod plan;
 mod plan_boot;
+mod plan_devices;
 pub mod policy_batch;
 mod sequence;
 pub(crate) mod settle;

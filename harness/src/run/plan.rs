@@ -509,10 +509,12 @@ fn domain_xml(
             .write_inner_content(|w| {
                 text_element(w, "name", name)?;
                 text_element(w, "description", &format!("{MARKER} scenario {scenario}"))?;
+                super::plan_devices::max_memory_xml(w, d, images)?;
                 let mem = d.memory_mib.unwrap_or(64).to_string();
                 w.create_element("memory")
                     .with_attribute(("unit", "MiB"))
                     .write_text_content(BytesText::new(&mem))?;
+                super::plan_devices::memory_backing_xml(w, d)?;
                 text_element(w, "vcpu", "1")?;
                 w.create_element("os").write_inner_content(|w| {
                     w.create_element("type")
@@ -529,6 +531,7 @@ fn domain_xml(
                     w.create_element("acpi").write_empty()?;
                     Ok(())
                 })?;
+                super::plan_devices::cpu_xml(w, d)?;
                 w.create_element("devices").write_inner_content(|w| {
                     for (i, spec) in d.disks.iter().enumerate() {
                         let disk = spec.to_disk();
@@ -541,6 +544,7 @@ fn domain_xml(
                         disk_xml(w, &disk, &img.path, img.format(), &target)?;
                     }
                     super::operations::chardevs_xml(w, &d.serials, sandbox)?;
+                    super::plan_devices::devices_xml(w, d, images)?;
                     w.create_element("memballoon")
                         .with_attribute(("model", "none"))
                         .write_empty()?;

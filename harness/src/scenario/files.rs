@@ -34,6 +34,39 @@ pub enum FileRef {
         domain: Name,
         rel: Option<String>,
     },
+    /// A file libvirt makes for one of a domain's devices (`$vm1.swtpmdir/tpm2`): see
+    /// `RuntimePlace`.
+    Runtime {
+        domain: Name,
+        place: RuntimePlace,
+        rel: Option<String>,
+    },
+}
+
+/// Where libvirt keeps what a device of a running guest needs, found when the guest runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RuntimePlace {
+    /// swtpm's state directory, /var/lib/libvirt/swtpm/UUID.
+    Swtpmdir,
+    /// swtpm's log, /var/log/swtpm/libvirt/qemu/NAME-swtpm.log (a file: no path below it).
+    Swtpmlog,
+    /// The guest's directory under qemu.conf's `memory_backing_dir`.
+    Ramdir,
+}
+
+impl RuntimePlace {
+    pub const ALL: [RuntimePlace; 3] = [
+        RuntimePlace::Swtpmdir,
+        RuntimePlace::Swtpmlog,
+        RuntimePlace::Ramdir,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuntimePlace::Swtpmdir => "swtpmdir",
+            RuntimePlace::Swtpmlog => "swtpmlog",
+            RuntimePlace::Ramdir => "ramdir",
+        }
+    }
 }
 
 impl FileRef {
@@ -41,7 +74,7 @@ impl FileRef {
     pub fn domain(&self) -> Option<&Name> {
         match self {
             FileRef::Image(_) => None,
-            FileRef::Libdir { domain, .. } => Some(domain),
+            FileRef::Libdir { domain, .. } | FileRef::Runtime { domain, .. } => Some(domain),
         }
     }
 }
@@ -55,6 +88,16 @@ impl fmt::Display for FileRef {
                 domain,
                 rel: Some(r),
             } => write!(f, "${domain}.libdir/{r}"),
+            FileRef::Runtime {
+                domain,
+                place,
+                rel: None,
+            } => write!(f, "${domain}.{}", place.as_str()),
+            FileRef::Runtime {
+                domain,
+                place,
+                rel: Some(r),
+            } => write!(f, "${domain}.{}/{r}", place.as_str()),
         }
     }
 }
@@ -75,10 +118,20 @@ impl FromStr for FileRef {
             Some((h, r)) => (h, Some(r)),
             None => (body, None),
         };
-        let domain = head
-            .strip_suffix(".libdir")
-            .ok_or_else(|| ValueError::NotLibdir(s.to_string()))?;
+        let runtime = RuntimePlace::ALL.into_iter().find_map(|p| {
+            head.strip_suffix(p.as_str())
+                .and_then(|d| d.strip_suffix('.'))
+                .map(|d| (d, p))
+        });
+        let (domain, place) = match (head.strip_suffix(".libdir"), runtime) {
+            (Some(d), _) => (d, None),
+            (None, Some((d, p))) => (d, Some(p)),
+            (None, None) => return Err(ValueError::NotLibdir(s.to_string())),
+        };
         let domain: Name = domain.parse()?;
+        if place == Some(RuntimePlace::Swtpmlog) && rel.is_some() {
+            return Err(ValueError::SwtpmlogPath(s.to_string()));
+        }
         let rel = match rel {
             None => None,
             Some(r) => {
@@ -97,7 +150,10 @@ impl FromStr for FileRef {
                 Some(r.to_string())
             }
         };
-        Ok(FileRef::Libdir { domain, rel })
+        Ok(match place {
+            None => FileRef::Libdir { domain, rel },
+            Some(place) => FileRef::Runtime { domain, place, rel },
+        })
     }
 }
 
@@ -122,7 +178,7 @@ impl JsonSchema for FileRef {
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
             "type": "string",
-            "description": "an image name, or $DOMAIN.libdir[/RELATIVE] (the guest's runtime directory under /var/lib/libvirt/qemu)"
+            "description": "an image name, $DOMAIN.libdir[/RELATIVE] (the guest's runtime directory under /var/lib/libvirt/qemu), $DOMAIN.swtpmdir[/RELATIVE] (swtpm's state under /var/lib/libvirt/swtpm/UUID), $DOMAIN.swtpmlog (swtpm's log) or $DOMAIN.ramdir[/RELATIVE] (the guest's directory under memory_backing_dir)"
         })
     }
 }

@@ -1,6 +1,7 @@
 //! Scenarios: the YAML language, loading with located errors, and validation.
 
 mod device_label;
+pub mod devices;
 pub mod files;
 pub mod from_xml;
 mod load;

@@ -384,6 +384,13 @@ pub struct Domain {
     /// `opt/...`, as QEMU requires, at most 55 characters.
     #[serde(default)]
     pub fw_cfg: BTreeMap<At<String>, At<Name>>,
+    /// An emulated TPM run by swtpm (`tpm: {}` for a tpm-crb).
+    pub tpm: Option<At<super::devices::Tpm>>,
+    /// File-backed guest RAM (`memory_backing: {}` for shared access).
+    pub memory_backing: Option<At<super::devices::MemoryBacking>>,
+    /// Persistent memory devices backed by images (nvdimm, virtio-pmem).
+    #[serde(default)]
+    pub pmem: Vec<At<super::devices::Pmem>>,
 }
 
 /// A `<seclabel>` whose labels are text for libvirt to parse, not contexts the harness checks:
@@ -1235,6 +1242,13 @@ pub struct Expect {
     pub process_owner: BTreeMap<At<Name>, Owner>,
     /// `outcome: any`: the action's success or failure is deliberately not judged.
     pub outcome: Option<OutcomeExpect>,
+    /// Labels of the domains' swtpm processes (a domain with `tpm:`).
+    #[serde(default)]
+    pub swtpm_process: BTreeMap<At<Name>, ContextMatch>,
+    /// The uid:gid the domains' swtpm processes run as, `user:group` (qemu.conf's
+    /// swtpm_user, swtpm_group).
+    #[serde(default)]
+    pub swtpm_owner: BTreeMap<At<Name>, Owner>,
 }
 
 /// Marks named expectations of a step as a known bug where `when` holds.
@@ -1334,6 +1348,8 @@ pub enum CheckKey {
     Absent(String),
     Label(String),
     ProcessOwner(String),
+    SwtpmProcess(String),
+    SwtpmOwner(String),
 }
 
 /// The kinds of check, for counting and for the negative controls of the conformance suite.
@@ -1356,10 +1372,12 @@ pub enum CheckKind {
     Absent,
     Label,
     ProcessOwner,
+    SwtpmProcess,
+    SwtpmOwner,
 }
 
 impl CheckKind {
-    pub const ALL: [CheckKind; 17] = [
+    pub const ALL: [CheckKind; 19] = [
         CheckKind::Succeeds,
         CheckKind::Error,
         CheckKind::Access,
@@ -1377,6 +1395,8 @@ impl CheckKind {
         CheckKind::Absent,
         CheckKind::Label,
         CheckKind::ProcessOwner,
+        CheckKind::SwtpmProcess,
+        CheckKind::SwtpmOwner,
     ];
 
     pub fn label(self) -> &'static str {
@@ -1398,6 +1418,8 @@ impl CheckKind {
             CheckKind::Absent => "absent",
             CheckKind::Label => "label",
             CheckKind::ProcessOwner => "process_owner",
+            CheckKind::SwtpmProcess => "swtpm_process",
+            CheckKind::SwtpmOwner => "swtpm_owner",
         }
     }
 }
@@ -1422,6 +1444,8 @@ impl CheckKey {
             CheckKey::Absent(_) => CheckKind::Absent,
             CheckKey::Label(_) => CheckKind::Label,
             CheckKey::ProcessOwner(_) => CheckKind::ProcessOwner,
+            CheckKey::SwtpmProcess(_) => CheckKind::SwtpmProcess,
+            CheckKey::SwtpmOwner(_) => CheckKind::SwtpmOwner,
         }
     }
 
@@ -1453,6 +1477,8 @@ impl fmt::Display for CheckKey {
             CheckKey::Absent(i) => write!(f, "absent.{i}"),
             CheckKey::Label(i) => write!(f, "label.{i}"),
             CheckKey::ProcessOwner(d) => write!(f, "process_owner.{d}"),
+            CheckKey::SwtpmProcess(d) => write!(f, "swtpm_process.{d}"),
+            CheckKey::SwtpmOwner(d) => write!(f, "swtpm_owner.{d}"),
         }
     }
 }
@@ -1493,6 +1519,8 @@ impl FromStr for CheckKey {
             Some(("absent", i)) => CheckKey::Absent(i.to_string()),
             Some(("label", i)) => CheckKey::Label(i.to_string()),
             Some(("process_owner", d)) => CheckKey::ProcessOwner(d.to_string()),
+            Some(("swtpm_process", d)) => CheckKey::SwtpmProcess(d.to_string()),
+            Some(("swtpm_owner", d)) => CheckKey::SwtpmOwner(d.to_string()),
             _ => return Err(bad()),
         })
     }
@@ -1589,6 +1617,16 @@ impl Expect {
             self.process_owner
                 .keys()
                 .map(|d| CheckKey::ProcessOwner(d.value.to_string())),
+        );
+        out.extend(
+            self.swtpm_process
+                .keys()
+                .map(|d| CheckKey::SwtpmProcess(d.value.to_string())),
+        );
+        out.extend(
+            self.swtpm_owner
+                .keys()
+                .map(|d| CheckKey::SwtpmOwner(d.value.to_string())),
         );
         out
     }

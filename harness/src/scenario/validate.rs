@@ -13,6 +13,9 @@ mod operations_check;
 #[path = "validate_storage.rs"]
 mod storage;
 
+#[path = "validate_devices.rs"]
+mod devices;
+
 pub(super) struct Problem {
     pub line: usize,
     pub column: usize,
@@ -211,6 +214,15 @@ impl Checker<'_> {
                     column: f.column,
                 };
                 self.domain(&d);
+            }
+            FileRef::Runtime { domain, place, .. } => {
+                let d = At {
+                    value: domain.clone(),
+                    line: f.line,
+                    column: f.column,
+                };
+                self.domain(&d);
+                self.runtime_place(&d, *place);
             }
         }
     }
@@ -485,6 +497,9 @@ impl Checker<'_> {
             self.static_label_needs(name, d);
             self.raw_seclabels(name, d);
             self.boot_files(d);
+            for p in &d.pmem {
+                self.pmem(p);
+            }
             let mut targets = BTreeMap::new();
             for (i, spec) in d.disks.iter().enumerate() {
                 let disk = spec.to_disk();
@@ -736,6 +751,7 @@ impl Checker<'_> {
             self.domain(d);
             self.context_match(d, &d.value.to_string(), m);
         }
+        self.swtpm_expect(e);
         for (f, m) in &e.file {
             self.file(f);
             self.context_match(f, &f.value.to_string(), m);

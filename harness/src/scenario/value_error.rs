@@ -7,7 +7,7 @@ use crate::selinux_ops::REMEMBER_PREFIX;
 use super::files::XATTR_NAMES;
 
 /// What the scenario may name where it names a file.
-const FILE_REF_HELP: &str = "name one of the scenario's images (vm1.img) or a file of a guest's runtime directory ($vm1.libdir, $vm1.libdir/master-key.aes)";
+const FILE_REF_HELP: &str = "name one of the scenario's images (vm1.img) or a file of a guest's runtime directory ($vm1.libdir, $vm1.libdir/master-key.aes), of its swtpm ($vm1.swtpmdir/tpm2, $vm1.swtpmlog) or of its file-backed memory ($vm1.ramdir)";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValueError {
@@ -28,8 +28,10 @@ pub enum ValueError {
     NotAFile(Box<ValueError>),
     #[error("{0:?}: {FILE_REF_HELP}")]
     NotLibdir(String),
-    #[error("{0:?}: the part after $DOMAIN.libdir/ must be a relative path of letters, digits, '.', '_', '-' (no '..', no empty part)")]
+    #[error("{0:?}: the part after $DOMAIN.libdir/ (or .swtpmdir/, .ramdir/) must be a relative path of letters, digits, '.', '_', '-' (no '..', no empty part)")]
     LibdirPath(String),
+    #[error("{0:?}: $DOMAIN.swtpmlog is one file; nothing lies below it (write $DOMAIN.swtpmlog)")]
+    SwtpmlogPath(String),
     #[error("unknown remembered-owner attribute {0:?}: use one of {names} (short for {REMEMBER_PREFIX}NAME)", names = XATTR_NAMES.join(", "))]
     XattrName(String),
     #[error("attribute value {0:?}: give 1-255 printable characters")]
@@ -61,7 +63,7 @@ mod tests {
     /// The diagnostics' texts, as the parsers wrote them when they returned strings.
     #[test]
     fn each_refusal_says_what_to_write() {
-        let help = "name one of the scenario's images (vm1.img) or a file of a guest's runtime directory ($vm1.libdir, $vm1.libdir/master-key.aes)";
+        let help = super::FILE_REF_HELP;
         assert_eq!(
             why::<Name>("1a"),
             "invalid name \"1a\": use 1-40 letters, digits, '_', '.', '-', starting with a letter (no '..', no '/')"
@@ -93,7 +95,7 @@ mod tests {
         );
         assert_eq!(
             why::<FileRef>("$vm1.libdir/../x"),
-            "\"$vm1.libdir/../x\": the part after $DOMAIN.libdir/ must be a relative path of letters, digits, '.', '_', '-' (no '..', no empty part)"
+            "\"$vm1.libdir/../x\": the part after $DOMAIN.libdir/ (or .swtpmdir/, .ramdir/) must be a relative path of letters, digits, '.', '_', '-' (no '..', no empty part)"
         );
         assert_eq!(
             why::<XattrName>("foo"),

@@ -23,7 +23,7 @@ pub fn xattr_text_value(t: &XattrText, caps: &Captures) -> Result<String, Unreso
 /// Why a check of this module has nothing to judge. Its text becomes the check's
 /// observation (`missing`), so it reaches the reports as written here.
 #[derive(Debug, thiserror::Error)]
-enum NoEvidence {
+pub(super) enum NoEvidence {
     #[error("the step did not read this file")]
     NotRead,
     /// The file's path could not be resolved; the evidence says why, if it knows.
@@ -33,6 +33,10 @@ enum NoEvidence {
     NoFile,
     #[error("no QEMU process (not running)")]
     NoProcess,
+    #[error("no swtpm process (not running)")]
+    NoSwtpm,
+    #[error("the swtpm process could not be read")]
+    Unreadable,
 }
 
 /// What the step saw of `file`: Ok(facts, None if the file does not exist), or why it has
@@ -137,7 +141,12 @@ fn owner_check(file: &FileRef, want: &Owner, evidence: &[Evidence]) -> Check {
 }
 
 /// `user:group` against the ids the evidence gave, or the check's evidence is missing.
-fn owner_verdict(key: CheckKey, what: String, want: &Owner, ids: Result<Ids, NoEvidence>) -> Check {
+pub(super) fn owner_verdict(
+    key: CheckKey,
+    what: String,
+    want: &Owner,
+    ids: Result<Ids, NoEvidence>,
+) -> Check {
     match ids {
         Ok(ids) => check(
             key,

@@ -1,0 +1,73 @@
+//! Checks of a domain's devices (`scenario::devices`) and of the runtime files that only such a
+//! device makes (`$vm1.swtpmdir`, `$vm1.swtpmlog`, `$vm1.ramdir`).
+
+use super::super::devices::Pmem;
+use super::super::files::RuntimePlace;
+use super::super::model::*;
+use super::Checker;
+
+impl Checker<'_> {
+    /// A pmem device's image exists at define time and is a raw file with a size (QEMU maps
+    /// the whole file; a qcow2 would be mapped as bytes, not as a disk).
+    pub(super) fn pmem(&mut self, p: &At<Pmem>) {
+        let n = &p.value.image;
+        self.created_image(n, "a persistent memory device");
+        if let Some(i) = self.s.images.get(&n.value) {
+            let i = &i.value;
+            if i.format != ImageFormat::Raw || i.copy_of.is_some() || i.size.is_none() {
+                let m = format!(
+                    "the persistent memory device's image `{}` must be a new raw file with a size (e.g. {{size: 16M}})",
+                    n.value
+                );
+                self.problem(n, m);
+            }
+        }
+    }
+
+    /// A file only a device makes is named only for a domain that has that device.
+    pub(super) fn runtime_place(&mut self, domain: &At<Name>, place: RuntimePlace) {
+        let Some(d) = self.s.domains.get(&domain.value) else {
+            return;
+        };
+        let (has, key) = match place {
+            RuntimePlace::Swtpmdir | RuntimePlace::Swtpmlog => (d.tpm.is_some(), "tpm: {}"),
+            RuntimePlace::Ramdir => (d.memory_backing.is_some(), "memory_backing: {}"),
+        };
+        if !has {
+            let m = format!(
+                "`${}.{}` names a file only libvirt makes for a domain with `{key}`; add it to domain `{}`",
+                domain.value,
+                place.as_str(),
+                domain.value
+            );
+            self.problem(domain, m);
+        }
+    }
+
+    /// `swtpm_process` and `swtpm_owner` name domains that have a TPM.
+    pub(super) fn swtpm_expect(&mut self, e: &Expect) {
+        for (d, m) in &e.swtpm_process {
+            self.swtpm_domain(d);
+            self.context_match(d, &format!("swtpm of {}", d.value), m);
+        }
+        for d in e.swtpm_owner.keys() {
+            self.swtpm_domain(d);
+        }
+    }
+
+    fn swtpm_domain(&mut self, d: &At<Name>) {
+        self.domain(d);
+        if self
+            .s
+            .domains
+            .get(&d.value)
+            .is_some_and(|x| x.tpm.is_none())
+        {
+            let m = format!(
+                "domain `{}` has no swtpm to judge; give it `tpm: {{}}`",
+                d.value
+            );
+            self.problem(d, m);
+        }
+    }
+}
