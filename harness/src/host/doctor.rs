@@ -36,6 +36,10 @@ pub enum Leftover {
         backup: PathBuf,
         restart_libvirtd: bool,
     },
+    /// A guest log libvirt kept of a harness domain (QEMU's NAME.log, swtpm's NAME-swtpm.log).
+    Log {
+        path: PathBuf,
+    },
     /// Something doctor could not look at; reported, never acted on.
     Unreadable {
         what: String,
@@ -48,6 +52,7 @@ impl Leftover {
         match self {
             Leftover::Domain { uri, name } => format!("libvirt domain {name} ({uri})"),
             Leftover::SandboxDir { path } => format!("sandbox directory {}", path.display()),
+            Leftover::Log { path } => format!("guest log {}", path.display()),
             Leftover::Module { name, .. } => format!("policy module {name} loaded by the harness"),
             Leftover::QemuConf { path, backup, .. } => format!(
                 "{} edited by an unfinished run (original in {})",
@@ -89,6 +94,9 @@ pub fn scan(paths: &Layout) -> Vec<Leftover> {
         scan_domains(uri, &mut out);
     }
     scan_sandboxes(&paths.images_root, &mut out);
+    for dir in &paths.log_dirs {
+        scan_logs(dir, &mut out);
+    }
     scan_modules(&paths.state_dir, &mut out);
     let backup = paths.state_dir.join(QEMU_CONF_BACKUP);
     if backup.is_file() {
@@ -139,6 +147,41 @@ fn scan_sandboxes(root: &Path, out: &mut Vec<Leftover>) {
         let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
         if is_dir && is_marked_name(&name) {
             found.push(Leftover::SandboxDir { path: entry.path() });
+        }
+    }
+    found.sort_by_key(Leftover::describe);
+    out.extend(found);
+}
+
+/// The domain a guest log belongs to, if the file is named like one of libvirt's: NAME.log
+/// (QEMU's) or NAME-swtpm.log (swtpm's).
+fn log_owner(file_name: &str) -> Option<&str> {
+    let stem = file_name.strip_suffix(".log")?;
+    Some(stem.strip_suffix("-swtpm").unwrap_or(stem))
+}
+
+fn is_marked_log(file_name: &str) -> bool {
+    log_owner(file_name).is_some_and(is_marked_name)
+}
+
+fn scan_logs(dir: &Path, out: &mut Vec<Leftover>) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => {
+            out.push(Leftover::Unreadable {
+                what: dir.display().to_string(),
+                error: e.to_string(),
+            });
+            return;
+        }
+    };
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        let marked = entry.file_name().to_str().is_some_and(is_marked_log);
+        if is_file && marked {
+            found.push(Leftover::Log { path: entry.path() });
         }
     }
     found.sort_by_key(Leftover::describe);
@@ -248,6 +291,19 @@ fn clean_one(l: &Leftover) -> Result<String, CleanError> {
             std::fs::remove_dir_all(path).map_err(IoError::at("cannot remove", path))?;
             Ok(format!("removed {}", path.display()))
         }
+        Leftover::Log { path } => {
+            let marked = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(is_marked_log);
+            // Swapped for a symlink or a directory since the scan? Then it is not ours any more.
+            let is_file = std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file());
+            if !marked || !is_file {
+                return Err(CleanError::NotOurs("not a harness guest's log file"));
+            }
+            std::fs::remove_file(path).map_err(IoError::at("cannot remove", path))?;
+            Ok(format!("removed guest log {}", path.display()))
+        }
         Leftover::Module { name, state_dir } => {
             if !is_module_name(name) {
                 return Err(CleanError::NotOurs("not a module name"));
@@ -306,8 +362,43 @@ mod tests {
             images_root,
             state_dir: root.join("state"),
             qemu_conf: root.join("qemu.conf"),
+            log_dirs: vec![root.join("qemu-logs"), root.join("swtpm-logs")],
             ..Layout::default()
         }
+    }
+
+    #[test]
+    fn guest_logs_of_harness_domains_are_found_and_removed_others_left() {
+        let t = tempfile::tempdir().unwrap();
+        let p = paths(t.path());
+        let (qemu, swtpm) = (&p.log_dirs[0], &p.log_dirs[1]);
+        std::fs::create_dir_all(qemu).unwrap();
+        std::fs::create_dir_all(swtpm).unwrap();
+        let ours = qemu.join("selinux-harness-1a2b-vm1.log");
+        let ours_tpm = swtpm.join("selinux-harness-1a2b-vm1-swtpm.log");
+        for f in [&ours, &ours_tpm] {
+            std::fs::write(f, "x").unwrap();
+        }
+        std::fs::write(qemu.join("production-guest.log"), "keep").unwrap();
+        std::fs::write(qemu.join("selinux-harness-1a2b-vm1.txt"), "keep").unwrap();
+        symlink("/etc/passwd", qemu.join("selinux-harness-1a2b-vm2.log")).unwrap();
+        let found = scan(&p);
+        assert_eq!(
+            found,
+            vec![
+                Leftover::Log { path: ours.clone() },
+                Leftover::Log {
+                    path: ours_tpm.clone()
+                }
+            ]
+        );
+        for r in clean(&found) {
+            r.unwrap();
+        }
+        assert!(!ours.exists() && !ours_tpm.exists());
+        assert!(qemu.join("production-guest.log").exists());
+        assert!(qemu.join("selinux-harness-1a2b-vm1.txt").exists());
+        assert!(std::fs::symlink_metadata(qemu.join("selinux-harness-1a2b-vm2.log")).is_ok());
     }
 
     #[test]

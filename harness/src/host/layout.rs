@@ -19,6 +19,8 @@ pub const LIBVIRT_SOCK: &str = "/run/libvirt/libvirt-sock";
 /// virtqemud, and libvirt-sock (if any) is virtproxyd's.
 /// Where libvirt's QEMU driver writes each guest's log, NAME.log (command line first).
 pub const QEMU_LOG_DIR: &str = "/var/log/libvirt/qemu";
+/// Where libvirt has swtpm write each guest's TPM log, NAME-swtpm.log.
+pub const SWTPM_LOG_DIR: &str = "/var/log/swtpm/libvirt/qemu";
 pub const VIRTQEMUD_SOCK: &str = "/run/libvirt/virtqemud-sock";
 pub const VIRTQEMUD_PID: &str = "/run/virtqemud.pid";
 pub const AUDIT_LOG: &str = "/var/log/audit/audit.log";
@@ -55,6 +57,8 @@ pub struct Layout {
     pub state_dir: PathBuf,
     /// libsemanage's policy stores, one directory per policy type (see `dontaudit`).
     pub selinux_store: PathBuf,
+    /// Guest logs libvirt keeps after undefine: QEMU's and swtpm's (see `doctor`).
+    pub log_dirs: Vec<PathBuf>,
 }
 
 impl Default for Layout {
@@ -67,6 +71,7 @@ impl Default for Layout {
             booleans_dir: BOOLEANS_DIR.into(),
             state_dir: STATE_DIR.into(),
             selinux_store: SELINUX_STORE.into(),
+            log_dirs: vec![QEMU_LOG_DIR.into(), SWTPM_LOG_DIR.into()],
         }
     }
 }

@@ -8,8 +8,7 @@ use crate::scenario::RuntimePlace;
 
 /// libvirt's swtpm state root (qemu_conf.c swtpmStorageDir): one directory per domain UUID.
 pub const SWTPM_STORAGE_DIR: &str = "/var/lib/libvirt/swtpm";
-/// libvirt's swtpm log directory (swtpmLogDir): NAME-swtpm.log.
-pub const SWTPM_LOG_DIR: &str = "/var/log/swtpm/libvirt/qemu";
+pub use crate::host::layout::SWTPM_LOG_DIR;
 /// qemu.conf's `memory_backing_dir` when a run does not set it.
 pub const MEMORY_BACKING_DIR: &str = "/var/lib/libvirt/qemu/ram";
 

@@ -15,7 +15,9 @@ use crate::evidence::{Evidence, Outcome};
 use crate::host::cleanup::{Cleanup, Undo, Undone};
 use crate::host::environment::TargetInfo;
 use crate::host::journal::Journal;
-use crate::host::layout::{Layout, LIBVIRT_URI, QEMU_CONF, QEMU_LOG_DIR, QEMU_PID_DIR};
+use crate::host::layout::{
+    Layout, LIBVIRT_URI, QEMU_CONF, QEMU_LOG_DIR, QEMU_PID_DIR, SWTPM_LOG_DIR,
+};
 use crate::host::libvirt::Libvirt;
 use crate::host::sandbox::SandboxDir;
 use crate::host::state;
@@ -205,6 +207,8 @@ pub struct HostPaths {
     pub concurrency: Option<Arc<Concurrency>>,
     /// libvirt's per-guest QEMU logs (NAME.log), attached to the record for repro bundles.
     pub qemu_log_dir: PathBuf,
+    /// swtpm's per-guest logs (NAME-swtpm.log), removed with QEMU's after the run.
+    pub swtpm_log_dir: PathBuf,
     /// Set when the run executes under a policy under test (`policy_batch`): what was loaded,
     /// said in the run's notes and beside a permissive domain's inconclusive.
     pub policy_note: Option<String>,
@@ -238,6 +242,7 @@ impl Default for HostPaths {
             fault: None,
             concurrency: None,
             qemu_log_dir: QEMU_LOG_DIR.into(),
+            swtpm_log_dir: SWTPM_LOG_DIR.into(),
             policy_note: None,
             policy: None,
         }
@@ -247,11 +252,12 @@ impl Default for HostPaths {
 /// A guest log's start holds the command line; the size bounds what one run adds to a report.
 pub const GUEST_LOG_LIMIT: usize = 32 * 1024;
 
-/// The logs libvirt kept of the run's guests (they outlive undefine). A guest that never
-/// started has none; a log that cannot be read says why instead.
-fn guest_logs(dir: &Path, guests: &[(String, String)], sink: &mut dyn EventSink) {
+/// The logs libvirt kept of the run's guests (they outlive undefine): QEMU's, read into the
+/// record (a guest that never started has none), then removed with swtpm's, so that the run
+/// leaves no file behind. A log that cannot be removed is said in a note (`doctor` finds it).
+fn take_guest_logs(paths: &HostPaths, guests: &[(String, String)], sink: &mut dyn EventSink) {
     for (domain, libvirt_name) in guests {
-        let path = dir.join(format!("{libvirt_name}.log"));
+        let path = paths.qemu_log_dir.join(format!("{libvirt_name}.log"));
         let text = match std::fs::read(&path) {
             Ok(bytes) => {
                 let mut t = String::from_utf8_lossy(&bytes[..bytes.len().min(GUEST_LOG_LIMIT)])
@@ -262,16 +268,32 @@ fn guest_logs(dir: &Path, guests: &[(String, String)], sink: &mut dyn EventSink)
                         bytes.len() - GUEST_LOG_LIMIT
                     ));
                 }
-                t
+                Some(t)
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => format!("(cannot read: {e})"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => Some(format!("(cannot read: {e})")),
         };
-        sink.emit(Event::GuestLog {
-            domain: domain.clone(),
-            path: path.display().to_string(),
-            text,
-        });
+        if let Some(text) = text {
+            sink.emit(Event::GuestLog {
+                domain: domain.clone(),
+                path: path.display().to_string(),
+                text,
+            });
+        }
+        let swtpm_log = paths
+            .swtpm_log_dir
+            .join(format!("{libvirt_name}-swtpm.log"));
+        for log in [path, swtpm_log] {
+            match std::fs::remove_file(&log) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => sink.emit(Event::Note {
+                    message: format!(
+                        "cannot remove the guest log {}: {e} (`selinux-harness doctor` removes it)",
+                        log.display()
+                    ),
+                }),
+                _ => {}
+            }
+        }
     }
 }
 
@@ -405,7 +427,7 @@ fn execute_with(
     for u in undone {
         sink.emit(Event::CleanedUp(u));
     }
-    guest_logs(&paths.qemu_log_dir, &guests, sink);
+    take_guest_logs(paths, &guests, sink);
     let proof = before.map(|b| {
         let after = state::snapshot(&state_paths, true);
         match concurrency {
@@ -1807,7 +1829,7 @@ mod tests {
     }
 
     #[test]
-    fn guest_logs_are_read_capped_and_skipped_when_absent() {
+    fn guest_logs_are_read_capped_skipped_when_absent_and_removed() {
         let dir = tempfile::tempdir().unwrap();
         let cmdline = "LC_ALL=C /usr/bin/qemu-system-x86_64 -name guest=h-r-vm1\n";
         std::fs::write(dir.path().join("h-r-vm1.log"), cmdline).unwrap();
@@ -1815,8 +1837,19 @@ mod tests {
         std::fs::write(dir.path().join("h-r-vm3.log"), &long).unwrap();
         let guests = [("vm1", "h-r-vm1"), ("vm2", "h-r-vm2"), ("vm3", "h-r-vm3")]
             .map(|(a, b)| (a.to_string(), b.to_string()));
+        std::fs::write(dir.path().join("h-r-vm1-swtpm.log"), "tpm").unwrap();
+        let paths = HostPaths {
+            qemu_log_dir: dir.path().into(),
+            swtpm_log_dir: dir.path().into(),
+            ..HostPaths::default()
+        };
         let mut events = Vec::new();
-        guest_logs(dir.path(), &guests, &mut |e: Event| events.push(e));
+        take_guest_logs(&paths, &guests, &mut |e: Event| events.push(e));
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(
+            left.is_empty(),
+            "the run's guest logs stay behind: {left:?}"
+        );
         let got: Vec<(String, String)> = events
             .into_iter()
             .map(|e| match e {
@@ -1995,6 +2028,7 @@ mod tests {
             let paths = HostPaths {
                 images_root: root.path().into(),
                 qemu_log_dir: root.path().into(),
+                swtpm_log_dir: root.path().into(),
                 ..HostPaths::default()
             };
             let scenario = load_str(Path::new("t.yaml"), SCENARIO).unwrap();
