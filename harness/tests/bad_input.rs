@@ -483,3 +483,65 @@ fn device_files_of_a_guest_with_the_device_load() {
     );
     assert!(load_str(Path::new("ok.yaml"), &src).is_ok(), "{src}");
 }
+
+fn with_restart(restart: &str, expect: &str) -> String {
+    format!(
+        "name: x\ndescription: d\nsteps:\n  - restart_daemon: {restart}\n    expect: {expect}\n"
+    )
+}
+
+/// `restart_daemon:` with qemu.conf keys writes them into a root-owned file and expects a
+/// daemon that may not come up: its keys are checked as `host:`'s are, and an error to match
+/// is a message (the daemon's log has no code).
+#[rstest]
+#[case(
+    "{daemon: libvirt, qemu_conf: {security_driver: nonee}}",
+    "{}",
+    4,
+    51,
+    "`security_driver` is one of"
+)]
+#[case(
+    "{daemon: libvirt, qemu_conf: {\"user = 0\\nx\": 1}}",
+    "{}",
+    4,
+    51,
+    "not an identifier"
+)]
+#[case(
+    "{daemon: libvirt, qemu_conf: {user: \"a\\nb\"}}",
+    "{}",
+    4,
+    51,
+    "may not hold"
+)]
+#[case("{demon: libvirt}", "{}", 4, 22, "unknown key `demon`")]
+#[case("{qemu_conf: {a: 1}}", "{}", 4, 22, "missing key `daemon`")]
+#[case("virtlogd", "{}", 4, 5, "libvirt")]
+#[case(
+    "{daemon: libvirt, qemu_conf: {security_require_confined: 1}}",
+    "{error: {code: VIR_ERR_CONFIG_UNSUPPORTED, message: cannot create confined guests}}",
+    5,
+    28,
+    "remove `VIR_ERR_CONFIG_UNSUPPORTED`"
+)]
+fn a_restart_under_qemu_conf_keys_is_checked(
+    #[case] restart: &str,
+    #[case] expect: &str,
+    #[case] line: usize,
+    #[case] column: usize,
+    #[case] text: &str,
+) {
+    rejected_at(&with_restart(restart, expect), line, column, text);
+}
+
+#[test]
+fn a_restart_that_must_fail_loads() {
+    let src = with_restart(
+        "{daemon: libvirt, qemu_conf: {security_driver: none, security_require_confined: 1}}",
+        "{error: {message: cannot create confined guests}}",
+    );
+    if let Err(e) = load_str(Path::new("ok.yaml"), &src) {
+        panic!("{e:?}");
+    }
+}

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use selinux_harness::scenario::LoadedScenario;
+use selinux_harness::scenario::{self, LoadedScenario};
 
 use super::scenarios::load_one;
 
@@ -91,6 +91,16 @@ pub fn explain(path: &Path, variant: Option<&str>) -> Result<ExitCode> {
         }
         let e = &o.expect;
         match (&e.error, &e.access) {
+            (Some(err), _) if matches!(step.action, scenario::Action::RestartDaemon(_)) => {
+                println!(
+                    "       expect the daemon not to come up, logging an error{}",
+                    err.value
+                        .message
+                        .as_ref()
+                        .map(|m| format!(" containing {:?}", m.value))
+                        .unwrap_or_default()
+                )
+            }
             (Some(err), _) => println!(
                 "       expect libvirt error {}{}{}",
                 err.value

@@ -35,6 +35,11 @@ pub enum Outcome {
     Errno {
         errno: String,
     },
+    /// A daemon restarted under a configuration did not come up; `message` is what it logged
+    /// as errors while it tried (libvirt logs no error code with them).
+    DaemonFailed {
+        message: String,
+    },
     /// Anything else that failed (a harness or host problem, not a policy outcome).
     Other {
         message: String,

@@ -304,6 +304,17 @@ impl Cleanup {
         self.actions.push(action);
     }
 
+    /// Forget the newest registered change when it is `undo`, which its maker has just undone
+    /// itself (a step that puts back what it changed before the run goes on). Whether it was.
+    pub fn retire_last(&mut self, undo: &Undo) -> bool {
+        if self.actions.last() == Some(undo) {
+            self.actions.pop();
+            true
+        } else {
+            false
+        }
+    }
+
     /// What would be undone, in the order it would be undone.
     pub fn pending(&self) -> impl Iterator<Item = &Undo> {
         self.actions.iter().rev()

@@ -14,6 +14,8 @@ pub const QEMU_CONF: &str = "/etc/libvirt/qemu.conf";
 pub const QEMU_PID_DIR: &str = "/run/libvirt/qemu";
 pub const LIBVIRTD: &str = "/usr/sbin/libvirtd";
 pub const LIBVIRTD_PID: &str = "/run/libvirtd.pid";
+/// Where libvirtd logs when it runs as a daemon without journald (its default output).
+pub const LIBVIRTD_LOG: &str = "/var/log/libvirt/libvirtd.log";
 pub const LIBVIRT_SOCK: &str = "/run/libvirt/libvirt-sock";
 /// The modular QEMU daemon's socket: when it exists, libvirt's client connects qemu:///system to
 /// virtqemud, and libvirt-sock (if any) is virtproxyd's.

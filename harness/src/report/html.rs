@@ -635,6 +635,10 @@ fn evidence_lines(e: &Evidence) -> Vec<String> {
                     escape(&l.message)
                 ),
                 Outcome::Errno { errno } => format!("failed: {}", code(errno)),
+                Outcome::DaemonFailed { message } => format!(
+                    "<span class=\"mark-fail\">daemon did not come up</span>: {}",
+                    escape(message)
+                ),
                 Outcome::Other { message } => {
                     format!(
                         "<span class=\"mark-fail\">failed</span>: {}",

@@ -257,6 +257,7 @@ pub fn describe_evidence(e: &Evidence) -> Vec<String> {
                 Outcome::Ok => "ok".into(),
                 Outcome::Libvirt(l) => format!("{} ({}): {}", l.code, l.domain, l.message),
                 Outcome::Errno { errno } => errno.clone(),
+                Outcome::DaemonFailed { message } => format!("daemon did not come up: {message}"),
                 Outcome::Other { message } => message.clone(),
             }
         )],

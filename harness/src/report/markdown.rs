@@ -314,6 +314,9 @@ fn step(out: &mut String, st: &StepRecord) {
                         code(&l.message)
                     ),
                     Outcome::Errno { errno } => format!("failed with {}", code(errno)),
+                    Outcome::DaemonFailed { message } => {
+                        format!("daemon did not come up: {}", code(message))
+                    }
                     Outcome::Other { message } => format!("failed: {}", code(message)),
                 };
                 let _ = writeln!(out, "- action {}: {how}", code(action));

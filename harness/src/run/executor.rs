@@ -1120,12 +1120,32 @@ impl Run<'_> {
                 let o = crate::run::bookkeeping::rm_xattr(path, &x.name, self.cleanup);
                 push(format!("rmxattr {} on {}", x.name, x.image.value), o);
             }
-            Action::RestartDaemon(_) => {
+            Action::RestartDaemon(r) => {
                 // The old connection dies with the daemon; close it first.
                 drop(self.libvirt.take());
-                let (o, lv) = crate::run::bookkeeping::restart_daemon(&self.paths.libvirt_uri);
-                self.libvirt = lv;
-                push("restart libvirt's daemon".into(), o);
+                if r.qemu_conf.is_empty() {
+                    let (o, lv) = crate::run::bookkeeping::restart_daemon(&self.paths.libvirt_uri);
+                    self.libvirt = lv;
+                    push("restart libvirt's daemon".into(), o);
+                } else {
+                    let settings = r.qemu_conf_lines();
+                    let (o, lv) = crate::run::daemon_restart::restart_with(
+                        &self.paths.libvirt_uri,
+                        &settings,
+                        !self.plan.qemu_conf.is_empty(),
+                        self.cleanup,
+                    );
+                    self.libvirt = lv;
+                    let set: Vec<String> =
+                        settings.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+                    push(
+                        format!("restart libvirt's daemon with qemu.conf {}", set.join(", ")),
+                        o,
+                    );
+                    if self.libvirt.is_some() {
+                        self.note("qemu.conf put back and libvirt's daemon restarted".into());
+                    }
+                }
             }
             Action::Save(_)
             | Action::Restore(_)

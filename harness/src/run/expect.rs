@@ -337,6 +337,7 @@ fn describe_outcome(o: &Outcome) -> String {
         Outcome::Ok => "succeeded".to_string(),
         Outcome::Libvirt(e) => format!("{} ({}): {}", e.code, e.domain, e.message),
         Outcome::Errno { errno } => errno.clone(),
+        Outcome::DaemonFailed { message } => format!("the daemon did not come up: {message}"),
         Outcome::Other { message } => message.clone(),
     }
 }
@@ -424,6 +425,16 @@ fn error_checks(em: &ErrorMatch, evidence: &[Evidence]) -> Vec<Check> {
                             .message
                             .as_ref()
                             .is_none_or(|m| e.message.contains(&m.value))
+                }
+                // Only a message: the daemon's log carries no code or domain (the validator
+                // refuses them on a restart).
+                Outcome::DaemonFailed { message } => {
+                    em.code.is_none()
+                        && em.domain.is_none()
+                        && em
+                            .message
+                            .as_ref()
+                            .is_none_or(|m| message.contains(&m.value))
                 }
                 _ => false,
             };

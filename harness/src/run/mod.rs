@@ -4,6 +4,7 @@
 pub mod batch;
 mod blockjob;
 pub(crate) mod bookkeeping;
+mod daemon_restart;
 pub mod device_paths;
 mod domain_xml;
 pub mod event;

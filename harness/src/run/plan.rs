@@ -311,9 +311,7 @@ impl Plan {
                 x.name.full(),
                 self.image_path(&x.image.value).display()
             )],
-            Action::RestartDaemon(_) => vec![
-                "systemctl restart libvirtd   # virtqemud on a modular host; then wait until `virsh -c qemu:///system version` answers".to_string(),
-            ],
+            Action::RestartDaemon(r) => super::daemon_restart::restart_commands(r),
             Action::Save(_)
             | Action::Restore(_)
             | Action::Managedsave(_)

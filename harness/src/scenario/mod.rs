@@ -11,6 +11,7 @@ pub mod mutate;
 mod operations;
 mod policy_module;
 mod qemu_conf_keys;
+mod restart_daemon;
 mod roles;
 mod settle;
 mod storage;
@@ -25,6 +26,7 @@ pub use load::{
 pub use model::*;
 pub use operations::*;
 pub use policy_module::{ModuleKind, ModulePath, ModulePathError};
+pub use restart_daemon::RestartDaemon;
 pub use roles::{Role, RoleTypes, RolesParseError, VirtType};
 pub use settle::{Settle, SettleUntil, Until};
 pub use validate::default_target;

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::device_label::DeviceLabel;
 use super::files::*;
+use super::restart_daemon::RestartDaemon;
 use super::settle::Settle;
 use super::value_error::ValueError;
 use crate::context::{Context, Level, MlsRange};
@@ -620,8 +621,9 @@ pub enum Action {
     Setxattr(SetXattr),
     /// setfattr -x trusted.libvirt.security.NAME on one of the scenario's images
     Rmxattr(RmXattr),
-    /// restart the libvirt daemon serving qemu:///system and wait until it answers
-    RestartDaemon(DaemonName),
+    /// restart the libvirt daemon serving qemu:///system and wait until it answers; with
+    /// `qemu_conf:`, under those keys for this step only (the daemon may refuse to load them)
+    RestartDaemon(RestartDaemon),
     /// virsh save DOMAIN FILE
     Save(Save),
     /// virsh restore FILE
@@ -860,7 +862,7 @@ impl JsonSchema for Step {
             "mutants_survive": g.subschema_for::<Vec<Survivor>>(),
             "setxattr": g.subschema_for::<SetXattr>(),
             "rmxattr": g.subschema_for::<RmXattr>(),
-            "restart_daemon": g.subschema_for::<DaemonName>(),
+            "restart_daemon": g.subschema_for::<RestartDaemon>(),
             "before": g.subschema_for::<BTreeMap<Name, Name>>(),
             "save": g.subschema_for::<Save>(),
             "restore": g.subschema_for::<Restore>(),

@@ -173,15 +173,24 @@ pub fn step_mutations(s: &Scenario, i: usize) -> Vec<Mutation> {
         }
     } else if e.outcome.is_none() {
         // (`outcome: any` judges neither success nor failure: there is nothing to invert.)
+        // A daemon's refusal is matched by its logged message alone (it has no code).
+        let (describe, error) = if matches!(step.action, Action::RestartDaemon(_)) {
+            (
+                format!("the daemon must not come up, logging {SHIFTED_MESSAGE:?}"),
+                json!({ "message": SHIFTED_MESSAGE }),
+            )
+        } else {
+            (
+                format!("the action must fail with {SOME_ERROR}"),
+                json!({ "code": SOME_ERROR }),
+            )
+        };
         b.push(
             "succeeds",
             "invert",
             ck(CheckKind::Succeeds),
-            format!("the action must fail with {SOME_ERROR}"),
-            vec![Op::Set(
-                path(&["expect", "error"]),
-                json!({ "code": SOME_ERROR }),
-            )],
+            describe,
+            vec![Op::Set(path(&["expect", "error"]), error)],
         );
     }
 

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::files::*;
 use super::model::*;
+use super::restart_daemon::RestartDaemon;
 use super::roles::Role;
 use super::settle::{Settle, SettleUntil};
 
@@ -410,8 +411,10 @@ impl Checker<'_> {
         }
     }
 
-    fn host(&mut self, h: &HostSettings) {
-        for (key, value) in &h.qemu_conf {
+    /// qemu.conf keys, under `host:` or in a `restart_daemon:` step: what gets written into a
+    /// root-owned config file.
+    fn qemu_conf(&mut self, entries: &BTreeMap<At<String>, QemuConfValue>) {
+        for (key, value) in entries {
             if !is_identifier(&key.value) {
                 let m = format!("qemu.conf key `{}` is not an identifier", key.value);
                 self.problem(key, m);
@@ -434,6 +437,26 @@ impl Checker<'_> {
                 }
             }
         }
+    }
+
+    /// `restart_daemon:`: its qemu.conf keys as under `host:`; a restart expected to fail is
+    /// matched by the daemon's logged message alone.
+    fn restart_daemon(&mut self, r: &RestartDaemon, step: &Step) {
+        self.qemu_conf(&r.qemu_conf);
+        let Some(em) = &step.options.expect.error else {
+            return;
+        };
+        for at in [&em.value.code, &em.value.domain].into_iter().flatten() {
+            let m = format!(
+                "a daemon that does not come up leaves no libvirt error code or domain to match (it only logs a message): remove `{}` and match `message:`",
+                at.value
+            );
+            self.problem(at, m);
+        }
+    }
+
+    fn host(&mut self, h: &HostSettings) {
+        self.qemu_conf(&h.qemu_conf);
         for key in h.booleans.keys() {
             if !is_identifier(&key.value) {
                 let m = format!("boolean name `{}` is not an identifier", key.value);
@@ -700,7 +723,7 @@ impl Checker<'_> {
                 }
             }
             Action::Rmxattr(x) => self.image(&x.image),
-            Action::RestartDaemon(_) => {}
+            Action::RestartDaemon(r) => self.restart_daemon(r, step),
             Action::Probe(p) => {
                 self.image(&p.image);
                 if step.options.expect.access.is_none() {
