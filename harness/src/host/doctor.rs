@@ -125,17 +125,24 @@ fn scan_domains(uri: &str, out: &mut Vec<Leftover>) {
     }
 }
 
-fn scan_sandboxes(root: &Path, out: &mut Vec<Leftover>) {
-    let entries = match std::fs::read_dir(root) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+/// The entries of `dir`; none when it does not exist, and an `Unreadable` when it cannot be read.
+fn entries(dir: &Path, out: &mut Vec<Leftover>) -> Option<std::fs::ReadDir> {
+    match std::fs::read_dir(dir) {
+        Ok(e) => Some(e),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => {
             out.push(Leftover::Unreadable {
-                what: root.display().to_string(),
+                what: dir.display().to_string(),
                 error: e.to_string(),
             });
-            return;
+            None
         }
+    }
+}
+
+fn scan_sandboxes(root: &Path, out: &mut Vec<Leftover>) {
+    let Some(entries) = entries(root, out) else {
+        return;
     };
     let mut found = Vec::new();
     for entry in entries.flatten() {
@@ -165,16 +172,8 @@ fn is_marked_log(file_name: &str) -> bool {
 }
 
 fn scan_logs(dir: &Path, out: &mut Vec<Leftover>) {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
-        Err(e) => {
-            out.push(Leftover::Unreadable {
-                what: dir.display().to_string(),
-                error: e.to_string(),
-            });
-            return;
-        }
+    let Some(entries) = entries(dir, out) else {
+        return;
     };
     let mut found = Vec::new();
     for entry in entries.flatten() {
