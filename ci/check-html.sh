@@ -87,6 +87,6 @@ EOF
     fi
 }
 
-check vm-seed harness/src/snapshots/selinux_harness__tests__vm-seed-html.snap 5 2
-check vm-wrong-image-level harness/src/snapshots/selinux_harness__tests__vm-wrong-image-level-html.snap 1 0
+check vm-seed harness/src/cli/snapshots/selinux_harness__cli__run__tests__vm-seed-html.snap 5 2
+check vm-wrong-image-level harness/src/cli/snapshots/selinux_harness__cli__run__tests__vm-wrong-image-level-html.snap 1 0
 exit "$failed"

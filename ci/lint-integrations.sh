@@ -143,7 +143,7 @@ note "junit-to-tmt.py against tmt's results schema"
 # results tmt accepts, one per trial, for a passing and a failing cargo run.
 junit_dir="$(mktemp -d)"
 trap 'rm -rf "$runs" "$junit_dir"' EXIT
-awk 'n >= 2; /^---$/ { n++ }' harness/src/snapshots/selinux_harness__tests__vm-seed-junit.snap \
+awk 'n >= 2; /^---$/ { n++ }' harness/src/cli/snapshots/selinux_harness__cli__run__tests__vm-seed-junit.snap \
   >"$junit_dir/junit.xml"
 # The suite names files by where it found them: under tmt an absolute path. Same names wanted.
 sed 's|classname="selinux-harness\.|classname="selinux-harness./var/tmp/tmt/checkout/harness/../|' \
