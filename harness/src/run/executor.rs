@@ -1206,29 +1206,13 @@ impl Run<'_> {
         out
     }
 
-    /// Where each running domain's runtime directory is now (kept once seen: after a
-    /// destroy, `absent: [$vm1.libdir]` asks about the directory it had).
-    fn find_libdirs(&mut self) {
-        let root = Path::new(crate::run::bookkeeping::QEMU_LIB_DIR);
-        let running: Vec<Name> = self.running.iter().cloned().collect();
-        for n in running {
-            let id = self
-                .lv()
-                .ok()
-                .and_then(|lv| lv.live_xml(self.plan.domain_name(&n)).ok())
-                .and_then(|xml| crate::run::bookkeeping::domain_id(&xml));
-            if let Some(dir) = id.and_then(|id| crate::run::bookkeeping::libdir(root, id)) {
-                self.found.libdirs.insert(n, dir);
-            }
-        }
-        self.find_device_paths();
-    }
-
-    /// Where each defined domain's device paths are now (swtpm's state and log, and for a
-    /// running one the RAM directory), for the domains that have such devices; kept once
-    /// seen, like libdirs: swtpm's state outlives a start that failed, and `absent:` after an
-    /// undefine asks about the directory it had.
-    fn find_device_paths(&mut self) {
+    /// Where each domain's runtime paths are now, from one read of its live XML: a running
+    /// domain's runtime directory, and for a defined domain with such devices swtpm's state and
+    /// log and (running) its RAM directory. Kept once seen: swtpm's state outlives a start that
+    /// failed, and `absent: [$vm1.libdir]` after a destroy or an undefine asks about the
+    /// directory it had.
+    fn find_runtime_paths(&mut self) {
+        use crate::run::bookkeeping::{domain_id, libdir, QEMU_LIB_DIR};
         use crate::run::device_paths;
         let ram_root = device_paths::memory_backing_dir(&self.plan.qemu_conf);
         let names: Vec<Name> = self.loaded.scenario.domains.keys().cloned().collect();
@@ -1243,16 +1227,26 @@ impl Run<'_> {
             if d.memory_backing.is_some() {
                 places.push(RuntimePlace::Ramdir);
             }
-            if places.is_empty() {
+            let has_tpm = d.tpm.is_some();
+            let running = self.running.contains(&n);
+            if !running && places.is_empty() {
                 continue;
             }
             let name = self.plan.domain_name(&n).to_string();
-            let Some(live) = self
-                .lv()
-                .ok()
-                .and_then(|lv| lv.live_xml(&name).ok())
-                .and_then(|xml| device_paths::live_domain(&xml))
-            else {
+            let Some(xml) = self.lv().ok().and_then(|lv| lv.live_xml(&name).ok()) else {
+                continue;
+            };
+            if running {
+                if let Some(dir) =
+                    domain_id(&xml).and_then(|id| libdir(Path::new(QEMU_LIB_DIR), id))
+                {
+                    self.found.libdirs.insert(n.clone(), dir);
+                }
+            }
+            if places.is_empty() {
+                continue;
+            }
+            let Some(live) = device_paths::live_domain(&xml) else {
                 continue;
             };
             for p in places {
@@ -1260,7 +1254,7 @@ impl Run<'_> {
                     self.found.places.insert((n.clone(), p), path);
                 }
             }
-            if d.tpm.is_some() {
+            if has_tpm {
                 self.swtpm_uuids.insert(n.clone(), live.uuid);
             }
         }
@@ -1356,7 +1350,7 @@ impl Run<'_> {
             )
         });
         let mut evidence = self.act(&step.action);
-        self.find_libdirs();
+        self.find_runtime_paths();
         self.publish_live();
         self.target_intact(index, "after its action")?;
         self.inject_fault(index, Moment::AfterAction)?;
