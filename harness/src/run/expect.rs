@@ -754,6 +754,17 @@ pub fn check_step(
     out
 }
 
+/// The expectations of the first step of a scenario given as YAML, for the checks' unit tests.
+#[cfg(test)]
+pub(crate) fn first_step_expect(src: &str) -> Expect {
+    crate::scenario::load_str(std::path::Path::new("t.yaml"), src)
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .steps
+        .remove(0)
+        .options
+        .expect
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

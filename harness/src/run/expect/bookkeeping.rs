@@ -284,8 +284,6 @@ mod tests {
     use crate::context::Context;
     use crate::evidence::Outcome;
     use crate::run::expect::{check_step, Captured};
-    use crate::scenario::load_str;
-    use std::path::Path;
 
     fn ctx(s: &str) -> Context {
         s.parse().unwrap()
@@ -295,12 +293,7 @@ mod tests {
         let src = format!(
             "name: t\ndescription: d\nimages: {{vm1.img: {{size: 1M}}}}\ndomains: {{vm1: {{disks: [vm1.img]}}}}\nsteps:\n  - start: vm1\n    before: {{orig: vm1.img}}\n    expect:\n{yaml}"
         );
-        load_str(Path::new("t.yaml"), &src)
-            .unwrap_or_else(|e| panic!("{e:?}"))
-            .steps
-            .remove(0)
-            .options
-            .expect
+        crate::run::expect::first_step_expect(&src)
     }
 
     fn caps() -> Captures {

@@ -51,24 +51,17 @@ pub fn checks(expect: &Expect, evidence: &[Evidence], caps: &Captures) -> Vec<Ch
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use crate::context::Context;
     use crate::evidence::file_state::Ids;
     use crate::evidence::{Evidence, Outcome};
     use crate::run::expect::{check_step, Captured, Captures};
-    use crate::scenario::{load_str, CheckKey, Expect};
+    use crate::scenario::{CheckKey, Expect};
 
     fn expect(yaml: &str) -> Expect {
         let src = format!(
             "name: t\ndescription: d\ndomains: {{vm1: {{tpm: {{}}}}}}\nsteps:\n  - start: vm1\n    capture: {{vm1: vm1}}\n    expect:\n{yaml}"
         );
-        load_str(Path::new("t.yaml"), &src)
-            .unwrap_or_else(|e| panic!("{e:?}"))
-            .steps
-            .remove(0)
-            .options
-            .expect
+        crate::run::expect::first_step_expect(&src)
     }
 
     fn run(e: &Expect, evidence: &[Evidence]) -> Vec<(String, bool, bool, String)> {
