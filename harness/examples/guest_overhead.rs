@@ -162,6 +162,7 @@ fn evidence_kind(e: &Evidence) -> &'static str {
         Evidence::FileState { .. } => "file state (owner, mode, label, xattrs)",
         Evidence::ProcessOwner { .. } => "QEMU process uid:gid",
         Evidence::SwtpmProcess { .. } => "swtpm process label and uid:gid",
+        Evidence::HelperProcess { .. } => "helper process label and uid:gid",
     }
 }
 

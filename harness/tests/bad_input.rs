@@ -484,6 +484,136 @@ fn device_files_of_a_guest_with_the_device_load() {
     assert!(load_str(Path::new("ok.yaml"), &src).is_ok(), "{src}");
 }
 
+/// A scenario with a directory `share` (a file `d.txt` in it), a file `a.img`, and a guest
+/// `vm1` with `domain` whose one step expects `expect`.
+fn with_export(images: &str, domain: &str, expect: &str) -> String {
+    format!(
+        "name: x\ndescription: d\nimages: {{a.img: {{size: 1M}}, share: {{directory: true}}, d.txt: {{size: 1K, in: share}}{images}}}\n\
+         domains:\n  vm1: {{disks: [a.img]{domain}}}\n\
+         steps:\n  - start: vm1\n    expect: {expect}\n"
+    )
+}
+
+/// A virtiofs export is a directory the harness makes in the sandbox, files go one level into
+/// it, the guest's RAM is shared, and a helper is named as the kernel names it.
+#[rstest]
+#[case(
+    "",
+    ", memory_backing: {source: memfd}, virtiofs: [{dir: a.img}]",
+    "{}",
+    5,
+    75,
+    "give image `a.img` `directory: true`"
+)]
+#[case(
+    "",
+    ", virtiofs: [{dir: share}]",
+    "{}",
+    5,
+    36,
+    "virtiofs needs the guest's RAM shared"
+)]
+#[case(
+    "",
+    ", memory_backing: {access: private}, virtiofs: [{dir: share}]",
+    "{}",
+    5,
+    71,
+    "virtiofs needs the guest's RAM shared"
+)]
+#[case(
+    "",
+    ", virtiofs: [{dir: nope}], memory_backing: {}",
+    "{}",
+    5,
+    42,
+    "unknown image `nope`"
+)]
+#[case(
+    ", b: {directory: true, size: 1M}",
+    "",
+    "{}",
+    3,
+    88,
+    "is a directory the harness makes"
+)]
+#[case(
+    ", e.txt: {size: 1K, in: a.img}",
+    "",
+    "{}",
+    3,
+    107,
+    "names a file, not a directory"
+)]
+#[case(
+    ", e.txt: {format: qcow2, size: 1M, in: share}",
+    "",
+    "{}",
+    3,
+    122,
+    "only a new raw file"
+)]
+#[case(
+    "",
+    ", pmem: [{image: share}]",
+    "{}",
+    5,
+    40,
+    "is a directory (`directory: true`)"
+)]
+#[case(
+    "",
+    ", memory_backing: {source: hugepages}",
+    "{}",
+    5,
+    50,
+    "unknown value `hugepages`, expected one of file, memfd"
+)]
+#[case(
+    "",
+    "",
+    "{helper_process: {vm1: {VirtioFSD: {type: virtd_t}}}}",
+    8,
+    37,
+    "invalid helper name"
+)]
+#[case(
+    "",
+    "",
+    "{helper_process: {vm1: {a-very-long-helper-name: {}}}}",
+    8,
+    37,
+    "at most 15 characters"
+)]
+#[case(
+    "",
+    "",
+    "{helper_process: {vm9: {virtiofsd: {type: virtd_t}}}}",
+    8,
+    31,
+    "unknown domain `vm9`"
+)]
+fn virtiofs_exports_and_helpers_are_checked(
+    #[case] images: &str,
+    #[case] domain: &str,
+    #[case] expect: &str,
+    #[case] line: usize,
+    #[case] column: usize,
+    #[case] text: &str,
+) {
+    rejected_at(&with_export(images, domain, expect), line, column, text);
+}
+
+#[test]
+fn a_virtiofs_export_with_shared_memory_loads() {
+    let src = with_export(
+        "",
+        ", memory_backing: {source: memfd}, virtiofs: [{dir: share}]",
+        "{file: {share: {type: virt_image_t}, d.txt: {type: virt_image_t}}, helper_process: {vm1: {virtiofsd: {not_level: s0}}}}",
+    );
+    assert!(load_str(Path::new("ok.yaml"), &src).is_ok(), "{src}");
+}
+
 fn with_restart(restart: &str, expect: &str) -> String {
     format!(
         "name: x\ndescription: d\nsteps:\n  - restart_daemon: {restart}\n    expect: {expect}\n"

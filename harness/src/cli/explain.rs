@@ -33,7 +33,7 @@ pub fn explain(path: &Path, variant: Option<&str>) -> Result<ExitCode> {
         "\nsandbox: {} (RUN is chosen per run; removed afterwards)",
         plan.sandbox.display()
     );
-    for (name, img) in &plan.images {
+    for (name, img) in plan.images_in_creation_order() {
         let ctx = img
             .context
             .as_ref()

@@ -173,6 +173,30 @@ pub enum Evidence {
         context: Option<Context>,
         ids: Option<file_state::Ids>,
     },
+    /// A helper process libvirt runs for a domain (virtiofsd), found by its executable's name
+    /// and a command line naming the domain's UUID or one of its virtiofs exports.
+    HelperProcess {
+        domain: String,
+        helper: String,
+        pid: u32,
+        context: Option<Context>,
+        ids: Option<file_state::Ids>,
+    },
+}
+
+/// One line for a helper process, the same in every report.
+pub fn describe_helper(
+    domain: &str,
+    helper: &str,
+    pid: u32,
+    context: Option<&Context>,
+    ids: Option<&file_state::Ids>,
+) -> String {
+    format!(
+        "{domain}'s {helper} (pid {pid}) runs in {} as {}",
+        context.map_or("(unreadable label)".to_string(), |c| c.to_string()),
+        ids.map_or("(unreadable user)".to_string(), |i| i.describe())
+    )
 }
 
 /// One line for a swtpm process, the same in every report.

@@ -130,6 +130,32 @@ impl SandboxDir {
         )
     }
 
+    /// Create a directory `name` directly in this directory and open it, never over an
+    /// existing entry (mkdirat fails with EEXIST, and the open refuses a symlink).
+    pub fn create_dir(&self, name: &str, mode: u32) -> Result<SandboxDir> {
+        check_name(name)?;
+        let path = self.path.join(name);
+        nix::sys::stat::mkdirat(self.fd.as_fd(), name, Mode::from_bits_truncate(mode)).map_err(
+            |errno| SandboxError::Os {
+                what: "create directory",
+                path: path.clone(),
+                errno,
+            },
+        )?;
+        let fd = openat(
+            self.fd.as_fd(),
+            name,
+            OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_RDONLY,
+            Mode::empty(),
+        )
+        .map_err(|errno| SandboxError::Os {
+            what: "open directory",
+            path: path.clone(),
+            errno,
+        })?;
+        Ok(SandboxDir { fd, path })
+    }
+
     /// A listening UNIX socket `name`, for a guest's chardev in connect mode. bind(2) never
     /// follows or replaces an existing entry (EADDRINUSE), and the directory is ours.
     pub fn listen(&self, name: &str) -> Result<std::os::unix::net::UnixListener> {
@@ -162,6 +188,24 @@ mod tests {
         symlink("/etc/passwd", t.path().join("box/evil")).unwrap();
         assert!(d.create_fifo("evil").is_err() && d.listen("evil").is_err());
         assert!(d.create_fifo("../x").is_err() && d.listen("a/b").is_err());
+    }
+
+    #[test]
+    fn makes_a_directory_and_files_in_it_but_never_over_an_entry() {
+        let t = tempfile::tempdir().unwrap();
+        let d = SandboxDir::open(t.path()).unwrap();
+        let sub = d.create_dir("share", 0o755).unwrap();
+        sub.create_image("data.txt", 4).unwrap();
+        assert_eq!(
+            std::fs::metadata(t.path().join("share/data.txt"))
+                .unwrap()
+                .len(),
+            4
+        );
+        assert!(d.create_dir("share", 0o755).is_err());
+        symlink("/", t.path().join("link")).unwrap();
+        assert!(d.create_dir("link", 0o755).is_err());
+        assert!(d.create_dir("a/b", 0o755).is_err());
     }
 
     #[test]

@@ -730,6 +730,19 @@ fn evidence_lines(e: &Evidence) -> Vec<String> {
             context.as_ref(),
             ids.as_ref(),
         ))],
+        Evidence::HelperProcess {
+            domain,
+            helper,
+            pid,
+            context,
+            ids,
+        } => vec![escape(&crate::evidence::describe_helper(
+            domain,
+            helper,
+            *pid,
+            context.as_ref(),
+            ids.as_ref(),
+        ))],
     }
 }
 

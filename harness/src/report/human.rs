@@ -364,6 +364,19 @@ pub fn describe_evidence(e: &Evidence) -> Vec<String> {
             context.as_ref(),
             ids.as_ref(),
         )],
+        Evidence::HelperProcess {
+            domain,
+            helper,
+            pid,
+            context,
+            ids,
+        } => vec![crate::evidence::describe_helper(
+            domain,
+            helper,
+            *pid,
+            context.as_ref(),
+            ids.as_ref(),
+        )],
     }
 }
 

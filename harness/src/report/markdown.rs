@@ -427,6 +427,22 @@ fn step(out: &mut String, st: &StepRecord) {
                     crate::evidence::describe_swtpm(domain, *pid, context.as_ref(), ids.as_ref());
                 let _ = writeln!(out, "- {}", code(&line));
             }
+            Evidence::HelperProcess {
+                domain,
+                helper,
+                pid,
+                context,
+                ids,
+            } => {
+                let line = crate::evidence::describe_helper(
+                    domain,
+                    helper,
+                    *pid,
+                    context.as_ref(),
+                    ids.as_ref(),
+                );
+                let _ = writeln!(out, "- {}", code(&line));
+            }
         }
     }
     if !avcs.is_empty() {

@@ -1,6 +1,7 @@
 //! Where libvirt keeps what a running guest's devices need outside the sandbox (swtpm's state
 //! and log, the file-backed RAM's directory) and which process is the guest's swtpm: found from
-//! the guest's live XML and the host, only ever read.
+//! the guest's live XML and the host, only ever read; and a domain's helper processes
+//! (virtiofsd) by their executable's name.
 
 use std::path::{Path, PathBuf};
 
@@ -101,9 +102,58 @@ pub fn swtpm_pid(proc_root: &Path, uuid: &str) -> Option<u32> {
         })
 }
 
+/// The processes named `comm` (the kernel's name of their executable) whose command line
+/// has an argument containing one of `needles` (a domain's UUID, the path of one of its
+/// virtiofs exports): a domain's helpers, however they were daemonized. Sorted by pid.
+pub fn helper_pids(proc_root: &Path, comm: &str, needles: &[String]) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir(proc_root) else {
+        return Vec::new();
+    };
+    let mut pids: Vec<u32> = dir
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let dir = proc_root.join(pid.to_string());
+            let c = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+            let cmdline = std::fs::read(dir.join("cmdline")).unwrap_or_default();
+            c.trim_end() == comm
+                && String::from_utf8_lossy(&cmdline)
+                    .split('\0')
+                    .any(|arg| needles.iter().any(|n| !n.is_empty() && arg.contains(n)))
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn helpers_are_found_by_name_and_by_what_their_command_line_names() {
+        let proc_root = tempfile::tempdir().unwrap();
+        let fake = |pid: &str, comm: &str, args: &[&str]| {
+            let d = proc_root.path().join(pid);
+            std::fs::create_dir(&d).unwrap();
+            std::fs::write(d.join("comm"), format!("{comm}\n")).unwrap();
+            std::fs::write(d.join("cmdline"), args.join("\0")).unwrap();
+        };
+        let export = "/var/lib/libvirt/images/selinux-harness-r1/share".to_string();
+        let src = format!("source={export},cache=auto");
+        fake("50", "virtiofsd", &["virtiofsd", "--fd=3", "-o", &src]);
+        fake("9", "virtiofsd", &["virtiofsd", "--fd=3", "-o", &src]);
+        fake("51", "qemu-system-x86", &["qemu", &src]);
+        fake("52", "virtiofsd", &["virtiofsd", "-o", "source=/srv/other"]);
+        let needles = [export, String::new()];
+        assert_eq!(
+            helper_pids(proc_root.path(), "virtiofsd", &needles),
+            [9, 50]
+        );
+        assert!(helper_pids(proc_root.path(), "swtpm", &needles).is_empty());
+        // An empty needle names nothing (it would match every argument).
+        assert!(helper_pids(proc_root.path(), "virtiofsd", &[String::new()]).is_empty());
+    }
 
     const XML: &str = "<domain type='qemu' id='12'><name>selinux-harness-r1-vm1</name>\
         <uuid>0b5b3c2e-4b7a-4e1f-9a57-3e2f1c0d9e8a</uuid></domain>";

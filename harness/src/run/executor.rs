@@ -253,8 +253,8 @@ impl Default for HostPaths {
 pub const GUEST_LOG_LIMIT: usize = 32 * 1024;
 
 /// The logs libvirt kept of the run's guests (they outlive undefine): QEMU's, read into the
-/// record (a guest that never started has none), then removed with swtpm's, so that the run
-/// leaves no file behind. A log that cannot be removed is said in a note (`doctor` finds it).
+/// record (a guest that never started has none), then removed with swtpm's and virtiofsd's
+/// (read into the record too), so that the run leaves no file behind. A log that cannot be removed is said in a note (`doctor` finds it).
 fn take_guest_logs(paths: &HostPaths, guests: &[(String, String)], sink: &mut dyn EventSink) {
     for (domain, libvirt_name) in guests {
         let path = paths.qemu_log_dir.join(format!("{libvirt_name}.log"));
@@ -283,7 +283,16 @@ fn take_guest_logs(paths: &HostPaths, guests: &[(String, String)], sink: &mut dy
         let swtpm_log = paths
             .swtpm_log_dir
             .join(format!("{libvirt_name}-swtpm.log"));
-        for log in [path, swtpm_log] {
+        let virtiofsd_logs = virtiofsd_logs(&paths.qemu_log_dir, libvirt_name);
+        for (log, text) in &virtiofsd_logs {
+            sink.emit(Event::GuestLog {
+                domain: domain.clone(),
+                path: log.display().to_string(),
+                text: text.clone(),
+            });
+        }
+        let others = virtiofsd_logs.into_iter().map(|(p, _)| p);
+        for log in [path, swtpm_log].into_iter().chain(others) {
             match std::fs::remove_file(&log) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => sink.emit(Event::Note {
                     message: format!(
@@ -295,6 +304,38 @@ fn take_guest_logs(paths: &HostPaths, guests: &[(String, String)], sink: &mut dy
             }
         }
     }
+}
+
+/// virtiofsd's logs of a guest, NAME-ALIAS-virtiofsd.log beside QEMU's (one per export), each
+/// with its start (bounded like QEMU's).
+fn virtiofsd_logs(dir: &Path, libvirt_name: &str) -> Vec<(PathBuf, String)> {
+    let prefix = format!("{libvirt_name}-");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(PathBuf, String)> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter(|e| {
+            e.file_name().to_str().is_some_and(|n| {
+                // libvirt's alias of the Nth filesystem is fsN; a domain named `vm1-x` does
+                // not pass for `vm1`'s export.
+                n.strip_prefix(&prefix)
+                    .and_then(|rest| rest.strip_prefix("fs"))
+                    .and_then(|rest| rest.strip_suffix("-virtiofsd.log"))
+                    .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+            })
+        })
+        .map(|e| {
+            let text = std::fs::read(e.path()).map_or_else(
+                |err| format!("(cannot read: {err})"),
+                |b| String::from_utf8_lossy(&b[..b.len().min(GUEST_LOG_LIMIT)]).into_owned(),
+            );
+            (e.path(), text)
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 /// Run one scenario under one variant; returns the verdict it also emitted, or None if Ctrl-C
@@ -889,9 +930,18 @@ impl Run<'_> {
         self.cleanup.push(Undo::RemoveDir { path: path.clone() });
         selinux_ops::restore_default_context(path)?;
         let release = super::image_make::kernel_release()?;
+        // Directory images, open, for the files made `in` them.
+        let mut subdirs = std::collections::BTreeMap::new();
         for name in super::image_make::creation_order(&self.plan.images) {
             let img = &self.plan.images[name];
-            super::image_make::make(&dir, name, img, &release)?;
+            let parent = img
+                .within
+                .as_ref()
+                .and_then(|d| subdirs.get(d))
+                .unwrap_or(&dir);
+            if let Some(sub) = super::image_make::make(parent, name, img, &release)? {
+                subdirs.insert(name.clone(), sub);
+            }
             if img.source == super::plan::ImageSource::ByStep {
                 continue;
             }
@@ -1277,6 +1327,50 @@ impl Run<'_> {
             .collect()
     }
 
+    /// `HelperProcess` evidence for each helper `helper_process` names: the running processes
+    /// of that name whose command line names the domain's UUID or one of its virtiofs exports.
+    fn helper_processes(&self, expect: &crate::scenario::Expect) -> Vec<Evidence> {
+        let mut out = Vec::new();
+        for (d, helpers) in &expect.helper_process {
+            let d = &d.value;
+            let mut needles: Vec<String> = self
+                .loaded
+                .scenario
+                .domains
+                .get(d)
+                .map(|dom| {
+                    dom.virtiofs
+                        .iter()
+                        .filter_map(|f| self.plan.images.get(&f.value.dir.value))
+                        .map(|i| i.path.to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let name = self.plan.domain_name(d).to_string();
+            if let Some(live) = self
+                .lv()
+                .ok()
+                .and_then(|lv| lv.live_xml(&name).ok())
+                .and_then(|xml| crate::run::device_paths::live_domain(&xml))
+            {
+                needles.push(live.uuid);
+            }
+            for h in helpers.keys() {
+                let h = h.value.as_str();
+                for pid in crate::run::device_paths::helper_pids(Path::new("/proc"), h, &needles) {
+                    out.push(Evidence::HelperProcess {
+                        domain: d.to_string(),
+                        helper: h.to_string(),
+                        pid,
+                        context: selinux_ops::process_context(pid).ok(),
+                        ids: crate::evidence::file_state::process_ids(pid).ok(),
+                    });
+                }
+            }
+        }
+        out
+    }
+
     /// Says step `index` started and opens its evidence: the audit offset, the watches.
     fn open_step(
         &mut self,
@@ -1451,6 +1545,7 @@ impl Run<'_> {
             .collect();
         let swtpms: Vec<&Name> = swtpms.into_iter().collect();
         evidence.extend(self.swtpm_processes(&swtpms));
+        evidence.extend(self.helper_processes(&o.expect));
         for (name, path) in &watched {
             if let Ok(xattrs) = selinux_ops::remembered_owner(path) {
                 evidence.push(Evidence::RememberedOwner {
@@ -1852,6 +1947,7 @@ mod tests {
         let guests = [("vm1", "h-r-vm1"), ("vm2", "h-r-vm2"), ("vm3", "h-r-vm3")]
             .map(|(a, b)| (a.to_string(), b.to_string()));
         std::fs::write(dir.path().join("h-r-vm1-swtpm.log"), "tpm").unwrap();
+        std::fs::write(dir.path().join("h-r-vm1-fs0-virtiofsd.log"), "fs").unwrap();
         let paths = HostPaths {
             qemu_log_dir: dir.path().into(),
             swtpm_log_dir: dir.path().into(),
@@ -1871,13 +1967,14 @@ mod tests {
                 other => panic!("not a guest log: {other:?}"),
             })
             .collect();
-        assert_eq!(got.len(), 2, "vm2 never started, so it has no log: {got:?}");
+        assert_eq!(got.len(), 3, "vm2 never started, so it has no log: {got:?}");
         assert_eq!(got[0], ("vm1".to_string(), cmdline.to_string()));
-        assert_eq!(got[1].0, "vm3");
+        assert_eq!(got[1], ("vm1".to_string(), "fs".to_string()));
+        assert_eq!(got[2].0, "vm3");
         assert!(
-            got[1].1.ends_with("[... 10 more bytes]\n"),
+            got[2].1.ends_with("[... 10 more bytes]\n"),
             "{}",
-            &got[1].1[GUEST_LOG_LIMIT..]
+            &got[2].1[GUEST_LOG_LIMIT..]
         );
     }
 

@@ -14,6 +14,7 @@ use crate::scenario::{
 };
 
 pub mod bookkeeping;
+mod helpers;
 mod swtpm;
 
 /// A domain's live seclabel, remembered by `capture:`.
@@ -751,6 +752,7 @@ pub fn check_step(
     }
     out.extend(bookkeeping::checks(expect, evidence, caps));
     out.extend(swtpm::checks(expect, evidence, caps));
+    out.extend(helpers::checks(expect, evidence, caps));
     out
 }
 

@@ -48,7 +48,7 @@ pub(super) fn creation_order(images: &BTreeMap<Name, PlannedImage>) -> Vec<&Name
             if done.contains(name) {
                 continue;
             }
-            let waits = match &img.source {
+            let waits_for_backing = match &img.source {
                 ImageSource::New {
                     backing: Some((path, _)),
                     ..
@@ -57,6 +57,11 @@ pub(super) fn creation_order(images: &BTreeMap<Name, PlannedImage>) -> Vec<&Name
                     .any(|(n, i)| &i.path == path && !done.contains(n)),
                 _ => false,
             };
+            let waits_for_dir = img
+                .within
+                .as_ref()
+                .is_some_and(|d| images.contains_key(d) && !done.contains(d));
+            let waits = waits_for_backing || waits_for_dir;
             if !waits {
                 done.insert(name);
                 out.push(name);
@@ -66,15 +71,29 @@ pub(super) fn creation_order(images: &BTreeMap<Name, PlannedImage>) -> Vec<&Name
     out
 }
 
-/// Make one image (a file a step creates is left alone). `kernel_release` is `uname -r`.
+/// Make one image (a file a step creates is left alone) in `dir`, the sandbox or the directory
+/// image it is `in`. `kernel_release` is `uname -r`. A directory image comes back open, for the
+/// files made in it.
 pub(super) fn make(
+    dir: &SandboxDir,
+    name: &Name,
+    img: &PlannedImage,
+    kernel_release: &str,
+) -> Result<Option<SandboxDir>, ImageMakeError> {
+    if img.source == ImageSource::Directory {
+        return Ok(Some(dir.create_dir(name.as_str(), 0o755)?));
+    }
+    make_file(dir, name, img, kernel_release).map(|()| None)
+}
+
+fn make_file(
     dir: &SandboxDir,
     name: &Name,
     img: &PlannedImage,
     kernel_release: &str,
 ) -> Result<(), ImageMakeError> {
     match &img.source {
-        ImageSource::ByStep => Ok(()),
+        ImageSource::ByStep | ImageSource::Directory => Ok(()),
         ImageSource::New {
             format: ImageFormat::Raw,
             ..
@@ -153,6 +172,26 @@ mod tests {
     }
 
     #[test]
+    fn a_directory_comes_before_the_files_in_it() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = SandboxDir::create(&t.path().join("box"), 0o755).unwrap();
+        let p = plan(
+            "name: x\ndescription: d\nimages:\n  a.txt: {size: 4K, in: z}\n  z: {directory: true}\nsteps: [{relabel: {image: a.txt, context: 'system_u:object_r:virt_image_t:s0'}}]\n",
+        );
+        let order: Vec<&str> = creation_order(&p.images)
+            .iter()
+            .map(|n| n.as_str())
+            .collect();
+        assert_eq!(order, ["z", "a.txt"]);
+        let (z, a): (Name, Name) = ("z".parse().unwrap(), "a.txt".parse().unwrap());
+        assert!(p.images[&a].path.ends_with("selinux-harness-r1/z/a.txt"));
+        let sub = make(&dir, &z, &p.images[&z], "x").unwrap().unwrap();
+        assert!(make(&sub, &a, &p.images[&a], "x").unwrap().is_none());
+        let made = std::fs::metadata(t.path().join("box/z/a.txt")).unwrap();
+        assert_eq!(made.len(), 4096);
+    }
+
+    #[test]
     fn a_copy_is_the_source_bytes_and_never_overwrites() {
         let t = tempfile::tempdir().unwrap();
         let dir = SandboxDir::create(&t.path().join("box"), 0o755).unwrap();
@@ -165,7 +204,7 @@ mod tests {
         match make(&dir, &n, &img, "x") {
             // The host may lack OVMF: then the error names the file.
             Err(e) => assert!(e.to_string().contains(crate::scenario::OVMF_VARS), "{e}"),
-            Ok(()) => {
+            Ok(_) => {
                 assert_eq!(
                     std::fs::read(&img.path).unwrap(),
                     std::fs::read(crate::scenario::OVMF_VARS).unwrap()

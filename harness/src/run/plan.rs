@@ -39,6 +39,8 @@ pub struct PlannedImage {
     pub size: u64,
     pub context: Option<crate::context::Context>,
     pub source: ImageSource,
+    /// The directory image this file is made in (`in:`), None at the top of the sandbox.
+    pub within: Option<Name>,
 }
 
 /// How an image comes to be.
@@ -54,6 +56,8 @@ pub enum ImageSource {
     Copy(TargetFile),
     /// A step creates it (a snapshot's overlay, a block copy's destination).
     ByStep,
+    /// The harness makes an empty directory (a virtiofs export); files `in` it come after it.
+    Directory,
 }
 
 impl PlannedImage {
@@ -91,6 +95,7 @@ impl PlannedImage {
             ImageSource::Copy(f) => {
                 format!("cp {} {path}", f.path("$(uname -r)").display())
             }
+            ImageSource::Directory => format!("mkdir {path}"),
             ImageSource::ByStep => return None,
         })
     }
@@ -144,6 +149,11 @@ impl Plan {
         }
         let (qemu_conf, booleans) = merge(&settings);
         let sandbox = images_root.join(format!("{MARKER}-{run_id}"));
+        // A file `in` a directory image sits one level down (validation keeps it to one).
+        let image_path = |n: &Name| match s.images.get(n).and_then(|i| i.value.within.as_ref()) {
+            Some(dir) => sandbox.join(dir.value.as_str()).join(n.as_str()),
+            None => sandbox.join(n.as_str()),
+        };
         let images: BTreeMap<Name, PlannedImage> = s
             .images
             .iter()
@@ -151,6 +161,8 @@ impl Plan {
                 let i = &i.value;
                 let source = if let Some(f) = i.copy_of {
                     ImageSource::Copy(f)
+                } else if i.directory {
+                    ImageSource::Directory
                 } else if !i.create {
                     ImageSource::ByStep
                 } else {
@@ -161,17 +173,18 @@ impl Plan {
                                 .images
                                 .get(&b.value)
                                 .map_or(ImageFormat::Raw, |bi| bi.value.format);
-                            (sandbox.join(b.value.as_str()), format)
+                            (image_path(&b.value), format)
                         }),
                     }
                 };
                 (
                     n.clone(),
                     PlannedImage {
-                        path: sandbox.join(n.as_str()),
+                        path: image_path(n),
                         size: i.size.map_or(0, |s| s.0),
                         context: i.context.clone(),
                         source,
+                        within: i.within.as_ref().map(|d| d.value.clone()),
                     },
                 )
             })

@@ -1,7 +1,8 @@
 //! The domain XML of the devices in `scenario::devices`: swtpm's `<tpm>`, file-backed
 //! `<memoryBacking>`, and image-backed `<memory>` devices with the `<maxMemory>` slots and
 //! the NUMA cell libvirt demands for them (libvirt's schema order: maxMemory before memory,
-//! memoryBacking after it, cpu after features, the devices in `<devices>`).
+//! memoryBacking after it, cpu after features, the devices in `<devices>`), and virtiofs
+//! `<filesystem>`s.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -50,7 +51,7 @@ pub(super) fn memory_backing_xml(w: &mut XmlWriter, d: &Domain) -> io::Result<()
     };
     w.create_element("memoryBacking").write_inner_content(|w| {
         w.create_element("source")
-            .with_attribute(("type", "file"))
+            .with_attribute(("type", m.value.source.as_str()))
             .write_empty()?;
         w.create_element("access")
             .with_attribute(("mode", m.value.access.as_str()))
@@ -95,6 +96,24 @@ pub(super) fn devices_xml(
             .write_inner_content(|w| {
                 w.create_element("backend")
                     .with_attributes([("type", "emulator"), ("version", "2.0")])
+                    .write_empty()?;
+                Ok(())
+            })?;
+    }
+    for f in &d.virtiofs {
+        let dir = &images[&f.value.dir.value];
+        w.create_element("filesystem")
+            .with_attributes([("type", "mount"), ("accessmode", "passthrough")])
+            .write_inner_content(|w| {
+                w.create_element("driver")
+                    .with_attribute(("type", "virtiofs"))
+                    .write_empty()?;
+                w.create_element("source")
+                    .with_attribute(("dir", dir.path.to_string_lossy().as_ref()))
+                    .write_empty()?;
+                // The mount tag the guest would use; the harness's guests mount nothing.
+                w.create_element("target")
+                    .with_attribute(("dir", f.value.dir.value.as_str()))
                     .write_empty()?;
                 Ok(())
             })?;

@@ -270,6 +270,13 @@ pub struct Image {
     /// block copy's destination); it can still be expected and watched by name.
     #[serde(default = "yes")]
     pub create: bool,
+    /// `true`: an empty directory in the sandbox (mode 0755) instead of a file, e.g. a virtiofs
+    /// export; it takes no `size`, `format`, `backing` or `copy_of`.
+    #[serde(default)]
+    pub directory: bool,
+    /// A `directory: true` image of the scenario this file is made in (one level only).
+    #[serde(rename = "in")]
+    pub within: Option<At<Name>>,
 }
 
 fn yes() -> bool {
@@ -392,6 +399,10 @@ pub struct Domain {
     /// Persistent memory devices backed by images (nvdimm, virtio-pmem).
     #[serde(default)]
     pub pmem: Vec<At<super::devices::Pmem>>,
+    /// Directories of the sandbox shared with the guest through virtiofs (libvirt runs
+    /// virtiofsd for each); the domain needs shared `memory_backing`.
+    #[serde(default)]
+    pub virtiofs: Vec<At<super::devices::Virtiofs>>,
 }
 
 /// A `<seclabel>` whose labels are text for libvirt to parse, not contexts the harness checks:
@@ -1251,6 +1262,11 @@ pub struct Expect {
     /// swtpm_user, swtpm_group).
     #[serde(default)]
     pub swtpm_owner: BTreeMap<At<Name>, Owner>,
+    /// Labels of helper processes libvirt runs for a domain, by executable name
+    /// (`{vm1: {virtiofsd: MATCH}}`): every running process of that name whose command line
+    /// names the domain's UUID or one of its virtiofs exports must match, and one must run.
+    #[serde(default)]
+    pub helper_process: BTreeMap<At<Name>, BTreeMap<At<super::devices::HelperName>, ContextMatch>>,
 }
 
 /// Marks named expectations of a step as a known bug where `when` holds.
@@ -1352,6 +1368,8 @@ pub enum CheckKey {
     ProcessOwner(String),
     SwtpmProcess(String),
     SwtpmOwner(String),
+    /// `helper_process.DOMAIN.EXE`
+    HelperProcess(String, String),
 }
 
 /// The kinds of check, for counting and for the negative controls of the conformance suite.
@@ -1376,10 +1394,11 @@ pub enum CheckKind {
     ProcessOwner,
     SwtpmProcess,
     SwtpmOwner,
+    HelperProcess,
 }
 
 impl CheckKind {
-    pub const ALL: [CheckKind; 19] = [
+    pub const ALL: [CheckKind; 20] = [
         CheckKind::Succeeds,
         CheckKind::Error,
         CheckKind::Access,
@@ -1399,6 +1418,7 @@ impl CheckKind {
         CheckKind::ProcessOwner,
         CheckKind::SwtpmProcess,
         CheckKind::SwtpmOwner,
+        CheckKind::HelperProcess,
     ];
 
     pub fn label(self) -> &'static str {
@@ -1422,6 +1442,7 @@ impl CheckKind {
             CheckKind::ProcessOwner => "process_owner",
             CheckKind::SwtpmProcess => "swtpm_process",
             CheckKind::SwtpmOwner => "swtpm_owner",
+            CheckKind::HelperProcess => "helper_process",
         }
     }
 }
@@ -1448,6 +1469,7 @@ impl CheckKey {
             CheckKey::ProcessOwner(_) => CheckKind::ProcessOwner,
             CheckKey::SwtpmProcess(_) => CheckKind::SwtpmProcess,
             CheckKey::SwtpmOwner(_) => CheckKind::SwtpmOwner,
+            CheckKey::HelperProcess(..) => CheckKind::HelperProcess,
         }
     }
 
@@ -1481,6 +1503,7 @@ impl fmt::Display for CheckKey {
             CheckKey::ProcessOwner(d) => write!(f, "process_owner.{d}"),
             CheckKey::SwtpmProcess(d) => write!(f, "swtpm_process.{d}"),
             CheckKey::SwtpmOwner(d) => write!(f, "swtpm_owner.{d}"),
+            CheckKey::HelperProcess(d, e) => write!(f, "helper_process.{d}.{e}"),
         }
     }
 }
@@ -1523,6 +1546,11 @@ impl FromStr for CheckKey {
             Some(("process_owner", d)) => CheckKey::ProcessOwner(d.to_string()),
             Some(("swtpm_process", d)) => CheckKey::SwtpmProcess(d.to_string()),
             Some(("swtpm_owner", d)) => CheckKey::SwtpmOwner(d.to_string()),
+            Some(("helper_process", rest)) => {
+                // A helper's name has no dot (`HelperName`); a domain's may.
+                let (d, e) = rest.rsplit_once('.').ok_or_else(bad)?;
+                CheckKey::HelperProcess(d.to_string(), e.to_string())
+            }
             _ => return Err(bad()),
         })
     }
@@ -1630,6 +1658,13 @@ impl Expect {
                 .keys()
                 .map(|d| CheckKey::SwtpmOwner(d.value.to_string())),
         );
+        for (d, helpers) in &self.helper_process {
+            out.extend(
+                helpers
+                    .keys()
+                    .map(|e| CheckKey::HelperProcess(d.value.to_string(), e.value.to_string())),
+            );
+        }
         out
     }
 

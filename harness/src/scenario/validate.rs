@@ -523,6 +523,9 @@ impl Checker<'_> {
             for p in &d.pmem {
                 self.pmem(p);
             }
+            for f in &d.virtiofs {
+                self.virtiofs(name, d, f);
+            }
             let mut targets = BTreeMap::new();
             for (i, spec) in d.disks.iter().enumerate() {
                 let disk = spec.to_disk();
@@ -775,6 +778,7 @@ impl Checker<'_> {
             self.context_match(d, &d.value.to_string(), m);
         }
         self.swtpm_expect(e);
+        self.helper_expect(e);
         for (f, m) in &e.file {
             self.file(f);
             self.context_match(f, &f.value.to_string(), m);

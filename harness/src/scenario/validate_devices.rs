@@ -1,7 +1,8 @@
 //! Checks of a domain's devices (`scenario::devices`) and of the runtime files that only such a
-//! device makes (`$vm1.swtpmdir`, `$vm1.swtpmlog`, `$vm1.ramdir`).
+//! device makes (`$vm1.swtpmdir`, `$vm1.swtpmlog`, `$vm1.ramdir`), and of the helper processes
+//! libvirt runs for them.
 
-use super::super::devices::Pmem;
+use super::super::devices::{MemoryAccess, Pmem, Virtiofs};
 use super::super::files::RuntimePlace;
 use super::super::model::*;
 use super::Checker;
@@ -20,6 +21,50 @@ impl Checker<'_> {
                     n.value
                 );
                 self.problem(n, m);
+            }
+        }
+    }
+
+    /// A virtiofs export is a directory image of the sandbox, its name a mount tag QEMU takes
+    /// (at most 36 bytes), and its domain's RAM is shared, which vhost-user needs (libvirt
+    /// refuses the domain otherwise).
+    pub(super) fn virtiofs(&mut self, domain: &Name, d: &Domain, f: &At<Virtiofs>) {
+        let n = &f.value.dir;
+        self.image(n);
+        if let Some(i) = self.s.images.get(&n.value) {
+            if !i.value.directory {
+                let m = format!(
+                    "virtiofs exports a directory: give image `{}` `directory: true` (and no size)",
+                    n.value
+                );
+                self.problem(n, m);
+            }
+        }
+        if n.value.as_str().len() > 36 {
+            let m = format!(
+                "`{}` is the export's mount tag, which QEMU keeps to 36 characters: use a shorter image name",
+                n.value
+            );
+            self.problem(n, m);
+        }
+        let shared = d
+            .memory_backing
+            .as_ref()
+            .is_some_and(|m| m.value.access == MemoryAccess::Shared);
+        if !shared {
+            let m = format!(
+                "virtiofs needs the guest's RAM shared with virtiofsd: give domain `{domain}` `memory_backing: {{source: memfd}}`"
+            );
+            self.problem(f, m);
+        }
+    }
+
+    /// `helper_process` names domains of the scenario, with valid matches.
+    pub(super) fn helper_expect(&mut self, e: &Expect) {
+        for (d, helpers) in &e.helper_process {
+            self.domain(d);
+            for (h, m) in helpers {
+                self.context_match(h, &format!("{} of {}", h.value, d.value), m);
             }
         }
     }

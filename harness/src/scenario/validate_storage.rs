@@ -13,6 +13,47 @@ impl Checker<'_> {
         let s = self.s;
         for (name, img) in &s.images {
             let i = &img.value;
+            if i.directory {
+                if i.size.is_some()
+                    || i.backing.is_some()
+                    || i.copy_of.is_some()
+                    || i.format != ImageFormat::Raw
+                    || !i.create
+                    || i.within.is_some()
+                {
+                    let m = format!(
+                        "image `{name}` is a directory the harness makes at the top of the sandbox: remove `size`, `format`, `backing`, `copy_of`, `create` and `in`"
+                    );
+                    self.problem(img, m);
+                }
+                continue;
+            }
+            if let Some(d) = &i.within {
+                self.image(d);
+                if s.images.get(&d.value).is_some_and(|x| !x.value.directory) {
+                    let m = format!(
+                        "`in: {}` names a file, not a directory: give image `{}` `directory: true`",
+                        d.value, d.value
+                    );
+                    self.problem(d, m);
+                }
+                if i.backing.is_some()
+                    || i.copy_of.is_some()
+                    || i.format != ImageFormat::Raw
+                    || !i.create
+                {
+                    let m = format!(
+                        "image `{name}` is made `in` a directory: only a new raw file with a `size` can be (remove `format`, `backing`, `copy_of`, `create`)"
+                    );
+                    self.problem(d, m);
+                }
+            }
+            if let Some(b) = &i.backing {
+                if s.images.get(&b.value).is_some_and(|x| x.value.directory) {
+                    let m = format!("backing image `{}` is a directory", b.value);
+                    self.problem(b, m);
+                }
+            }
             if let Some(of) = i.copy_of {
                 if i.size.is_some() || i.backing.is_some() || i.format != ImageFormat::Raw {
                     let m = format!(
@@ -82,6 +123,13 @@ impl Checker<'_> {
     pub(super) fn created_image(&mut self, n: &At<Name>, role: &str) {
         self.image(n);
         if let Some(i) = self.s.images.get(&n.value) {
+            if i.value.directory {
+                let m = format!(
+                    "image `{}` is a directory (`directory: true`), so it cannot be {role}; only `virtiofs` exports one",
+                    n.value
+                );
+                self.problem(n, m);
+            }
             if !i.value.create {
                 let m = format!(
                     "image `{}` has `create: false` (a step creates it), so it cannot be {role}",
