@@ -593,6 +593,15 @@ fn with_export(images: &str, domain: &str, expect: &str) -> String {
     31,
     "unknown domain `vm9`"
 )]
+#[case("", "", "{absent: [$vm1.fspid]}", 8, 23, "`virtiofs: [{dir: ...}]`")]
+#[case(
+    "",
+    ", memory_backing: {source: memfd}, virtiofs: [{dir: share}]",
+    "{absent: [$vm1.fspid/x]}",
+    8,
+    23,
+    "as is $DOMAIN.fspid"
+)]
 fn virtiofs_exports_and_helpers_are_checked(
     #[case] images: &str,
     #[case] domain: &str,

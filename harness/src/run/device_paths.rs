@@ -10,6 +10,8 @@ use crate::scenario::RuntimePlace;
 /// libvirt's swtpm state root (qemu_conf.c swtpmStorageDir): one directory per domain UUID.
 pub const SWTPM_STORAGE_DIR: &str = "/var/lib/libvirt/swtpm";
 pub use crate::host::layout::SWTPM_LOG_DIR;
+/// libvirt's QEMU state directory (qemu_conf.c stateDir): pid files of guests and helpers.
+pub const QEMU_STATE_DIR: &str = crate::host::layout::QEMU_PID_DIR;
 /// qemu.conf's `memory_backing_dir` when a run does not set it.
 pub const MEMORY_BACKING_DIR: &str = "/var/lib/libvirt/qemu/ram";
 
@@ -60,6 +62,20 @@ fn by_id(dir: &Path, id: u32) -> Option<PathBuf> {
         .map(|e| e.path())
 }
 
+/// The first entry of `dir` named `ID-…SUFFIX`.
+fn by_id_ending(dir: &Path, id: u32, suffix: &str) -> Option<PathBuf> {
+    let prefix = format!("{id}-");
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .find(|e| {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            n.starts_with(&prefix) && n.ends_with(suffix)
+        })
+        .map(|e| e.path())
+}
+
 /// Where `place` is for this running domain, if it exists now. The RAM directory is
 /// `memory_backing_dir/ID-NAME` (libvirt 6 and later) or, in older releases,
 /// `memory_backing_dir/libvirt/qemu/ID-NAME`.
@@ -73,6 +89,10 @@ pub fn find(
         RuntimePlace::Swtpmdir => Path::new(SWTPM_STORAGE_DIR).join(&live.uuid),
         RuntimePlace::Swtpmlog => {
             Path::new(SWTPM_LOG_DIR).join(format!("{libvirt_name}-swtpm.log"))
+        }
+        RuntimePlace::Fspid => {
+            // ID-NAME-fs0-fs.pid, NAME cut to 20 characters (virDomainDefGetShortName).
+            by_id_ending(Path::new(QEMU_STATE_DIR), live.id?, "-fs0-fs.pid")?
         }
         RuntimePlace::Ramdir => {
             let id = live.id?;
@@ -195,6 +215,21 @@ mod tests {
         assert_eq!(
             memory_backing_dir(&conf),
             PathBuf::from("/var/lib/libvirt/images/selinux-harness-r1/ram")
+        );
+    }
+
+    #[test]
+    fn virtiofsds_pid_file_is_found_by_id_and_alias() {
+        let root = tempfile::tempdir().unwrap();
+        let f = |n: &str| std::fs::write(root.path().join(n), "1").unwrap();
+        f("12-selinux-harness-r1.pid");
+        f("112-selinux-harness-r1-fs0-fs.pid");
+        f("12-selinux-harness-r1-fs1-fs.pid");
+        assert_eq!(by_id_ending(root.path(), 12, "-fs0-fs.pid"), None);
+        f("12-selinux-harness-r1-fs0-fs.pid");
+        assert_eq!(
+            by_id_ending(root.path(), 12, "-fs0-fs.pid"),
+            Some(root.path().join("12-selinux-harness-r1-fs0-fs.pid"))
         );
     }
 

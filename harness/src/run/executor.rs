@@ -1277,6 +1277,9 @@ impl Run<'_> {
             if d.memory_backing.is_some() {
                 places.push(RuntimePlace::Ramdir);
             }
+            if !d.virtiofs.is_empty() {
+                places.push(RuntimePlace::Fspid);
+            }
             let has_tpm = d.tpm.is_some();
             let running = self.running.contains(&n);
             if !running && places.is_empty() {

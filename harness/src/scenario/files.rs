@@ -52,19 +52,25 @@ pub enum RuntimePlace {
     Swtpmlog,
     /// The guest's directory under qemu.conf's `memory_backing_dir`.
     Ramdir,
+    /// virtiofsd's pid file for the domain's first virtiofs export (alias fs0), which libvirt
+    /// keeps in its state directory, /run/libvirt/qemu/ID-NAME-fs0-fs.pid (a file: no path
+    /// below it).
+    Fspid,
 }
 
 impl RuntimePlace {
-    pub const ALL: [RuntimePlace; 3] = [
+    pub const ALL: [RuntimePlace; 4] = [
         RuntimePlace::Swtpmdir,
         RuntimePlace::Swtpmlog,
         RuntimePlace::Ramdir,
+        RuntimePlace::Fspid,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
             RuntimePlace::Swtpmdir => "swtpmdir",
             RuntimePlace::Swtpmlog => "swtpmlog",
             RuntimePlace::Ramdir => "ramdir",
+            RuntimePlace::Fspid => "fspid",
         }
     }
 }
@@ -129,7 +135,8 @@ impl FromStr for FileRef {
             (None, None) => return Err(ValueError::NotLibdir(s.to_string())),
         };
         let domain: Name = domain.parse()?;
-        if place == Some(RuntimePlace::Swtpmlog) && rel.is_some() {
+        let one_file = matches!(place, Some(RuntimePlace::Swtpmlog | RuntimePlace::Fspid));
+        if one_file && rel.is_some() {
             return Err(ValueError::SwtpmlogPath(s.to_string()));
         }
         let rel = match rel {

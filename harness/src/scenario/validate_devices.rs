@@ -77,6 +77,7 @@ impl Checker<'_> {
         let (has, key) = match place {
             RuntimePlace::Swtpmdir | RuntimePlace::Swtpmlog => (d.tpm.is_some(), "tpm: {}"),
             RuntimePlace::Ramdir => (d.memory_backing.is_some(), "memory_backing: {}"),
+            RuntimePlace::Fspid => (!d.virtiofs.is_empty(), "virtiofs: [{dir: ...}]"),
         };
         if !has {
             let m = format!(

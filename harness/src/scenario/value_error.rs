@@ -7,7 +7,7 @@ use crate::selinux_ops::REMEMBER_PREFIX;
 use super::files::XATTR_NAMES;
 
 /// What the scenario may name where it names a file.
-const FILE_REF_HELP: &str = "name one of the scenario's images (vm1.img) or a file of a guest's runtime directory ($vm1.libdir, $vm1.libdir/master-key.aes), of its swtpm ($vm1.swtpmdir/tpm2, $vm1.swtpmlog) or of its file-backed memory ($vm1.ramdir)";
+const FILE_REF_HELP: &str = "name one of the scenario's images (vm1.img) or a file of a guest's runtime directory ($vm1.libdir, $vm1.libdir/master-key.aes), of its swtpm ($vm1.swtpmdir/tpm2, $vm1.swtpmlog), of its file-backed memory ($vm1.ramdir) or its virtiofsd's pid file ($vm1.fspid)";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValueError {
@@ -30,7 +30,7 @@ pub enum ValueError {
     NotLibdir(String),
     #[error("{0:?}: the part after $DOMAIN.libdir/ (or .swtpmdir/, .ramdir/) must be a relative path of letters, digits, '.', '_', '-' (no '..', no empty part)")]
     LibdirPath(String),
-    #[error("{0:?}: $DOMAIN.swtpmlog is one file; nothing lies below it (write $DOMAIN.swtpmlog)")]
+    #[error("{0:?}: $DOMAIN.swtpmlog is one file, as is $DOMAIN.fspid; nothing lies below them (write $DOMAIN.swtpmlog or $DOMAIN.fspid)")]
     SwtpmlogPath(String),
     #[error("unknown remembered-owner attribute {0:?}: use one of {names} (short for {REMEMBER_PREFIX}NAME)", names = XATTR_NAMES.join(", "))]
     XattrName(String),
