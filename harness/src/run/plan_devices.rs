@@ -1,4 +1,4 @@
-//! The domain XML of the devices in `scenario::devices`: swtpm's `<tpm>`, file-backed
+//! The domain XML of the devices in `scenario::devices`: swtpm's `<tpm>`, file- or memfd-backed
 //! `<memoryBacking>`, and image-backed `<memory>` devices with the `<maxMemory>` slots and
 //! the NUMA cell libvirt demands for them (libvirt's schema order: maxMemory before memory,
 //! memoryBacking after it, cpu after features, the devices in `<devices>`), and virtiofs
