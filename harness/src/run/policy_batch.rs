@@ -467,11 +467,9 @@ mod tests {
     use crate::policy::ModuleFile;
     use crate::run::parallel::tests::seed;
 
-    #[test]
-    fn runs_that_bring_the_same_policy_share_one_group() {
-        let a = seed("mcs-probe.yaml");
-        let b = seed("distinct-dynamic-labels.yaml");
-        let module = |bytes: &[u8]| PolicyUnderTest {
+    /// A policy under test of one module, m.cil, with these contents.
+    fn module(bytes: &[u8]) -> PolicyUnderTest {
+        PolicyUnderTest {
             modules: vec![ModuleFile {
                 file: "m.cil".into(),
                 origin: "m.cil".into(),
@@ -479,7 +477,13 @@ mod tests {
                 distro: Vec::new(),
             }],
             ..Default::default()
-        };
+        }
+    }
+
+    #[test]
+    fn runs_that_bring_the_same_policy_share_one_group() {
+        let a = seed("mcs-probe.yaml");
+        let b = seed("distinct-dynamic-labels.yaml");
         let batch = Batch::new(
             vec![
                 RunItem::new(&a, None),
@@ -513,15 +517,6 @@ mod tests {
     #[test]
     fn the_shipped_policy_goes_first_then_booleans_then_modules_back_to_back() {
         let a = seed("mcs-probe.yaml");
-        let module = |bytes: &[u8]| PolicyUnderTest {
-            modules: vec![ModuleFile {
-                file: "m.cil".into(),
-                origin: "m.cil".into(),
-                bytes: bytes.to_vec(),
-                distro: Vec::new(),
-            }],
-            ..Default::default()
-        };
         let boolean = PolicyUnderTest {
             booleans: vec![("virt_use_nfs".into(), true)],
             ..Default::default()
