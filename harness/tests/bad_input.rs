@@ -684,3 +684,56 @@ fn a_restart_that_must_fail_loads() {
         panic!("{e:?}");
     }
 }
+
+/// A scenario whose one step is `snapshot_create: {SNAP}` on a guest with a qcow2 disk.
+fn with_snapshot(snap: &str) -> String {
+    format!(
+        "name: x\ndescription: d\nimages: {{q.qcow2: {{size: 1M, format: qcow2}}, o.qcow2: {{format: qcow2, create: false}}}}\n\
+         domains:\n  vm1: {{disks: [q.qcow2]}}\n\
+         steps:\n  - snapshot_create: {{{snap}}}\n"
+    )
+}
+
+/// An internal snapshot takes neither a disk nor an overlay, an external one needs both; a
+/// value that is not a boolean is refused where it stands.
+#[rstest]
+#[case(
+    "domain: vm1, internal: true, overlay: o.qcow2",
+    61,
+    "has no overlay: remove `overlay`"
+)]
+#[case(
+    "domain: vm1, internal: true, disk: vda",
+    58,
+    "covers every disk of the domain"
+)]
+#[case(
+    "domain: vm1, disk: vda",
+    31,
+    "needs the image it creates: add `overlay"
+)]
+#[case(
+    "domain: vm1, overlay: o.qcow2",
+    31,
+    "needs the disk's target: add `disk: vda`"
+)]
+#[case("domain: vm1, internal: false", 46, "add `overlay: IMAGE`")]
+#[case("domain: vm1, internal: yes please", 46, "invalid boolean")]
+fn snapshot_kinds_take_their_own_fields(
+    #[case] snap: &str,
+    #[case] column: usize,
+    #[case] text: &str,
+) {
+    rejected_at(&with_snapshot(snap), 7, column, text);
+}
+
+#[test]
+fn both_kinds_of_snapshot_load() {
+    for snap in [
+        "domain: vm1, internal: true",
+        "domain: vm1, disk: vda, overlay: o.qcow2",
+    ] {
+        let src = with_snapshot(snap);
+        assert!(load_str(Path::new("ok.yaml"), &src).is_ok(), "{src}");
+    }
+}

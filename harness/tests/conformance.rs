@@ -1157,7 +1157,31 @@ fn signal_qemu_of(marker: &str, signal: nix::sys::signal::Signal) -> bool {
     false
 }
 
+/// Ctrl-C or SIGTERM (a CI timeout) of the suite: libtest-mimic's trials cannot be unwound from
+/// outside, so the process exits at once as before, but first removes its VMs' run directories
+/// (copies of the guest's disk, ~0.5 GB each), which would otherwise stay in the temp dir until
+/// the next VM start sweeps them. The VMs' QEMUs die with this process (parent-death signal).
+/// Blocked here, before any thread starts, and taken by one thread with `sigwait`; children
+/// start with an empty signal mask, so QEMU and the harness binary still see the terminal's.
+fn exit_cleanly_on_signals() {
+    use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGTERM);
+    if pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None).is_err() {
+        return;
+    }
+    std::thread::spawn(move || {
+        if let Ok(signal) = set.wait() {
+            eprintln!("conformance: {signal}: removing this run's VM directories and exiting");
+            selinux_harness::vm::remove_own_run_dirs();
+            std::process::exit(130);
+        }
+    });
+}
+
 fn main() {
+    exit_cleanly_on_signals();
     let args = Arguments::from_args();
     let files = scenario::discover(&[repo().join("scenarios")]).unwrap_or_else(|d| {
         eprintln!("{d}");

@@ -251,9 +251,10 @@ impl UndoExecutor for HostUndo {
                 crate::host::config::restart_libvirtd()?;
                 Ok(())
             }
-            Undo::RemoveModules { names } => {
-                crate::policy::install::remove(names).map_err(|e| UndoError::Modules(Box::new(e)))
-            }
+            // An install that failed (semodule commits all or nothing) left nothing to remove.
+            Undo::RemoveModules { names } => crate::policy::install::remove_if_present(names)
+                .map(drop)
+                .map_err(|e| UndoError::Modules(Box::new(e))),
             Undo::EnableDontaudit => Ok(crate::host::dontaudit::enable()?),
             Undo::RestoreXattr { path, name, value } => {
                 let r = match value {

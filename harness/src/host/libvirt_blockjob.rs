@@ -37,11 +37,28 @@ fn last() -> super::LibvirtError {
 impl Libvirt {
     /// An external, disk-only snapshot described by `xml`, with no libvirt metadata kept.
     pub fn snapshot_create_disk_only(&self, name: &str, xml: &str) -> Result<()> {
+        self.snapshot_create(
+            name,
+            xml,
+            sys::VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY
+                | sys::VIR_DOMAIN_SNAPSHOT_CREATE_NO_METADATA
+                | sys::VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC,
+        )
+    }
+
+    /// An internal snapshot of every disk (and of the memory of a running guest), with no
+    /// libvirt metadata kept: the snapshot lives only inside the qcow2 images.
+    pub fn snapshot_create_internal(&self, name: &str) -> Result<()> {
+        self.snapshot_create(
+            name,
+            "<domainsnapshot/>",
+            sys::VIR_DOMAIN_SNAPSHOT_CREATE_NO_METADATA,
+        )
+    }
+
+    fn snapshot_create(&self, name: &str, xml: &str, flags: u32) -> Result<()> {
         let dom = self.domain(name)?;
         let xml = c(xml)?;
-        let flags = sys::VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY
-            | sys::VIR_DOMAIN_SNAPSHOT_CREATE_NO_METADATA
-            | sys::VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC;
         // SAFETY: a live domain reference and a NUL-terminated string that outlive the call.
         let snap = unsafe { sys::virDomainSnapshotCreateXML(dom.as_ptr(), xml.as_ptr(), flags) };
         if snap.is_null() {

@@ -12,8 +12,8 @@ use crate::evidence::Outcome;
 use crate::host::libvirt::{JobInfo, Libvirt};
 use crate::interrupt::Interrupt;
 use crate::scenario::{
-    Action, BlockCommit, BlockCopy, BlockJob, JobFinish, JobUntil, SnapshotCreate,
-    BLOCK_JOB_DEADLINE,
+    Action, BlockCommit, BlockCopy, BlockJob, JobFinish, JobUntil, Name, SnapshotCreate,
+    SnapshotKind, BLOCK_JOB_DEADLINE,
 };
 use crate::wait::{wait_until, Waited};
 
@@ -34,19 +34,20 @@ pub(super) fn act(
     Some(match action {
         Action::SnapshotCreate(a) => {
             let dom = plan.domain_name(&a.domain.value);
-            let o = match lv.live_xml(dom) {
-                Ok(live) => done(
-                    lv.snapshot_create_disk_only(dom, &snapshot_xml(plan, a, &disk_targets(&live))),
-                ),
-                Err(e) => Outcome::Libvirt(e),
+            let o = match a.kind() {
+                Some(SnapshotKind::Internal) => done(lv.snapshot_create_internal(dom)),
+                Some(SnapshotKind::External { disk, overlay }) => match lv.live_xml(dom) {
+                    Ok(live) => done(lv.snapshot_create_disk_only(
+                        dom,
+                        &snapshot_xml(plan, &disk.value, &overlay.value, &disk_targets(&live)),
+                    )),
+                    Err(e) => Outcome::Libvirt(e),
+                },
+                None => Outcome::Other {
+                    message: "snapshot_create: an external snapshot needs `disk` and `overlay`, an internal one neither".into(),
+                },
             };
-            (
-                format!(
-                    "snapshot_create {} {} -> {}",
-                    a.domain.value, a.disk.value, a.overlay.value
-                ),
-                o,
-            )
+            (snapshot_title(a), o)
         }
         Action::Blockcommit(a) => {
             let path = |n: &Option<crate::scenario::At<crate::scenario::Name>>| {
@@ -81,6 +82,16 @@ pub(super) fn act(
         Action::BlockJob(a) => (job_title(a), block_job(lv, plan, a, interrupt)),
         _ => return None,
     })
+}
+
+fn snapshot_title(a: &SnapshotCreate) -> String {
+    match a.kind() {
+        Some(SnapshotKind::External { disk, overlay }) => format!(
+            "snapshot_create {} {} -> {}",
+            a.domain.value, disk.value, overlay.value
+        ),
+        _ => format!("snapshot_create {} (internal)", a.domain.value),
+    }
 }
 
 fn commit_title(a: &BlockCommit) -> String {
@@ -200,18 +211,13 @@ fn disk_targets(xml: &str) -> Vec<String> {
 
 /// The snapshot: the named disk external into the overlay, every other disk left out (or
 /// libvirt would make overlays for them too, named by itself).
-fn snapshot_xml(plan: &Plan, a: &SnapshotCreate, targets: &[String]) -> String {
-    let overlay = escape(
-        plan.image_path(&a.overlay.value)
-            .to_string_lossy()
-            .into_owned(),
-    )
-    .into_owned();
+fn snapshot_xml(plan: &Plan, disk: &str, overlay: &Name, targets: &[String]) -> String {
+    let overlay = escape(plan.image_path(overlay).to_string_lossy().into_owned()).into_owned();
     let mut disks = format!(
         "<disk name='{}' snapshot='external'><driver type='qcow2'/><source file='{overlay}'/></disk>",
-        escape(a.disk.value.as_str())
+        escape(disk)
     );
-    for t in targets.iter().filter(|t| **t != a.disk.value) {
+    for t in targets.iter().filter(|t| t.as_str() != disk) {
         disks.push_str(&format!(
             "<disk name='{}' snapshot='no'/>",
             escape(t.as_str())
@@ -250,12 +256,18 @@ fn copy_flags(plan: &Plan, a: &BlockCopy) -> u32 {
 pub(super) fn virsh(plan: &Plan, action: &Action) -> Option<Vec<String>> {
     let path = |n: &crate::scenario::Name| plan.image_path(n).display().to_string();
     Some(match action {
-        Action::SnapshotCreate(a) => vec![format!(
-            "virsh snapshot-create-as {} --disk-only --no-metadata --atomic --diskspec {},snapshot=external,driver=qcow2,file={}   # other disks: --diskspec DISK,snapshot=no",
-            plan.domain_name(&a.domain.value),
-            a.disk.value,
-            path(&a.overlay.value)
-        )],
+        Action::SnapshotCreate(a) => vec![match a.kind() {
+            Some(SnapshotKind::External { disk, overlay }) => format!(
+                "virsh snapshot-create-as {} --disk-only --no-metadata --atomic --diskspec {},snapshot=external,driver=qcow2,file={}   # other disks: --diskspec DISK,snapshot=no",
+                plan.domain_name(&a.domain.value),
+                disk.value,
+                path(&overlay.value)
+            ),
+            _ => format!(
+                "virsh snapshot-create-as {} --no-metadata   # internal: in every qcow2 disk, with the memory of a running guest",
+                plan.domain_name(&a.domain.value)
+            ),
+        }],
         Action::Blockcommit(a) => {
             let mut c = format!("virsh blockcommit {} {}", plan.domain_name(&a.domain.value), a.disk.value);
             match &a.top {
@@ -307,7 +319,7 @@ mod tests {
     use crate::scenario::load_str;
     use std::path::Path;
 
-    const CHAIN: &str = "name: x\ndescription: d\nimages:\n  base.qcow2: {size: 16M, format: qcow2}\n  top.qcow2: {format: qcow2, backing: base.qcow2}\n  snap.qcow2: {format: qcow2, create: false}\n  copy.img: {create: false}\n  other.img: {size: 1M}\ndomains:\n  vm1: {disks: [top.qcow2, other.img]}\nsteps:\n  - start: vm1\n  - snapshot_create: {domain: vm1, disk: vda, overlay: snap.qcow2}\n  - blockcommit: {domain: vm1, disk: vda, top: top.qcow2, base: base.qcow2}\n  - block_job: {domain: vm1, disk: vda, until: gone}\n  - blockcommit: {domain: vm1, disk: vda}\n  - block_job: {domain: vm1, disk: vda, finish: pivot, within: 20s}\n  - blockcopy: {domain: vm1, disk: vda, destination: copy.img}\n  - block_job: {domain: vm1, disk: vda, finish: abort}\n";
+    const CHAIN: &str = "name: x\ndescription: d\nimages:\n  base.qcow2: {size: 16M, format: qcow2}\n  top.qcow2: {format: qcow2, backing: base.qcow2}\n  snap.qcow2: {format: qcow2, create: false}\n  copy.img: {create: false}\n  other.img: {size: 1M}\ndomains:\n  vm1: {disks: [top.qcow2, other.img]}\nsteps:\n  - start: vm1\n  - snapshot_create: {domain: vm1, disk: vda, overlay: snap.qcow2}\n  - blockcommit: {domain: vm1, disk: vda, top: top.qcow2, base: base.qcow2}\n  - block_job: {domain: vm1, disk: vda, until: gone}\n  - blockcommit: {domain: vm1, disk: vda}\n  - block_job: {domain: vm1, disk: vda, finish: pivot, within: 20s}\n  - blockcopy: {domain: vm1, disk: vda, destination: copy.img}\n  - block_job: {domain: vm1, disk: vda, finish: abort}\n  - snapshot_create: {domain: vm1, internal: true}\n";
 
     fn plan() -> (crate::scenario::Scenario, Plan) {
         let s = load_str(Path::new("t.yaml"), CHAIN).unwrap();
@@ -335,9 +347,17 @@ mod tests {
         let Action::SnapshotCreate(a) = &s.steps[1].action else {
             panic!()
         };
+        let Some(SnapshotKind::External { disk, overlay }) = a.kind() else {
+            panic!("external")
+        };
         let live = "<domain><devices><disk type='file'><source file='/x'/><target dev='vda' bus='virtio'/></disk><disk type='file'><target dev='vdb'/></disk></devices></domain>";
         assert_eq!(disk_targets(live), ["vda", "vdb"]);
-        insta::assert_snapshot!(snapshot_xml(&p, a, &disk_targets(live)));
+        insta::assert_snapshot!(snapshot_xml(
+            &p,
+            &disk.value,
+            &overlay.value,
+            &disk_targets(live)
+        ));
     }
 
     #[test]

@@ -80,7 +80,8 @@ impl Platform {
     pub fn applies(&self, variant: Option<&str>, target: &TargetInfo) -> bool {
         let variant_ok = self.variant.is_empty()
             || variant.is_some_and(|v| self.variant.iter().any(|n| n.value.as_str() == v));
-        let distro_ok = self.distro.is_empty() || self.distro.contains(&target.distro);
+        let distro_ok = (self.distro.is_empty() || self.distro.contains(&target.distro))
+            && !self.not_distro.contains(&target.distro);
         let libvirt_ok = self.libvirt.as_ref().is_none_or(|req| {
             semver::Version::parse(target.libvirt_version.trim()).is_ok_and(|v| req.0.matches(&v))
         });

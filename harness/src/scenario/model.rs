@@ -1695,6 +1695,10 @@ pub struct Platform {
     /// Distributions, e.g. debian-12.
     #[serde(default)]
     pub distro: Vec<String>,
+    /// Distributions where it does not hold: every other one, those no scenario names yet
+    /// included (a Debian-only denial pinned in one step, the rule for the rest in another).
+    #[serde(default)]
+    pub not_distro: Vec<String>,
     /// libvirt version requirement, e.g. ">=9.0.0, <11.0.0".
     pub libvirt: Option<VersionReq>,
 }

@@ -63,16 +63,48 @@ impl TargetFile {
     }
 }
 
-/// `snapshot_create`: an external, disk-only snapshot of one disk, without libvirt metadata
-/// (nothing outlives the run but the overlay file, which lives in the sandbox).
+/// `snapshot_create`: a snapshot without libvirt metadata (`VIR_DOMAIN_SNAPSHOT_CREATE_NO_METADATA`:
+/// libvirt forgets it at once, so nothing outlives the run outside the sandbox). External (the
+/// default): one disk, disk-only, into a new overlay. Internal (`internal: true`): kept inside
+/// every qcow2 disk of the domain, with the guest's memory when it runs.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SnapshotCreate {
     pub domain: At<Name>,
-    /// The disk's target (vda ...).
-    pub disk: At<String>,
-    /// The new top of the chain: an image with `create: false` (libvirt creates it, as qcow2).
-    pub overlay: At<Name>,
+    /// External only: the disk's target (vda ...).
+    pub disk: Option<At<String>>,
+    /// External only: the new top of the chain, an image with `create: false` (libvirt creates
+    /// it, as qcow2).
+    pub overlay: Option<At<Name>>,
+    /// An internal snapshot (`virsh snapshot-create-as` without `--disk-only`): QEMU's `savevm`
+    /// into the disks for a running guest, `qemu-img snapshot -c` on each disk for a shut-off
+    /// one. Takes neither `disk` nor `overlay`.
+    pub internal: Option<At<bool>>,
+}
+
+/// What a `snapshot_create` asks for, once its fields agree with each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotKind<'a> {
+    External {
+        disk: &'a At<String>,
+        overlay: &'a At<Name>,
+    },
+    Internal,
+}
+
+impl SnapshotCreate {
+    pub fn is_internal(&self) -> bool {
+        self.internal.as_ref().is_some_and(|i| i.value)
+    }
+
+    /// None when the fields contradict each other (validation refuses such a step).
+    pub fn kind(&self) -> Option<SnapshotKind<'_>> {
+        match (self.is_internal(), &self.disk, &self.overlay) {
+            (true, None, None) => Some(SnapshotKind::Internal),
+            (false, Some(disk), Some(overlay)) => Some(SnapshotKind::External { disk, overlay }),
+            _ => None,
+        }
+    }
 }
 
 /// `blockcommit`: merge layers of a disk's chain down into a lower one. Without `top` it is an

@@ -629,10 +629,20 @@ impl Checker<'_> {
             self.variant(v);
         }
         let w = &when.value;
-        if w.variant.is_empty() && w.distro.is_empty() && w.libvirt.is_none() {
+        if w.variant.is_empty()
+            && w.distro.is_empty()
+            && w.not_distro.is_empty()
+            && w.libvirt.is_none()
+        {
             self.problem(
                 when,
-                "`when: {}` holds everywhere: remove it, or give `variant:`, `distro:` or `libvirt:`".into(),
+                "`when: {}` holds everywhere: remove it, or give `variant:`, `distro:`, `not_distro:` or `libvirt:`".into(),
+            );
+        }
+        if let Some(d) = w.distro.iter().find(|d| w.not_distro.contains(d)) {
+            self.problem(
+                when,
+                format!("`when:` names {d} in both `distro:` and `not_distro:`: keep it in one"),
             );
         }
         if let Some((name, _)) = o.capture.iter().next() {

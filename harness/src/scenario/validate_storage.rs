@@ -188,20 +188,7 @@ impl Checker<'_> {
 
     pub(super) fn storage_action(&mut self, action: &Action) {
         match action {
-            Action::SnapshotCreate(a) => {
-                self.domain(&a.domain);
-                self.disk_target(&a.disk);
-                self.made_by_step(&a.overlay, "the overlay");
-                if let Some(i) = self.s.images.get(&a.overlay.value) {
-                    if i.value.format != ImageFormat::Qcow2 {
-                        let m = format!(
-                            "an external snapshot's overlay is qcow2: add `format: qcow2` to image `{}`",
-                            a.overlay.value
-                        );
-                        self.problem(&a.overlay, m);
-                    }
-                }
-            }
+            Action::SnapshotCreate(a) => self.snapshot_create(a),
             Action::Blockcommit(a) => {
                 self.domain(&a.domain);
                 self.disk_target(&a.disk);
@@ -241,6 +228,49 @@ impl Checker<'_> {
                 }
             }
             _ => {}
+        }
+    }
+}
+
+impl Checker<'_> {
+    /// External: a disk and a qcow2 overlay the step creates; internal: neither.
+    fn snapshot_create(&mut self, a: &SnapshotCreate) {
+        self.domain(&a.domain);
+        if a.is_internal() {
+            if let Some(d) = &a.disk {
+                self.problem(d, "an internal snapshot covers every disk of the domain: remove `disk` (or `internal: true` for an external snapshot of one disk)".into());
+            }
+            if let Some(o) = &a.overlay {
+                self.problem(o, "an internal snapshot is kept inside the qcow2 disks and has no overlay: remove `overlay` (or `internal: true` for an external snapshot)".into());
+            }
+            return;
+        }
+        let at = a
+            .internal
+            .as_ref()
+            .map_or((a.domain.line, a.domain.column), |i| (i.line, i.column));
+        let at = At {
+            value: (),
+            line: at.0,
+            column: at.1,
+        };
+        match &a.disk {
+            Some(d) => self.disk_target(d),
+            None => self.problem(&at, "an external snapshot needs the disk's target: add `disk: vda` (or `internal: true` for an internal snapshot of every disk)".into()),
+        }
+        let Some(overlay) = &a.overlay else {
+            self.problem(&at, "an external snapshot needs the image it creates: add `overlay: IMAGE` (an image with `create: false, format: qcow2`), or `internal: true`".into());
+            return;
+        };
+        self.made_by_step(overlay, "the overlay");
+        if let Some(i) = self.s.images.get(&overlay.value) {
+            if i.value.format != ImageFormat::Qcow2 {
+                let m = format!(
+                    "an external snapshot's overlay is qcow2: add `format: qcow2` to image `{}`",
+                    overlay.value
+                );
+                self.problem(overlay, m);
+            }
         }
     }
 }

@@ -341,6 +341,18 @@ const RUN_DIR_PREFIX: &str = "selinux-harness-vm.";
 /// Removes run dirs whose process died without its destructors (SIGKILL, power loss); its QEMU
 /// died with it (parent-death signal), so nothing uses them.
 fn sweep_dead_run_dirs() {
+    sweep_run_dirs(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+}
+
+/// Removes this process's own run dirs, for a process about to exit on a signal without
+/// unwinding (the conformance suite's Ctrl-C): its QEMUs die with it (parent-death signal), and
+/// a deleted file they still hold open goes when they do.
+pub fn remove_own_run_dirs() {
+    let me = std::process::id();
+    sweep_run_dirs(|pid| pid == me);
+}
+
+fn sweep_run_dirs(remove: impl Fn(u32) -> bool) {
     let tmp = std::env::temp_dir();
     let Ok(entries) = fs::read_dir(&tmp) else {
         return;
@@ -354,7 +366,7 @@ fn sweep_dead_run_dirs() {
         else {
             continue;
         };
-        if !Path::new(&format!("/proc/{pid}")).exists() {
+        if remove(pid) {
             let _ = fs::remove_dir_all(entry.path());
         }
     }

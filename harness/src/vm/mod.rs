@@ -34,6 +34,7 @@ use crate::image::{Image, Progress};
 use channel::Channel;
 pub use error::VmError;
 use instance::Guest;
+pub use launch::remove_own_run_dirs;
 use monitor::Monitor;
 pub use options::{AccelChoice, BootInfo, StartKind, VmOptions, WarmPolicy};
 pub use qemu::{Accel, LaunchSpec, QemuChild, DEFAULT_MACHINE, PAYLOAD_CAPACITY};
