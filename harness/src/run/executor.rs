@@ -127,6 +127,13 @@ pub enum RunError {
 #[error("this scenario has no domains, so no libvirt connection")]
 struct NoLibvirt;
 
+/// A captured domain's process label, image label and process ids.
+type RealSeclabel = (
+    crate::context::Context,
+    Option<crate::context::Context>,
+    Option<crate::evidence::file_state::Ids>,
+);
+
 /// Why a domain's labels could not be read off the host for a `capture:`.
 #[derive(Debug, thiserror::Error)]
 enum SeclabelError {
@@ -723,6 +730,7 @@ impl Run<'_> {
                     Captured {
                         label: roles.get(role).clone(),
                         imagelabel: None,
+                        ids: None,
                     },
                 );
             }
@@ -1497,7 +1505,7 @@ impl Run<'_> {
             });
         for (name, dom) in &o.capture {
             let (claimed, claimed_image) = self.live_seclabel(&dom.value);
-            let (label, imagelabel) = match self.real_seclabel(&dom.value) {
+            let (label, imagelabel, ids) = match self.real_seclabel(&dom.value) {
                 Ok(real) => real,
                 Err(why) => {
                     let note =
@@ -1528,8 +1536,14 @@ impl Run<'_> {
                 process: Some(label.clone()),
                 image: imagelabel.clone(),
             });
-            self.captures
-                .insert(name.clone(), Captured { label, imagelabel });
+            self.captures.insert(
+                name.clone(),
+                Captured {
+                    label,
+                    imagelabel,
+                    ids,
+                },
+            );
         }
         evidence.extend(self.labels());
         evidence.extend(crate::run::bookkeeping::file_states(
@@ -1841,10 +1855,9 @@ impl Run<'_> {
     /// A domain's labels as the host shows them: its QEMU process's context
     /// (/proc/PID/attr/current) and the label of its first disk that takes the domain's
     /// imagelabel (not shared, not read-only, no label of its own); None without such a disk.
-    fn real_seclabel(
-        &self,
-        n: &Name,
-    ) -> Result<(crate::context::Context, Option<crate::context::Context>), SeclabelError> {
+    /// Also who the process runs as (None if /proc would not say: a `$NAME` owner then fails
+    /// as not captured).
+    fn real_seclabel(&self, n: &Name) -> Result<RealSeclabel, SeclabelError> {
         let d = &self.plan.domains[n];
         let pid =
             crate::host::libvirt::qemu_pid(&d.libvirt_name).ok_or(SeclabelError::NotRunning)?;
@@ -1876,7 +1889,8 @@ impl Run<'_> {
             }
             None => None,
         };
-        Ok((label, image))
+        let ids = crate::evidence::file_state::process_ids(pid).ok();
+        Ok((label, image, ids))
     }
 
     /// Every image's label and every running domain's process label.

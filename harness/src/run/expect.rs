@@ -22,6 +22,10 @@ mod swtpm;
 pub struct Captured {
     pub label: Context,
     pub imagelabel: Option<Context>,
+    /// Who the domain's QEMU ran as (`owner: {FILE: $vm1}`); None for a `before:` capture
+    /// and a policy role.
+    #[serde(default)]
+    pub ids: Option<crate::evidence::file_state::Ids>,
 }
 
 pub type Captures = BTreeMap<Name, Captured>;
@@ -791,6 +795,7 @@ mod tests {
             Captured {
                 label: ctx("system_u:system_r:svirt_t:s0:c146,c1010"),
                 imagelabel: Some(ctx("system_u:object_r:svirt_image_t:s0:c146,c1010")),
+                ids: None,
             },
         );
         c.insert(
@@ -798,6 +803,7 @@ mod tests {
             Captured {
                 label: ctx("system_u:system_r:svirt_t:s0:c161,c423"),
                 imagelabel: Some(ctx("system_u:object_r:svirt_image_t:s0:c161,c423")),
+                ids: None,
             },
         );
         c
@@ -1199,6 +1205,7 @@ mod tests {
                 Captured {
                     label: roles.get(role).clone(),
                     imagelabel: None,
+                    ids: None,
                 },
             );
         }
@@ -1284,6 +1291,7 @@ mod tests {
             Captured {
                 label: ctx("system_u:system_r:svirt_t:s0:c1,c2-s0:c0.c1023"),
                 imagelabel: None,
+                ids: None,
             },
         );
         let img = "system_u:object_r:svirt_image_t";

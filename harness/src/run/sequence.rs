@@ -121,6 +121,7 @@ fn remember_before<H: Steps>(host: &mut H, index: usize, o: &StepOptions) -> Res
             Captured {
                 label,
                 imagelabel: None,
+                ids: None,
             },
         );
     }

@@ -350,6 +350,7 @@ mod tests {
             crate::run::expect::Captured {
                 label: "system_u:system_r:svirt_t:s0:c161,c423".parse().unwrap(),
                 imagelabel: None,
+                ids: None,
             },
         );
         let bug = excusing("file.vm1.img", Some("svirt_image_t:$vm2"));

@@ -370,6 +370,57 @@ impl JsonSchema for Owner {
     }
 }
 
+/// A file's expected owner: `user:group`, or `$NAME`, the user and group the QEMU of the domain
+/// captured as NAME ran as at the capture (qemu.conf's `user`: libvirt-qemu on Debian, qemu on
+/// Fedora), so "the image is QEMU's while the guest runs" holds on any distribution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnerExpect {
+    Is(Owner),
+    Of(super::Name),
+}
+
+impl fmt::Display for OwnerExpect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OwnerExpect::Is(o) => o.fmt(f),
+            OwnerExpect::Of(n) => write!(f, "${n}"),
+        }
+    }
+}
+
+impl Serialize for OwnerExpect {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for OwnerExpect {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.strip_prefix('$') {
+            Some(name) => name.parse().map(OwnerExpect::Of).map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "owner {s:?}: after `$` comes the name of a domain's capture, e.g. $vm1"
+                ))
+            }),
+            None => s
+                .parse()
+                .map(OwnerExpect::Is)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl JsonSchema for OwnerExpect {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "OwnerExpect".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string", "pattern": "^([^:]+:[^:]+|\\$[A-Za-z0-9_-]+)$",
+            "description": "user:group (names resolved on the target, or numbers), or $NAME: the user and group of the QEMU of the domain captured as NAME"})
+    }
+}
+
 /// Permission bits, written in octal as `ls -l` users think of them: "0750".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Mode(pub u32);

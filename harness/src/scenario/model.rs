@@ -1238,9 +1238,10 @@ pub struct Expect {
     /// libvirt's remembered-owner attributes (trusted.libvirt.security.*) of files.
     #[serde(default)]
     pub xattr: BTreeMap<At<FileRef>, BTreeMap<XattrName, XattrExpect>>,
-    /// Owners of files, `user:group` (names resolved on the target).
+    /// Owners of files, `user:group` (names resolved on the target), or `$vm1`: the user and
+    /// group vm1's QEMU ran as when it was captured.
     #[serde(default)]
-    pub owner: BTreeMap<At<FileRef>, Owner>,
+    pub owner: BTreeMap<At<FileRef>, OwnerExpect>,
     /// Permission bits of files, e.g. "0750".
     #[serde(default)]
     pub mode: BTreeMap<At<FileRef>, Mode>,

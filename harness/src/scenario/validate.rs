@@ -34,6 +34,8 @@ struct Checker<'a> {
     warnings: Vec<Problem>,
     /// Captures made so far, with the step that made them.
     captured: BTreeSet<Name>,
+    /// The captures of domains (not `before:` ones): only they know who QEMU ran as.
+    domain_captures: BTreeSet<Name>,
     /// Files other than images that the scenario names (save files, dumps, chardev paths):
     /// `file:` may check them too.
     made: BTreeSet<Name>,
@@ -48,6 +50,7 @@ pub(super) fn validate(s: &Scenario) -> (Vec<Problem>, Vec<Problem>) {
         problems: Vec::new(),
         warnings: Vec::new(),
         captured: BTreeSet::new(),
+        domain_captures: BTreeSet::new(),
         made: operations_check::files_made(s),
         saved: BTreeSet::new(),
     };
@@ -248,6 +251,21 @@ impl Checker<'_> {
         }
         for f in e.owner.keys().chain(e.mode.keys()).chain(e.absent.iter()) {
             self.file_ref(f);
+        }
+        for (f, o) in &e.owner {
+            if let OwnerExpect::Of(name) = o {
+                if !self.domain_captures.contains(name) {
+                    let m = format!(
+                        "`owner: ${name}` is who the QEMU of a domain captured as `{name}` runs as, and no `capture: {{{name}: DOMAIN}}` is made by this step or an earlier one{}",
+                        if self.captured.contains(name) {
+                            " (a `before:` capture is a file's label, not a process)"
+                        } else {
+                            ""
+                        }
+                    );
+                    self.problem(f, m);
+                }
+            }
         }
         for (f, l) in &e.label {
             self.file_ref(f);
@@ -778,6 +796,7 @@ impl Checker<'_> {
                 let m = format!("capture `{name}` is made twice; give the second one another name");
                 self.problem(dom, m);
             }
+            self.domain_captures.insert(name.clone());
         }
         let e = &o.expect;
         if let Some(em) = &e.error {

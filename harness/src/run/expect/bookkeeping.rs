@@ -9,7 +9,8 @@ use crate::evidence::file_state::{FileFacts, Ids};
 use crate::evidence::Evidence;
 use crate::run::verdict::Check;
 use crate::scenario::{
-    CheckKey, Expect, FileRef, LabelExpect, Mode, Name, Owner, XattrExpect, XattrName, XattrText,
+    CheckKey, Expect, FileRef, LabelExpect, Mode, Name, Owner, OwnerExpect, XattrExpect, XattrName,
+    XattrText,
 };
 
 /// The text an attribute value stands for: a literal, or a capture's whole context.
@@ -130,14 +131,36 @@ fn want_text(w: &XattrExpect) -> String {
     }
 }
 
-fn owner_check(file: &FileRef, want: &Owner, evidence: &[Evidence]) -> Check {
+fn owner_check(
+    file: &FileRef,
+    want: &OwnerExpect,
+    evidence: &[Evidence],
+    caps: &Captures,
+) -> Check {
+    let key = CheckKey::Owner(file.to_string());
+    let what = format!("owner of {file}");
     let ids = existing(file, evidence).map(FileFacts::ids);
-    owner_verdict(
-        CheckKey::Owner(file.to_string()),
-        format!("owner of {file}"),
-        want,
-        ids,
-    )
+    let name = match want {
+        OwnerExpect::Is(o) => return owner_verdict(key, what, o, ids),
+        OwnerExpect::Of(name) => name,
+    };
+    // The ids, not the names: the capture's process and the file are on the same host.
+    let Some(of) = caps.get(name).and_then(|c| c.ids.as_ref()) else {
+        return missing(
+            key,
+            what,
+            format!("${name}"),
+            format!("${name} was not captured from a running QEMU whose user could be read"),
+        );
+    };
+    let expected = format!("{} (${name}'s QEMU)", of.describe());
+    match ids {
+        Ok(ids) => {
+            let same = ids.uid == of.uid && ids.gid == of.gid;
+            check(key, what, expected, ids.describe(), same)
+        }
+        Err(why) => missing(key, what, expected, why.to_string()),
+    }
 }
 
 /// `user:group` against the ids the evidence gave, or the check's evidence is missing.
@@ -261,7 +284,7 @@ pub fn checks(expect: &Expect, evidence: &[Evidence], caps: &Captures) -> Vec<Ch
         }
     }
     for (f, o) in &expect.owner {
-        out.push(owner_check(&f.value, o, evidence));
+        out.push(owner_check(&f.value, o, evidence, caps));
     }
     for (f, m) in &expect.mode {
         out.push(mode_check(&f.value, *m, evidence));
@@ -303,6 +326,7 @@ mod tests {
             Captured {
                 label: ctx("system_u:object_r:virt_content_t:s0"),
                 imagelabel: None,
+                ids: None,
             },
         );
         c
@@ -564,5 +588,54 @@ mod tests {
             let key: CheckKey = k.parse().unwrap();
             assert_eq!(key.to_string(), k);
         }
+    }
+
+    #[test]
+    fn an_owner_of_a_capture_is_its_qemus_user_by_id() {
+        let src = "name: t\ndescription: d\nimages: {vm1.img: {size: 1M}}\ndomains: {vm1: {disks: [vm1.img]}}\nsteps:\n  - start: vm1\n    capture: {vm1: vm1}\n    expect:\n      owner: {vm1.img: $vm1}\n";
+        let e = crate::run::expect::first_step_expect(src);
+        let judge = |qemu: Option<(u32, u32)>, file: FileFacts| {
+            let mut c = Captures::new();
+            c.insert(
+                "vm1".parse().unwrap(),
+                Captured {
+                    label: ctx("system_u:system_r:svirt_t:s0:c374,c778"),
+                    imagelabel: None,
+                    ids: qemu.map(|(uid, gid)| Ids {
+                        uid,
+                        gid,
+                        user: None,
+                        group: None,
+                    }),
+                },
+            );
+            let all = [
+                Evidence::Action {
+                    action: "start vm1".into(),
+                    outcome: Outcome::Ok,
+                },
+                state("vm1.img", Some(file)),
+            ];
+            let c = check_step(&e, false, &all, &c, &[])
+                .into_iter()
+                .find(|c| c.key == CheckKey::Owner("vm1.img".into()))
+                .unwrap();
+            (c.passed, c.evidence_missing, c.expected, c.observed)
+        };
+        // Fedora's qemu (107) or Debian's libvirt-qemu (64055): whichever QEMU ran as.
+        let (passed, _, expected, _) = judge(Some((64055, 64055)), running_image());
+        assert!(passed);
+        assert!(
+            expected.contains("64055:64055") && expected.contains("$vm1"),
+            "{expected}"
+        );
+        let (passed, missing, _, observed) = judge(Some((107, 107)), running_image());
+        assert!(!passed && !missing, "{observed}");
+        let mut root = running_image();
+        (root.uid, root.gid) = (0, 0);
+        assert!(!judge(Some((64055, 64055)), root).0);
+        // A capture without the process's ids: missing evidence, never a pass.
+        let (passed, missing, _, observed) = judge(None, running_image());
+        assert!(!passed && missing, "{observed}");
     }
 }

@@ -87,6 +87,7 @@ mod tests {
             Captured {
                 label: "system_u:system_r:svirt_t:s0:c1,c2".parse().unwrap(),
                 imagelabel: Some("system_u:object_r:svirt_image_t:s0:c1,c2".parse().unwrap()),
+                ids: None,
             },
         );
         let mut all = vec![Evidence::Action {
