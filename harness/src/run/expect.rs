@@ -771,6 +771,36 @@ pub(crate) fn first_step_expect(src: &str) -> Expect {
         .expect
 }
 
+/// A started vm1's checks that `keep` selects, as (key, passed, evidence missing, observed):
+/// vm1 captured at s0:c1,c2 (svirt_t, its image svirt_image_t), the action succeeded, then
+/// `evidence`. For the checks' unit tests.
+#[cfg(test)]
+pub(crate) fn judge_started_vm1(
+    e: &Expect,
+    evidence: &[Evidence],
+    keep: impl Fn(&CheckKey) -> bool,
+) -> Vec<(String, bool, bool, String)> {
+    let mut caps = Captures::new();
+    caps.insert(
+        "vm1".parse().unwrap(),
+        Captured {
+            label: "system_u:system_r:svirt_t:s0:c1,c2".parse().unwrap(),
+            imagelabel: Some("system_u:object_r:svirt_image_t:s0:c1,c2".parse().unwrap()),
+            ids: None,
+        },
+    );
+    let mut all = vec![Evidence::Action {
+        action: "start vm1".into(),
+        outcome: crate::evidence::Outcome::Ok,
+    }];
+    all.extend_from_slice(evidence);
+    check_step(e, false, &all, &caps, &[])
+        .into_iter()
+        .filter(|c| keep(&c.key))
+        .map(|c| (c.key.to_string(), c.passed, c.evidence_missing, c.observed))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -69,8 +69,8 @@ pub fn checks(expect: &Expect, evidence: &[Evidence], caps: &Captures) -> Vec<Ch
 #[cfg(test)]
 mod tests {
     use crate::context::Context;
-    use crate::evidence::{Evidence, Outcome};
-    use crate::run::expect::{check_step, Captured, Captures};
+    use crate::evidence::Evidence;
+    use crate::run::expect::judge_started_vm1;
     use crate::scenario::{CheckKey, Expect};
 
     fn expect(yaml: &str) -> Expect {
@@ -81,25 +81,7 @@ mod tests {
     }
 
     fn run(e: &Expect, evidence: &[Evidence]) -> Vec<(String, bool, bool, String)> {
-        let mut caps = Captures::new();
-        caps.insert(
-            "vm1".parse().unwrap(),
-            Captured {
-                label: "system_u:system_r:svirt_t:s0:c1,c2".parse().unwrap(),
-                imagelabel: Some("system_u:object_r:svirt_image_t:s0:c1,c2".parse().unwrap()),
-                ids: None,
-            },
-        );
-        let mut all = vec![Evidence::Action {
-            action: "start vm1".into(),
-            outcome: Outcome::Ok,
-        }];
-        all.extend_from_slice(evidence);
-        check_step(e, false, &all, &caps, &[])
-            .into_iter()
-            .filter(|c| matches!(c.key, CheckKey::HelperProcess(..)))
-            .map(|c| (c.key.to_string(), c.passed, c.evidence_missing, c.observed))
-            .collect()
+        judge_started_vm1(e, evidence, |k| matches!(k, CheckKey::HelperProcess(..)))
     }
 
     fn helper(pid: u32, context: &str) -> Evidence {
