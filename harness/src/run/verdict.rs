@@ -405,4 +405,20 @@ mod tests {
             applies
         );
     }
+
+    /// `not_distro` is every distribution but those named, unnamed ones included.
+    #[rstest]
+    #[case("debian-12", false)]
+    #[case("debian-13", true)]
+    #[case("fedora-43", true)]
+    fn not_distro_is_every_other_distribution(#[case] distro: &str, #[case] applies: bool) {
+        let src = "name: t\ndescription: d\ndomains: {vm1: {}}\nsteps:\n  - define: vm1\n    when: {not_distro: [debian-12]}\n";
+        let s = crate::scenario::load_str(std::path::Path::new("t.yaml"), src).unwrap();
+        let target = TargetInfo {
+            distro: distro.into(),
+            ..Default::default()
+        };
+        let when = s.steps[0].options.when.as_ref().unwrap();
+        assert_eq!(when.value.applies(None, &target), applies);
+    }
 }
